@@ -1,0 +1,159 @@
+"""Certificate authority and leaf certificates (pure: values in, values out).
+
+EC P-256 everywhere (RSA generation is ~100x slower). A CA may carry X.509
+name constraints (RFC 5280 §4.2.1.10) so a leaked session CA can only vouch
+for the route hosts. Leaves follow the checklist of mitmproxy's `certs.py`:
+SAN, serverAuth EKU, AKI from the CA's SKI, backdated validity.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+CA_VALIDITY = dt.timedelta(days=3650)
+LEAF_VALIDITY = dt.timedelta(days=200)
+BACKDATE = dt.timedelta(days=2)
+
+
+@dataclass(frozen=True)
+class CA:
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    @property
+    def cert_pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    def key_pem(self) -> bytes:
+        return self.key.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
+
+    @property
+    def not_after(self) -> dt.datetime:
+        return self.cert.not_valid_after_utc
+
+
+@dataclass(frozen=True)
+class Leaf:
+    cert_pem: bytes
+    key_pem: bytes
+    chain_pem: bytes   # leaf then CA
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _general_name(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+def create_ca(common_name: str = "cordon CA", *, permitted_hosts: Iterable[str] | None = None,
+              validity: dt.timedelta = CA_VALIDITY, now: dt.datetime | None = None) -> CA:
+    """A new CA. With `permitted_hosts`, a critical NameConstraints extension limits it."""
+    now = now or _now()
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "cordon")])
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    b = (x509.CertificateBuilder()
+         .subject_name(name).issuer_name(name)
+         .public_key(key.public_key())
+         .serial_number(x509.random_serial_number())
+         .not_valid_before(now - BACKDATE)
+         .not_valid_after(now + validity)
+         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+         .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                      content_commitment=False, key_encipherment=False,
+                                      data_encipherment=False, key_agreement=False,
+                                      encipher_only=False, decipher_only=False), critical=True)
+         .add_extension(ski, critical=False))
+    if permitted_hosts is not None:
+        subtrees: list[x509.GeneralName] = []
+        for h in sorted(set(permitted_hosts)):
+            try:
+                ip = ipaddress.ip_address(h)
+                bits = 32 if ip.version == 4 else 128
+                subtrees.append(x509.IPAddress(ipaddress.ip_network(f"{ip}/{bits}")))
+            except ValueError:
+                subtrees.append(x509.DNSName(h))
+        if not subtrees:
+            # nothing is permitted: an empty DNS subtree list would permit all,
+            # so permit only a name that cannot exist (RFC 6761 .invalid)
+            subtrees.append(x509.DNSName("no-routes.invalid"))
+        b = b.add_extension(x509.NameConstraints(permitted_subtrees=subtrees, excluded_subtrees=None),
+                            critical=True)
+    cert = b.sign(key, hashes.SHA256())
+    return CA(cert=cert, key=key)
+
+
+def load_ca(cert_pem: bytes, key_pem: bytes) -> CA:
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        # RSA CAs from other tools are accepted too; only generation is EC
+        return CA(cert=cert, key=key)  # type: ignore[arg-type]
+    return CA(cert=cert, key=key)
+
+
+def issue_leaf(ca: CA, host: str, *, now: dt.datetime | None = None,
+               validity: dt.timedelta = LEAF_VALIDITY) -> Leaf:
+    """A server certificate for `host` signed by `ca`."""
+    now = now or _now()
+    key = ec.generate_private_key(ec.SECP256R1())
+    not_after = min(now + validity, ca.cert.not_valid_after_utc)
+    aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.cert.public_key())  # type: ignore[arg-type]
+    cn = host if len(host) <= 64 else host[:64]
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+            .issuer_name(ca.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - BACKDATE)
+            .not_valid_after(not_after)
+            .add_extension(x509.SubjectAlternativeName([_general_name(host)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False,
+                                         content_commitment=False, data_encipherment=False,
+                                         key_agreement=False, key_cert_sign=False, crl_sign=False,
+                                         encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(aki, critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(ca.key, hashes.SHA256()))
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return Leaf(cert_pem=cert_pem, key_pem=key_pem, chain_pem=cert_pem + ca.cert_pem)
+
+
+def split_pem_certs(data: bytes) -> list[bytes]:
+    """Every CERTIFICATE block in a PEM bundle, normalised (for de-duplication)."""
+    out: list[bytes] = []
+    begin, end = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
+    pos = 0
+    while True:
+        s = data.find(begin, pos)
+        if s < 0:
+            break
+        e = data.find(end, s)
+        if e < 0:
+            break
+        block = data[s:e + len(end)]
+        body = b"".join(block[len(begin):-len(end)].split())
+        out.append(begin + b"\n" + b"\n".join(body[i:i + 64] for i in range(0, len(body), 64))
+                   + b"\n" + end + b"\n")
+        pos = e + len(end)
+    return out

@@ -1,0 +1,84 @@
+"""Entry point: builds the parser from the command modules, maps errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+from collections.abc import Sequence
+
+from cordon import __version__
+from cordon.cli.context import Context
+from cordon.errors import CordonError
+
+# command name -> module under cordon.cli; order is the order of --help
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("exec", "cmd_exec"),
+    ("start", "cmd_start"),
+    ("wait", "cmd_wait"),
+    ("env", "cmd_env"),
+    ("setup", "cmd_setup"),
+    ("integration", "cmd_integration"),
+    ("route", "cmd_route"),
+    ("secret", "cmd_secret"),
+    ("token", "cmd_token"),
+    ("status", "cmd_status"),
+    ("doctor", "cmd_doctor"),
+    ("service", "cmd_service"),
+    ("hook", "cmd_hook"),
+    ("trust", "cmd_trust"),
+    ("untrust", "cmd_trust"),
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"cordon: error: {message}", file=sys.stderr)
+        print(f"hint: run `{self.prog} --help` for usage", file=sys.stderr)
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="cordon",
+                     description="Keep API keys out of AI coding agents: a loopback proxy injects "
+                                 "the real credential, the agent only holds a placeholder.")
+    parser.add_argument("--version", action="version", version=f"cordon {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for internal errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, modname in COMMANDS:
+        mod = importlib.import_module(f"cordon.cli.{modname}")
+        mod.register(sub, name)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
+    ctx = ctx or Context()
+    parser = build_parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if not getattr(args, "command", None):
+        parser.print_help(ctx.stdout)
+        return 2
+    try:
+        return int(args.run(args, ctx))
+    except CordonError as e:
+        ctx.err(f"cordon: error: {e.message}")
+        if e.hint:
+            ctx.err(f"hint: {e.hint}")
+        return e.exit_status
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as e:
+        if args.debug:
+            traceback.print_exc(file=ctx.stderr)
+        else:
+            ctx.err(f"cordon: internal error: {type(e).__name__}: {e}")
+            ctx.err("hint: run again with --debug for the traceback, and report it")
+        return 70
+
+
+def entry() -> None:
+    sys.exit(main())

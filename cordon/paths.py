@@ -1,0 +1,101 @@
+"""Where cordon keeps its files: config discovery and per-scope state.
+
+The only module that reads HOME / XDG variables, and only from the mapping it
+is handed (tests pass a throwaway environment). No sockets, no keyring.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+CONFIG_NAME = "cordon.toml"
+
+
+def namespace_for(project_dir: Path) -> str:
+    """`<dirname>-<sha256(abs dir)[:8]>`, Cordon's per-project name."""
+    absdir = str(project_dir.resolve())
+    digest = hashlib.sha256(absdir.encode()).hexdigest()[:8]
+    return f"{project_dir.resolve().name or 'root'}-{digest}"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Resolved base directories for one invocation."""
+
+    home: Path
+    config_home: Path          # $XDG_CONFIG_HOME or ~/.config
+    runtime_dir: Path | None   # $XDG_RUNTIME_DIR when it is usable
+    cwd: Path
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Paths:
+        env = os.environ if env is None else env
+        home = Path(env.get("HOME") or Path.home())
+        xdg = env.get("XDG_CONFIG_HOME")
+        config_home = Path(xdg) if xdg and os.path.isabs(xdg) else home / ".config"
+        rt = env.get("XDG_RUNTIME_DIR")
+        runtime = Path(rt) if rt and os.path.isabs(rt) and os.path.isdir(rt) else None
+        return cls(home=home, config_home=config_home, runtime_dir=runtime,
+                   cwd=(cwd or Path(os.getcwd())))
+
+    @property
+    def cordon_home(self) -> Path:
+        return self.config_home / "cordon"
+
+    @property
+    def user_config(self) -> Path:
+        return self.cordon_home / CONFIG_NAME
+
+    def find_project_config(self) -> Path | None:
+        """cordon.toml in the working directory or its nearest parent."""
+        here = self.cwd.resolve()
+        for d in (here, *here.parents):
+            cand = d / CONFIG_NAME
+            if cand.is_file():
+                return cand
+        return None
+
+    def state_dir(self, scope: str, project_dir: Path | None = None) -> Path:
+        """Per-scope state (CA, tokens): projects/<ns>/ or user/."""
+        if scope == "user":
+            return self.cordon_home / "user"
+        base = project_dir if project_dir is not None else self.cwd
+        return self.cordon_home / "projects" / namespace_for(base)
+
+    def state_dir_for_config(self, config_path: Path | None, scope: str) -> Path:
+        """State directory that belongs to a config file (user file → user/)."""
+        if config_path is not None and config_path.resolve() == self.user_config.resolve():
+            return self.state_dir("user")
+        if scope == "user":
+            return self.state_dir("user")
+        return self.state_dir("project", config_path.parent if config_path else self.cwd)
+
+    @property
+    def sessions_dir(self) -> Path:
+        """Records of running `cordon exec` sessions (for crash repair)."""
+        return self.cordon_home / "sessions"
+
+    @property
+    def session_root(self) -> Path:
+        """Parent of per-session directories: $XDG_RUNTIME_DIR/cordon or a private temp dir."""
+        if self.runtime_dir is not None:
+            return self.runtime_dir / "cordon"
+        return Path(tempfile.gettempdir()) / f"cordon-{os.getuid()}"
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create `path` (and parents) with mode 0700; tighten it if it exists."""
+    old = os.umask(0o077)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    finally:
+        os.umask(old)
+    st = path.stat()
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path
