@@ -39,15 +39,13 @@ def quote(value: str, shell: str) -> str:
     bash, zsh and direnv share POSIX single quotes; fish's single quotes treat
     backslash and quote specially, so those are escaped. NUL cannot be passed.
     """
+    if shell not in (*RENDER_TARGETS, "sh"):
+        raise ValueError(f"unknown shell {shell!r} (use one of: {', '.join(RENDER_TARGETS)})")
     if "\x00" in value:
         raise ValueError("a shell word cannot hold a NUL byte")
     if _SAFE.fullmatch(value):
         return value
-    if shell == "fish":
-        return quote_fish(value)
-    if shell in ("bash", "zsh", "direnv", "sh"):
-        return quote_sh(value)
-    raise ValueError(f"unknown shell {shell!r} (use one of: {', '.join(RENDER_TARGETS)})")
+    return quote_fish(value) if shell == "fish" else quote_sh(value)
 
 
 def command_line(argv: Sequence[str], shell: str) -> str:
@@ -284,10 +282,11 @@ _cordon_hook() {{
   fi
   return $_cordon_status
 }}
-if [[ ";${{PROMPT_COMMAND[*]:-}};" != *";_cordon_hook;"* ]]; then
+if [[ "$(declare -p PROMPT_COMMAND 2>/dev/null)" != *_cordon_hook* ]]; then
   if [[ "$(declare -p PROMPT_COMMAND 2>&1)" == "declare -a"* ]]; then
     PROMPT_COMMAND=(_cordon_hook "${{PROMPT_COMMAND[@]}}")
   else
+    # shellcheck disable=SC2128,SC2178  # the string form of PROMPT_COMMAND
     PROMPT_COMMAND="_cordon_hook${{PROMPT_COMMAND:+;$PROMPT_COMMAND}}"
   fi
 fi
