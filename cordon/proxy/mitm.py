@@ -47,7 +47,7 @@ async def serve_mitm(px: Proxy, client: Conn, route: Route, host: str, port: int
                  route.host, reason)
         return
     client.buf.clear()
-    sni = sni_of(tls.extra(TLSAttribute.ssl_object))
+    sni = sni_of(tls.extra(TLSAttribute.ssl_object))  # noqa: S610
     inner = Conn(tls)
     try:
         while True:

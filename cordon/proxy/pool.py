@@ -59,7 +59,7 @@ class Upstream(Conn):
     def looks_dead(self) -> bool:
         """An idle connection with something readable has been closed (or sent junk)."""
         try:
-            sock = self.stream.extra(anyio.abc.SocketAttribute.raw_socket)
+            sock = self.stream.extra(anyio.abc.SocketAttribute.raw_socket)  # noqa: S610
         except anyio.TypedAttributeLookupError:
             return False
         try:

@@ -81,7 +81,7 @@ async def serve(settings: ProxySettings, *,
     """Listen on 127.0.0.1:`settings.port`; `task_status.started(port)`; run until cancelled."""
     px = Proxy(settings)
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=settings.port)
-    port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
+    port = int(listener.extra(anyio.abc.SocketAttribute.local_port))  # noqa: S610
     settings.stats.port = port
     log.info("proxy listening on 127.0.0.1:%d (%d routes)", port, len(settings.routes))
     try:
