@@ -226,24 +226,9 @@ def _vars_holding_secrets(env: Mapping[str, str], routes: Sequence[Route],
 
 
 def _build_bundle(ca_pem: bytes, env: Mapping[str, str]) -> bytes:
-    from cordon import castore
-    build = getattr(castore, "build_bundle", None)
-    if build is not None:
-        return bytes(build([ca_pem], env))
-    # TEMPORARY until castore.build_bundle lands on main: system roots + the session CA
-    import ssl
-
-    from cordon.certs import split_pem_certs
-    out: list[bytes] = []
-    inherited = env.get("SSL_CERT_FILE")
-    for f in (inherited, ssl.get_default_verify_paths().openssl_cafile, "/etc/ssl/certs/ca-certificates.crt"):
-        if f and os.path.isfile(f):
-            with contextlib.suppress(OSError):
-                out += split_pem_certs(Path(f).read_bytes())
-    if not out:
-        raise CordonError("no system root certificates found", "install your system's ca-certificates package")
-    out += split_pem_certs(ca_pem)
-    return b"".join(dict.fromkeys(out))
+    """Inherited SSL_CERT_FILE certs, system roots, then the session CA (castore refuses no roots)."""
+    from cordon.castore import build_bundle
+    return build_bundle([ca_pem], env)
 
 
 def _dotenv_target(codex_home: Path | None, env: Mapping[str, str], paths: Paths) -> Path | None:
