@@ -1,0 +1,382 @@
+"""Format-aware edits of the files an integration manages (pure: text in, text out).
+
+Each editor puts cordon's entries into a file's text and takes them out again
+without touching anything else: a marked block in a `.env`, keys in a TOML
+file (tomlkit keeps every comment and line), keys in a JSON object (indent
+kept). An editor that finds nothing to change returns the input unchanged, so a
+repeated `setup` writes no byte. No file I/O here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import tomlkit
+import tomlkit.exceptions
+from tomlkit.container import Container
+from tomlkit.items import InlineTable, Table
+
+from cordon.errors import CordonError
+
+Key = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One entry cordon wrote: the value it wrote and what was there before (None: nothing)."""
+
+    value: str
+    prev: str | None
+
+
+@dataclass(frozen=True)
+class Applied:
+    text: str | None                  # new text (None: the file should not exist)
+    prev: dict[Key, str | None]       # for each desired key, its value before this edit
+    created: tuple[Key, ...]          # containers (tables, objects) this edit created
+
+
+class Editor(Protocol):
+    kind: str
+
+    def apply(self, text: str | None, desired: Mapping[Key, str],
+              drop: Mapping[Key, Recorded], created: Sequence[Key]) -> Applied:
+        """Set every `desired` key; undo the `drop` entries (no longer wanted)."""
+        ...
+
+    def remove(self, text: str | None, recorded: Mapping[Key, Recorded], created: Sequence[Key],
+               file_created: bool) -> str | None:
+        """Take cordon's entries out; keep whatever the user changed. None: delete the file."""
+        ...
+
+
+def _undo_value(current: str | None, rec: Recorded) -> tuple[bool, str | None]:
+    """(change?, new value) for one entry being withdrawn: only if it still holds our value."""
+    if current != rec.value:
+        return False, current          # the user changed it since: theirs now
+    return True, rec.prev
+
+
+# -- .env: a marked block --------------------------------------------------------------------
+
+BLOCK_BEGIN = "# >>> cordon managed block: `cordon integration disable` removes it >>>"
+BLOCK_END = "# <<< cordon managed block <<<"
+_BLOCK_RE = re.compile(r"(?ms)^# >>> cordon[^\n]*>>>[^\n]*\n.*?^# <<< cordon[^\n]*<<<[^\n]*(\n|\Z)")
+_SAFE_UNQUOTED = re.compile(r"^[A-Za-z0-9_./:@,+=%-]*$")
+
+
+def dotenv_quote(value: str) -> str:
+    """A value as dotenv parsers (dotenvy, python-dotenv, direnv's dotenv) read it back literally."""
+    if _SAFE_UNQUOTED.match(value):
+        return value
+    if "'" not in value and "\n" not in value:
+        return f"'{value}'"     # single quotes: no escapes, no ${VAR} expansion
+    escaped = (value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+               .replace("\n", "\\n"))
+    return f'"{escaped}"'
+
+
+def render_block(values: Mapping[str, str]) -> str:
+    lines = [BLOCK_BEGIN, *(f"{k}={dotenv_quote(v)}" for k, v in values.items()), BLOCK_END]
+    return "\n".join(lines) + "\n"
+
+
+class DotenvBlock:
+    """cordon's variables as one marked block in a `.env`; the user's lines are untouched.
+
+    Keys are `(NAME,)`. The block goes at the end so it wins in loaders where the
+    last assignment wins (Codex sets each line in turn).
+    """
+
+    kind = "dotenv"
+
+    def apply(self, text: str | None, desired: Mapping[Key, str],
+              drop: Mapping[Key, Recorded], created: Sequence[Key]) -> Applied:
+        values = {k[0]: v for k, v in desired.items()}
+        prev: dict[Key, str | None] = {k: None for k in desired}
+        base = text or ""
+        m = _BLOCK_RE.search(base)
+        if m:
+            new = base[:m.start()] + (render_block(values) if values else "") + base[m.end():]
+        elif values:
+            sep = "" if not base or base.endswith("\n") else "\n"
+            new = base + sep + render_block(values)
+        else:
+            new = base
+        if text is None and not new:
+            return Applied(None, prev, ())
+        return Applied(new, prev, ())
+
+    def remove(self, text: str | None, recorded: Mapping[Key, Recorded], created: Sequence[Key],
+               file_created: bool) -> str | None:
+        if text is None:
+            return None
+        new = _BLOCK_RE.sub("", text, count=1)
+        if file_created and not new.strip():
+            return None
+        return new
+
+
+# -- TOML (Codex's config.toml) --------------------------------------------------------------
+
+MANAGED_COMMENT = "managed by cordon: `cordon integration disable` removes these"
+
+
+def _toml_get(node: Any, key: str) -> Any:
+    try:
+        return node[key]
+    except (KeyError, tomlkit.exceptions.NonExistentKey):
+        return None
+
+
+class TomlEntries:
+    """String values at dotted key paths of a TOML document, through tomlkit.
+
+    A missing parent table is created as a `[a.b]` header (with a comment naming
+    cordon); an existing inline table is extended in place.
+    """
+
+    kind = "toml"
+
+    @staticmethod
+    def parse(text: str | None, where: str = "config.toml") -> tomlkit.TOMLDocument:
+        try:
+            return tomlkit.parse(text or "")
+        except tomlkit.exceptions.ParseError as e:
+            raise CordonError(f"{where} is not valid TOML: {e}",
+                              "fix the file (or move it away) and run the command again") from None
+
+    def apply(self, text: str | None, desired: Mapping[Key, str],
+              drop: Mapping[Key, Recorded], created: Sequence[Key]) -> Applied:
+        doc = self.parse(text)
+        prev: dict[Key, str | None] = {}
+        made: list[Key] = []
+        changed = False
+        for key, rec in drop.items():
+            changed |= self._withdraw(doc, key, rec)
+        for key, value in desired.items():
+            parent, made_here = self._parent(doc, key[:-1], create=True)
+            made += made_here
+            cur = _toml_get(parent, key[-1])
+            prev[key] = None if cur is None else _plain(cur)
+            if cur is None or _plain(cur) != value:
+                parent[key[-1]] = value
+                changed = True
+        if changed:
+            self._prune(doc, [c for c in created if c not in made])
+        if not changed:
+            return Applied(text, prev, tuple(made))
+        return Applied(doc.as_string(), prev, tuple(made))
+
+    def remove(self, text: str | None, recorded: Mapping[Key, Recorded], created: Sequence[Key],
+               file_created: bool) -> str | None:
+        if text is None:
+            return None
+        doc = self.parse(text)
+        changed = False
+        for key, rec in recorded.items():
+            changed |= self._withdraw(doc, key, rec)
+        changed |= self._prune(doc, created)
+        if not changed:
+            return text
+        out = doc.as_string()
+        if out.endswith("\n\n"):
+            out = out.rstrip("\n") + "\n"   # the blank line tomlkit put before a removed table
+        if file_created and not out.strip():
+            return None
+        return out
+
+    def _withdraw(self, doc: tomlkit.TOMLDocument, key: Key, rec: Recorded) -> bool:
+        parent, _ = self._parent(doc, key[:-1], create=False)
+        if parent is None:
+            return False
+        cur = _toml_get(parent, key[-1])
+        change, new = _undo_value(None if cur is None else _plain(cur), rec)
+        if not change:
+            return False
+        if new is None:
+            del parent[key[-1]]
+        else:
+            parent[key[-1]] = new
+        return True
+
+    def _prune(self, doc: tomlkit.TOMLDocument, created: Sequence[Key]) -> bool:
+        """Delete tables cordon created that are empty now (deepest first)."""
+        changed = False
+        for key in sorted(created, key=len, reverse=True):
+            parent, _ = self._parent(doc, key[:-1], create=False)
+            node = None if parent is None else _toml_get(parent, key[-1])
+            if isinstance(node, Table | InlineTable) and not _has_values(node):
+                del parent[key[-1]]
+                changed = True
+        return changed
+
+    def _parent(self, doc: tomlkit.TOMLDocument, path: Key, *, create: bool) -> tuple[Any, list[Key]]:
+        node: Any = doc
+        made: list[Key] = []
+        for i, part in enumerate(path):
+            nxt = _toml_get(node, part)
+            if nxt is None:
+                if not create:
+                    return None, made
+                super_table = i < len(path) - 1
+                if isinstance(node, InlineTable):
+                    nxt = tomlkit.inline_table()     # a [table] cannot live inside { ... }
+                else:
+                    nxt = tomlkit.table(is_super_table=super_table)
+                    if not super_table:
+                        nxt.add(tomlkit.comment(MANAGED_COMMENT))
+                node[part] = nxt
+                nxt = node[part]
+                made.append(path[:i + 1])
+            elif not isinstance(nxt, Table | InlineTable | Container):
+                if not create:
+                    return None, made
+                raise CordonError(f"'{'.'.join(path[:i + 1])}' in config.toml is not a table",
+                                  "fix that key in the file, then run the command again")
+            node = nxt
+        return node, made
+
+
+def _plain(item: Any) -> str:
+    v = item.unwrap() if hasattr(item, "unwrap") else item
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+def _has_values(node: Any) -> bool:
+    return any(True for _ in node)
+
+
+# -- JSON (Claude Code's settings) -----------------------------------------------------------
+
+def _json_indent(text: str) -> str | int:
+    m = re.search(r"^\{[ \t]*\r?\n([ \t]+)\S", text, re.M)
+    if m:
+        ind = m.group(1)
+        return ind if "\t" in ind else len(ind)
+    return 2
+
+
+class JsonEntries:
+    """String values at key paths of a JSON object file, keeping key order and indent."""
+
+    kind = "json"
+
+    def __init__(self, where: str = "settings file") -> None:
+        self.where = where
+
+    def parse(self, text: str | None) -> dict[str, Any]:
+        if text is None or not text.strip():
+            return {}
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise CordonError(f"{self.where} is not valid JSON: {e}",
+                              "fix the file (or move it away) and run the command again") from None
+        if not isinstance(data, dict):
+            raise CordonError(f"{self.where} does not hold a JSON object",
+                              "the file must start with '{'; fix it and run the command again")
+        return data
+
+    def dump(self, data: dict[str, Any], text: str | None) -> str:
+        base = text or ""
+        out = json.dumps(data, indent=_json_indent(base) if base.strip() else 2, ensure_ascii=False)
+        return out + ("\n" if not base or base.endswith("\n") else "")
+
+    def apply(self, text: str | None, desired: Mapping[Key, str],
+              drop: Mapping[Key, Recorded], created: Sequence[Key]) -> Applied:
+        data = self.parse(text)
+        before = json.dumps(data, sort_keys=False)
+        prev: dict[Key, str | None] = {}
+        made: list[Key] = []
+        for key, rec in drop.items():
+            self._withdraw(data, key, rec)
+        for key, value in desired.items():
+            parent = self._parent(data, key[:-1], made)
+            cur = parent.get(key[-1])
+            prev[key] = cur if isinstance(cur, str) or cur is None else json.dumps(cur)
+            parent[key[-1]] = value
+        self._prune(data, [c for c in created if c not in made])
+        if json.dumps(data, sort_keys=False) == before and text is not None:
+            return Applied(text, prev, tuple(made))
+        return Applied(self.dump(data, text), prev, tuple(made))
+
+    def remove(self, text: str | None, recorded: Mapping[Key, Recorded], created: Sequence[Key],
+               file_created: bool) -> str | None:
+        if text is None:
+            return None
+        data = self.parse(text)
+        before = json.dumps(data, sort_keys=False)
+        for key, rec in recorded.items():
+            self._withdraw(data, key, rec)
+        self._prune(data, created)
+        if file_created and not data:
+            return None
+        if json.dumps(data, sort_keys=False) == before:
+            return text
+        return self.dump(data, text)
+
+    def _parent(self, data: dict[str, Any], path: Key, made: list[Key]) -> dict[str, Any]:
+        node = data
+        for i, part in enumerate(path):
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+                made.append(path[:i + 1])
+            elif not isinstance(nxt, dict):
+                raise CordonError(f"'{'.'.join(path[:i + 1])}' in {self.where} is not an object",
+                                  "fix that key in the file, then run the command again")
+            node = nxt
+        return node
+
+    def _find(self, data: dict[str, Any], path: Key) -> dict[str, Any] | None:
+        node: Any = data
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        return node if isinstance(node, dict) else None
+
+    def _withdraw(self, data: dict[str, Any], key: Key, rec: Recorded) -> None:
+        parent = self._find(data, key[:-1])
+        if parent is None:
+            return
+        cur = parent.get(key[-1])
+        change, new = _undo_value(cur if isinstance(cur, str) else None, rec)
+        if change:
+            if new is None:
+                parent.pop(key[-1], None)
+            else:
+                parent[key[-1]] = new
+
+    def _prune(self, data: dict[str, Any], created: Sequence[Key]) -> None:
+        for key in sorted(created, key=len, reverse=True):
+            parent = self._find(data, key[:-1])
+            if parent is not None and parent.get(key[-1]) == {}:
+                del parent[key[-1]]
+
+
+# -- a whole file cordon creates only when it is absent ----------------------------------------
+
+class CreateOnly:
+    """A file cordon writes only if none exists (e.g. Codex's placeholder `auth.json`)."""
+
+    kind = "create-only"
+
+    def __init__(self, content: str) -> None:
+        self.content = content
+
+    def apply(self, text: str | None, desired: Mapping[Key, str],
+              drop: Mapping[Key, Recorded], created: Sequence[Key]) -> Applied:
+        return Applied(self.content if text is None else text, {}, ())
+
+    def remove(self, text: str | None, recorded: Mapping[Key, Recorded], created: Sequence[Key],
+               file_created: bool) -> str | None:
+        if text is None or (file_created and text == self.content):
+            return None
+        return text
+
+
+EDITORS: dict[str, type] = {"dotenv": DotenvBlock, "toml": TomlEntries, "json": JsonEntries}
