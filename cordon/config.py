@@ -181,10 +181,14 @@ def _parse_secret(ctx: _Ctx, t: Mapping[str, Any], path: tuple[Any, ...], route_
                         "use one of: " + ", ".join(SECRET_KEYS))
     _check_keys(ctx, t, SECRET_KEYS[source], path)
     if source == "keyring":
+        decode = _str(ctx, t, "decode", path)
+        if decode not in (None, "go-keyring"):
+            raise ctx.error((*path, "decode"), f"route '{route_name}': unknown decode '{decode}'",
+                            'remove it, or write decode = "go-keyring"')
         return SecretSpec(source="keyring",
                           account=_str(ctx, t, "account", path, default=route_name),
                           service=_str(ctx, t, "service", path, default=DEFAULT_KEYRING_SERVICE)
-                          or DEFAULT_KEYRING_SERVICE)
+                          or DEFAULT_KEYRING_SERVICE, decode=decode)
     if source == "1password":
         return SecretSpec(source="1password",
                           vault=_str(ctx, t, "vault", path, required=True),
