@@ -125,8 +125,12 @@ class DisableResult:
     token_revoked: bool = False
 
 
-def setup(paths: Paths, env: Mapping[str, str], name: str, scope: Scope, *, add_route: bool) -> SetupResult:
-    """Everything `cordon setup <name>` does; idempotent (a repeat changes no byte)."""
+def setup(paths: Paths, env: Mapping[str, str], name: str, scope: Scope, *, add_route: bool,
+          token: str | None = None) -> SetupResult:
+    """Everything `cordon setup <name>` does; idempotent (a repeat changes no byte).
+
+    `token` replaces the client's token from tokens.toml (used while it is being rotated).
+    """
     mod = _module(name)
     preset = preset_for(name)
     config_created, route_added = scaffold.ensure_config(scope.config_path, preset, add_route=add_route)
@@ -136,10 +140,10 @@ def setup(paths: Paths, env: Mapping[str, str], name: str, scope: Scope, *, add_
                           f"{name} cannot be pointed at it",
                           "set a fixed port, e.g. listen = 6790")
     material = scaffold.ensure_ca_and_bundle(cfg, scope.state_dir, env)
-    token = scaffold.client_token(scope.state_dir, mod.TOKEN)
-    vars_ = envcontract.contract_vars(port=cfg.listen, token=token, user=mod.TOKEN,
-                                      bundle_path=material.bundle_path, ca_path=material.ca_path,
-                                      routes=cfg.routes, env=env)
+    if token is None:
+        token = scaffold.client_token(scope.state_dir, mod.TOKEN)
+    vars_ = envcontract.contract_vars(port=cfg.listen, token=token, bundle_path=material.bundle_path,
+                                      ca_path=material.ca_path, routes=cfg.routes, env=env)
     ctx = Context(scope=scope, config=cfg, env=env, paths=paths, vars=vars_,
                   proxy_vars=envcontract.without_placeholders(vars_, cfg.routes))
     record = load_record(scope.state_dir, name) or Record(name, scope.name)
@@ -156,17 +160,24 @@ def setup(paths: Paths, env: Mapping[str, str], name: str, scope: Scope, *, add_
     return result
 
 
-def refresh(paths: Paths, env: Mapping[str, str], scope: Scope) -> list[str]:
-    """Rewrite the files of every integration set up in this scope (after a token or port change).
+def is_set_up(scope: Scope, name: str) -> bool:
+    return load_record(scope.state_dir, name) is not None
 
-    Returns the names refreshed. The config is not scaffolded and no route is added.
+
+def on_token_rotated(client: str, token: str, *, scope: str, config_path: Path | None, state_dir: Path,
+                     env: Mapping[str, str], paths: Paths) -> list[Path]:
+    """`cordon token rotate <client>`: rewrite that client's files with the new token first.
+
+    Returns the files changed ([] for a client no integration of this scope manages).
     """
-    done = []
-    for name in INTEGRATIONS:
-        if load_record(scope.state_dir, name) is not None and scope.config_path.is_file():
-            setup(paths, env, name, scope, add_route=False)
-            done.append(name)
-    return done
+    if client not in INTEGRATIONS or config_path is None or not config_path.is_file():
+        return []
+    sc = Scope("user" if scope == "user" else "project", config_path.resolve(), state_dir,
+               None if scope == "user" else config_path.resolve().parent)
+    if not is_set_up(sc, client):
+        return []
+    result = setup(paths, env, client, sc, add_route=False, token=token)
+    return [c.path for c in result.changes if c.action in ("created", "updated")]
 
 
 def disable(paths: Paths, env: Mapping[str, str], name: str, scope: Scope) -> DisableResult:

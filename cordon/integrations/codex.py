@@ -15,8 +15,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tomlkit.items import InlineTable, Table
-
 from cordon.integrations.edits import CreateOnly, DotenvBlock, Editor, Key, TomlEntries
 from cordon.integrations.state import Target
 from cordon.model import DEFAULT_PLACEHOLDER
@@ -63,10 +61,10 @@ def stdio_servers(doc: Any) -> Iterator[str]:
     Servers reached by `url` are left alone: Codex refuses `env` on them.
     """
     servers = doc.get("mcp_servers")
-    if not isinstance(servers, Table | InlineTable):
+    if not isinstance(servers, Mapping):
         return
     for name, server in servers.items():
-        if isinstance(server, Table | InlineTable) and "command" in server:
+        if isinstance(server, Mapping) and "command" in server:
             yield str(name)
 
 
@@ -99,7 +97,7 @@ def notes(ctx: Context) -> Iterator[str]:
     except FileNotFoundError:
         return
     policy = TomlEntries.parse(text).get("shell_environment_policy")
-    if isinstance(policy, Table | InlineTable) and "include_only" in policy:
+    if isinstance(policy, Mapping) and "include_only" in policy:
         yield ("config.toml's shell_environment_policy.include_only filters the proxy variables "
                "out of the commands Codex runs; add HTTPS_PROXY, https_proxy, SSL_CERT_FILE and "
                "NO_PROXY to it")

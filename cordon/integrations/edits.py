@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import tomlkit
 import tomlkit.exceptions
-from tomlkit.container import Container
 from tomlkit.items import InlineTable, Table
 
+from cordon import dotenvfile
 from cordon.errors import CordonError
 
 Key = tuple[str, ...]
@@ -63,33 +63,12 @@ def _undo_value(current: str | None, rec: Recorded) -> tuple[bool, str | None]:
 
 # -- .env: a marked block --------------------------------------------------------------------
 
-BLOCK_BEGIN = "# >>> cordon managed block: `cordon integration disable` removes it >>>"
-BLOCK_END = "# <<< cordon managed block <<<"
-_BLOCK_RE = re.compile(r"(?ms)^# >>> cordon[^\n]*>>>[^\n]*\n.*?^# <<< cordon[^\n]*<<<[^\n]*(\n|\Z)")
-_SAFE_UNQUOTED = re.compile(r"^[A-Za-z0-9_./:@,+=%-]*$")
-
-
-def dotenv_quote(value: str) -> str:
-    """A value as dotenv parsers (dotenvy, python-dotenv, direnv's dotenv) read it back literally."""
-    if _SAFE_UNQUOTED.match(value):
-        return value
-    if "'" not in value and "\n" not in value:
-        return f"'{value}'"     # single quotes: no escapes, no ${VAR} expansion
-    escaped = (value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
-               .replace("\n", "\\n"))
-    return f'"{escaped}"'
-
-
-def render_block(values: Mapping[str, str]) -> str:
-    lines = [BLOCK_BEGIN, *(f"{k}={dotenv_quote(v)}" for k, v in values.items()), BLOCK_END]
-    return "\n".join(lines) + "\n"
-
-
 class DotenvBlock:
-    """cordon's variables as one marked block in a `.env`; the user's lines are untouched.
+    """cordon's variables as one marked block in a `.env` (`cordon.dotenvfile`); the user's
+    lines are untouched.
 
-    Keys are `(NAME,)`. The block goes at the end so it wins in loaders where the
-    last assignment wins (Codex sets each line in turn).
+    Keys are `(NAME,)`. A new block goes at the end so it wins in loaders where
+    the last assignment wins (Codex sets each line in turn).
     """
 
     kind = "dotenv"
@@ -99,23 +78,16 @@ class DotenvBlock:
         values = {k[0]: v for k, v in desired.items()}
         prev: dict[Key, str | None] = {k: None for k in desired}
         base = text or ""
-        m = _BLOCK_RE.search(base)
-        if m:
-            new = base[:m.start()] + (render_block(values) if values else "") + base[m.end():]
-        elif values:
-            sep = "" if not base or base.endswith("\n") else "\n"
-            new = base + sep + render_block(values)
-        else:
-            new = base
-        if text is None and not new:
-            return Applied(None, prev, ())
-        return Applied(new, prev, ())
+        new = dotenvfile.apply_block(base, values) if values else dotenvfile.remove_block(base)
+        if new == base:
+            return Applied(text, prev, ())
+        return Applied(new if new or text is not None else None, prev, ())
 
     def remove(self, text: str | None, recorded: Mapping[Key, Recorded], created: Sequence[Key],
                file_created: bool) -> str | None:
         if text is None:
             return None
-        new = _BLOCK_RE.sub("", text, count=1)
+        new = dotenvfile.remove_block(text)
         if file_created and not new.strip():
             return None
         return new
@@ -166,11 +138,17 @@ class TomlEntries:
             if cur is None or _plain(cur) != value:
                 parent[key[-1]] = value
                 changed = True
-        if changed:
-            self._prune(doc, [c for c in created if c not in made])
         if not changed:
             return Applied(text, prev, tuple(made))
-        return Applied(doc.as_string(), prev, tuple(made))
+        self._prune(doc, [c for c in created if c not in made])
+        for key in made:
+            node, _ = self._parent(doc, key, create=False)
+            if isinstance(node, Table) and not node.is_super_table():
+                node.add(tomlkit.nl())     # a blank line before whatever table follows
+        out = doc.as_string()
+        if out.endswith("\n\n") and not (text or "").endswith("\n\n"):
+            out = out.rstrip("\n") + "\n"
+        return Applied(out, prev, tuple(made))
 
     def remove(self, text: str | None, recorded: Mapping[Key, Recorded], created: Sequence[Key],
                file_created: bool) -> str | None:
@@ -210,7 +188,7 @@ class TomlEntries:
         for key in sorted(created, key=len, reverse=True):
             parent, _ = self._parent(doc, key[:-1], create=False)
             node = None if parent is None else _toml_get(parent, key[-1])
-            if isinstance(node, Table | InlineTable) and not _has_values(node):
+            if isinstance(node, MutableMapping) and not _has_values(node):
                 del parent[key[-1]]
                 changed = True
         return changed
@@ -233,7 +211,7 @@ class TomlEntries:
                 node[part] = nxt
                 nxt = node[part]
                 made.append(path[:i + 1])
-            elif not isinstance(nxt, Table | InlineTable | Container):
+            elif not isinstance(nxt, MutableMapping):
                 if not create:
                     return None, made
                 raise CordonError(f"'{'.'.join(path[:i + 1])}' in config.toml is not a table",

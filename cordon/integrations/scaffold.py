@@ -48,13 +48,6 @@ def ensure_config(path: Path, preset: Preset, *, add_route: bool) -> tuple[bool,
 
 
 def _add_route(text: str, route: Route, path: Path) -> str:
-    try:
-        from cordon import configedit
-        add = getattr(configedit, "add_route_text", None)
-    except ImportError:
-        add = None
-    if add is not None:
-        return str(add(text, route))
     return _append_route(text, route)
 
 
@@ -107,10 +100,7 @@ def ca_files(cfg: Config, state_dir: Path) -> tuple[Path, Path]:
 
 def bundle_file(state_dir: Path) -> Path:
     from cordon import castore
-    fn = getattr(castore, "bundle_path", None)
-    if fn is not None:
-        return Path(fn(state_dir))
-    return state_dir / "certs" / getattr(castore, "BUNDLE_NAME", "combined-ca.pem")
+    return castore.bundle_path(state_dir)
 
 
 def ensure_ca_and_bundle(cfg: Config, state_dir: Path, env: Mapping[str, str]) -> CaMaterial:
@@ -140,14 +130,16 @@ def revoke_token(state_dir: Path, name: str) -> bool:
 
 
 def secret_steps(cfg: Config, env: Mapping[str, str], route: Route | None) -> list[str]:
-    """A step naming the fix when the route's secret does not resolve yet."""
-    if route is None:
+    """A step naming the fix when the route's secret is not stored yet.
+
+    Only sources that answer without asking anyone are checked (keyring, env,
+    file); 1Password or a command could prompt, so setup does not run them.
+    """
+    from cordon.secrets import SecretResolver, fix_hint
+    if route is None or route.auth.secret.source not in ("keyring", "env", "file"):
         return []
     try:
-        from cordon.secrets import SecretResolver, fix_hint
         problems = SecretResolver(env, op_path=cfg.op_path).check([route])
-    except (ImportError, AttributeError, TypeError):
-        return [f"store the real key if you have not yet: `cordon secret set {route.name}`"]
     except CordonError:
-        problems = [(route, None)]
+        return [f"store the real key: {fix_hint(route)}"]
     return [f"store the real key: {fix_hint(r)}" for r, err in problems if err is not None]
