@@ -72,8 +72,6 @@ def render(ctx: Context, r: SetupResult) -> None:
         ctx.out(f"  {c.action:<10} {c.path}{extra}")
     for note in r.notes:
         ctx.out(f"note: {note}")
-    if r.route_name is None:
-        ctx.out("note: no route for the provider's API host: requests pass through without a real key")
     ctx.out("next:")
     for i, step in enumerate(r.next_steps, 1):
         ctx.out(f"  {i}. {step}")

@@ -22,8 +22,10 @@ from cordon.integrations.state import (
     Change,
     Record,
     apply_target,
+    decode_text,
     delete_record,
     load_record,
+    read_bytes,
     remove_empty_dirs,
     save_record,
     undo_file,
@@ -133,6 +135,7 @@ def setup(paths: Paths, env: Mapping[str, str], name: str, scope: Scope, *, add_
     """
     mod = _module(name)
     preset = preset_for(name)
+    preflight(paths, env, name, scope)
     config_created, route_added = scaffold.ensure_config(scope.config_path, preset, add_route=add_route)
     cfg = load_config(scope.config_path, scope.name)
     if cfg.listen == 0:
@@ -158,6 +161,12 @@ def setup(paths: Paths, env: Mapping[str, str], name: str, scope: Scope, *, add_
     result.next_steps = [*mod.next_steps(ctx), *scaffold.secret_steps(cfg, env, route),
                          *_start_steps(scope)]
     return result
+
+
+def preflight(paths: Paths, env: Mapping[str, str], name: str, scope: Scope) -> None:
+    """Refuse before writing anything if one of the agent's files cannot be edited."""
+    for path, editor in _module(name).files(scope, env, paths):
+        editor.check(decode_text(path, read_bytes(path)))
 
 
 def is_set_up(scope: Scope, name: str) -> bool:
@@ -187,7 +196,7 @@ def disable(paths: Paths, env: Mapping[str, str], name: str, scope: Scope) -> Di
     result = DisableResult(integration=name, scope=scope, found=record is not None)
     if record is None:
         return result
-    editors = mod.editors()
+    editors = {e.kind: e for _, e in mod.files(scope, env, paths)}
     for rec in record.files.values():
         result.changes.append(undo_file(rec, editors[rec.kind]))
     remove_empty_dirs(record)

@@ -8,15 +8,16 @@ the commands it runs. Every other setting in the file is kept.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cordon.integrations.edits import Editor, JsonEntries
 from cordon.integrations.state import Target
+from cordon.paths import Paths
 
 if TYPE_CHECKING:
-    from cordon.integrations import Context
+    from cordon.integrations import Context, Scope
 
 NAME = "claude-code"
 TOKEN = "claude-code"
@@ -25,11 +26,16 @@ API_HOST = "api.anthropic.com"
 KEY_VAR = "ANTHROPIC_API_KEY"
 
 
-def settings_path(ctx: Context) -> Path:
-    if ctx.scope.name == "project":
-        assert ctx.scope.project_dir is not None
-        return ctx.scope.project_dir / ".claude" / "settings.local.json"
-    return ctx.paths.home / ".claude" / "settings.json"
+def settings_path(scope: Scope, paths: Paths) -> Path:
+    if scope.name == "project":
+        assert scope.project_dir is not None
+        return scope.project_dir / ".claude" / "settings.local.json"
+    return paths.home / ".claude" / "settings.json"
+
+
+def files(scope: Scope, env: Mapping[str, str], paths: Paths) -> list[tuple[Path, Editor]]:
+    path = settings_path(scope, paths)
+    return [(path, JsonEntries(str(path)))]
 
 
 def env_block(ctx: Context) -> dict[str, str]:
@@ -41,12 +47,8 @@ def env_block(ctx: Context) -> dict[str, str]:
     return out
 
 
-def editors() -> dict[str, Editor]:
-    return {"json": JsonEntries()}
-
-
 def targets(ctx: Context) -> list[Target]:
-    path = settings_path(ctx)
+    path = settings_path(ctx.scope, ctx.paths)
     return [Target(path, JsonEntries(str(path)), {("env", k): v for k, v in env_block(ctx).items()})]
 
 

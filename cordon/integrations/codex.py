@@ -18,13 +18,15 @@ from typing import TYPE_CHECKING, Any
 from cordon.integrations.edits import CreateOnly, DotenvBlock, Editor, Key, TomlEntries
 from cordon.integrations.state import Target
 from cordon.model import DEFAULT_PLACEHOLDER
+from cordon.paths import Paths
 
 if TYPE_CHECKING:
-    from cordon.integrations import Context
+    from cordon.integrations import Context, Scope
 
 NAME = "codex"
 TOKEN = "codex"
 PRESET = "openai"
+API_HOST = "api.openai.com"
 CODEX_PREFIX = "CODEX_"      # Codex ignores these names in its .env (openai/codex PR #2308)
 
 
@@ -33,15 +35,22 @@ def auth_json(placeholder: str = DEFAULT_PLACEHOLDER) -> str:
     return json.dumps({"auth_mode": "apikey", "OPENAI_API_KEY": placeholder}, indent=2) + "\n"
 
 
-def codex_home(ctx: Context) -> Path:
-    if ctx.scope.name == "project":
-        assert ctx.scope.project_dir is not None
-        return ctx.scope.project_dir / ".codex"
-    v = ctx.env.get("CODEX_HOME")
+def codex_home(scope: Scope, env: Mapping[str, str], paths: Paths) -> Path:
+    """`<project>/.codex`; user scope: `$CODEX_HOME`, else `~/.codex` (where Codex looks)."""
+    if scope.name == "project":
+        assert scope.project_dir is not None
+        return scope.project_dir / ".codex"
+    v = env.get("CODEX_HOME")
     if v:
         p = Path(v).expanduser()
-        return p if p.is_absolute() else ctx.paths.cwd / p
-    return ctx.paths.home / ".codex"
+        return p if p.is_absolute() else paths.cwd / p
+    return paths.home / ".codex"
+
+
+def files(scope: Scope, env: Mapping[str, str], paths: Paths) -> list[tuple[Path, Editor]]:
+    home = codex_home(scope, env, paths)
+    return [(home / ".env", DotenvBlock()), (home / "config.toml", TomlEntries(str(home / "config.toml"))),
+            (home / "auth.json", CreateOnly(auth_json()))]
 
 
 def dotenv_vars(vars_: Mapping[str, str]) -> dict[str, str]:
@@ -50,7 +59,7 @@ def dotenv_vars(vars_: Mapping[str, str]) -> dict[str, str]:
 
 def _placeholder(ctx: Context) -> str:
     for r in ctx.config.routes:
-        if r.host == "api.openai.com":
+        if r.host == API_HOST:
             return r.auth.placeholder
     return DEFAULT_PLACEHOLDER
 
@@ -68,12 +77,8 @@ def stdio_servers(doc: Any) -> Iterator[str]:
             yield str(name)
 
 
-def editors() -> dict[str, Editor]:
-    return {"dotenv": DotenvBlock(), "toml": TomlEntries(), "create-only": CreateOnly(auth_json())}
-
-
 def targets(ctx: Context) -> list[Target]:
-    home = codex_home(ctx)
+    home = codex_home(ctx.scope, ctx.env, ctx.paths)
     env_file = Target(home / ".env", DotenvBlock(), {(k,): v for k, v in dotenv_vars(ctx.vars).items()})
     cfg_path = home / "config.toml"
     try:
@@ -85,13 +90,16 @@ def targets(ctx: Context) -> list[Target]:
     for server in stdio_servers(doc):
         for k, v in ctx.proxy_vars.items():
             desired[("mcp_servers", server, "env", k)] = v
-    config = Target(cfg_path, TomlEntries(), desired)
+    config = Target(cfg_path, TomlEntries(str(cfg_path)), desired)
     auth = Target(home / "auth.json", CreateOnly(auth_json(_placeholder(ctx))), {})
     return [env_file, config, auth]
 
 
 def notes(ctx: Context) -> Iterator[str]:
-    home = codex_home(ctx)
+    if not any(r.host == API_HOST for r in ctx.config.routes):
+        yield (f"no route for {API_HOST} in {ctx.scope.config_path}: Codex's requests will pass "
+               "through without a key (add one: `cordon route add --preset openai`)")
+    home = codex_home(ctx.scope, ctx.env, ctx.paths)
     try:
         text = (home / "config.toml").read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -106,7 +114,7 @@ def notes(ctx: Context) -> Iterator[str]:
 
 
 def next_steps(ctx: Context) -> list[str]:
-    home = codex_home(ctx)
+    home = codex_home(ctx.scope, ctx.env, ctx.paths)
     if ctx.scope.name == "project":
         return [f"point Codex at this project's settings (in your shell profile, or in .envrc with "
                 f"direnv): `export CODEX_HOME={shlex.quote(str(home))}`"]

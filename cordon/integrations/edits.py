@@ -43,6 +43,10 @@ class Applied:
 class Editor(Protocol):
     kind: str
 
+    def check(self, text: str | None) -> None:
+        """Raise CordonError if the text cannot be edited (before anything is written)."""
+        ...
+
     def apply(self, text: str | None, desired: Mapping[Key, str],
               drop: Mapping[Key, Recorded], created: Sequence[Key]) -> Applied:
         """Set every `desired` key; undo the `drop` entries (no longer wanted)."""
@@ -72,6 +76,9 @@ class DotenvBlock:
     """
 
     kind = "dotenv"
+
+    def check(self, text: str | None) -> None:
+        pass
 
     def apply(self, text: str | None, desired: Mapping[Key, str],
               drop: Mapping[Key, Recorded], created: Sequence[Key]) -> Applied:
@@ -114,6 +121,12 @@ class TomlEntries:
 
     kind = "toml"
 
+    def __init__(self, where: str = "config.toml") -> None:
+        self.where = where
+
+    def check(self, text: str | None) -> None:
+        self.parse(text, self.where)
+
     @staticmethod
     def parse(text: str | None, where: str = "config.toml") -> tomlkit.TOMLDocument:
         try:
@@ -124,12 +137,13 @@ class TomlEntries:
 
     def apply(self, text: str | None, desired: Mapping[Key, str],
               drop: Mapping[Key, Recorded], created: Sequence[Key]) -> Applied:
-        doc = self.parse(text)
+        doc = self.parse(text, self.where)
         prev: dict[Key, str | None] = {}
         made: list[Key] = []
+        touched: set[Key] = set()
         changed = False
         for key, rec in drop.items():
-            changed |= self._withdraw(doc, key, rec)
+            changed |= self._withdraw(doc, key, rec, touched)
         for key, value in desired.items():
             parent, made_here = self._parent(doc, key[:-1], create=True)
             made += made_here
@@ -137,9 +151,12 @@ class TomlEntries:
             prev[key] = None if cur is None else _plain(cur)
             if cur is None or _plain(cur) != value:
                 parent[key[-1]] = value
+                if isinstance(parent, InlineTable):
+                    touched.add(key[:-1])
                 changed = True
         if not changed:
             return Applied(text, prev, tuple(made))
+        self._tidy(doc, touched)
         self._prune(doc, [c for c in created if c not in made])
         for key in made:
             node, _ = self._parent(doc, key, create=False)
@@ -154,10 +171,12 @@ class TomlEntries:
                file_created: bool) -> str | None:
         if text is None:
             return None
-        doc = self.parse(text)
+        doc = self.parse(text, self.where)
+        touched: set[Key] = set()
         changed = False
         for key, rec in recorded.items():
-            changed |= self._withdraw(doc, key, rec)
+            changed |= self._withdraw(doc, key, rec, touched)
+        self._tidy(doc, touched)
         changed |= self._prune(doc, created)
         if not changed:
             return text
@@ -168,7 +187,21 @@ class TomlEntries:
             return None
         return out
 
-    def _withdraw(self, doc: tomlkit.TOMLDocument, key: Key, rec: Recorded) -> bool:
+    def _tidy(self, doc: tomlkit.TOMLDocument, paths: set[Key]) -> None:
+        """Re-space inline tables cordon edited: tomlkit leaves the gaps of deleted keys behind."""
+        for path in paths:
+            parent, _ = self._parent(doc, path[:-1], create=False)
+            node = None if parent is None else _toml_get(parent, path[-1])
+            if not isinstance(node, InlineTable):
+                continue
+            s = node.as_string().strip()
+            pad = " " if s.startswith("{ ") else ""
+            s = re.sub(r"^\{\s*", "{" + pad, s)
+            s = re.sub(r",?\s*\}$", pad + "}", s)
+            s = re.sub(r",\s*,", ",", s)
+            parent[path[-1]] = tomlkit.parse("x = " + s)["x"]
+
+    def _withdraw(self, doc: tomlkit.TOMLDocument, key: Key, rec: Recorded, touched: set[Key]) -> bool:
         parent, _ = self._parent(doc, key[:-1], create=False)
         if parent is None:
             return False
@@ -180,6 +213,8 @@ class TomlEntries:
             del parent[key[-1]]
         else:
             parent[key[-1]] = new
+        if isinstance(parent, InlineTable):
+            touched.add(key[:-1])
         return True
 
     def _prune(self, doc: tomlkit.TOMLDocument, created: Sequence[Key]) -> bool:
@@ -246,6 +281,9 @@ class JsonEntries:
 
     def __init__(self, where: str = "settings file") -> None:
         self.where = where
+
+    def check(self, text: str | None) -> None:
+        self.parse(text)
 
     def parse(self, text: str | None) -> dict[str, Any]:
         if text is None or not text.strip():
@@ -346,6 +384,9 @@ class CreateOnly:
     def __init__(self, content: str) -> None:
         self.content = content
 
+    def check(self, text: str | None) -> None:
+        pass
+
     def apply(self, text: str | None, desired: Mapping[Key, str],
               drop: Mapping[Key, Recorded], created: Sequence[Key]) -> Applied:
         return Applied(self.content if text is None else text, {}, ())
@@ -356,5 +397,3 @@ class CreateOnly:
             return None
         return text
 
-
-EDITORS: dict[str, type] = {"dotenv": DotenvBlock, "toml": TomlEntries, "json": JsonEntries}

@@ -148,7 +148,7 @@ class Change:
     backup: Path | None = None
 
 
-def _read(path: Path) -> bytes | None:
+def read_bytes(path: Path) -> bytes | None:
     try:
         return path.read_bytes()
     except FileNotFoundError:
@@ -157,7 +157,7 @@ def _read(path: Path) -> bytes | None:
         raise CordonError(f"cannot read {path}: {e.strerror}", "check the file's permissions") from None
 
 
-def _decode(path: Path, data: bytes | None) -> str | None:
+def decode_text(path: Path, data: bytes | None) -> str | None:
     if data is None:
         return None
     try:
@@ -180,8 +180,8 @@ def _mkdirs(path: Path, record: Record) -> None:
 
 def apply_target(target: Target, record: Record) -> Change:
     """Bring one file to the wanted state, backing it up first and noting what changed."""
-    raw = _read(target.path)
-    text = _decode(target.path, raw)
+    raw = read_bytes(target.path)
+    text = decode_text(target.path, raw)
     rec = record.files.get(target.path)
     if rec is not None and rec.written != sha256(raw):
         # something else changed the file since cordon wrote it: an exact restore would lose that
@@ -221,7 +221,7 @@ def apply_target(target: Target, record: Record) -> Change:
 
 def undo_file(rec: FileRecord, editor: Editor) -> Change:
     """Restore one file: byte-identical if untouched since cordon wrote it, else cordon's entries only."""
-    raw = _read(rec.path)
+    raw = read_bytes(rec.path)
     if rec.restorable and sha256(raw) == rec.written:
         if rec.original is None or not rec.existed:
             if raw is not None:
@@ -232,7 +232,7 @@ def undo_file(rec: FileRecord, editor: Editor) -> Change:
             atomic_write(rec.path, rec.original)
         _drop_backup(rec, rec.original)
         return Change(rec.path, "restored")
-    text = _decode(rec.path, raw)
+    text = decode_text(rec.path, raw)
     new = editor.remove(text, rec.entries, rec.created, file_created=not rec.existed)
     if new is None:
         if raw is not None:
@@ -250,7 +250,7 @@ def _drop_backup(rec: FileRecord, original: bytes | None) -> None:
     """The backup cordon made is redundant once the original is back in place."""
     if rec.backup is None or not rec.backup_created:
         return
-    data = _read(rec.backup)
+    data = read_bytes(rec.backup)
     if data is not None and (original is None or data == original):
         rec.backup.unlink()
 
