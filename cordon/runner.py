@@ -359,13 +359,13 @@ async def _main(argv: Sequence[str], exe: str, env: dict[str, str] | None, plan:
 
 
 async def _start_proxy(tg: Any, plan: _ProxyPlan) -> int:
-    try:
-        from cordon.proxy import server  # type: ignore[attr-defined]
-    except ImportError:
-        return int(await tg.start(_standin_serve))
-    settings = server.ProxySettings(routes=plan.routes, policy=plan.config.policy, port=0,  # type: ignore[attr-defined]
-                                    issuer=plan.ca, resolver=plan.resolver, auth=plan.token)
-    return int(await tg.start(server.serve, settings))  # type: ignore[attr-defined]
+    from cordon.proxy import server
+    from cordon.proxy.auth import ProxyAuth
+    from cordon.proxy.tls import LeafIssuer
+    settings = server.ProxySettings(routes=tuple(plan.routes), policy=plan.config.policy, port=0,
+                                    issuer=LeafIssuer(plan.ca), resolver=plan.resolver,
+                                    auth=ProxyAuth.single(plan.token, "session"))
+    return int(await tg.start(server.serve, settings))
 
 
 async def _standin_serve(task_status: Any) -> None:
