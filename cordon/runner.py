@@ -80,6 +80,14 @@ def set_non_dumpable() -> bool:
         return False
 
 
+def session_ca(hosts: Sequence[str]) -> CA:
+    """The session's CA: EC P-256, its key only in this process's memory, and X.509 name
+    constraints (RFC 5280 §4.2.1.10) permitting only the route hosts, so even a copy of
+    its certificate in a trust store vouches for nothing else."""
+    from cordon.certs import create_ca
+    return create_ca("cordon session CA", permitted_hosts=hosts)
+
+
 def find_command(name: str, env: Mapping[str, str]) -> str:
     """The executable `name` resolves to with the child's PATH, or CommandNotFound."""
     if "/" in name:
@@ -198,9 +206,8 @@ def run_exec(req: ExecRequest, say: Say) -> int:
         for k in leaked:
             del base[k]
 
-    from cordon.certs import create_ca
     hosts = [r.host for r in routes]
-    ca = create_ca("cordon session CA", permitted_hosts=hosts)   # the key never touches disk
+    ca = session_ca(hosts)
     bundle = _build_bundle(ca.cert_pem, req.env)
 
     from cordon.session import create_session
@@ -226,24 +233,9 @@ def _vars_holding_secrets(env: Mapping[str, str], routes: Sequence[Route],
 
 
 def _build_bundle(ca_pem: bytes, env: Mapping[str, str]) -> bytes:
-    from cordon import castore
-    build = getattr(castore, "build_bundle", None)
-    if build is not None:
-        return bytes(build([ca_pem], env))
-    # TEMPORARY until castore.build_bundle lands on main: system roots + the session CA
-    import ssl
-
-    from cordon.certs import split_pem_certs
-    out: list[bytes] = []
-    inherited = env.get("SSL_CERT_FILE")
-    for f in (inherited, ssl.get_default_verify_paths().openssl_cafile, "/etc/ssl/certs/ca-certificates.crt"):
-        if f and os.path.isfile(f):
-            with contextlib.suppress(OSError):
-                out += split_pem_certs(Path(f).read_bytes())
-    if not out:
-        raise CordonError("no system root certificates found", "install your system's ca-certificates package")
-    out += split_pem_certs(ca_pem)
-    return b"".join(dict.fromkeys(out))
+    """Inherited SSL_CERT_FILE certs, system roots, then the session CA (castore refuses no roots)."""
+    from cordon.castore import build_bundle
+    return build_bundle([ca_pem], env)
 
 
 def _dotenv_target(codex_home: Path | None, env: Mapping[str, str], paths: Paths) -> Path | None:
@@ -367,13 +359,13 @@ async def _main(argv: Sequence[str], exe: str, env: dict[str, str] | None, plan:
 
 
 async def _start_proxy(tg: Any, plan: _ProxyPlan) -> int:
-    try:
-        from cordon.proxy import server  # type: ignore[attr-defined]
-    except ImportError:
-        return int(await tg.start(_standin_serve))
-    settings = server.ProxySettings(routes=plan.routes, policy=plan.config.policy, port=0,  # type: ignore[attr-defined]
-                                    issuer=plan.ca, resolver=plan.resolver, auth=plan.token)
-    return int(await tg.start(server.serve, settings))  # type: ignore[attr-defined]
+    from cordon.proxy import server
+    from cordon.proxy.auth import ProxyAuth
+    from cordon.proxy.tls import LeafIssuer
+    settings = server.ProxySettings(routes=tuple(plan.routes), policy=plan.config.policy, port=0,
+                                    issuer=LeafIssuer(plan.ca), resolver=plan.resolver,
+                                    auth=ProxyAuth.single(plan.token, "session"))
+    return int(await tg.start(server.serve, settings))
 
 
 async def _standin_serve(task_status: Any) -> None:
