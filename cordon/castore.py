@@ -196,3 +196,8 @@ def write_bundle(path: Path, ca_pem: bytes, env: Mapping[str, str], *,
 
 def is_ec_p256(ca: CA) -> bool:
     return isinstance(ca.key, ec.EllipticCurvePrivateKey) and isinstance(ca.key.curve, ec.SECP256R1)
+
+
+def bundle_path(state_dir: Path) -> Path:
+    """Where a scope's merged bundle lives (`cordon start`, `env`, `setup` agree on it)."""
+    return state_dir / "certs" / BUNDLE_NAME

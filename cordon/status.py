@@ -213,7 +213,7 @@ def scope_status(paths: Paths, env: Mapping[str, str], config_path: Path | None,
                 uptime = float(up) if isinstance(up, int | float) and not isinstance(up, bool) else None
                 v = (health.body or {}).get("version")
                 version = v if isinstance(v, str) else version
-                token = TokenStore.for_state_dir(state_dir).get(DEFAULT_TOKEN) if _tokens_exist(state_dir) else None
+                token = _default_token(state_dir)
                 st = get_json(record.port, "/status", token=token)
                 if st.status == 200 and st.body is not None:
                     counts = _route_counts(st.body)
@@ -253,8 +253,11 @@ def scope_status(paths: Paths, env: Mapping[str, str], config_path: Path | None,
                        service_name=name, service=service, service_note=service_note)
 
 
-def _tokens_exist(state_dir: Path) -> bool:
-    return TokenStore.for_state_dir(state_dir).exists()
+def _default_token(state_dir: Path) -> str | None:
+    try:
+        return TokenStore.for_state_dir(state_dir).get(DEFAULT_TOKEN)
+    except CordonError:      # unreadable or malformed: /status then answers 407, which is reported
+        return None
 
 
 # ---------------------------------------------------------------- every scope
