@@ -12,6 +12,7 @@ it trusts cordon through. Throwaway CA, secret and token: nothing persistent.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import ssl
@@ -29,7 +30,11 @@ from cordon.doctor.checks import Check, fail, ok, skip
 from cordon.envvars import BUNDLE_VARS, CA_VARS, child_env
 from cordon.errors import CordonError
 from cordon.model import Auth, Route, SecretSpec, Upstream
+from cordon.proxy.auth import ProxyAuth
 from cordon.proxy.probe_upstream import ProbeLog, serve_probe_upstream
+from cordon.proxy.server import ProxySettings, serve
+from cordon.proxy.tls import LeafIssuer
+from cordon.secrets import SecretResolver
 
 PROBE_HOST = "probe.cordon-doctor.invalid"
 SECRET_VAR = "CORDON_DOCTOR_PROBE_SECRET"
@@ -62,7 +67,7 @@ sys.stdout.write(body.decode("utf-8", "replace"))
 # speaks CONNECT itself: what is probed is Node's TLS trust, the part cordon configures.
 NODE_PROBE = r"""
 const http = require('http'), tls = require('tls');
-const u = new URL(process.argv[2]);
+const u = new URL(process.argv[process.argv.length - 1]);
 const p = new URL(process.env.HTTPS_PROXY || process.env.https_proxy);
 const cred = decodeURIComponent(p.username) + ':' + decodeURIComponent(p.password);
 const auth = 'Basic ' + Buffer.from(cred).toString('base64');
@@ -107,8 +112,8 @@ def _python() -> str:
 RUNTIMES: tuple[Runtime, ...] = (
     Runtime("curl", "curl", lambda exe, url, wd: [exe, "-sS", "--fail", "--max-time", "20", url],
             ("CURL_CA_BUNDLE", "SSL_CERT_FILE"),
-            "curl trusts cordon through CURL_CA_BUNDLE or SSL_CERT_FILE; a `cacert`/`capath` line in "
-            "~/.curlrc overrides both: remove it"),
+            "curl trusts cordon through CURL_CA_BUNDLE (recent curl also reads SSL_CERT_FILE); a "
+            "`cacert`/`capath` line in ~/.curlrc overrides both: remove it"),
     Runtime("python-ssl", _python(), lambda exe, url, wd: [exe, "-c", PY_PROBE, "ssl", url],
             ("SSL_CERT_FILE",),
             "Python's ssl trusts cordon through SSL_CERT_FILE; check nothing (sitecustomize, truststore) "
@@ -181,23 +186,22 @@ class _Harness:
         return env
 
 
-async def _start_proxy(tg: anyio.abc.TaskGroup, h: _Harness, env: Mapping[str, str]) -> int:
-    # TEMPORARY dynamic imports until the proxy issue's modules are on main (mypy cannot see them yet)
-    import importlib
-    server = importlib.import_module("cordon.proxy.server")
-    tls = importlib.import_module("cordon.proxy.tls")
-    auth = importlib.import_module("cordon.proxy.auth")
-    from cordon.secrets import SecretResolver
-    settings = server.ProxySettings(routes=(h.route(),), port=0, issuer=tls.LeafIssuer(h.ca),
-                                    resolver=SecretResolver({SECRET_VAR: h.secret}),
-                                    auth=auth.ProxyAuth.single(h.token, "doctor"))
-    port: int = await tg.start(server.serve, settings)
+async def _start_proxy(tg: anyio.abc.TaskGroup, h: _Harness) -> int:
+    settings = ProxySettings(routes=(h.route(),), port=0, issuer=LeafIssuer(h.ca),
+                             resolver=SecretResolver({SECRET_VAR: h.secret}),
+                             auth=ProxyAuth.single(h.token, "doctor"))
+    port: int = await tg.start(serve, settings)
     return port
 
 
-def _tail(text: str) -> str:
+_ERROR_WORDS = re.compile(r"error|fail|unable|refused|certificate|ssl|tls|denied|timed out|\(\d+\)", re.I)
+
+
+def _reason(text: str) -> str:
+    """The line of a runtime's stderr that says what went wrong (curl: first; Python: last)."""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return (lines[-1] if lines else "")[:240]
+    hits = [ln for ln in lines if _ERROR_WORDS.search(ln)]
+    return ((hits or lines or [""])[0])[:240]
 
 
 async def _run(argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
@@ -221,7 +225,7 @@ async def _trial(h: _Harness, rt: Runtime, exe: str, env: Mapping[str, str], lab
         return Trial(True, None), p.returncode
     if p.returncode == EXIT_NOT_IMPORTABLE and rt.name.startswith("python-"):
         return Trial(False, "not importable"), p.returncode
-    err = _tail(p.stderr.decode("utf-8", "replace")) or f"exit status {p.returncode}"
+    err = _reason(p.stderr.decode("utf-8", "replace")) or f"exit status {p.returncode}"
     if h.log.seen_under(prefix):
         err = "the request arrived without the injected credential"
     return Trial(False, err), p.returncode
@@ -234,7 +238,9 @@ def _version(exe: str, rt: Runtime, env: Mapping[str, str]) -> str:
     except (OSError, subprocess.TimeoutExpired):
         return ""
     first = (p.stdout or p.stderr).strip().splitlines()
-    return first[0][:60] if first else ""
+    # "curl 7.88.1 (x86_64-pc-linux-gnu) libcurl/...", "git version 2.39.5", "v20.1.0", "Python 3.11.7"
+    words = first[0].replace(" version ", " ").split() if first else []
+    return " ".join(words[:2])[:60]
 
 
 async def _probe(h: _Harness, rt: Runtime, base_env: Mapping[str, str], limiter: anyio.CapacityLimiter) -> Check:
@@ -248,7 +254,7 @@ async def _probe(h: _Harness, rt: Runtime, base_env: Mapping[str, str], limiter:
     async with limiter:
         res, _ = await _trial(h, rt, exe, full, "full")
     version = await anyio.to_thread.run_sync(_version, exe, rt, full)
-    who = f"{rt.name} ({version})" if version else rt.name
+    who = _label(rt, version)
     if not res.ok:
         if res.error == "not importable":
             return skip(cid, f"{rt.name.split('-', 1)[1]} is not importable by {exe}")
@@ -257,8 +263,8 @@ async def _probe(h: _Harness, rt: Runtime, base_env: Mapping[str, str], limiter:
     async with limiter:
         without, _ = await _trial(h, rt, exe, bare, "none")
     if without.ok:
-        return ok(cid, f"{who}: ok, trusts cordon's CA without any variable (it is in the system store)",
-                  exe=exe, trust_vars=[])
+        return ok(cid, f"{who}: credential injected; trusts cordon's CA without any variable "
+                       "(the CA is in its default trust store)", exe=exe, version=version, trust_vars=[])
     carriers: list[str] = []
     for var in rt.trust_vars:
         async with limiter:
@@ -266,7 +272,17 @@ async def _probe(h: _Harness, rt: Runtime, base_env: Mapping[str, str], limiter:
         if t.ok:
             carriers.append(var)
     via = ", ".join(carriers) if carriers else "the variables together (no single one suffices)"
-    return ok(cid, f"{who}: ok via {via}", exe=exe, trust_vars=carriers)
+    return ok(cid, f"{who}: credential injected; trusts cordon via {via}", exe=exe, version=version,
+              trust_vars=carriers)
+
+
+def _label(rt: Runtime, version: str) -> str:
+    if rt.name.startswith("python-"):
+        lib = rt.name.split("-", 1)[1]
+        return f"{version or 'python'} {lib}"
+    if rt.name == "node":
+        return f"node {version}" if version else "node"
+    return version or rt.name
 
 
 async def _run_all(env: Mapping[str, str], workdir: Path, runtimes: Sequence[Runtime]) -> list[Check]:
@@ -275,7 +291,7 @@ async def _run_all(env: Mapping[str, str], workdir: Path, runtimes: Sequence[Run
     async with anyio.create_task_group() as tg:
         h.upstream_port = await tg.start(serve_probe_upstream, h.upstream_ctx, "Authorization",
                                          f"Bearer {h.secret}", h.log)
-        h.proxy_port = await _start_proxy(tg, h, env)
+        h.proxy_port = await _start_proxy(tg, h)
         limiter = anyio.CapacityLimiter(max(2, min(4, os.cpu_count() or 2)))
 
         async def one(rt: Runtime) -> None:
@@ -302,8 +318,6 @@ def run_probes(env: Mapping[str, str], runtimes: Sequence[Runtime] = RUNTIMES) -
                 return anyio.run(_run_all, env, Path(d), runtimes)
         except BaseExceptionGroup as group:   # anyio wraps what a task group raises
             raise _leaf(group) from None
-    except ImportError as e:
-        return [skip("probes", f"live probes unavailable: the proxy is not built yet ({e.name})")]
     except CordonError as e:
         return [fail("probes", f"cannot start the probe proxy: {e.message}", e.hint or "see `cordon doctor --help`")]
     except OSError as e:
