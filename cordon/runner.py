@@ -368,19 +368,6 @@ async def _start_proxy(tg: Any, plan: _ProxyPlan) -> int:
     return int(await tg.start(server.serve, settings))
 
 
-async def _standin_serve(task_status: Any) -> None:
-    # TEMPORARY until cordon.proxy.server lands: a loopback listener that closes every connection
-    import anyio
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-
-    async def handle(stream: Any) -> None:
-        await stream.aclose()
-
-    async with listener:
-        task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))  # noqa: S610
-        await listener.serve(handle)
-
-
 async def _supervise(argv: Sequence[str], exe: str, env: Mapping[str, str], fwd: _Forwarder) -> int:
     """Start the child with our stdin/stdout/stderr/TTY and wait for it.
 

@@ -45,7 +45,7 @@ from anyio.streams.tls import TLSListener
 from cordon import certs
 
 PLACEHOLDER = "dummy-replaced-by-cordon"
-WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 @dataclass
@@ -311,6 +311,7 @@ class MockOpenAI:
 
     async def _serve_ws(self, stream: anyio.abc.ByteStream, conn: h11.Connection, req: Request) -> None:
         key = (req.header("sec-websocket-key") or "").encode()
+
         accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest()).decode()
         resp = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                 f"Sec-WebSocket-Accept: {accept}\r\n\r\n").encode()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 from cordon.certs import split_pem_certs
@@ -142,3 +143,10 @@ def test_broken_settings_are_refused_untouched(cordon, project: Path) -> None:
     assert not (project / "cordon.toml").exists(), "nothing is written before the check"
     write(settings_file(project), '["not", "an", "object"]')
     assert "JSON object" in cordon("setup", "claude-code", "--yes").stderr
+
+
+def test_a_git_project_is_told_to_ignore_the_settings_file(cordon, project: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    assert "git does not ignore it" in cordon("setup", "claude-code", "--yes").stdout
+    write(project / ".gitignore", "settings.local.json\n")
+    assert "git does not ignore it" not in cordon("setup", "claude-code", "--yes").stdout
