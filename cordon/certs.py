@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from collections.abc import Iterable
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -157,3 +159,37 @@ def split_pem_certs(data: bytes) -> list[bytes]:
                    + b"\n" + end + b"\n")
         pos = e + len(end)
     return out
+
+
+class LeafCache:
+    """Leaves per host, issued once and kept in memory (mitmproxy's CertStore, minus disk).
+
+    Thread-safe; bounded (least recently used goes first); a leaf within a day of
+    expiry is re-issued. The keys never leave memory.
+    """
+
+    def __init__(self, ca: CA, *, max_size: int = 256, clock: Callable[[], dt.datetime] = _now) -> None:
+        self.ca = ca
+        self._max = max_size
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._leaves: OrderedDict[str, tuple[Leaf, dt.datetime]] = OrderedDict()
+
+    def get(self, host: str) -> Leaf:
+        host = host.lower().rstrip(".")
+        now = self._clock()
+        with self._lock:
+            hit = self._leaves.get(host)
+            if hit is not None and hit[1] - now > dt.timedelta(days=1):
+                self._leaves.move_to_end(host)
+                return hit[0]
+            leaf = issue_leaf(self.ca, host, now=now)
+            not_after = min(now + LEAF_VALIDITY, self.ca.cert.not_valid_after_utc)
+            self._leaves[host] = (leaf, not_after)
+            self._leaves.move_to_end(host)
+            while len(self._leaves) > self._max:
+                self._leaves.popitem(last=False)
+            return leaf
+
+    def __len__(self) -> int:
+        return len(self._leaves)

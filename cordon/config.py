@@ -62,7 +62,9 @@ class _Locator:
     """Finds the line of a table or key in TOML source text (1-based)."""
 
     _header = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\" ]+?)\s*\]\]?\s*(#.*)?$")
-    _key = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]*\")\s*=")
+    # a bare or quoted key, possibly dotted (match.host = ...)
+    _part = r"(?:[A-Za-z0-9_\-]+|\"[^\"]*\"|'[^']*')"
+    _key = re.compile(rf"^\s*({_part}(?:\s*\.\s*{_part})*)\s*=")
 
     def __init__(self, text: str) -> None:
         self.tables: dict[tuple[Any, ...], int] = {}
@@ -95,7 +97,9 @@ class _Locator:
                 continue
             k = self._key.match(line)
             if k:
-                self.keys.setdefault((*current, k.group(1).strip('"')), lineno)
+                parts = [p.strip("\"'") for p in re.findall(self._part, k.group(1))]
+                for i in range(1, len(parts) + 1):   # match.host also locates [match]
+                    self.keys.setdefault((*current, *parts[:i]), lineno)
 
     def line(self, path: tuple[Any, ...]) -> int | None:
         if path in self.keys:
@@ -112,10 +116,13 @@ class _Locator:
 
 @dataclass
 class _Ctx:
-    file: Path
+    file: Path | None          # None: a route built from command-line flags, not read from a file
     loc: _Locator
+    base: Path                 # relative paths resolve against this directory
 
     def error(self, path: tuple[Any, ...], what: str, hint: str) -> ConfigError:
+        if self.file is None:
+            return ConfigError(what, hint)
         line = self.loc.line(path)
         where = f"{self.file}:{line}" if line else str(self.file)
         return ConfigError(f"{where}: {what}", hint)
@@ -181,10 +188,14 @@ def _parse_secret(ctx: _Ctx, t: Mapping[str, Any], path: tuple[Any, ...], route_
                         "use one of: " + ", ".join(SECRET_KEYS))
     _check_keys(ctx, t, SECRET_KEYS[source], path)
     if source == "keyring":
+        decode = _str(ctx, t, "decode", path)
+        if decode not in (None, "go-keyring"):
+            raise ctx.error((*path, "decode"), f"route '{route_name}': unknown decode '{decode}'",
+                            'remove it, or write decode = "go-keyring"')
         return SecretSpec(source="keyring",
                           account=_str(ctx, t, "account", path, default=route_name),
                           service=_str(ctx, t, "service", path, default=DEFAULT_KEYRING_SERVICE)
-                          or DEFAULT_KEYRING_SERVICE)
+                          or DEFAULT_KEYRING_SERVICE, decode=decode)
     if source == "1password":
         return SecretSpec(source="1password",
                           vault=_str(ctx, t, "vault", path, required=True),
@@ -200,7 +211,7 @@ def _parse_secret(ctx: _Ctx, t: Mapping[str, Any], path: tuple[Any, ...], route_
         return SecretSpec(source="env", var=var)
     if source == "file":
         p = _str(ctx, t, "path", path, required=True) or ""
-        return SecretSpec(source="file", path=_resolve_path(ctx.file.parent, p))
+        return SecretSpec(source="file", path=_resolve_path(ctx.base, p))
     cmd = t.get("command")
     if isinstance(cmd, str) or not isinstance(cmd, list) or not cmd or \
             not all(isinstance(x, str) for x in cmd):
@@ -275,7 +286,17 @@ def _parse_route(ctx: _Ctx, t: Mapping[str, Any], i: int) -> Route:
         if scheme is not None and not _TOKEN_RE.match(scheme):
             raise ctx.error((*apath, "scheme"), f"route '{name}': scheme '{scheme}' is not a single word",
                             'write scheme = "Bearer"')
+        if username is not None:
+            raise ctx.error((*apath, "username"), f"route '{name}': username is only used with type = \"basic\"",
+                            'remove username, or set type = "basic"')
     else:
+        if header_name is not None and header_name.lower() != "authorization":
+            raise ctx.error((*apath, "header_name"),
+                            f"route '{name}': basic auth always uses the Authorization header",
+                            'remove header_name, or use type = "header" for a custom header')
+        if scheme is not None:
+            raise ctx.error((*apath, "scheme"), f"route '{name}': basic auth has no scheme setting",
+                            "remove scheme (basic auth sends `Authorization: Basic base64(user:secret)`)")
         header_name = "Authorization"
         if username is None:
             raise ctx.error(apath, f"route '{name}': basic auth needs username",
@@ -310,7 +331,7 @@ def _parse_route(ctx: _Ctx, t: Mapping[str, Any], i: int) -> Route:
         if uscheme not in ("https", "http"):
             raise ctx.error((*upath, "scheme"), f"route '{name}': upstream scheme '{uscheme}' is not valid",
                             'use scheme = "https" (default) or "http"')
-        upstream = Upstream(address=address, ca_file=_resolve_path(ctx.file.parent, ca) if ca else None,
+        upstream = Upstream(address=address, ca_file=_resolve_path(ctx.base, ca) if ca else None,
                             scheme="http" if uscheme == "http" else "https")
     auth = Auth(type="basic" if atype == "basic" else "header", secret=secret,
                 header_name=header_name or "Authorization", scheme=scheme, username=username,
@@ -326,28 +347,45 @@ def _is_ip(s: str) -> bool:
     return True
 
 
+LOOPBACK_NAMES = ("127.0.0.1", "localhost")
+
+
+def _parse_listen(ctx: _Ctx, listen: Any) -> int:
+    """A port; "127.0.0.1:PORT" is accepted, any other address is refused (it would expose the proxy)."""
+    if isinstance(listen, str):
+        raw = listen.strip()
+        if raw.isdigit():
+            listen = int(raw)
+        else:
+            from cordon.routes import split_host_port
+            try:
+                host, listen = split_host_port(raw, DEFAULT_LISTEN)
+            except ValueError:
+                raise ctx.error(("listen",), f"listen '{raw}' is not a port",
+                                "write listen = 6790 (cordon always binds 127.0.0.1)") from None
+            if normalize_host(host) not in LOOPBACK_NAMES:
+                raise ctx.error(("listen",), f"listen address '{raw}' is not loopback",
+                                "cordon only listens on 127.0.0.1, which keeps injected credentials off the "
+                                "network; write listen = 6790 (a port)")
+    if isinstance(listen, bool) or not isinstance(listen, int) or not 0 <= listen < 65536:
+        raise ctx.error(("listen",), f"listen must be a port number, got {listen!r}", "write listen = 6790")
+    return listen
+
+
 def parse_config(text: str, file: Path, scope: str = "explicit") -> Config:
     """Parse and validate TOML text; raise ConfigError naming file:line and the fix."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{file}: invalid TOML: {e}",
-                          "fix the syntax at that line (strings need quotes, tables need [brackets])") from None
-    ctx = _Ctx(file=file, loc=_Locator(text))
+        m = re.search(r"\(at line (\d+), column \d+\)|\(at end of document\)", str(e))
+        line = m.group(1) if m and m.group(1) else (str(text.count("\n") + 1) if m else None)
+        where = f"{file}:{line}" if line else str(file)
+        raise ConfigError(f"{where}: invalid TOML: {e}",
+                          "fix the syntax at that line (strings need quotes, tables need [brackets], "
+                          "each key once per table)") from None
+    ctx = _Ctx(file=file, loc=_Locator(text), base=file.parent)
     _check_keys(ctx, data, TOP_KEYS, ())
-    listen = data.get("listen", DEFAULT_LISTEN)
-    if isinstance(listen, str):
-        host, _, port_s = listen.rpartition(":")
-        if host and normalize_host(host) not in ("127.0.0.1", "localhost"):
-            raise ctx.error(("listen",), f"listen address '{listen}' is not loopback",
-                            "cordon only listens on 127.0.0.1; write listen = 6790 (a port)")
-        try:
-            listen = int(port_s)
-        except ValueError:
-            raise ctx.error(("listen",), f"listen '{listen}' is not a port",
-                            "write listen = 6790") from None
-    if isinstance(listen, bool) or not isinstance(listen, int) or not 0 <= listen < 65536:
-        raise ctx.error(("listen",), f"listen must be a port number, got {listen!r}", "write listen = 6790")
+    listen = _parse_listen(ctx, data.get("listen", DEFAULT_LISTEN))
 
     tls = TlsConfig()
     if "tls" in data:
@@ -381,9 +419,13 @@ def parse_config(text: str, file: Path, scope: str = "explicit") -> Config:
                 if not _HOST_RE.match(normalize_host(entry)):
                     raise ctx.error(("policy", "allow_private"), f"'{entry}' is neither a network nor a host",
                                     'write e.g. "127.0.0.1/32", "10.0.0.0/8" or "intranet.local"') from None
+        allow_hosts = tuple(normalize_host(h) for h in _str_list(ctx, pt, "allow_hosts", ("policy",)))
+        for h in allow_hosts:
+            if not _HOST_RE.match(h) and not _is_ip(h):
+                raise ctx.error(("policy", "allow_hosts"), f"'{h}' in policy.allow_hosts is not a host name",
+                                'write exact hosts such as "github.com" (no scheme, port or wildcard)')
         policy = Policy(unmatched="deny" if unmatched == "deny" else "tunnel",
-                        allow_hosts=tuple(normalize_host(h) for h in _str_list(ctx, pt, "allow_hosts", ("policy",))),
-                        allow_private=allow_private)
+                        allow_hosts=allow_hosts, allow_private=allow_private)
 
     op_path = None
     if "secrets" in data:
@@ -425,6 +467,11 @@ def parse_config(text: str, file: Path, scope: str = "explicit") -> Config:
                   path=file, scope=sc)  # type: ignore[arg-type]
 
 
+def check_route(table: Mapping[str, Any], base: Path) -> Route:
+    """Validate one route given as a `[[routes]]` table (e.g. built from CLI flags); ConfigError without file:line."""
+    return _parse_route(_Ctx(file=None, loc=_Locator(""), base=base), table, 0)
+
+
 def load_config(path: Path, scope: str = "explicit") -> Config:
     try:
         text = path.read_text(encoding="utf-8")
@@ -457,3 +504,12 @@ def select_config_path(paths: Paths, config: str | None, scope: str | None) -> t
     if paths.user_config.is_file():
         return paths.user_config, "user"
     return None, "none"
+
+
+def load_selected(paths: Paths, config: str | None, scope: str | None) -> Config:
+    """The Config a command works on (select_config_path + load_config); ConfigError if there is none."""
+    path, sc = select_config_path(paths, config, scope)
+    if path is None:
+        raise ConfigError(f"no cordon.toml in {paths.cwd} or its parents, and no user config at {paths.user_config}",
+                          "add a route with `cordon route add --preset openai` (or run `cordon setup`)")
+    return load_config(path, sc)

@@ -57,6 +57,7 @@ class SecretSpec:
     source: SecretSource
     account: str | None = None          # keyring account; 1password account
     service: str = DEFAULT_KEYRING_SERVICE  # keyring service
+    decode: str | None = None           # keyring: "go-keyring" decodes go-keyring's base64/hex prefixes
     vault: str | None = None            # 1password
     item: str | None = None             # 1password
     field: str | None = None            # 1password

@@ -102,3 +102,15 @@ PRESETS: dict[str, Preset] = {
                ("GROQ_API_KEY",), "Groq API"),
     )
 }
+
+
+def derive_name(host: str) -> str:
+    """A route name from a host: api.stripe.com -> stripe, openrouter.ai -> openrouter."""
+    h = normalize_host(host)
+    labels = h.split(".")
+    if len(labels) < 2 or all(x.isdigit() for x in labels) or ":" in h:
+        return h
+    labels = labels[:-1]                       # the TLD
+    while len(labels) > 1 and labels[0] in ("api", "www"):
+        labels = labels[1:]
+    return labels[0] if len(labels) == 1 else ".".join(labels)

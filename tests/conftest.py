@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -25,9 +27,89 @@ class Result:
     stderr: str
 
 
+SECRET_SERVICE_BACKEND = "keyring.backends.SecretService.Keyring"
+FILE_BACKEND = "keyrings.alt.file.PlaintextKeyring"
+
+
+@dataclass
+class KeyringSession:
+    """The keyring the tests use: a real Secret Service, or keyrings.alt's file backend."""
+
+    backend: str
+    bus_address: str | None = None
+
+    def clear(self) -> None:
+        """Delete every item the last test stored (the daemon lives for the whole session)."""
+        if self.bus_address is None:
+            return
+        import secretstorage
+        from jeepney.io.blocking import open_dbus_connection
+
+        conn = open_dbus_connection(self.bus_address)
+        try:
+            for item in secretstorage.get_default_collection(conn).get_all_items():
+                item.delete()
+        finally:
+            conn.close()
+
+
+def _start_secret_service(tmp: Path) -> tuple[subprocess.Popen[str], str] | None:
+    """gnome-keyring-daemon's Secret Service on a private D-Bus session, headless.
+
+    As in /work/shared/reference/environment-notes.md: `dbus-run-session`, then an
+    unlocked login keyring with a throwaway password under a throwaway HOME.
+    Closing our pipe ends `cat`, which ends the D-Bus session and the daemon.
+    """
+    if os.environ.get("CORDON_TEST_KEYRING") == "file":  # force the fallback, to test it
+        return None
+    if not (shutil.which("dbus-run-session") and shutil.which("gnome-keyring-daemon")):
+        return None
+    khome = tmp / "keyring-home"
+    khome.mkdir()
+    script = ('printf pw | gnome-keyring-daemon --unlock --components=secrets >/dev/null; '
+              'echo "$DBUS_SESSION_BUS_ADDRESS"; exec cat')
+    proc = subprocess.Popen(["dbus-run-session", "--", "sh", "-c", script], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(khome)},
+                            start_new_session=True)
+    assert proc.stdout is not None
+    address = proc.stdout.readline().strip()
+    if not address:
+        proc.wait(10)
+        proc.stdout.close()
+        assert proc.stdin is not None
+        proc.stdin.close()
+        return None
+    return proc, address
+
+
+@pytest.fixture(scope="session")
+def keyring_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyringSession]:
+    started = _start_secret_service(tmp_path_factory.mktemp("secret-service"))
+    if started is None:
+        yield KeyringSession(FILE_BACKEND)
+        return
+    proc, address = started
+    try:
+        yield KeyringSession(SECRET_SERVICE_BACKEND, address)
+    finally:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.close()
+        proc.stdout.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(10)
+
+
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh HOME with XDG dirs; os.environ points at it for the test's duration."""
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keyring_session: KeyringSession) -> Iterator[Path]:
+    """A fresh HOME with XDG dirs; os.environ points at it for the test's duration.
+
+    The keyring is real: gnome-keyring's Secret Service when it can run here
+    (emptied after each test), else keyrings.alt's file backend under this HOME.
+    """
     h = tmp_path / "home"
     (h / ".config").mkdir(parents=True)
     runtime = tmp_path / "run"
@@ -35,7 +117,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("HOME", str(h))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(h / ".config"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
-    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyrings.alt.file.PlaintextKeyring")
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", keyring_session.backend)
+    if keyring_session.bus_address:
+        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", keyring_session.bus_address)
     monkeypatch.setenv("XDG_DATA_HOME", str(h / ".local" / "share"))
     for var in ("CORDON_SESSION", "HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy",
                 "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy", "SSL_CERT_FILE", "CODEX_HOME",
@@ -43,7 +127,10 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
                 "GOOGLE_API_KEY", "GITHUB_TOKEN", "GH_TOKEN", "OPENROUTER_API_KEY",
                 "MISTRAL_API_KEY", "GROQ_API_KEY"):
         monkeypatch.delenv(var, raising=False)
-    yield h
+    try:
+        yield h
+    finally:
+        keyring_session.clear()
 
 
 @pytest.fixture

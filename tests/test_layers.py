@@ -15,6 +15,7 @@ LAYERS: dict[str, int] = {
     "tokens": 2, "dotenvfile": 2, "atomic": 2,
     "proxy": 3,
     "runner": 4, "integrations": 4, "service": 4, "doctor": 4, "status": 4, "shellhooks": 4,
+    "activation": 4,
     "trust": 4,
     "cli": 5,
 }

@@ -1,18 +1,102 @@
-"""`cordon status`: not built yet (see the open issues)."""
+"""`cordon status [--json] [--quiet]`: is the proxy running, per scope and service, and how is it doing."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
-from cordon.cli.context import Context
-from cordon.errors import CordonError
+from cordon.cli.context import Context, add_scope_args
+from cordon.service import Manager, NoServiceManager, manager_for
+from cordon.status import ScopeStatus, gather, to_json
 
 
 def register(sub: Any, name: str) -> None:
-    p: argparse.ArgumentParser = sub.add_parser(name, help="(not built yet)")
+    p: argparse.ArgumentParser = sub.add_parser(
+        name, help="show whether the proxy runs, its routes' counts, CA expiry and secrets",
+        description="Per scope (and per installed service): running or not, pid, port, uptime, version, "
+                    "every route with its request and error counts since start, the CA's expiry and "
+                    "whether each route's secret resolves (never its value). Without --config/--scope "
+                    "the first scope shown is the one other commands would use.")
+    add_scope_args(p)
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print JSON")
+    out.add_argument("-q", "--quiet", action="store_true",
+                     help="print nothing; exit 0 when the proxy runs, 1 when not")
     p.set_defaults(run=run)
 
 
+def _manager(ctx: Context) -> Manager | None:
+    try:
+        return manager_for(ctx.paths, ctx.env)
+    except NoServiceManager:
+        return None
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    raise CordonError(f"'cordon {args.command}' is not built yet", "see the README's status section")
+    scopes = gather(ctx.paths, ctx.env, config=args.config, scope=args.scope, manager=_manager(ctx),
+                    check_secrets=not args.quiet)
+    status = 0 if scopes[0].running else 1
+    if args.quiet:
+        return status
+    if args.json:
+        ctx.out(json.dumps({"running": scopes[0].running, "scopes": [to_json(s) for s in scopes]}, indent=2))
+        return status
+    for i, st in enumerate(scopes):
+        if i:
+            ctx.out()
+        _render(st, ctx)
+    return status
+
+
+def _uptime(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    s = int(seconds)
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    return f"{d}d{h}h" if d else f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def _render(st: ScopeStatus, ctx: Context) -> None:
+    ctx.out(f"{st.scope} scope: {st.config_path}")
+    if st.config_error:
+        ctx.out(f"  config:  {st.config_error}")
+    if st.running:
+        up = _uptime(st.uptime_s)
+        ctx.out(f"  proxy:   running, pid {st.pid}, port {st.port}" + (f", up {up}" if up else "")
+                + (f", cordon {st.version}" if st.version else ""))
+    else:
+        ctx.out("  proxy:   not running" + (f" (listen = {st.port}; start it with `cordon start`)"
+                                           if st.port is not None and not st.config_error else ""))
+    for note in st.notes:
+        ctx.out(f"           {note}")
+    if st.service is not None and st.service.installed:
+        pid = f", pid {st.service.pid}" if st.service.pid and st.service.active else ""
+        ctx.out(f"  service: {st.service_name} ({st.service.manager} {st.service.unit}): {st.service.state}{pid}")
+    elif st.service_note:
+        ctx.out(f"  service: {st.service_note}")
+    elif st.service_name:
+        ctx.out(f"  service: not installed (`cordon service install` would name it {st.service_name})")
+    if st.ca is not None:
+        if not st.ca.exists:
+            ctx.out(f"  CA:      not created yet ({st.ca.cert_path})")
+        elif st.ca.problem:
+            ctx.out(f"  CA:      {st.ca.problem}")
+        else:
+            assert st.ca.not_after is not None
+            ctx.out(f"  CA:      {st.ca.cert_path}, expires {st.ca.not_after:%Y-%m-%d} ({st.ca.days_left} days)")
+    if not st.routes:
+        if not st.config_error:
+            ctx.out("  routes:  none")
+        return
+    ctx.out("  routes:")
+    wn = max(len(r.name) for r in st.routes)
+    wh = max(len(r.host) for r in st.routes)
+    for r in st.routes:
+        counts = f"  {r.requests} requests, {r.errors} errors" if r.requests is not None else ""
+        secret = f"secret ok ({r.secret_source})" if r.secret_ok else f"secret FAILS: {r.secret_error}"
+        ctx.out(f"    {r.name:<{wn}}  {r.host:<{wh}}  {secret}{counts}")
+        if r.secret_fix and not r.secret_ok:
+            ctx.out(f"    {'':<{wn}}  {'':<{wh}}  fix: {r.secret_fix}")

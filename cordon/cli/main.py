@@ -60,6 +60,7 @@ def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help(ctx.stdout)
         return 2
+    _repair_stale_sessions(ctx)
     try:
         return int(args.run(args, ctx))
     except CordonError as e:
@@ -78,6 +79,15 @@ def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
             ctx.err(f"cordon: internal error: {type(e).__name__}: {e}")
             ctx.err("hint: run again with --debug for the traceback, and report it")
         return 70
+
+
+def _repair_stale_sessions(ctx: Context) -> None:
+    """Undo what a SIGKILLed `cordon exec` left (its .env edits, its directory): every command does it."""
+    from cordon.session import repair_stale
+    try:
+        repair_stale(ctx.paths)
+    except OSError as e:
+        ctx.err(f"cordon: warning: could not repair a stale session: {e}")
 
 
 def entry() -> None:

@@ -1,0 +1,96 @@
+"""The scope material every integration needs: cordon.toml with a route, CA, bundle, token.
+
+Local files only. The CA and bundle come from `castore`, tokens from `tokens`,
+route writing from `configedit` (comments and order of the user's file kept).
+Never resolves a secret that could prompt someone (1Password, commands).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from cordon import castore, configedit
+from cordon.atomic import atomic_write
+from cordon.config import load_config
+from cordon.errors import CordonError
+from cordon.model import Config, Route, SecretSpec
+from cordon.routes import Preset, normalize_host
+from cordon.secrets import SecretResolver, fix_hint
+from cordon.tokens import TokenStore
+
+
+def ensure_config(path: Path, preset: Preset, *, add_route: bool) -> tuple[bool, str | None]:
+    """Create `path` if missing; add the preset's route if asked and no route has its host.
+
+    Returns (config created, name of the route added or None).
+    """
+    created = not path.exists()
+    cfg = None if created else load_config(path)
+    if cfg is not None and any(normalize_host(r.host) == preset.host for r in cfg.routes):
+        add_route = False
+    if add_route:
+        taken = {r.name for r in cfg.routes} if cfg else set()
+        name = preset.name if preset.name not in taken else preset.host
+        configedit.add_route(path, preset.route(SecretSpec(source="keyring", account=name), name=name))
+        return created, name
+    if created:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, configedit.NEW_FILE_HEADER, mode=0o644)
+    return created, None
+
+
+@dataclass(frozen=True)
+class CaMaterial:
+    ca_path: Path          # CA certificate only (NODE_EXTRA_CA_CERTS)
+    bundle_path: Path      # system roots + CA (SSL_CERT_FILE and friends)
+    ca_created: bool
+
+
+def ca_files(cfg: Config, state_dir: Path) -> tuple[Path, Path]:
+    if cfg.tls.ca_cert_path is not None and cfg.tls.ca_key_path is not None:
+        return cfg.tls.ca_cert_path, cfg.tls.ca_key_path
+    return castore.ca_paths(state_dir)
+
+
+def bundle_file(state_dir: Path) -> Path:
+    return castore.bundle_path(state_dir)
+
+
+def ensure_ca_and_bundle(cfg: Config, state_dir: Path, env: Mapping[str, str]) -> CaMaterial:
+    cert, key = ca_files(cfg, state_dir)
+    existed = cert.exists() and key.exists()
+    ca = castore.load_or_create_ca(cert, key)
+    bundle = bundle_file(state_dir)
+    # a bundle that already holds the inherited SSL_CERT_FILE would only copy itself
+    benv = {k: v for k, v in env.items() if k != "SSL_CERT_FILE" or Path(v) != bundle}
+    castore.write_bundle(bundle, ca.cert_pem, benv)
+    return CaMaterial(ca_path=cert, bundle_path=bundle, ca_created=not existed)
+
+
+def client_token(state_dir: Path, name: str) -> str:
+    return str(TokenStore(state_dir / "tokens.toml").ensure(name))
+
+
+def revoke_token(state_dir: Path, name: str) -> bool:
+    store = TokenStore(state_dir / "tokens.toml")
+    if store.path.exists() and name in store.load():
+        store.revoke(name)
+        return True
+    return False
+
+
+def secret_steps(cfg: Config, env: Mapping[str, str], route: Route | None) -> list[str]:
+    """A step naming the fix when the route's secret is not stored yet.
+
+    Only sources that answer without asking anyone are checked (keyring, env,
+    file); 1Password or a command could prompt, so setup does not run them.
+    """
+    if route is None or route.auth.secret.source not in ("keyring", "env", "file"):
+        return []
+    try:
+        problems = SecretResolver(env, op_path=cfg.op_path).check([route])
+    except CordonError:
+        return [f"store the real key: {fix_hint(route)}"]
+    return [f"store the real key: {fix_hint(r)}" for r, err in problems if err is not None]

@@ -1,0 +1,62 @@
+"""Who may use the proxy: tokens presented as proxy credentials, checked in constant time.
+
+Clients send `Proxy-Authorization: Basic base64(<any user>:<token>)` (what
+`http://cordon:<token>@127.0.0.1:<port>` in HTTPS_PROXY produces); `/status`
+also takes `Authorization: Bearer <token>`. Every stored token is compared on
+every check (digests of equal length, `hmac.compare_digest`), so timing says
+nothing about which token or how much of it matched.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Mapping
+
+CHALLENGE = b'Basic realm="cordon"'
+
+
+def _digest(token: str | bytes) -> bytes:
+    return hashlib.sha256(token if isinstance(token, bytes) else token.encode()).digest()
+
+
+class ProxyAuth:
+    """Checks presented tokens against a mapping token -> client name."""
+
+    def __init__(self, tokens: Mapping[str, str]) -> None:
+        if not tokens:
+            raise ValueError("ProxyAuth needs at least one token (use auth=None for an open proxy)")
+        self._entries = [(_digest(t), name) for t, name in tokens.items()]
+
+    @classmethod
+    def single(cls, token: str, client: str = "default") -> ProxyAuth:
+        return cls({token: client})
+
+    def check_token(self, token: bytes) -> str | None:
+        """The client name for `token`, or None. Constant time in the token's content."""
+        d = _digest(token)
+        found: str | None = None
+        for digest, name in self._entries:
+            if hmac.compare_digest(digest, d) and found is None:
+                found = name
+        return found
+
+    def check_header(self, value: bytes | None) -> str | None:
+        """Check a `Proxy-Authorization` (or `Authorization`) value: Basic or Bearer."""
+        if not value:
+            return None
+        scheme, _, cred = value.strip().partition(b" ")
+        scheme = scheme.lower()
+        cred = cred.strip()
+        if scheme == b"basic":
+            try:
+                raw = base64.b64decode(cred, validate=True)
+            except (binascii.Error, ValueError):
+                return None
+            _user, sep, token = raw.partition(b":")
+            return self.check_token(token) if sep else None
+        if scheme == b"bearer":
+            return self.check_token(cred)
+        return None

@@ -1,0 +1,152 @@
+"""A byte stream with a read buffer: request/response heads and exact-length reads.
+
+Heads are located with one `find` per received block (never byte by byte);
+bytes read past a head stay in the buffer for the body or the next message.
+`Prefixed` replays buffered bytes before the wrapped stream's own, so a TLS
+handshake or a tunnel can start on a connection that already read ahead.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from cordon.errors import ProtocolError
+from cordon.http1 import MAX_HEAD, find_head_end
+
+RECV = 1 << 18  # large reads: fewer trips through Python per megabyte
+
+
+class Conn:
+    """One side of a proxied exchange: `stream` plus whatever was read ahead."""
+
+    __slots__ = ("buf", "closed", "stream")
+
+    def __init__(self, stream: anyio.abc.ByteStream, buf: bytes = b"") -> None:
+        self.stream = stream
+        self.buf = bytearray(buf)
+        self.closed = False
+
+    async def read_head(self, *, idle: float | None, head: float, status_on_eof: int = 400,
+                        status_too_large: int = 431) -> bytes | None:
+        """Read up to and including the blank line after a head.
+
+        Returns None when the peer closes (or stays silent for `idle` seconds)
+        before sending anything. Once a byte has arrived the whole head must
+        follow within `head` seconds (slowloris), else TimeoutError.
+        """
+        buf = self.buf
+        while not buf.strip(b"\r\n"):
+            if buf:
+                buf.clear()  # stray CRLFs between messages (RFC 9112 §2.2)
+            data = b""
+            with anyio.move_on_after(idle):
+                try:
+                    data = await self.stream.receive(RECV)
+                except (anyio.EndOfStream, anyio.BrokenResourceError):
+                    return None
+            if not data:
+                return None
+            buf += data
+        start = 0
+        with anyio.fail_after(head):
+            while True:
+                end = find_head_end(buf, max(0, start - 3))
+                if end >= 0:
+                    h = bytes(buf[:end])
+                    del buf[:end]
+                    return h
+                if len(buf) > MAX_HEAD:
+                    raise ProtocolError("message head larger than 64 KiB", status_too_large)
+                start = len(buf)
+                try:
+                    data = await self.stream.receive(RECV)
+                except anyio.EndOfStream:
+                    raise ProtocolError("connection closed in the middle of a message head", status_on_eof)
+                buf += data
+
+    async def receive(self, max_bytes: int = RECV) -> bytes:
+        """Buffered bytes first, then one read from the stream (raises EndOfStream)."""
+        if self.buf:
+            if len(self.buf) <= max_bytes:
+                data = bytes(self.buf)
+                self.buf.clear()
+            else:
+                data = bytes(self.buf[:max_bytes])
+                del self.buf[:max_bytes]
+            return data
+        return await self.stream.receive(max_bytes)
+
+    def unread(self, data: bytes) -> None:
+        if data:
+            self.buf[:0] = data
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send(data)
+
+    async def aclose(self) -> None:
+        self.closed = True
+        await anyio.aclose_forcefully(self.stream)
+
+
+class Prefixed(anyio.abc.ByteStream):
+    """`stream` with `prefix` delivered first (bytes a Conn read ahead)."""
+
+    def __init__(self, stream: anyio.abc.ByteStream, prefix: bytes) -> None:
+        self.stream = stream
+        self._prefix = prefix
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        if self._prefix:
+            data, self._prefix = self._prefix[:max_bytes], self._prefix[max_bytes:]
+            return data
+        return await self.stream.receive(max_bytes)
+
+    async def send(self, item: bytes) -> None:
+        await self.stream.send(item)
+
+    async def send_eof(self) -> None:
+        await self.stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return self.stream.extra_attributes
+
+
+async def splice(a: Conn, b: Conn, *, half_close: bool = True) -> tuple[int, int]:
+    """Copy bytes both ways until both directions end; returns (a->b, b->a) byte counts.
+
+    With `half_close`, EOF from one side is passed on with `send_eof` and the
+    other direction keeps flowing (RFC 9293 half-close; TLS streams cannot, so
+    for them the first EOF ends both). A broken side ends both directions.
+    """
+    counts = [0, 0]
+
+    async def one(src: Conn, dst: Conn, i: int, scope: anyio.CancelScope) -> None:
+        try:
+            while True:
+                data = await src.receive(RECV)
+                await dst.send(data)
+                counts[i] += len(data)
+        except anyio.EndOfStream:
+            if half_close:
+                try:
+                    await dst.stream.send_eof()
+                    return
+                except (NotImplementedError, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                    pass
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, ssl.SSLError):
+            pass
+        scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(one, a, b, 0, tg.cancel_scope)
+        tg.start_soon(one, b, a, 1, tg.cancel_scope)
+    return counts[0], counts[1]

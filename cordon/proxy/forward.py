@@ -1,0 +1,373 @@
+"""One HTTP exchange relayed upstream: request out, response streamed back.
+
+Shared by the MITM leg (route hosts) and absolute-form plain HTTP. The caller
+decides the target and rewrites the headers; this module does the framing:
+request bodies streamed (Content-Length, chunked, `Expect: 100-continue`),
+responses relayed block by block as they arrive (SSE, chunked, large bodies),
+echo scrubbing, connection reuse on both legs and WebSocket hand-off after 101.
+Failures before anything reached the client raise `ProtocolError(status)`.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+
+import anyio
+
+from cordon.errors import ProtocolError
+from cordon.http1 import (
+    ChunkedDecoder,
+    Framing,
+    Headers,
+    RequestHead,
+    ResponseHead,
+    encode_chunk,
+    end_chunks,
+    header_get,
+    parse_response_head,
+    request_framing,
+    response_framing,
+    serialize_request_head,
+    serialize_response_head,
+    strip_hop_by_hop,
+    tokens,
+    wants_keep_alive,
+)
+from cordon.inject import Scrubber, scrub_headers
+from cordon.proxy.conn import RECV, Conn
+from cordon.proxy.pool import Pool, Target, Upstream, open_connection
+from cordon.proxy.websocket import relay_upgraded
+
+PREFETCH_MAX = 64 * 1024   # request bodies up to this size are read first (replayable on a stale connection)
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError, ssl.SSLError)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What goes upstream for one client request."""
+
+    target: Target
+    method: bytes
+    path: bytes                      # origin-form request target
+    headers: Headers                 # end-to-end fields, credentials already rewritten
+    scrub: tuple[bytes, bytes] | None = None   # (secret, placeholder) for echo scrubbing
+    upgrade: bytes | None = None     # b"websocket": relay raw bytes after a 101
+
+
+@dataclass
+class Result:
+    status: int = 0
+    keep_alive: bool = False
+    bytes_up: int = 0
+    bytes_down: int = 0
+    error: str | None = None         # why the exchange ended early (already partly sent)
+
+
+@dataclass
+class _Upload:
+    complete: bool = False
+    error: BaseException | None = None
+    sent: int = 0
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds. `head`: a request head must be complete this long after its first byte
+    (slowloris); `idle`: a keep-alive client may stay silent this long; `response`:
+    upstream time to the response head (LLM answers can take minutes); `read`: any body
+    read making no progress; `connect`/`handshake`: TCP+TLS upstream, TLS with clients."""
+
+    connect: float = 10.0
+    handshake: float = 10.0
+    head: float = 30.0
+    idle: float = 300.0
+    response: float = 600.0
+    read: float = 600.0
+
+
+class Forwarder:
+    def __init__(self, pool: Pool, timeouts: Timeouts) -> None:
+        self.pool = pool
+        self.t = timeouts
+
+    async def exchange(self, client: Conn, req: RequestHead, plan: Plan) -> Result:
+        framing = request_framing(req)
+        expect = b"100-continue" in tokens(req.headers, b"expect")
+        body: bytes | None = None
+        if framing.kind == "none":
+            body = b""
+        elif framing.kind == "length" and framing.length <= PREFETCH_MAX and not expect:
+            body = await self._read_exact(client, framing.length)
+        headers = list(plan.headers)
+        if plan.upgrade:
+            headers += [(b"Connection", b"Upgrade"), (b"Upgrade", plan.upgrade)]
+        if framing.kind == "length":
+            headers.append((b"Content-Length", b"%d" % framing.length))
+        elif framing.kind == "chunked":
+            headers.append((b"Transfer-Encoding", b"chunked"))
+        head = serialize_request_head(plan.method, plan.path, headers)
+        replayable = body is not None and (req.method in IDEMPOTENT or header_get(
+            req.headers, b"idempotency-key") is not None)
+
+        retried = False
+        while True:
+            if plan.upgrade:
+                up = await open_connection(plan.target, self.pool.contexts, self.t.connect)
+            else:
+                up = await self.pool.acquire(plan.target)
+            reused = up.uses > 0
+            up.uses += 1
+            try:
+                if body is not None:
+                    try:
+                        await up.send(head + body)
+                    except BROKEN as e:
+                        await up.aclose()
+                        if reused and not retried:
+                            retried = True
+                            continue
+                        raise ProtocolError(f"upstream {plan.target.describe()} closed the connection: "
+                                            f"{type(e).__name__}", 502)
+                    resp = await self._response_head(up, client, req, expect, plan)
+                    if resp is None:
+                        await up.aclose()
+                        if reused and replayable and not retried:
+                            retried = True
+                            continue
+                        raise ProtocolError(f"upstream {plan.target.describe()} closed the connection "
+                                            "without answering", 502)
+                    upload = _Upload(complete=True, sent=len(body))
+                    return await self._respond(client, req, plan, up, resp, upload)
+                return await self._streaming(client, req, plan, up, framing, head, expect)
+            except BaseException:
+                if not up.closed:
+                    await up.aclose()
+                raise
+
+    async def _streaming(self, client: Conn, req: RequestHead, plan: Plan, up: Upstream, framing: Framing,
+                         head: bytes, expect: bool) -> Result:
+        """Request body relayed while the response is read (100-continue, early answers)."""
+        try:
+            await up.send(head)
+        except BROKEN:
+            raise ProtocolError(f"upstream {plan.target.describe()} closed the connection", 502)
+        upload = _Upload()
+        result: Result | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._pump, client, up, framing, upload, tg.cancel_scope)
+            resp = await self._response_head(up, client, req, expect, plan)
+            if resp is None:
+                tg.cancel_scope.cancel()
+                if upload.error is None:
+                    raise ProtocolError(f"upstream {plan.target.describe()} closed the connection "
+                                        "without answering", 502)
+            else:
+                result = await self._respond(client, req, plan, up, resp, upload)
+            if not upload.complete:
+                tg.cancel_scope.cancel()
+        if upload.error is not None and result is None:
+            e = upload.error
+            if isinstance(e, ProtocolError):
+                raise e
+            if isinstance(e, TimeoutError):
+                raise ProtocolError("timed out reading the request body", 408)
+            raise ProtocolError("the client stopped sending the request body", 400)
+        if result is None:
+            raise ProtocolError("request aborted", 400)
+        if not upload.complete:
+            result.keep_alive = False
+            if not up.closed:
+                await up.aclose()
+        result.bytes_up = upload.sent
+        return result
+
+    async def _pump(self, client: Conn, up: Upstream, framing: Framing, st: _Upload,
+                    scope: anyio.CancelScope) -> None:
+        try:
+            if framing.kind == "length":
+                left = framing.length
+                while left:
+                    with anyio.fail_after(self.t.read):
+                        data = await client.receive(min(left, RECV))
+                    left -= len(data)
+                    await up.send(data)
+                    st.sent += len(data)
+            else:
+                dec = ChunkedDecoder(400)
+                while not dec.done:
+                    with anyio.fail_after(self.t.read):
+                        data = await client.receive(RECV)
+                    out = dec.feed(data)
+                    if out:
+                        await up.send(encode_chunk(out))
+                        st.sent += len(out)
+                await up.send(end_chunks(dec.trailers))
+                client.unread(dec.unused)
+            st.complete = True
+        except (ProtocolError, TimeoutError, *BROKEN) as e:
+            st.error = e
+            scope.cancel()
+
+    async def _read_exact(self, client: Conn, n: int) -> bytes:
+        parts: list[bytes] = []
+        left = n
+        try:
+            while left:
+                with anyio.fail_after(self.t.read):
+                    data = await client.receive(min(left, RECV))
+                parts.append(data)
+                left -= len(data)
+        except TimeoutError:
+            raise ProtocolError("timed out reading the request body", 408)
+        except BROKEN:
+            raise ProtocolError("the client closed the connection in the middle of the request body", 400)
+        return b"".join(parts)
+
+    async def _response_head(self, up: Upstream, client: Conn, req: RequestHead, expect: bool,
+                             plan: Plan) -> ResponseHead | None:
+        """The final (or 101) response head; interim 1xx go to HTTP/1.1 clients. None: closed first."""
+        while True:
+            try:
+                with anyio.fail_after(self.t.response):
+                    raw = await up.read_head(idle=None, head=self.t.response, status_on_eof=502,
+                                             status_too_large=502)
+            except TimeoutError:
+                raise ProtocolError(f"upstream {plan.target.describe()} did not answer within "
+                                    f"{self.t.response:g}s", 504)
+            except BROKEN:
+                return None
+            if raw is None:
+                return None
+            resp = parse_response_head(raw)
+            if resp.status == 101:
+                if plan.upgrade:
+                    return resp
+                raise ProtocolError("upstream switched protocols without being asked", 502)
+            if resp.status >= 200:
+                return resp
+            if req.version == b"HTTP/1.1" and (resp.status != 100 or expect):
+                hdrs = strip_hop_by_hop(resp.headers)
+                if plan.scrub:
+                    hdrs = scrub_headers(hdrs, *plan.scrub)
+                await client.send(serialize_response_head(resp.status, resp.reason, hdrs))
+
+    async def _respond(self, client: Conn, req: RequestHead, plan: Plan, up: Upstream, resp: ResponseHead,
+                       upload: _Upload) -> Result:
+        if resp.status == 101:
+            down, upb = await relay_upgraded(client, up, resp, plan.scrub)
+            return Result(status=101, keep_alive=False, bytes_down=down, bytes_up=upb)
+        rf = response_framing(req.method, resp)   # ProtocolError(502) on nonsense
+        keep_client = req.keep_alive
+        headers = strip_hop_by_hop(resp.headers)
+        scrubber: Scrubber | None = None
+        if plan.scrub:
+            headers = scrub_headers(headers, *plan.scrub)
+            enc = tokens(resp.headers, b"content-encoding")
+            if rf.kind != "none" and all(e == b"identity" for e in enc):
+                scrubber = Scrubber(*plan.scrub)
+        if rf.kind == "none":
+            cl = header_get(resp.headers, b"content-length")
+            if cl is not None and (req.method == b"HEAD" or resp.status == 304):
+                headers.append((b"Content-Length", cl))
+            elif resp.status >= 200 and resp.status not in (204, 304):
+                headers.append((b"Content-Length", b"0"))
+            mode = "none"
+        elif rf.kind == "length" and scrubber is None:
+            headers.append((b"Content-Length", b"%d" % rf.length))
+            mode = "length"
+        elif req.version == b"HTTP/1.1":
+            # chunked out when the length is unknown or scrubbing may change it
+            headers.append((b"Transfer-Encoding", b"chunked"))
+            mode = "chunked"
+        else:
+            mode = "close"
+            keep_client = False
+        if not keep_client:
+            headers.append((b"Connection", b"close"))
+        res = Result(status=resp.status, keep_alive=keep_client)
+        await client.send(serialize_response_head(resp.status, resp.reason, headers))
+
+        up_reusable = rf.kind != "close" and wants_keep_alive(resp.version, resp.headers)
+        try:
+            res.bytes_down, trailers, clean = await self._relay_body(client, up, rf, mode, scrubber)
+            if not clean:
+                up_reusable = False
+        except TimeoutError:
+            res.error = f"upstream {plan.target.describe()} stalled for {self.t.read:g}s mid-body"
+            res.keep_alive = False
+            await up.aclose()
+            return res
+        except ProtocolError as e:
+            res.error = e.message
+            res.keep_alive = False
+            await up.aclose()
+            return res
+        except BROKEN as e:
+            res.error = f"connection broken mid-body ({type(e).__name__})"
+            res.keep_alive = False
+            await up.aclose()
+            return res
+        if mode == "chunked":
+            if plan.scrub and trailers:
+                trailers = scrub_headers(trailers, *plan.scrub)
+            await client.send(end_chunks(trailers))
+        if up_reusable and upload.complete:
+            await self.pool.release(up)
+        else:
+            await up.aclose()
+        if mode == "close":
+            res.keep_alive = False
+        return res
+
+    async def _relay_body(self, client: Conn, up: Upstream, rf: Framing, mode: str,
+                          scrubber: Scrubber | None) -> tuple[int, Headers, bool]:
+        """Copy the response body; returns (bytes sent, trailers, upstream left clean)."""
+        sent = 0
+        read_t = self.t.read
+        chunked_out = mode == "chunked"
+
+        async def emit(data: bytes) -> None:
+            nonlocal sent
+            if scrubber is not None:
+                data = scrubber.feed(data)
+            if data:
+                await client.send(encode_chunk(data) if chunked_out else data)
+                sent += len(data)
+
+        trailers: Headers = []
+        clean = True
+        if rf.kind == "length":
+            left = rf.length
+            while left:
+                with anyio.fail_after(read_t):
+                    data = await up.receive(min(left, RECV))
+                left -= len(data)
+                await emit(data)
+        elif rf.kind == "chunked":
+            dec = ChunkedDecoder(502)
+            while not dec.done:
+                with anyio.fail_after(read_t):
+                    data = await up.receive(RECV)
+                out = dec.feed(data)
+                if out:
+                    await emit(out)
+            trailers = dec.trailers
+            if dec.unused:
+                clean = False
+        elif rf.kind == "close":
+            while True:
+                try:
+                    with anyio.fail_after(read_t):
+                        data = await up.receive(RECV)
+                except anyio.EndOfStream:
+                    break
+                await emit(data)
+            clean = False
+        if scrubber is not None:
+            tail = scrubber.flush()
+            if tail:
+                await client.send(encode_chunk(tail) if chunked_out else tail)
+                sent += len(tail)
+        return sent, trailers, clean

@@ -1,0 +1,166 @@
+"""Route hosts: terminate the client's TLS, then forward each request with the real credential.
+
+After `200` to CONNECT, the client's TLS is terminated with a leaf for the
+route host (ALPN http/1.1). Per request: Host and SNI must name the CONNECT
+host (else 421, nothing forwarded), client credentials are stripped, the
+secret injected (path rules permitting) and the exchange forwarded over
+verified TLS. Never logs a header value.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+from anyio.streams.tls import TLSAttribute, TLSStream
+
+from cordon.errors import ProtocolError, SecretError
+from cordon.http1 import RequestHead, parse_request_head, request_framing, strip_hop_by_hop
+from cordon.inject import SCRUB_MIN, InjectionError, rewrite_headers, wants_secret
+from cordon.model import Route
+from cordon.proxy.conn import Conn, Prefixed
+from cordon.proxy.forward import Plan
+from cordon.proxy.tls import sni_of
+from cordon.proxy.websocket import upgrade_token
+from cordon.routes import normalize_host, split_host_port
+
+if TYPE_CHECKING:
+    from cordon.proxy.server import Proxy
+
+log = logging.getLogger("cordon.proxy")
+
+
+async def serve_mitm(px: Proxy, client: Conn, route: Route, host: str, port: int) -> None:
+    """Run the intercepted connection until either side is done."""
+    # cached per host; the first call signs a leaf (about a millisecond with EC keys)
+    ctx = px.settings.issuer.server_context(route.host)
+    try:
+        with anyio.fail_after(px.timeouts.handshake):
+            tls = await TLSStream.wrap(Prefixed(client.stream, bytes(client.buf)), server_side=True,
+                                       ssl_context=ctx, standard_compatible=False)
+    except (TimeoutError, ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream, OSError) as e:
+        reason = e.reason if isinstance(e, ssl.SSLError) and e.reason else type(e).__name__
+        log.info("TLS handshake with the client for %s failed: %s (does the client trust cordon's CA?)",
+                 route.host, reason)
+        return
+    client.buf.clear()
+    sni = sni_of(tls.extra(TLSAttribute.ssl_object))  # noqa: S610
+    inner = Conn(tls)
+    try:
+        while True:
+            try:
+                head = await inner.read_head(idle=px.timeouts.idle, head=px.timeouts.head)
+            except TimeoutError:
+                await px.send_error(inner, 408, "the request head did not arrive in time", close=True)
+                return
+            except ProtocolError as e:
+                await px.send_error(inner, e.status, e.message, close=True)
+                return
+            if head is None:
+                return
+            try:
+                req = parse_request_head(head)
+            except ProtocolError as e:
+                await px.send_error(inner, e.status, e.message, close=True)
+                return
+            if not await route_request(px, inner, req, route, host, port, sni):
+                return
+    finally:
+        await inner.aclose()
+
+
+def _origin_path(req: RequestHead, host: str) -> bytes:
+    """The origin-form target; an absolute-form target must name `host` (else 421)."""
+    t = req.target
+    low = t[:8].lower()
+    if low.startswith(b"https://") or low.startswith(b"http://"):
+        rest = t.split(b"://", 1)[1]
+        authority, slash, path = rest.partition(b"/")
+        try:
+            h, _ = split_host_port(authority.decode("latin-1"), 443)
+        except ValueError:
+            raise ProtocolError("malformed request target", 400)
+        if normalize_host(h) != normalize_host(host):
+            raise ProtocolError(f"request names another host than {host}", 421)
+        return slash + path if slash else b"/"
+    if t.startswith(b"/") or t == b"*":
+        return t
+    raise ProtocolError("malformed request target", 400)
+
+
+def check_host(req: RequestHead, host: str, port: int, sni: str | None) -> None:
+    """421 unless the Host header and the TLS SNI both name the CONNECT host."""
+    if sni is not None and normalize_host(sni) != normalize_host(host):
+        raise ProtocolError(f"TLS server name does not match the CONNECT host {host}", 421)
+    hv = req.get(b"host")
+    if hv is None:
+        if req.version == b"HTTP/1.1":
+            raise ProtocolError("missing Host header", 400)
+        return
+    try:
+        h, _ = split_host_port(hv.decode("latin-1"), port)
+    except ValueError:
+        raise ProtocolError("malformed Host header", 400)
+    if normalize_host(h) != normalize_host(host):
+        raise ProtocolError(f"Host header does not match the CONNECT host {host}", 421)
+
+
+async def route_request(px: Proxy, client: Conn, req: RequestHead, route: Route, host: str, port: int,
+                        sni: str | None, *, absolute: bool = False) -> bool:
+    """Forward one request for a route host; returns whether the client connection stays open."""
+    t0 = time.monotonic()
+    st = px.stats.route(route.name)
+    st.requests += 1
+    upgrade = upgrade_token(req)
+    status = 0
+    nbytes = 0
+    try:
+        path = _origin_path(req, host)
+        if absolute:
+            headers = [(k, v) for k, v in strip_hop_by_hop(req.headers) if k.lower() != b"host"]
+            headers.insert(0, (b"Host", host.encode("idna") if port in (80, 443) else
+                               b"%s:%d" % (host.encode("idna"), port)))
+        else:
+            check_host(req, host, port, sni)
+            headers = strip_hop_by_hop(req.headers)
+        request_framing(req)  # 400 for smuggling-prone framing before any secret lookup
+        secret = None
+        if wants_secret(route, path):
+            try:
+                secret = await px.secrets.get(route)
+            except SecretError as e:
+                raise ProtocolError(f"{e.message}; {e.hint}" if e.hint else e.message, 502)
+        try:
+            headers, _ = rewrite_headers(headers, route, path, secret)
+        except InjectionError as e:
+            raise ProtocolError(str(e), 502)
+        scrub = None
+        if secret is not None and len(secret) >= SCRUB_MIN:
+            scrub = (secret.reveal().encode(), route.auth.placeholder.encode())
+        plan = Plan(target=px.route_target(route, port), method=req.method, path=path, headers=headers,
+                    scrub=scrub, upgrade=upgrade)
+        result = await px.forwarder.exchange(client, req, plan)
+    except ProtocolError as e:
+        st.errors += 1
+        status = 426 if upgrade and e.status in (400, 408, 431, 501, 502, 504, 505) else e.status
+        keep = e.status in (421,) and request_framing_is_empty(req)
+        await px.send_error(client, status, e.message, close=not keep)
+        px.log_exchange(route.name, host, req, status, 0, t0, e.message)
+        return keep
+    status, nbytes = result.status, result.bytes_down
+    st.bytes_up += result.bytes_up
+    st.bytes_down += result.bytes_down
+    if result.error:
+        st.errors += 1
+    px.log_exchange(route.name, host, req, status, nbytes, t0, result.error)
+    return result.keep_alive
+
+
+def request_framing_is_empty(req: RequestHead) -> bool:
+    try:
+        return request_framing(req).kind == "none"
+    except ProtocolError:
+        return False

@@ -1,0 +1,154 @@
+"""Upstream connections: connect (TCP, verified TLS), keep idle ones for reuse.
+
+A `Target` names where to connect (`connect_host:connect_port`, possibly a
+route's `[routes.upstream] address` or an SSRF-validated IP) and which name
+TLS must verify (`host`, also the SNI). Connection failures become
+`ProtocolError` with the status the client gets: 502 refused/unreachable/TLS,
+504 timeout.
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import anyio.abc
+from anyio.streams.tls import TLSStream
+
+from cordon.errors import ProtocolError
+from cordon.proxy.conn import Conn
+from cordon.proxy.tls import ClientContexts
+
+IDLE_TTL = 30.0        # drop pooled connections idle longer than this (servers time out ~60 s)
+MAX_IDLE_PER_TARGET = 32
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str                  # Host / SNI / certificate name
+    port: int
+    connect_host: str          # where the TCP connection goes
+    connect_port: int
+    tls: bool = True
+    ca_file: Path | None = None
+
+    def describe(self) -> str:
+        where = f"{self.host}:{self.port}"
+        if (self.connect_host, self.connect_port) != (self.host, self.port):
+            where += f" (via {self.connect_host}:{self.connect_port})"
+        return where
+
+
+class Upstream(Conn):
+    """A connection to a target; `uses` counts the exchanges it carried."""
+
+    __slots__ = ("idle_since", "target", "uses")
+
+    def __init__(self, stream: anyio.abc.ByteStream, target: Target) -> None:
+        super().__init__(stream)
+        self.target = target
+        self.uses = 0
+        self.idle_since = 0.0
+
+    def looks_dead(self) -> bool:
+        """An idle connection with something readable has been closed (or sent junk)."""
+        try:
+            sock = self.stream.extra(anyio.abc.SocketAttribute.raw_socket)  # noqa: S610
+        except anyio.TypedAttributeLookupError:
+            return False
+        try:
+            r, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(r)
+
+
+def _ssl_reason(e: BaseException) -> str:
+    if isinstance(e, ssl.SSLCertVerificationError):
+        return e.verify_message or str(e)
+    if isinstance(e, ssl.SSLError):
+        return e.reason or str(e)
+    return str(e) or type(e).__name__
+
+
+async def open_connection(target: Target, contexts: ClientContexts, timeout: float) -> Upstream:
+    """Connect and (for TLS) handshake within `timeout`; map failures to 502/504."""
+    where = target.describe()
+    try:
+        with anyio.fail_after(timeout):
+            sock = await anyio.connect_tcp(target.connect_host, target.connect_port)
+            stream: anyio.abc.ByteStream = sock
+            if target.tls:
+                try:
+                    stream = await TLSStream.wrap(sock, hostname=target.host,
+                                                  ssl_context=contexts.get(target.ca_file),
+                                                  standard_compatible=False)
+                except BaseException:
+                    await anyio.aclose_forcefully(sock)
+                    raise
+    except TimeoutError:
+        raise ProtocolError(f"upstream {where} timed out after {timeout:g}s while connecting", 504)
+    except ssl.SSLCertVerificationError as e:
+        raise ProtocolError(f"upstream {where} failed TLS verification: {_ssl_reason(e)}", 502)
+    except ssl.SSLError as e:
+        raise ProtocolError(f"TLS handshake with upstream {where} failed: {_ssl_reason(e)}", 502)
+    except (anyio.BrokenResourceError, anyio.EndOfStream) as e:
+        raise ProtocolError(f"upstream {where} closed the connection during the TLS handshake"
+                            f"{': ' + _ssl_reason(e.__cause__) if e.__cause__ else ''}", 502)
+    except ConnectionRefusedError:
+        raise ProtocolError(f"upstream {where} refused the connection", 502)
+    except socket.gaierror as e:
+        raise ProtocolError(f"cannot resolve upstream {target.connect_host}: {e.strerror or e}", 502)
+    except OSError as e:
+        reason = e.strerror or str(e)
+        if e.errno == errno.ECONNREFUSED or "refused" in reason.lower():
+            raise ProtocolError(f"upstream {where} refused the connection", 502)
+        raise ProtocolError(f"cannot reach upstream {where}: {reason}", 502)
+    return Upstream(stream, target)
+
+
+class Pool:
+    """Idle upstream connections by target, reused LIFO (the warmest first)."""
+
+    def __init__(self, contexts: ClientContexts, connect_timeout: float) -> None:
+        self.contexts = contexts
+        self.connect_timeout = connect_timeout
+        self._idle: dict[Target, list[Upstream]] = {}
+        self.opened = 0
+
+    async def acquire(self, target: Target) -> Upstream:
+        """A ready connection: a live idle one when there is one, else a new one."""
+        idle = self._idle.get(target)
+        now = time.monotonic()
+        while idle:
+            up = idle.pop()
+            if now - up.idle_since < IDLE_TTL and not up.looks_dead():
+                return up
+            await up.aclose()
+        up = await open_connection(target, self.contexts, self.connect_timeout)
+        self.opened += 1
+        return up
+
+    async def release(self, up: Upstream) -> None:
+        """Return a connection whose last exchange ended cleanly."""
+        if up.closed or up.buf:
+            await up.aclose()
+            return
+        idle = self._idle.setdefault(up.target, [])
+        if len(idle) >= MAX_IDLE_PER_TARGET:
+            await up.aclose()
+            return
+        up.idle_since = time.monotonic()
+        idle.append(up)
+
+    async def aclose(self) -> None:
+        conns = [c for lst in self._idle.values() for c in lst]
+        self._idle.clear()
+        for c in conns:
+            await c.aclose()

@@ -1,0 +1,124 @@
+"""A throwaway local HTTPS upstream for `cordon doctor`'s live probes (no internet needed).
+
+It stands behind a probe route: records each request's path and whether the
+expected credential arrived (the proxy's injection worked), and answers what
+each probing client needs: JSON for plain GETs, an empty ref list for git's
+dumb-HTTP discovery, 426 for a WebSocket upgrade and a minimal Responses-API
+event stream for the Codex CLI. Never logs header values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import ssl
+from dataclasses import dataclass, field
+
+import anyio
+import h11
+from anyio.abc import SocketAttribute, SocketStream, TaskStatus
+from anyio.streams.tls import TLSStream
+
+
+@dataclass
+class ProbeLog:
+    """(path, credential injected) for every request the upstream received."""
+
+    hits: list[tuple[str, bool]] = field(default_factory=list)
+
+    def injected_under(self, prefix: str) -> bool:
+        return any(path.startswith(prefix) and injected for path, injected in self.hits)
+
+    def seen_under(self, prefix: str) -> bool:
+        return any(path.startswith(prefix) for path, _ in self.hits)
+
+
+def _sse(text: str) -> bytes:
+    """The Responses-API stream the Codex CLI accepts (reference/clients.md): one message."""
+    item = {"type": "message", "id": "msg_probe", "role": "assistant", "status": "completed",
+            "content": [{"type": "output_text", "text": text, "annotations": []}]}
+    resp = {"id": "resp_probe", "object": "response", "status": "in_progress", "output": []}
+    done = dict(resp, status="completed", output=[item],
+                usage={"input_tokens": 1, "output_tokens": 1, "total_tokens": 2,
+                       "input_tokens_details": {"cached_tokens": 0},
+                       "output_tokens_details": {"reasoning_tokens": 0}})
+    events: list[tuple[str, dict[str, object]]] = [
+        ("response.created", {"response": resp}),
+        ("response.in_progress", {"response": resp}),
+        ("response.output_item.added", {"output_index": 0, "item": dict(item, status="in_progress", content=[])}),
+        ("response.content_part.added", {"item_id": "msg_probe", "output_index": 0, "content_index": 0,
+                                         "part": {"type": "output_text", "text": "", "annotations": []}}),
+        ("response.output_text.delta", {"item_id": "msg_probe", "output_index": 0, "content_index": 0,
+                                        "delta": text}),
+        ("response.output_text.done", {"item_id": "msg_probe", "output_index": 0, "content_index": 0,
+                                       "text": text}),
+        ("response.content_part.done", {"item_id": "msg_probe", "output_index": 0, "content_index": 0,
+                                        "part": {"type": "output_text", "text": text, "annotations": []}}),
+        ("response.output_item.done", {"output_index": 0, "item": item}),
+        ("response.completed", {"response": done}),
+    ]
+    out = b""
+    for seq, (name, data) in enumerate(events):
+        payload: dict[str, object] = {**data, "type": name, "sequence_number": seq}
+        out += f"event: {name}\ndata: {json.dumps(payload)}\n\n".encode()
+    return out
+
+
+def _answer(method: str, path: str, upgrade: bool, injected: bool) -> tuple[int, str, bytes]:
+    if upgrade:
+        return 426, "text/plain", b"no websocket here\n"       # Codex then falls back to HTTPS at once
+    if path.split("?", 1)[0].endswith("/info/refs"):
+        return 200, "text/plain", b""                           # git dumb HTTP: an empty repository
+    if method == "POST" and path.split("?", 1)[0].endswith("/responses"):
+        return 200, "text/event-stream", _sse("cordon doctor probe ok")
+    return 200, "application/json", json.dumps({"cordon_probe": "ok", "injected": injected}).encode()
+
+
+async def _handle(stream: SocketStream, ctx: ssl.SSLContext, header: bytes, expected: bytes,
+                  log: ProbeLog) -> None:
+    with contextlib.suppress(Exception):   # one broken probe connection must not stop the others
+        async with await TLSStream.wrap(stream, server_side=True, ssl_context=ctx,
+                                        standard_compatible=False) as tls:
+            conn = h11.Connection(h11.SERVER)
+            while True:
+                req: h11.Request | None = None
+                while True:
+                    ev = conn.next_event()
+                    if ev is h11.NEED_DATA:
+                        try:
+                            data = await tls.receive(65536)
+                        except (anyio.EndOfStream, anyio.BrokenResourceError):
+                            data = b""
+                        conn.receive_data(data)
+                        continue
+                    if isinstance(ev, h11.Request):
+                        req = ev
+                    elif isinstance(ev, h11.EndOfMessage | h11.ConnectionClosed):
+                        break
+                if req is None:
+                    return
+                hdrs = {k.lower(): v for k, v in req.headers}
+                injected = hmac.compare_digest(hdrs.get(header, b""), expected)
+                path = req.target.decode("latin-1")
+                log.hits.append((path, injected))
+                status, ctype, body = _answer(req.method.decode(), path, b"upgrade" in hdrs, injected)
+                await tls.send(conn.send(h11.Response(status_code=status, headers=[
+                    ("Content-Type", ctype), ("Content-Length", str(len(body))), ("Connection", "close")])))
+                await tls.send(conn.send(h11.Data(data=body)))
+                await tls.send(conn.send(h11.EndOfMessage()))
+                return
+
+
+async def serve_probe_upstream(ctx: ssl.SSLContext, header: str, expected: str, log: ProbeLog, *,
+                               task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
+    """Serve TLS on a free 127.0.0.1 port until cancelled; report the port via `task_status`."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    async with listener:
+        task_status.started(listener.extra(SocketAttribute.local_port))  # noqa: S610 (anyio, not Django)
+        hname, want = header.lower().encode("latin-1"), expected.encode("latin-1")
+
+        async def handler(stream: SocketStream) -> None:
+            await _handle(stream, ctx, hname, want, log)
+
+        await listener.serve(handler)

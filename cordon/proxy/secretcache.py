@@ -1,0 +1,130 @@
+"""Secrets for a running proxy: resolved in a worker thread, cached, invalidated on change.
+
+The resolver is blocking (keyring, `op`, subprocesses), so a lookup never runs
+on the event loop. A cached value costs one `stat()` per request, which is how
+a change made by another process is noticed:
+
+- generation file: `cordon secret set|delete` call `bump_generation(path)`,
+  which atomically replaces the file; any change of its (inode, mtime, size)
+  drops every cached value, so the next request re-resolves. The path is
+  `ProxySettings.secrets_gen_file` (callers use `<state_dir>/secrets.gen`).
+- `file` sources: the secret file's own (inode, mtime, size) is watched too.
+- `command` sources: a value lives `spec.ttl` seconds (0: resolved per request).
+- in-process: `SecretCache.invalidate(route_name=None)`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import anyio
+import anyio.to_thread
+
+from cordon.model import Route, Secret
+
+Sig = tuple[int, int, int] | None
+
+
+class Resolver(Protocol):
+    def resolve(self, route: Route) -> Secret: ...
+
+
+def _sig(path: Path | None) -> Sig:
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def bump_generation(path: Path) -> None:
+    """Tell running proxies that secrets changed (atomic replace: a new inode every time)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".secrets.gen.", dir=path.parent)
+    try:
+        os.write(fd, str(time.time_ns()).encode() + b"\n")
+        os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+@dataclass
+class _Entry:
+    secret: Secret
+    expires: float | None     # monotonic deadline, None: until invalidated
+    file_sig: Sig
+
+
+class SecretCache:
+    """Per-route cache in front of a blocking resolver (see module docstring)."""
+
+    def __init__(self, resolver: Resolver, gen_file: Path | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.resolver = resolver
+        self.gen_file = gen_file
+        self._clock = clock
+        self._gen = _sig(gen_file)
+        self._entries: dict[str, _Entry] = {}
+        self._locks: dict[str, anyio.Lock] = {}
+
+    def invalidate(self, route_name: str | None = None) -> None:
+        if route_name is None:
+            self._entries.clear()
+        else:
+            self._entries.pop(route_name, None)
+        inv = getattr(self.resolver, "invalidate", None)
+        if callable(inv):
+            inv(route_name)
+
+    def _fresh(self, route: Route) -> Secret | None:
+        e = self._entries.get(route.name)
+        if e is None:
+            return None
+        if e.expires is not None and self._clock() >= e.expires:
+            return None
+        spec = route.auth.secret
+        if spec.source == "file" and _sig(spec.path) != e.file_sig:
+            return None
+        return e.secret
+
+    async def get(self, route: Route) -> Secret:
+        """The route's secret; raises whatever the resolver raises (SecretError)."""
+        if self.gen_file is not None:
+            g = _sig(self.gen_file)
+            if g != self._gen:
+                self._gen = g
+                self.invalidate()
+        s = self._fresh(route)
+        if s is not None:
+            return s
+        lock = self._locks.get(route.name)
+        if lock is None:
+            lock = self._locks[route.name] = anyio.Lock()
+        async with lock:
+            s = self._fresh(route)   # another request may have resolved it meanwhile
+            if s is not None:
+                return s
+            spec = route.auth.secret
+            file_sig = _sig(spec.path) if spec.source == "file" else None
+            inv = getattr(self.resolver, "invalidate", None)
+            if callable(inv) and route.name in self._entries:
+                inv(route.name)       # stale here: the resolver's own cache is stale too
+            secret = await anyio.to_thread.run_sync(self.resolver.resolve, route)
+            expires = None
+            if spec.source == "command":
+                expires = self._clock() + spec.ttl
+            self._entries[route.name] = _Entry(secret, expires, file_sig)
+            return secret

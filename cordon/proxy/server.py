@@ -1,0 +1,334 @@
+"""The listener: accept on 127.0.0.1, authenticate, dispatch CONNECT / absolute-form / self.
+
+`serve(settings)` binds, reports the port through `task_status.started`, and
+runs until cancelled. Each client connection is its own task; whatever goes
+wrong on one connection is answered (400/403/407/421/426/431/502/504) or
+closes that connection only. Decisions (route match, policy, SSRF) come from
+the pure modules; this file is the I/O shell around them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+import anyio.abc
+
+from cordon import __version__, ssrf
+from cordon.errors import ProtocolError
+from cordon.http1 import (
+    RequestHead,
+    parse_request_head,
+    request_framing,
+    simple_response,
+    strip_hop_by_hop,
+)
+from cordon.model import Policy, Route, Secret
+from cordon.proxy.auth import CHALLENGE, ProxyAuth
+from cordon.proxy.conn import Conn, splice
+from cordon.proxy.forward import Forwarder, Plan, Timeouts
+from cordon.proxy.mitm import route_request, serve_mitm
+from cordon.proxy.pool import Pool, Target
+from cordon.proxy.secretcache import SecretCache
+from cordon.proxy.stats import ProxyStats
+from cordon.proxy.tls import ClientContexts, Issuer
+from cordon.proxy.tunnel import connect_pinned, guarded_addresses
+from cordon.proxy.websocket import upgrade_token
+from cordon.routes import RouteTable, normalize_host, split_host_port
+
+__all__ = ["ProxyAuth", "ProxySettings", "ProxyStats", "SecretCache", "Timeouts", "serve"]
+
+log = logging.getLogger("cordon.proxy")
+
+
+class Resolver(Protocol):
+    def resolve(self, route: Route) -> Secret: ...
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """Everything a running proxy needs; it reads no files or keyrings itself.
+
+    routes: the route hosts to intercept. issuer: `.server_context(host)` (e.g.
+    `cordon.proxy.tls.LeafIssuer(ca)`). resolver: blocking `.resolve(route) ->
+    Secret`, called in a worker thread and cached (a `SecretCache` is used as is,
+    anything else is wrapped in one watching `secrets_gen_file`). auth: None for
+    an open proxy, else the tokens clients must present. upstream_ca_file:
+    replaces the system roots upstream (tests, doctor); a route's own ca_file
+    is added on top.
+    """
+
+    routes: tuple[Route, ...]
+    issuer: Issuer
+    resolver: Resolver
+    auth: ProxyAuth | None = None
+    policy: Policy = Policy()  # noqa: RUF009 (frozen, shared safely)
+    port: int = 0
+    upstream_ca_file: str | None = None
+    secrets_gen_file: Path | None = None
+    timeouts: Timeouts = Timeouts()  # noqa: RUF009 (frozen, shared safely)
+    version: str = __version__
+    stats: ProxyStats = field(default_factory=ProxyStats)
+
+
+async def serve(settings: ProxySettings, *,
+                task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
+    """Listen on 127.0.0.1:`settings.port`; `task_status.started(port)`; run until cancelled."""
+    px = Proxy(settings)
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=settings.port)
+    port = int(listener.extra(anyio.abc.SocketAttribute.local_port))  # noqa: S610
+    settings.stats.port = port
+    log.info("proxy listening on 127.0.0.1:%d (%d routes)", port, len(settings.routes))
+    try:
+        async with listener, anyio.create_task_group() as tg:
+            task_status.started(port)
+            await listener.serve(px.handle, task_group=tg)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await px.pool.aclose()
+
+
+class Proxy:
+    """Per-`serve` state: route table, pool, secret cache, stats."""
+
+    def __init__(self, settings: ProxySettings) -> None:
+        self.settings = settings
+        self.table = RouteTable(settings.routes)
+        self.timeouts = settings.timeouts
+        self.stats = settings.stats
+        self.pool = Pool(ClientContexts(settings.upstream_ca_file), settings.timeouts.connect)
+        self.forwarder = Forwarder(self.pool, settings.timeouts)
+        r = settings.resolver
+        self.secrets = r if isinstance(r, SecretCache) else SecretCache(r, settings.secrets_gen_file)
+        self.exemptions = ssrf.Exemptions.parse(settings.policy.allow_private)
+        self.allow_hosts = frozenset(normalize_host(h) for h in settings.policy.allow_hosts)
+
+    # -- helpers used by mitm --------------------------------------------------------
+    def route_target(self, route: Route, port: int) -> Target:
+        up = route.upstream
+        tls = up.scheme != "http"
+        if up.address:
+            ch, cp = split_host_port(up.address, 443 if tls else 80)
+        else:
+            ch, cp = route.host, port
+        return Target(host=route.host, port=port, connect_host=ch, connect_port=cp, tls=tls,
+                      ca_file=up.ca_file)
+
+    async def send_error(self, conn: Conn, status: int, message: str, *, close: bool,
+                         extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        """A one-line plain-text answer from cordon itself."""
+        body = f"cordon: {message}\n".encode()
+        try:
+            await conn.send(simple_response(status, body, extra=extra or [], close=close))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass
+
+    def log_exchange(self, route: str | None, host: str, req: RequestHead, status: int, nbytes: int,
+                     t0: float, error: str | None = None) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
+        dur = time.monotonic() - t0
+        extra = {"route": route or "-", "host": host, "method": req.method.decode("latin-1"),
+                 "status": status, "bytes": nbytes, "duration": round(dur, 4)}
+        msg = "route=%s host=%s method=%s status=%d bytes=%d duration=%.3fs"
+        args: tuple[Any, ...] = (extra["route"], host, extra["method"], status, nbytes, dur)
+        if error:
+            msg += " error=%s"
+            args += (error,)
+            extra["error"] = error
+        log.info(msg, *args, extra={"cordon": extra})
+
+    # -- connection handling -------------------------------------------------------
+    async def handle(self, sock: anyio.abc.SocketStream) -> None:
+        self.stats.connections += 1
+        client = Conn(sock)
+        try:
+            await self._client_loop(client)
+        except Exception as e:  # one bad connection never disturbs the others
+            log.warning("connection ended by an internal error: %s", type(e).__name__)
+            log.debug("internal error", exc_info=True)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await client.aclose()
+
+    async def _client_loop(self, client: Conn) -> None:
+        t = self.timeouts
+        while True:
+            try:
+                head = await client.read_head(idle=t.idle, head=t.head)
+            except TimeoutError:
+                await self.send_error(client, 408, "the request head did not arrive in time", close=True)
+                return
+            except ProtocolError as e:
+                await self.send_error(client, e.status, e.message, close=True)
+                return
+            if head is None:
+                return
+            try:
+                req = parse_request_head(head)
+            except ProtocolError as e:
+                self.stats.refused += 1
+                await self.send_error(client, e.status, e.message, close=True)
+                return
+            if req.method == b"CONNECT":
+                if not await self._connect(client, req):
+                    return
+            elif req.target.startswith(b"/") or req.target == b"*":
+                if not await self._self_request(client, req):
+                    return
+            elif b"://" in req.target[:10]:
+                if not await self._absolute(client, req):
+                    return
+            else:
+                await self.send_error(client, 400, "malformed request target", close=True)
+                return
+
+    def _authorized(self, req: RequestHead) -> bool:
+        auth = self.settings.auth
+        return auth is None or auth.check_header(req.get(b"proxy-authorization")) is not None
+
+    async def _refuse_auth(self, client: Conn, req: RequestHead, host: str) -> bool:
+        self.stats.refused += 1
+        await self.send_error(client, 407, "proxy authentication required (use the token from "
+                              "`cordon env` in HTTPS_PROXY)", close=not _bodyless(req),
+                              extra=[(b"Proxy-Authenticate", CHALLENGE)])
+        self.log_exchange(None, host, req, 407, 0, time.monotonic())
+        return _bodyless(req)
+
+    async def _connect(self, client: Conn, req: RequestHead) -> bool:
+        t0 = time.monotonic()
+        try:
+            host, port = split_host_port(req.target.decode("latin-1"), 443)
+        except ValueError:
+            await self.send_error(client, 400, "CONNECT needs host:port", close=True)
+            return False
+        if not self._authorized(req):
+            return await self._refuse_auth(client, req, host)
+        route = self.table.match(host)
+        if route is not None:
+            await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            await serve_mitm(self, client, route, host, port)
+            return False
+        # unmatched: policy, SSRF guard, then an opaque tunnel to the validated address
+        try:
+            addrs = await self._vet_unmatched(host, port)
+            upstream = await connect_pinned(host, addrs, port, self.timeouts.connect)
+        except ProtocolError as e:
+            if e.status == 403:
+                self.stats.refused += 1
+            else:
+                self.stats.tunnel_errors += 1
+            await self.send_error(client, e.status, e.message, close=True)
+            self.log_exchange(None, host, req, e.status, 0, t0, e.message)
+            return False
+        self.stats.tunnels += 1
+        up = Conn(upstream)
+        try:
+            await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            _sent, received = await splice(client, up)
+        finally:
+            await up.aclose()
+        self.log_exchange(None, host, req, 200, received, t0)
+        return False
+
+    async def _vet_unmatched(self, host: str, port: int) -> list[str]:
+        """Policy (`unmatched = "deny"` + allow_hosts), then the SSRF guard: 403 or addresses."""
+        pol = self.settings.policy
+        if pol.unmatched == "deny" and normalize_host(host) not in self.allow_hosts:
+            raise ProtocolError(f"{host} is not an allowed host ([policy] unmatched = \"deny\")", 403)
+        return await guarded_addresses(host, port, self.exemptions, self.timeouts.connect)
+
+    async def _absolute(self, client: Conn, req: RequestHead) -> bool:
+        """`GET http://host/path` (absolute-form): route hosts never get a cleartext credential."""
+        t0 = time.monotonic()
+        scheme, _, rest = req.target.partition(b"://")
+        scheme = scheme.lower()
+        authority, slash, tail = rest.partition(b"/")
+        if b"?" in authority:
+            authority, _, q = authority.partition(b"?")
+            tail, slash = b"?" + q, b"/"
+        if scheme not in (b"http", b"https") or not authority or b"@" in authority:
+            await self.send_error(client, 400, "malformed absolute-form request target", close=True)
+            return False
+        default = 443 if scheme == b"https" else 80
+        try:
+            host, port = split_host_port(authority.decode("latin-1"), default)
+        except ValueError:
+            await self.send_error(client, 400, "malformed absolute-form request target", close=True)
+            return False
+        if not self._authorized(req):
+            return await self._refuse_auth(client, req, host)
+        path = (slash + tail) if slash else b"/"
+        route = self.table.match(host)
+        if route is not None:
+            # the upstream leg is TLS unless the route explicitly chose `scheme = "http"`
+            up_port = 443 if (route.upstream.scheme == "https" and scheme == b"http" and port == 80) else port
+            fixed = RequestHead(method=req.method, target=path, version=req.version, headers=req.headers)
+            return await route_request(self, client, fixed, route, host, up_port, None, absolute=True)
+        self.stats.plain += 1
+        upgrade = upgrade_token(req)
+        try:
+            request_framing(req)
+            addrs = await self._vet_unmatched(host, port)
+            headers = [(k, v) for k, v in strip_hop_by_hop(req.headers) if k.lower() != b"host"]
+            headers.insert(0, (b"Host", authority))
+            target = Target(host=normalize_host(host), port=port, connect_host=addrs[0], connect_port=port,
+                            tls=scheme == b"https")
+            plan = Plan(target=target, method=req.method, path=path, headers=headers, upgrade=upgrade)
+            result = await self.forwarder.exchange(client, req, plan)
+        except ProtocolError as e:
+            if e.status == 403:
+                self.stats.refused += 1
+            status = 426 if upgrade and e.status in (400, 408, 431, 501, 502, 504, 505) else e.status
+            await self.send_error(client, status, e.message, close=True)
+            self.log_exchange(None, host, req, status, 0, t0, e.message)
+            return False
+        self.log_exchange(None, host, req, result.status, result.bytes_down, t0, result.error)
+        return result.keep_alive
+
+    async def _self_request(self, client: Conn, req: RequestHead) -> bool:
+        """Origin-form requests to the proxy itself: /health, /status, else 400."""
+        path = req.target.split(b"?", 1)[0]
+        keep = _bodyless(req) and req.keep_alive
+        if path == b"/health" and req.method in (b"GET", b"HEAD"):
+            body = json.dumps({"status": "ok", "version": self.settings.version,
+                               "uptime": round(self.stats.uptime, 3),
+                               "routes": len(self.table)}).encode() + b"\n"
+            await self._send_json(client, req, 200, body, keep)
+            return keep
+        if path == b"/status" and req.method in (b"GET", b"HEAD"):
+            auth = self.settings.auth
+            if auth is not None and auth.check_header(req.get(b"proxy-authorization")) is None \
+                    and auth.check_header(req.get(b"authorization")) is None:
+                self.stats.refused += 1
+                await self.send_error(client, 401, "/status needs the proxy token "
+                                      "(Authorization: Bearer <token>)", close=not keep,
+                                      extra=[(b"WWW-Authenticate", b'Bearer realm="cordon"')])
+                return keep
+            snap = self.stats.snapshot(version=self.settings.version,
+                                       route_names=[r.name for r in self.settings.routes])
+            await self._send_json(client, req, 200, json.dumps(snap).encode() + b"\n", keep)
+            return keep
+        await self.send_error(client, 400, "this is cordon's proxy: send CONNECT or absolute-form requests "
+                              "(GET /health answers health checks)", close=True)
+        return False
+
+    async def _send_json(self, client: Conn, req: RequestHead, status: int, body: bytes, keep: bool) -> None:
+        data = simple_response(status, body, content_type=b"application/json", close=not keep)
+        if req.method == b"HEAD":
+            data = data[: len(data) - len(body)]
+        await client.send(data)
+
+
+def _bodyless(req: RequestHead) -> bool:
+    try:
+        return request_framing(req).kind == "none"
+    except ProtocolError:
+        return False
+
+

@@ -1,0 +1,93 @@
+"""TLS contexts: leaf certificates for intercepted hosts, verified client contexts upstream.
+
+`LeafIssuer` signs one leaf per host with the CA it is handed and caches the
+server `SSLContext` (ALPN http/1.1 only; the client's SNI is recorded on the
+connection for the 421 check). `ClientContexts` builds verifying contexts:
+system roots (or an override bundle) plus a route's extra `ca_file`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+from cordon import certs
+
+ALPN = ["http/1.1"]
+SNI_ATTR = "cordon_sni"
+
+
+class Issuer(Protocol):
+    def server_context(self, host: str) -> ssl.SSLContext: ...
+
+
+def _record_sni(sslobj: Any, name: str | None, ctx: ssl.SSLContext) -> None:
+    # the SSLObject is a plain Python object: stash the name the client asked for
+    sslobj.cordon_sni = name
+
+
+def sni_of(ssl_object: Any) -> str | None:
+    """The server name a client sent in its ClientHello (None if it sent none)."""
+    return getattr(ssl_object, SNI_ATTR, None)
+
+
+def load_context(chain_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
+    """A TLS server context from PEM bytes (the ssl module only loads files)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(ALPN)
+    ctx.sni_callback = _record_sni
+    d = tempfile.mkdtemp(prefix="cordon-leaf-")  # 0700: the key is readable by us only
+    try:
+        p = os.path.join(d, "leaf.pem")
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(chain_pem + key_pem)
+        ctx.load_cert_chain(p)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    return ctx
+
+
+class LeafIssuer:
+    """Issues (and caches) a server context per intercepted host, signed by `ca`."""
+
+    def __init__(self, ca: certs.CA) -> None:
+        self.ca = ca
+        self._cache: dict[str, ssl.SSLContext] = {}
+        self._lock = threading.Lock()
+
+    def server_context(self, host: str) -> ssl.SSLContext:
+        ctx = self._cache.get(host)
+        if ctx is not None:
+            return ctx
+        with self._lock:
+            ctx = self._cache.get(host)
+            if ctx is None:
+                leaf = certs.issue_leaf(self.ca, host)
+                ctx = self._cache[host] = load_context(leaf.chain_pem, leaf.key_pem)
+        return ctx
+
+
+class ClientContexts:
+    """Verifying client contexts, one per extra CA file (system roots are loaded once each)."""
+
+    def __init__(self, override_ca_file: str | os.PathLike[str] | None = None) -> None:
+        self._override = str(override_ca_file) if override_ca_file else None
+        self._cache: dict[str | None, ssl.SSLContext] = {}
+
+    def get(self, extra_ca_file: Path | str | None = None) -> ssl.SSLContext:
+        key = str(extra_ca_file) if extra_ca_file else None
+        ctx = self._cache.get(key)
+        if ctx is None:
+            ctx = ssl.create_default_context(cafile=self._override)  # None: the system roots
+            if key:
+                ctx.load_verify_locations(cafile=key)
+            ctx.set_alpn_protocols(ALPN)
+            self._cache[key] = ctx
+        return ctx

@@ -1,0 +1,71 @@
+"""Unmatched hosts: the SSRF guard and connections pinned to the validated address.
+
+`guarded_connect` resolves the name once, refuses it if ANY address is
+forbidden (`cordon.ssrf`), then connects to those same addresses (DNS
+pinning: no second lookup an attacker could answer differently). Used for
+opaque CONNECT tunnels and for absolute-form plain HTTP to unmatched hosts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+import anyio
+import anyio.abc
+
+from cordon import ssrf
+from cordon.errors import ProtocolError
+from cordon.routes import normalize_host
+
+
+async def resolve(host: str, port: int, timeout: float) -> list[str]:
+    """Addresses for `host` (an IP literal resolves to itself), in resolver order."""
+    h = normalize_host(host)
+    try:
+        ipaddress.ip_address(h)
+        return [h]
+    except ValueError:
+        pass
+    try:
+        with anyio.fail_after(timeout):
+            infos = await anyio.getaddrinfo(h, port, type=socket.SOCK_STREAM)
+    except TimeoutError:
+        raise ProtocolError(f"resolving {host} timed out", 504)
+    except OSError as e:
+        raise ProtocolError(f"cannot resolve {host}: {getattr(e, 'strerror', None) or e}", 502)
+    out: list[str] = []
+    for _fam, _t, _p, _c, addr in infos:
+        a = str(addr[0])   # an IPv6 scope (%eth0) is kept: the guard treats it as link-local
+        if a not in out:
+            out.append(a)
+    return out
+
+
+async def guarded_addresses(host: str, port: int, exemptions: ssrf.Exemptions, timeout: float) -> list[str]:
+    """Resolve and vet; ProtocolError(403) when the guard refuses."""
+    addrs = await resolve(host, port, timeout)
+    why = ssrf.check(host, addrs, exemptions)
+    if why:
+        raise ProtocolError(f"refused by the SSRF guard: {why}", 403)
+    return addrs
+
+
+async def connect_pinned(host: str, addrs: list[str], port: int, timeout: float) -> anyio.abc.SocketStream:
+    """TCP to the first validated address that answers; 502 refused/unreachable, 504 timeout."""
+    last: OSError | None = None
+    try:
+        with anyio.fail_after(timeout):
+            for a in addrs:
+                try:
+                    return await anyio.connect_tcp(a, port)
+                except OSError as e:
+                    last = e
+    except TimeoutError:
+        raise ProtocolError(f"connecting to {host}:{port} timed out after {timeout:g}s", 504)
+    if isinstance(last, ConnectionRefusedError):
+        raise ProtocolError(f"{host}:{port} refused the connection", 502)
+    reason = (last.strerror if last is not None else None) or str(last)
+    if "refused" in reason.lower():
+        raise ProtocolError(f"{host}:{port} refused the connection", 502)
+    raise ProtocolError(f"cannot reach {host}:{port}: {reason}", 502)

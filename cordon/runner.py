@@ -1,0 +1,429 @@
+"""`cordon exec`: one process runs the proxy and supervises the child (DESIGN.md §2).
+
+Order: preflight every secret -> ephemeral name-constrained CA (key only in
+memory) -> session directory -> proxy task and the child's supervision in one
+anyio task group -> `.codex/.env` -> child with the env contract -> teardown
+that restores every file -> the child's exit status. Never prints (the CLI
+does, through `say`); never puts a real secret in the child's env or a file.
+Heavy modules (cryptography, anyio, the proxy) are imported only when needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets as _pysecrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cordon.errors import CordonError, SecretError, UsageError
+from cordon.model import DEFAULT_PLACEHOLDER, Config, Route, SecretSpec
+from cordon.paths import Paths
+
+if TYPE_CHECKING:
+    from cordon.certs import CA
+    from cordon.secrets import SecretResolver
+    from cordon.session import Session
+
+FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+KILL_GRACE = 5.0          # seconds a child gets after SIGTERM in teardown before SIGKILL
+
+Say = Callable[[str], None]
+
+
+class CommandNotFound(CordonError):
+    """The command cannot be found (exit 127, as a shell would)."""
+
+    exit_status = 127
+
+
+class CommandNotExecutable(CordonError):
+    """The command exists but cannot be run (exit 126, as a shell would)."""
+
+    exit_status = 126
+
+
+@dataclass(frozen=True)
+class ExecRequest:
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    paths: Paths
+    config: str | None = None
+    scope: str | None = None
+    log_level: str = "warning"
+
+
+def exit_status(returncode: int) -> int:
+    """A child's status as a shell reports it: its code, or 128+N for death by signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def set_non_dumpable() -> bool:
+    """prctl(PR_SET_DUMPABLE, 0): the child may not read our memory or /proc/<pid>/environ.
+
+    The flag is reset to 1 by execve, so the child itself stays debuggable.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(4, 0, 0, 0, 0)) == 0     # 4 = PR_SET_DUMPABLE
+    except (OSError, AttributeError):
+        return False
+
+
+def find_command(name: str, env: Mapping[str, str]) -> str:
+    """The executable `name` resolves to with the child's PATH, or CommandNotFound."""
+    if "/" in name:
+        if not os.path.exists(name):
+            raise CommandNotFound(f"command not found: {name}")
+        if os.path.isdir(name) or not os.access(name, os.X_OK):
+            raise CommandNotExecutable(f"permission denied: {name}")
+        return name
+    found = shutil.which(name, path=env.get("PATH", os.defpath))
+    if found is None:
+        raise CommandNotFound(f"command not found: {name}")
+    return found
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+def zero_config_routes(env: Mapping[str, str]) -> list[Route]:
+    """A route per built-in preset whose variable holds a real-looking value in our own env."""
+    from cordon.routes import PRESETS
+    out: list[Route] = []
+    for preset in PRESETS.values():
+        for var in preset.placeholder_env:
+            value = env.get(var, "")
+            if value and value != DEFAULT_PLACEHOLDER:
+                out.append(preset.route(SecretSpec(source="env", var=var)))
+                break
+    return out
+
+
+def load_exec_config(req: ExecRequest) -> Config:
+    from cordon.config import load_config, select_config_path
+    path, scope = select_config_path(req.paths, req.config, req.scope)
+    if path is None:
+        return Config(routes=tuple(zero_config_routes(req.env)), scope="none")
+    if scope == "user" and not path.is_file():
+        return Config(routes=tuple(zero_config_routes(req.env)), scope="none")
+    return load_config(path, scope)
+
+
+def project_dir(config: Config, cwd: Path) -> Path | None:
+    """The project a session belongs to: the project config's directory (None otherwise)."""
+    if config.path is None or config.scope not in ("project", "explicit"):
+        return None
+    d = config.path.resolve().parent
+    if config.scope == "explicit":
+        here = cwd.resolve()
+        if d != here and d not in here.parents:
+            return None
+    return d
+
+
+def env_secret_vars(routes: Sequence[Route]) -> list[str]:
+    return [r.auth.secret.var for r in routes if r.auth.secret.source == "env" and r.auth.secret.var]
+
+
+def preflight(routes: Sequence[Route], resolver: SecretResolver) -> None:
+    """Resolve every secret now; all failures in one error naming each route and its fix."""
+    failures = [e for _, e in resolver.check(routes) if e is not None]
+    if not failures:
+        return
+    if len(failures) == 1:
+        raise failures[0]
+    hints = list(dict.fromkeys(e.hint for e in failures if e.hint))
+    raise SecretError("; ".join(e.message for e in failures), "; ".join(hints) or None)
+
+
+def _port_open(port: int | None) -> bool:
+    if not port:
+        return False
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+def run_exec(req: ExecRequest, say: Say) -> int:
+    """Run `req.argv` under a cordon session; returns the exit status for cordon."""
+    from cordon.session import live_session, repair_stale
+    if not req.argv:
+        raise UsageError("no command given", "write `cordon exec -- CMD [ARGS...]`")
+    repair_stale(req.paths)
+    set_non_dumpable()
+    config = load_exec_config(req)
+    routes = list(config.routes)
+    remove = env_secret_vars(routes)
+
+    outer_id = req.env.get("CORDON_SESSION", "")
+    outer = live_session(req.paths, outer_id) if outer_id else None
+    if outer is not None and _port_open(outer.port):
+        # nesting: the outer proxy already covers this process tree; no second MITM
+        missing = sorted({r.host for r in routes} - set(outer.route_hosts))
+        if missing:
+            say(f"cordon: note: reusing the outer session's proxy, which has no route for: {', '.join(missing)}")
+        env = {k: v for k, v in req.env.items() if k not in remove}
+        exe = find_command(req.argv[0], env)
+        return _run_loop(req.argv, exe, env, proxy=None)
+
+    base = {k: v for k, v in req.env.items() if k not in remove}
+    exe = find_command(req.argv[0], base)
+    if config.scope == "none" and routes:
+        what = ", ".join(f"{r.auth.secret.var} ({r.host})" for r in routes)
+        say(f"cordon: no cordon.toml; protecting {what}: the command gets a placeholder")
+    if not routes:
+        say("cordon: no routes: tunnel only (nothing is injected; add one with `cordon route add`)")
+
+    from cordon.secrets import SecretResolver
+    resolver = SecretResolver(req.env, op_path=config.op_path)
+    preflight(routes, resolver)
+
+    leaked = _vars_holding_secrets(base, routes, resolver)
+    if leaked:
+        say(f"cordon: note: not passing {', '.join(leaked)} to the command (they hold a route's secret)")
+        for k in leaked:
+            del base[k]
+
+    from cordon.certs import create_ca
+    hosts = [r.host for r in routes]
+    ca = create_ca("cordon session CA", permitted_hosts=hosts)   # the key never touches disk
+    bundle = _build_bundle(ca.cert_pem, req.env)
+
+    from cordon.session import create_session
+    session = create_session(req.paths, ca_pem=ca.cert_pem, bundle_pem=bundle, route_hosts=hosts)
+    try:
+        proj = project_dir(config, req.paths.cwd)
+        codex_home = proj / ".codex" if proj is not None else None
+        env_file = _dotenv_target(codex_home, req.env, req.paths)
+        if env_file is not None:
+            session.update(dotenv=(str(env_file),))
+        plan = _ProxyPlan(config=config, routes=routes, resolver=resolver, ca=ca,
+                          token=_pysecrets.token_urlsafe(32), session=session, base_env=base,
+                          codex_home=codex_home, env_file=env_file, log_level=req.log_level)
+        return _run_loop(req.argv, exe, None, proxy=plan)
+    finally:
+        _teardown(session, req.paths)
+
+
+def _vars_holding_secrets(env: Mapping[str, str], routes: Sequence[Route],
+                          resolver: SecretResolver) -> list[str]:
+    values = [resolver.resolve(r).reveal() for r in routes]
+    return sorted(k for k, v in env.items() if any(s and s in v for s in values))
+
+
+def _build_bundle(ca_pem: bytes, env: Mapping[str, str]) -> bytes:
+    """Inherited SSL_CERT_FILE certs, system roots, then the session CA (castore refuses no roots)."""
+    from cordon.castore import build_bundle
+    return build_bundle([ca_pem], env)
+
+
+def _dotenv_target(codex_home: Path | None, env: Mapping[str, str], paths: Paths) -> Path | None:
+    """Which Codex .env this session manages.
+
+    Project scope: `<project>/.codex/.env`, and CODEX_HOME points there. Otherwise the
+    user's own Codex home is left as it is, unless its .env exists (it may hold proxy
+    settings from `cordon setup codex` that would override the session's).
+    """
+    if codex_home is not None:
+        return codex_home / ".env"
+    user_home = Path(env["CODEX_HOME"]) if env.get("CODEX_HOME") else paths.home / ".codex"
+    candidate = user_home / ".env"
+    return candidate if candidate.is_file() else None
+
+
+def _teardown(session: Session, paths: Paths) -> None:
+    from cordon.session import dotenv_release
+    try:
+        for p in session.record.dotenv:
+            dotenv_release(paths, session.id, Path(p))
+    finally:
+        session.close()
+
+
+@dataclass
+class _ProxyPlan:
+    config: Config
+    routes: list[Route]
+    resolver: SecretResolver
+    ca: CA
+    token: str
+    session: Session
+    base_env: dict[str, str]
+    codex_home: Path | None
+    env_file: Path | None
+    log_level: str
+
+
+@contextlib.contextmanager
+def _terminating_signals() -> Iterator[None]:
+    """Outside the event loop, TERM/HUP/QUIT end cordon through `finally` (cleanup runs)."""
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated(signum)
+    old = {s: signal.signal(s, handler) for s in FORWARDED}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+class _Terminated(BaseException):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _run_loop(argv: Sequence[str], exe: str, env: dict[str, str] | None, proxy: _ProxyPlan | None) -> int:
+    import anyio
+    try:
+        with _terminating_signals():
+            return anyio.run(_main, argv, exe, env, proxy)
+    except _Terminated as t:
+        return 128 + t.signum
+
+
+class _Forwarder:
+    """Owns the signal receiver from the loop's start: queues or forwards TERM/HUP/QUIT."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.early: int = 0              # a signal that came before the child existed
+        self.scope: Any = None
+
+    async def run(self, signals: Any) -> None:
+        async for signum in signals:
+            if signum == signal.SIGINT:
+                continue                 # the terminal sent it to the child's group too
+            if self.proc is None:
+                self.early = self.early or int(signum)
+                if self.scope is not None:
+                    self.scope.cancel()
+            elif self.proc.poll() is None:
+                self.proc.send_signal(signum)
+
+
+async def _main(argv: Sequence[str], exe: str, env: dict[str, str] | None, plan: _ProxyPlan | None) -> int:
+    import anyio
+
+    from cordon.envvars import contract_vars
+    fwd = _Forwarder()
+    status = 0
+    # handlers first (STYLE habit 9): from here on TERM/HUP/QUIT are caught, never fatal
+    with anyio.open_signal_receiver(signal.SIGINT, *FORWARDED) as signals:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(fwd.run, signals)
+            with anyio.CancelScope() as setup:
+                fwd.scope = setup
+                if plan is not None:
+                    port = await _start_proxy(tg, plan)
+                    plan.session.update(port=port)
+                    contract = contract_vars(plan.base_env, port=port, token=plan.token,
+                                             bundle_path=plan.session.bundle_path, ca_path=plan.session.ca_path,
+                                             routes=plan.routes, session_id=plan.session.id,
+                                             codex_home=plan.codex_home)
+                    env = {**plan.base_env, **contract}
+                    if plan.env_file is not None:
+                        from cordon.session import dotenv_acquire
+                        # Codex ignores CODEX_* in its .env; the rest overrides stale proxy settings there
+                        block = {k: v for k, v in contract.items() if not k.upper().startswith("CODEX_")}
+                        dotenv_acquire(plan.session.paths, plan.session.id, plan.env_file, block)
+                fwd.scope = None
+            if fwd.early:
+                status = 128 + fwd.early
+            else:
+                assert env is not None
+                status = await _supervise(argv, exe, env, fwd)
+            tg.cancel_scope.cancel()
+    return status
+
+
+async def _start_proxy(tg: Any, plan: _ProxyPlan) -> int:
+    from cordon.proxy import server
+    from cordon.proxy.auth import ProxyAuth
+    from cordon.proxy.tls import LeafIssuer
+    settings = server.ProxySettings(routes=tuple(plan.routes), policy=plan.config.policy, port=0,
+                                    issuer=LeafIssuer(plan.ca), resolver=plan.resolver,
+                                    auth=ProxyAuth.single(plan.token, "session"))
+    return int(await tg.start(server.serve, settings))
+
+
+async def _standin_serve(task_status: Any) -> None:
+    # TEMPORARY until cordon.proxy.server lands: a loopback listener that closes every connection
+    import anyio
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+
+    async def handle(stream: Any) -> None:
+        await stream.aclose()
+
+    async with listener:
+        task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))  # noqa: S610
+        await listener.serve(handle)
+
+
+async def _supervise(argv: Sequence[str], exe: str, env: Mapping[str, str], fwd: _Forwarder) -> int:
+    """Start the child with our stdin/stdout/stderr/TTY and wait for it.
+
+    The child shares our process group, so a terminal's Ctrl-C reaches it
+    directly; cordon receives the same SIGINT and only keeps waiting. TERM,
+    HUP and QUIT sent to cordon are forwarded by `fwd`.
+    """
+    try:
+        proc = subprocess.Popen(list(argv), executable=exe, env=dict(env))
+    except FileNotFoundError:
+        raise CommandNotFound(f"command not found: {argv[0]}") from None
+    except PermissionError:
+        raise CommandNotExecutable(f"permission denied: {argv[0]}") from None
+    except OSError as e:
+        raise CommandNotExecutable(f"cannot run {argv[0]}: {e.strerror}") from None
+    fwd.proc = proc
+    try:
+        await _wait(proc)
+    finally:
+        if proc.poll() is None:      # cordon is failing or being cancelled: stop the child too
+            await _stop(proc)
+    return exit_status(proc.returncode)
+
+
+async def _wait(proc: subprocess.Popen[bytes]) -> None:
+    import anyio
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is not None:
+        try:
+            fd = pidfd_open(proc.pid)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            try:
+                await anyio.wait_readable(fd)
+            finally:
+                os.close(fd)
+            proc.wait()
+            return
+    await anyio.to_thread.run_sync(proc.wait, abandon_on_cancel=True)
+
+
+async def _stop(proc: subprocess.Popen[bytes]) -> None:
+    import anyio
+    with anyio.CancelScope(shield=True):
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        with anyio.move_on_after(KILL_GRACE):
+            await _wait(proc)
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait()
