@@ -195,11 +195,12 @@ class Contender:
         self.port = free_port()
         self.log = workdir / f"{self.name}.log"
         env = {**os.environ, **self.env}
+        argv = self.argv(self.port)
+        _, header = self.proxy_auth()       # before the clock starts (cordon: `cordon env`)
         t0 = time.perf_counter()
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(self.argv(self.port), stdin=subprocess.DEVNULL, stdout=log,
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=log, env=env, cwd=workdir)
-        _, header = self.proxy_auth()
         if not wait_relaying(self.port, header, tunnel_target, t0 + 30):
             self.stop()
             tail = self.log.read_text(errors="replace")[-600:]
