@@ -24,6 +24,7 @@ REDACTED = "[redacted]"
 MIN_SECRET_LEN = 4   # shorter values would blank out ordinary words; config rejects none, doctor warns
 _CREDENTIAL_RE = re.compile(r"(?i)\b(basic|bearer)(\s+)[A-Za-z0-9+/=._~-]{8,}")
 _HANDLER_NAME = "cordon-start"
+_saved: dict[str, tuple[int, int]] = {}     # levels before setup, restored by teardown
 
 logging.addLevelName(TRACE, "TRACE")
 
@@ -108,6 +109,7 @@ def setup_logging(level: str, fmt: str, stream: TextIO, redactor: Redactor) -> l
     for h in list(root.handlers):
         if h.get_name() == _HANDLER_NAME:
             root.removeHandler(h)
+    _saved.setdefault("levels", (root.level, logging.getLogger("cordon").level))
     handler = logging.StreamHandler(stream)
     handler.set_name(_HANDLER_NAME)
     handler.addFilter(RedactFilter(redactor))
@@ -119,5 +121,11 @@ def setup_logging(level: str, fmt: str, stream: TextIO, redactor: Redactor) -> l
 
 
 def teardown_logging(handler: logging.Handler) -> None:
-    logging.getLogger().removeHandler(handler)
+    """Remove the handler; once none of ours is left, restore the levels found before."""
+    root = logging.getLogger()
+    root.removeHandler(handler)
     handler.close()
+    if not any(h.get_name() == _HANDLER_NAME for h in root.handlers) and "levels" in _saved:
+        root_level, cordon_level = _saved.pop("levels")
+        root.setLevel(root_level)
+        logging.getLogger("cordon").setLevel(cordon_level)
