@@ -465,11 +465,11 @@ def test_doctor_checks_what_setup_wrote(project: Path, cordon) -> None:  # type:
     cfg.write_text(cfg.read_text().replace("listen = 6790", "listen = 6799"))
     r = cordon("doctor", "--no-probes")
     assert r.status == 1
+    lines = r.stdout.splitlines()
     for name, setup in (("codex", "codex"), ("codex-config", "codex"), ("claude-code", "claude-code")):
-        line = next(ln for ln in r.stdout.splitlines() if ln.startswith(f"fail  integration.{name} "))
-        assert "but cordon.toml listens on 127.0.0.1:6799" in line
-    assert "fix: run `cordon setup codex` again" in r.stdout
-    assert "fix: run `cordon setup claude-code` again" in r.stdout
+        i = next(i for i, ln in enumerate(lines) if ln.startswith(f"fail  integration.{name} "))
+        assert "but cordon.toml listens on 127.0.0.1:6799" in lines[i]
+        assert lines[i + 1].strip() == f"fix: run `cordon setup {setup}` again"
     assert cordon("setup", "codex", "--yes").status == 0
     assert cordon("setup", "claude-code", "--yes").status == 0
     assert cordon("doctor", "--no-probes").status == 0
