@@ -109,6 +109,8 @@ class _Locator:
         # dotted keys written inline (match.host = "...") or a parent table
         for i in range(len(path) - 1, 0, -1):
             head = path[:i]
+            if head in self.keys:      # inside an inline table: auth = { ... }
+                return self.keys[head]
             if head in self.tables:
                 return self.tables[head]
         return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -224,11 +225,30 @@ def _merge(table: Any, desired: Mapping[str, Any], defaults: Mapping[str, Any], 
     for k, v in desired.items():
         if isinstance(v, Mapping):
             if k in table and isinstance(table[k], dict):
-                _merge(table[k], v, _DEFAULTS.get(k, {}), base, k)
+                sub_defaults = _DEFAULTS.get(k, {})
+                if k == "secret" and table[k].get("source", "keyring") != v.get("source"):
+                    sub_defaults = {}   # another source: none of the old keys apply
+                _merge(table[k], v, sub_defaults, base, k)
             else:
                 table[k] = _to_tomlkit(v)
-        elif k not in table or not _same(k, table[k], v, base):
-            table[k] = v
+        elif k in table:
+            if not _same(k, table[k], v, base):
+                table[k] = v
+        else:
+            _add_key(table, k, v)
+
+
+def _add_key(table: Any, key: str, value: Any) -> None:
+    """Add a key after the table's last key, not after the comments that lead into the next table."""
+    body = getattr(getattr(table, "value", None), "body", None)
+    if not isinstance(table, Table) or body is None:
+        table[key] = value
+        return
+    trailing: list[Any] = []
+    while body and body[-1][0] is None:
+        trailing.insert(0, body.pop())
+    table[key] = value
+    body.extend(trailing)
 
 
 def update_route(path: Path, name: str, route: Route) -> None:
@@ -249,6 +269,36 @@ def update_route(path: Path, name: str, route: Route) -> None:
         _write(path, doc)
 
 
+_HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\-\" ]+?)\s*\]\]?\s*(#.*)?$")
+
+
+def _cut_route_block(text: str, index: int) -> str | None:
+    """`text` without the index-th `[[routes]]` block, its own leading comment and sub-tables.
+
+    Comment lines right above a header belong to that header: the removed
+    route's go with it, the next table's stay. None when the route is not
+    written as a `[[routes]]` block (then tomlkit removes it).
+    """
+    lines = text.splitlines(keepends=True)
+    headers = [(i, m.group(1).replace(" ", "")) for i, line in enumerate(lines)
+               if (m := _HEADER.match(line))]
+    starts = [i for i, (n, name) in enumerate(headers) if name == "routes" and lines[n].lstrip().startswith("[[")]
+    if index >= len(starts):
+        return None
+    k = starts[index]
+    h = headers[k][0]
+    nxt = next((n for n, name in headers[k + 1:] if not name.startswith("routes.")
+                or lines[n].lstrip().startswith("[[")), len(lines))
+    start = h
+    while start > 0 and lines[start - 1].lstrip().startswith("#"):
+        start -= 1
+    end = nxt
+    if nxt < len(lines):
+        while end - 1 > h and lines[end - 1].lstrip().startswith("#"):
+            end -= 1
+    return "".join(lines[:start] + lines[end:])
+
+
 def remove_route(path: Path, name: str) -> Route:
     """Delete the route called `name`; returns it as it was."""
     path = Path(path)
@@ -257,7 +307,17 @@ def remove_route(path: Path, name: str) -> Route:
             raise ConfigError(f"{path}: no such file", "there are no routes to remove")
         text, doc = _read(path)
         i = _index(doc, name, path)
-        old = parse_config(text, path).routes[i]
+        before = parse_config(text, path).routes
+        old = before[i]
+        cut = _cut_route_block(text, i)
+        if cut is not None:
+            try:
+                ok = parse_config(cut, path).routes == before[:i] + before[i + 1:]
+            except ConfigError:
+                ok = False
+            if ok:
+                atomic_write(path, cut)
+                return old
         routes = _routes(doc)
         del routes[i]
         if len(routes) == 0 and isinstance(routes, AoT):

@@ -80,6 +80,14 @@ def set_non_dumpable() -> bool:
         return False
 
 
+def session_ca(hosts: Sequence[str]) -> CA:
+    """The session's CA: EC P-256, its key only in this process's memory, and X.509 name
+    constraints (RFC 5280 §4.2.1.10) permitting only the route hosts, so even a copy of
+    its certificate in a trust store vouches for nothing else."""
+    from cordon.certs import create_ca
+    return create_ca("cordon session CA", permitted_hosts=hosts)
+
+
 def find_command(name: str, env: Mapping[str, str]) -> str:
     """The executable `name` resolves to with the child's PATH, or CommandNotFound."""
     if "/" in name:
@@ -198,9 +206,8 @@ def run_exec(req: ExecRequest, say: Say) -> int:
         for k in leaked:
             del base[k]
 
-    from cordon.certs import create_ca
     hosts = [r.host for r in routes]
-    ca = create_ca("cordon session CA", permitted_hosts=hosts)   # the key never touches disk
+    ca = session_ca(hosts)
     bundle = _build_bundle(ca.cert_pem, req.env)
 
     from cordon.session import create_session
@@ -359,19 +366,6 @@ async def _start_proxy(tg: Any, plan: _ProxyPlan) -> int:
                                     issuer=LeafIssuer(plan.ca), resolver=plan.resolver,
                                     auth=ProxyAuth.single(plan.token, "session"))
     return int(await tg.start(server.serve, settings))
-
-
-async def _standin_serve(task_status: Any) -> None:
-    # TEMPORARY until cordon.proxy.server lands: a loopback listener that closes every connection
-    import anyio
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-
-    async def handle(stream: Any) -> None:
-        await stream.aclose()
-
-    async with listener:
-        task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))  # noqa: S610
-        await listener.serve(handle)
 
 
 async def _supervise(argv: Sequence[str], exe: str, env: Mapping[str, str], fwd: _Forwarder) -> int:

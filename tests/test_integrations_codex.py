@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -267,3 +268,13 @@ def test_errors_are_clear_and_change_nothing(cordon, project: Path) -> None:
     r = cordon("setup", "codex", "--yes")
     assert r.status == 1 and "not valid TOML" in r.stderr
     assert snapshot(project) == before
+
+
+def test_a_git_project_is_told_to_ignore_the_token_files(cordon, project: Path) -> None:
+    if subprocess.run(["git", "--version"], capture_output=True).returncode != 0:
+        pytest.skip("needs git")
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    r = cordon("setup", "codex", "--yes")
+    assert "git does not ignore it" in r.stdout
+    write(project / ".gitignore", ".codex/\n")
+    assert "git does not ignore it" not in cordon("setup", "codex", "--yes").stdout

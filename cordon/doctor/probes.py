@@ -11,9 +11,12 @@ it trusts cordon through. Throwaway CA, secret and token: nothing persistent.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import secrets
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -29,7 +32,11 @@ from cordon.doctor.checks import Check, fail, ok, skip
 from cordon.envvars import BUNDLE_VARS, CA_VARS, child_env
 from cordon.errors import CordonError
 from cordon.model import Auth, Route, SecretSpec, Upstream
+from cordon.proxy.auth import ProxyAuth
 from cordon.proxy.probe_upstream import ProbeLog, serve_probe_upstream
+from cordon.proxy.server import ProxySettings, serve
+from cordon.proxy.tls import LeafIssuer
+from cordon.secrets import SecretResolver
 
 PROBE_HOST = "probe.cordon-doctor.invalid"
 SECRET_VAR = "CORDON_DOCTOR_PROBE_SECRET"
@@ -62,7 +69,7 @@ sys.stdout.write(body.decode("utf-8", "replace"))
 # speaks CONNECT itself: what is probed is Node's TLS trust, the part cordon configures.
 NODE_PROBE = r"""
 const http = require('http'), tls = require('tls');
-const u = new URL(process.argv[2]);
+const u = new URL(process.argv[process.argv.length - 1]);
 const p = new URL(process.env.HTTPS_PROXY || process.env.https_proxy);
 const cred = decodeURIComponent(p.username) + ':' + decodeURIComponent(p.password);
 const auth = 'Basic ' + Buffer.from(cred).toString('base64');
@@ -107,8 +114,8 @@ def _python() -> str:
 RUNTIMES: tuple[Runtime, ...] = (
     Runtime("curl", "curl", lambda exe, url, wd: [exe, "-sS", "--fail", "--max-time", "20", url],
             ("CURL_CA_BUNDLE", "SSL_CERT_FILE"),
-            "curl trusts cordon through CURL_CA_BUNDLE or SSL_CERT_FILE; a `cacert`/`capath` line in "
-            "~/.curlrc overrides both: remove it"),
+            "curl trusts cordon through CURL_CA_BUNDLE (recent curl also reads SSL_CERT_FILE); a "
+            "`cacert`/`capath` line in ~/.curlrc overrides both: remove it"),
     Runtime("python-ssl", _python(), lambda exe, url, wd: [exe, "-c", PY_PROBE, "ssl", url],
             ("SSL_CERT_FILE",),
             "Python's ssl trusts cordon through SSL_CERT_FILE; check nothing (sitecustomize, truststore) "
@@ -140,6 +147,7 @@ RUNTIMES: tuple[Runtime, ...] = (
 class Trial:
     ok: bool
     error: str | None
+    seconds: float = 0.0
 
 
 class _Harness:
@@ -181,34 +189,59 @@ class _Harness:
         return env
 
 
-async def _start_proxy(tg: anyio.abc.TaskGroup, h: _Harness, env: Mapping[str, str]) -> int:
-    # TEMPORARY dynamic imports until the proxy issue's modules are on main (mypy cannot see them yet)
-    import importlib
-    server = importlib.import_module("cordon.proxy.server")
-    tls = importlib.import_module("cordon.proxy.tls")
-    auth = importlib.import_module("cordon.proxy.auth")
-    from cordon.secrets import SecretResolver
-    settings = server.ProxySettings(routes=(h.route(),), port=0, issuer=tls.LeafIssuer(h.ca),
-                                    resolver=SecretResolver({SECRET_VAR: h.secret}),
-                                    auth=auth.ProxyAuth.single(h.token, "doctor"))
-    port: int = await tg.start(server.serve, settings)
+async def _start_proxy(tg: anyio.abc.TaskGroup, h: _Harness) -> int:
+    settings = ProxySettings(routes=(h.route(),), port=0, issuer=LeafIssuer(h.ca),
+                             resolver=SecretResolver({SECRET_VAR: h.secret}),
+                             auth=ProxyAuth.single(h.token, "doctor"))
+    port: int = await tg.start(serve, settings)
     return port
 
 
-def _tail(text: str) -> str:
+_ERROR_WORDS = re.compile(r"error|fail|unable|refused|certificate|ssl|tls|denied|timed out|\(\d+\)", re.I)
+
+
+def _reason(text: str) -> str:
+    """The line of a runtime's stderr that says what went wrong (curl: first; Python: last)."""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return (lines[-1] if lines else "")[:240]
+    hits = [ln for ln in lines if _ERROR_WORDS.search(ln)]
+    return ((hits or lines or [""])[0])[:240]
 
 
-async def _run(argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
-    with anyio.move_on_after(TIMEOUT) as scope:
-        return await anyio.run_process(list(argv), env=dict(env), cwd=cwd, check=False,
-                                       stdin=subprocess.DEVNULL)
-    assert scope.cancel_called
-    return subprocess.CompletedProcess(list(argv), 124, b"", f"no answer within {TIMEOUT:.0f} s".encode())
+GRACE = 3.0        # seconds a runtime may take to exit after its request arrived
 
 
-async def _trial(h: _Harness, rt: Runtime, exe: str, env: Mapping[str, str], label: str) -> tuple[Trial, int]:
+async def _run(argv: Sequence[str], env: Mapping[str, str], cwd: Path, timeout: float,
+               arrived: Callable[[], bool]) -> tuple[int, str]:
+    """Run one probe; stop it `GRACE` s after its request arrived (Codex keeps retrying on a
+    TLS failure, so a probe that never arrives is stopped at `timeout`). (status, stderr)."""
+    errfile = cwd / "stderr.txt"
+    with errfile.open("wb") as err:
+        proc = await anyio.open_process(list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    async with proc:
+        started = anyio.current_time()
+        seen_at: float | None = None
+        timed_out = False
+        while proc.returncode is None:
+            with anyio.move_on_after(0.05):
+                await proc.wait()
+            now = anyio.current_time()
+            if seen_at is None and arrived():
+                seen_at = now
+            if proc.returncode is None and (now - started > timeout or
+                                            (seen_at is not None and now - seen_at > GRACE)):
+                timed_out = seen_at is None
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)   # its whole group: the codex shim has a child
+                await proc.wait()
+    text = errfile.read_text("utf-8", "replace")
+    if timed_out:
+        text += f"\nno request arrived within {timeout:.0f} s (it may be retrying)"
+    return (124 if timed_out else (proc.returncode or 0)), text
+
+
+async def _trial(h: _Harness, rt: Runtime, exe: str, env: Mapping[str, str], label: str,
+                 timeout: float = TIMEOUT) -> Trial:
     prefix = f"/probe/{rt.name}/{label}"
     url = f"https://{PROBE_HOST}:{h.upstream_port}{prefix}"
     home = h.workdir / "home" / rt.name / label
@@ -216,15 +249,18 @@ async def _trial(h: _Harness, rt: Runtime, exe: str, env: Mapping[str, str], lab
     env = dict(env)
     if rt.name == "codex":
         env["CODEX_HOME"] = str(home)    # a throwaway Codex home: no sessions or logs left behind
-    p = await _run(rt.argv(exe, url, str(home)), env, home)
+    t0 = anyio.current_time()
+    rc, stderr = await _run(rt.argv(exe, url, str(home)), env, home, timeout,
+                            lambda: h.log.injected_under(prefix))
+    took = anyio.current_time() - t0
     if h.log.injected_under(prefix):
-        return Trial(True, None), p.returncode
-    if p.returncode == EXIT_NOT_IMPORTABLE and rt.name.startswith("python-"):
-        return Trial(False, "not importable"), p.returncode
-    err = _tail(p.stderr.decode("utf-8", "replace")) or f"exit status {p.returncode}"
+        return Trial(True, None, took)
+    if rc == EXIT_NOT_IMPORTABLE and rt.name.startswith("python-"):
+        return Trial(False, "not importable", took)
+    err = _reason(stderr) or f"exit status {rc}"
     if h.log.seen_under(prefix):
         err = "the request arrived without the injected credential"
-    return Trial(False, err), p.returncode
+    return Trial(False, err, took)
 
 
 def _version(exe: str, rt: Runtime, env: Mapping[str, str]) -> str:
@@ -234,7 +270,9 @@ def _version(exe: str, rt: Runtime, env: Mapping[str, str]) -> str:
     except (OSError, subprocess.TimeoutExpired):
         return ""
     first = (p.stdout or p.stderr).strip().splitlines()
-    return first[0][:60] if first else ""
+    # "curl 7.88.1 (x86_64-pc-linux-gnu) libcurl/...", "git version 2.39.5", "v20.1.0", "Python 3.11.7"
+    words = first[0].replace(" version ", " ").split() if first else []
+    return " ".join(words[:2])[:60]
 
 
 async def _probe(h: _Harness, rt: Runtime, base_env: Mapping[str, str], limiter: anyio.CapacityLimiter) -> Check:
@@ -246,27 +284,39 @@ async def _probe(h: _Harness, rt: Runtime, base_env: Mapping[str, str], limiter:
         return skip(cid, f"{rt.program} is not on PATH")
     full = h.child_env(base_env)
     async with limiter:
-        res, _ = await _trial(h, rt, exe, full, "full")
+        res = await _trial(h, rt, exe, full, "full")
+    # a variant that has not got through in several times what the full environment took is failing
+    quick = min(TIMEOUT, max(6.0, 4 * res.seconds))
     version = await anyio.to_thread.run_sync(_version, exe, rt, full)
-    who = f"{rt.name} ({version})" if version else rt.name
+    who = _label(rt, version)
     if not res.ok:
         if res.error == "not importable":
             return skip(cid, f"{rt.name.split('-', 1)[1]} is not importable by {exe}")
         return fail(cid, f"{who}: the request through cordon failed: {res.error}", rt.fix, exe=exe)
     bare = {k: v for k, v in full.items() if k not in TRUST_VARS}
     async with limiter:
-        without, _ = await _trial(h, rt, exe, bare, "none")
+        without = await _trial(h, rt, exe, bare, "none", quick)
     if without.ok:
-        return ok(cid, f"{who}: ok, trusts cordon's CA without any variable (it is in the system store)",
-                  exe=exe, trust_vars=[])
+        return ok(cid, f"{who}: credential injected; trusts cordon's CA without any variable "
+                       "(the CA is in its default trust store)", exe=exe, version=version, trust_vars=[])
     carriers: list[str] = []
     for var in rt.trust_vars:
         async with limiter:
-            t, _ = await _trial(h, rt, exe, {**bare, var: full[var]}, var)
+            t = await _trial(h, rt, exe, {**bare, var: full[var]}, var, quick)
         if t.ok:
             carriers.append(var)
     via = ", ".join(carriers) if carriers else "the variables together (no single one suffices)"
-    return ok(cid, f"{who}: ok via {via}", exe=exe, trust_vars=carriers)
+    return ok(cid, f"{who}: credential injected; trusts cordon via {via}", exe=exe, version=version,
+              trust_vars=carriers)
+
+
+def _label(rt: Runtime, version: str) -> str:
+    if rt.name.startswith("python-"):
+        lib = rt.name.split("-", 1)[1]
+        return f"{version or 'python'} {lib}"
+    if rt.name == "node":
+        return f"node {version}" if version else "node"
+    return version or rt.name
 
 
 async def _run_all(env: Mapping[str, str], workdir: Path, runtimes: Sequence[Runtime]) -> list[Check]:
@@ -275,7 +325,7 @@ async def _run_all(env: Mapping[str, str], workdir: Path, runtimes: Sequence[Run
     async with anyio.create_task_group() as tg:
         h.upstream_port = await tg.start(serve_probe_upstream, h.upstream_ctx, "Authorization",
                                          f"Bearer {h.secret}", h.log)
-        h.proxy_port = await _start_proxy(tg, h, env)
+        h.proxy_port = await _start_proxy(tg, h)
         limiter = anyio.CapacityLimiter(max(2, min(4, os.cpu_count() or 2)))
 
         async def one(rt: Runtime) -> None:
@@ -302,8 +352,6 @@ def run_probes(env: Mapping[str, str], runtimes: Sequence[Runtime] = RUNTIMES) -
                 return anyio.run(_run_all, env, Path(d), runtimes)
         except BaseExceptionGroup as group:   # anyio wraps what a task group raises
             raise _leaf(group) from None
-    except ImportError as e:
-        return [skip("probes", f"live probes unavailable: the proxy is not built yet ({e.name})")]
     except CordonError as e:
         return [fail("probes", f"cannot start the probe proxy: {e.message}", e.hint or "see `cordon doctor --help`")]
     except OSError as e:

@@ -7,6 +7,8 @@ Never resolves a secret that could prompt someone (1Password, commands).
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,3 +96,19 @@ def secret_steps(cfg: Config, env: Mapping[str, str], route: Route | None) -> li
     except CordonError:
         return [f"store the real key: {fix_hint(route)}"]
     return [f"store the real key: {fix_hint(r)}" for r, err in problems if err is not None]
+
+
+def exposed_to_git(project_dir: Path, path: Path) -> bool:
+    """True when `path` lies in a git work tree and git would not ignore it (it holds the token)."""
+    if shutil.which("git") is None:
+        return False
+    try:
+        top = subprocess.run(["git", "-C", str(project_dir), "rev-parse", "--show-toplevel"],
+                             capture_output=True, text=True, timeout=10, check=False)
+        if top.returncode != 0:
+            return False
+        ignored = subprocess.run(["git", "-C", str(project_dir), "check-ignore", "-q", "--no-index", str(path)],
+                                 capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return ignored.returncode == 1

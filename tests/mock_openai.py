@@ -1,0 +1,384 @@
+"""A network-level mock of the OpenAI API for end-to-end tests (Codex CLI, curl, SDKs, Node).
+
+HTTPS on 127.0.0.1 with a certificate for `api.openai.com` from a throwaway CA
+(`ca_file`), so cordon reaches it through `[routes.upstream] address` and
+`ca_file` while Host, SNI and the certificate check stay at the real name.
+It runs in a background event-loop thread (an anyio blocking portal).
+
+    with MockOpenAI(expected_key="sk-real") as mock:
+        mock.address, mock.ca_file, mock.reply
+        mock.requests        # every request: method, path, headers, body
+        mock.check()         # raises unless every request carried exactly the real key
+
+Served:
+    POST /v1/responses         stream=true: the SSE event sequence the Codex CLI accepts
+                               (response.created ... response.completed); else a JSON response
+    POST /v1/chat/completions  stream=true: chat.completion.chunk events then [DONE]; else JSON
+    GET  /v1/models            a one-model list
+    a WebSocket upgrade        426 (ws="426", the default: Codex falls back to HTTPS at once)
+                               or served (ws="serve"): 101, then for each `response.create`
+                               text message the same events as SSE, one per text frame
+A request whose Authorization is not `Bearer <expected_key>` gets 401 and is recorded
+as a failure (the placeholder above all).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http
+import json
+import ssl
+import struct
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+import h11
+from anyio.from_thread import start_blocking_portal
+from anyio.streams.tls import TLSListener
+
+from cordon import certs
+
+PLACEHOLDER = "dummy-replaced-by-cordon"
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+
+@dataclass
+class _State:
+    requests: list[Request] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    ws_messages: list[str] = field(default_factory=list)
+
+
+def responses_events(reply: str, model: str = "gpt-mock") -> list[dict[str, Any]]:
+    """The Responses API streaming events for one assistant message saying `reply`."""
+    rid, mid, now = "resp_mock1", "msg_mock1", int(time.time())
+    base = {"id": rid, "object": "response", "created_at": now, "model": model, "output": [],
+            "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "error": None,
+            "incomplete_details": None, "instructions": None, "metadata": {}, "temperature": 1.0,
+            "top_p": 1.0}
+    item_open = {"id": mid, "type": "message", "status": "in_progress", "role": "assistant", "content": []}
+    part = {"type": "output_text", "text": reply, "annotations": []}
+    item_done = {"id": mid, "type": "message", "status": "completed", "role": "assistant", "content": [part]}
+    usage = {"input_tokens": 12, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 3,
+             "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 15}
+    words = reply.split(" ")
+    deltas = [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
+    ev: list[dict[str, Any]] = [
+        {"type": "response.created", "response": {**base, "status": "in_progress"}},
+        {"type": "response.in_progress", "response": {**base, "status": "in_progress"}},
+        {"type": "response.output_item.added", "output_index": 0, "item": item_open},
+        {"type": "response.content_part.added", "item_id": mid, "output_index": 0, "content_index": 0,
+         "part": {"type": "output_text", "text": "", "annotations": []}},
+        *({"type": "response.output_text.delta", "item_id": mid, "output_index": 0, "content_index": 0,
+           "delta": d, "logprobs": []} for d in deltas),
+        {"type": "response.output_text.done", "item_id": mid, "output_index": 0, "content_index": 0,
+         "text": reply, "logprobs": []},
+        {"type": "response.content_part.done", "item_id": mid, "output_index": 0, "content_index": 0, "part": part},
+        {"type": "response.output_item.done", "output_index": 0, "item": item_done},
+        {"type": "response.completed",
+         "response": {**base, "status": "completed", "output": [item_done], "usage": usage}},
+    ]
+    for i, e in enumerate(ev):
+        e["sequence_number"] = i
+    return ev
+
+
+def chat_chunks(reply: str, model: str = "gpt-mock") -> list[dict[str, Any]]:
+    now = int(time.time())
+    head = {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": now, "model": model}
+    out = [{**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}]
+    out += [{**head, "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}]}
+            for w in reply.split(" ") for w in (w + " ",)]
+    out.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    return out
+
+
+class MockOpenAI:
+    def __init__(self, *, expected_key: str, host: str = "api.openai.com", ws: str = "426",
+                 reply: str = "Hello from the cordon mock upstream") -> None:
+        assert ws in ("426", "serve")
+        self.expected_key = expected_key
+        self.host = host
+        self.ws = ws
+        self.reply = reply
+        self.port = 0
+        self._state = _State()
+        self._tmp = tempfile.TemporaryDirectory(prefix="cordon-mock-")
+        self.ca = certs.create_ca("cordon test upstream CA")
+        self.ca_file = Path(self._tmp.name) / "upstream-ca.pem"
+        self.ca_file.write_bytes(self.ca.cert_pem)
+        leaf = certs.issue_leaf(self.ca, host)
+        chain, key = Path(self._tmp.name) / "chain.pem", Path(self._tmp.name) / "key.pem"
+        chain.write_bytes(leaf.chain_pem)
+        key.write_bytes(leaf.key_pem)
+        self._ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._ctx.load_cert_chain(chain, key)
+        self._ctx.set_alpn_protocols(["http/1.1"])
+        self._portal_cm: Any = None
+        self._portal: Any = None
+        self._future: Any = None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def __enter__(self) -> MockOpenAI:
+        self._portal_cm = start_blocking_portal()
+        self._portal = self._portal_cm.__enter__()
+        self._future, self.port = self._portal.start_task(self._serve)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._future.cancel()
+        self._portal_cm.__exit__(None, None, None)
+        self._tmp.cleanup()
+
+    async def _serve(self, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+        port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
+        async with TLSListener(listener, self._ctx, standard_compatible=False) as tls:
+            task_status.started(port)
+            await tls.serve(self._handle)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def requests(self) -> list[Request]:
+        return list(self._state.requests)
+
+    @property
+    def failures(self) -> list[str]:
+        return list(self._state.failures)
+
+    @property
+    def ws_messages(self) -> list[str]:
+        return list(self._state.ws_messages)
+
+    def check(self) -> None:
+        """Every request carried exactly the real key; the placeholder never arrived."""
+        assert self._state.requests, "the mock received no request"
+        assert not self._state.failures, self._state.failures
+        for r in self._state.requests:
+            raw = json.dumps(r.headers) + r.body.decode("utf-8", "replace")
+            assert PLACEHOLDER not in raw, f"placeholder reached the upstream: {r.method} {r.path}"
+
+    # --- HTTP ----------------------------------------------------------------------------------
+
+    async def _handle(self, stream: anyio.abc.ByteStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        try:
+            while True:
+                req, body = await self._read_request(stream, conn)
+                if req is None:
+                    return
+                upgraded = await self._respond(stream, conn, req, body)
+                if upgraded or conn.our_state is h11.MUST_CLOSE:
+                    return
+                try:
+                    conn.start_next_cycle()
+                except h11.LocalProtocolError:
+                    return
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, h11.RemoteProtocolError,
+                ssl.SSLError, OSError):
+            return
+        finally:
+            await stream.aclose()
+
+    async def _read_request(self, stream: anyio.abc.ByteStream,
+                            conn: h11.Connection) -> tuple[Request | None, bytes]:
+        req: Request | None = None
+        body = b""
+        while True:
+            ev = conn.next_event()
+            if ev is h11.NEED_DATA:
+                try:
+                    data = await stream.receive(65536)
+                except anyio.EndOfStream:
+                    data = b""
+                conn.receive_data(data)
+                if not data and req is None:
+                    return None, b""
+                continue
+            if isinstance(ev, h11.Request):
+                req = Request(ev.method.decode(), ev.target.decode(),
+                              [(k.decode(), v.decode()) for k, v in ev.headers.raw_items()])
+                if any(k.lower() == "upgrade" for k, _ in req.headers):
+                    return req, b""
+            elif isinstance(ev, h11.Data):
+                body += bytes(ev.data)
+            elif isinstance(ev, h11.EndOfMessage):
+                assert req is not None
+                req.body = body
+                return req, body
+            elif isinstance(ev, h11.ConnectionClosed):
+                return None, b""
+
+    def _authorized(self, req: Request) -> bool:
+        got = req.header("authorization")
+        if got == f"Bearer {self.expected_key}":
+            return True
+        self._state.failures.append(f"{req.method} {req.path}: Authorization was "
+                                    + ("the placeholder" if got and PLACEHOLDER in got else
+                                       "missing" if got is None else "some other value"))
+        return False
+
+    async def _send(self, stream: anyio.abc.ByteStream, conn: h11.Connection, status: int,
+                    body: bytes, ctype: str = "application/json") -> None:
+        headers = [("content-type", ctype), ("content-length", str(len(body)))]
+        reason = http.HTTPStatus(status).phrase.encode()
+        await stream.send(conn.send(h11.Response(status_code=status, headers=headers, reason=reason)) or b"")
+        await stream.send(conn.send(h11.Data(data=body)) or b"")
+        await stream.send(conn.send(h11.EndOfMessage()) or b"")
+
+    async def _respond(self, stream: anyio.abc.ByteStream, conn: h11.Connection, req: Request,
+                       body: bytes) -> bool:
+        self._state.requests.append(req)
+        path = req.path.split("?", 1)[0]
+        if not self._authorized(req):
+            err = {"error": {"message": "mock: wrong key", "type": "invalid_request_error", "code": "invalid_api_key"}}
+            await self._send(stream, conn, 401, json.dumps(err).encode())
+            return False
+        if (req.header("upgrade") or "").lower() == "websocket":
+            if self.ws == "426":
+                # the answer the Codex CLI takes as "use HTTPS instead" at once (clients.md)
+                await self._send(stream, conn, 426, b'{"error":{"message":"upgrade required"}}')
+                return False
+            await self._serve_ws(stream, conn, req)
+            return True
+        try:
+            payload = json.loads(body) if body else {}
+        except ValueError:
+            payload = {}
+        model = str(payload.get("model") or "gpt-mock")
+        if req.method == "POST" and path.endswith("/responses"):
+            events = responses_events(self.reply, model)
+            if payload.get("stream"):
+                await self._sse(stream, conn, [(e["type"], e) for e in events])
+            else:
+                await self._send(stream, conn, 200, json.dumps(events[-1]["response"]).encode())
+            return False
+        if req.method == "POST" and path.endswith("/chat/completions"):
+            if payload.get("stream"):
+                await self._sse(stream, conn, [(None, c) for c in chat_chunks(self.reply, model)], done=True)
+            else:
+                obj = {"id": "chatcmpl-mock", "object": "chat.completion", "created": int(time.time()),
+                       "model": model, "choices": [{"index": 0, "finish_reason": "stop",
+                                                    "message": {"role": "assistant", "content": self.reply}}],
+                       "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}}
+                await self._send(stream, conn, 200, json.dumps(obj).encode())
+            return False
+        if path.endswith("/models"):
+            obj = {"object": "list", "data": [{"id": "gpt-mock", "object": "model", "created": 0,
+                                               "owned_by": "cordon-mock"}]}
+            await self._send(stream, conn, 200, json.dumps(obj).encode())
+            return False
+        await self._send(stream, conn, 404, b'{"error":{"message":"mock: no such endpoint"}}')
+        return False
+
+    async def _sse(self, stream: anyio.abc.ByteStream, conn: h11.Connection,
+                   events: list[tuple[str | None, dict[str, Any]]], done: bool = False) -> None:
+        head = h11.Response(status_code=200, headers=[("content-type", "text/event-stream"),
+                                                      ("cache-control", "no-cache")])
+        await stream.send(conn.send(head) or b"")
+        for name, data in events:
+            chunk = (f"event: {name}\n" if name else "") + f"data: {json.dumps(data)}\n\n"
+            await stream.send(conn.send(h11.Data(data=chunk.encode())) or b"")
+        if done:
+            await stream.send(conn.send(h11.Data(data=b"data: [DONE]\n\n")) or b"")
+        await stream.send(conn.send(h11.EndOfMessage()) or b"")
+
+    # --- WebSocket (served mode) ---------------------------------------------------------------
+
+    async def _serve_ws(self, stream: anyio.abc.ByteStream, conn: h11.Connection, req: Request) -> None:
+        key = (req.header("sec-websocket-key") or "").encode()
+
+        accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest()).decode()
+        resp = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Accept: {accept}\r\n\r\n").encode()
+        await stream.send(resp)
+        buf = bytes(conn.trailing_data[0])
+        while True:
+            frame = await _read_frame(stream, buf)
+            if frame is None:
+                return
+            opcode, payload, buf = frame
+            if opcode == 0x8:                       # close: echo it, then end
+                await stream.send(_frame(0x8, payload[:2]))
+                return
+            if opcode == 0x9:
+                await stream.send(_frame(0xA, payload))
+                continue
+            if opcode != 0x1:
+                continue
+            text = payload.decode("utf-8", "replace")
+            self._state.ws_messages.append(text)
+            try:
+                msg = json.loads(text)
+            except ValueError:
+                continue
+            if msg.get("type") == "response.create":
+                for e in responses_events(self.reply, str(msg.get("model") or "gpt-mock")):
+                    await stream.send(_frame(0x1, json.dumps(e).encode()))
+
+
+def _frame(opcode: int, payload: bytes) -> bytes:
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", 0x80 | opcode, n)
+    elif n < 65536:
+        head = struct.pack("!BBH", 0x80 | opcode, 126, n)
+    else:
+        head = struct.pack("!BBQ", 0x80 | opcode, 127, n)
+    return head + payload
+
+
+async def _read_frame(stream: anyio.abc.ByteStream, buf: bytes) -> tuple[int, bytes, bytes] | None:
+    """One client frame (masked; permessage-deflate is never negotiated), or None at EOF."""
+    async def need(n: int) -> bool:
+        nonlocal buf
+        while len(buf) < n:
+            try:
+                buf += await stream.receive(65536)
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                return False
+        return True
+    if not await need(2):
+        return None
+    b0, b1 = buf[0], buf[1]
+    n, off = b1 & 0x7F, 2
+    if n == 126:
+        if not await need(4):
+            return None
+        n, off = struct.unpack("!H", buf[2:4])[0], 4
+    elif n == 127:
+        if not await need(10):
+            return None
+        n, off = struct.unpack("!Q", buf[2:10])[0], 10
+    masked = bool(b1 & 0x80)
+    total = off + (4 if masked else 0) + n
+    if not await need(total):
+        return None
+    mask = buf[off:off + 4] if masked else b"\0\0\0\0"
+    start = off + (4 if masked else 0)
+    payload = bytes(c ^ mask[i % 4] for i, c in enumerate(buf[start:total]))
+    return b0 & 0x0F, payload, buf[total:]

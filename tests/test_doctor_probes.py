@@ -1,0 +1,96 @@
+"""`cordon doctor`'s live probes: a real proxy, a local HTTPS upstream, real runtimes.
+
+Each probe passes only when the upstream received the injected credential, so a
+runtime that bypassed the proxy or distrusted its CA fails. The failing case is
+a real misconfiguration (a `cacert` line in ~/.curlrc that overrides cordon's).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from cordon.doctor.checks import Check
+from cordon.doctor.probes import PY_PROBE, RUNTIMES, Runtime, run_probes
+from tests.conftest import REPO, write
+
+NODE_BIN = REPO / "tests" / "node" / "node_modules" / ".bin"
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    # this interpreter (which has requests and httpx) first; codex from tests/node when installed
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), str(NODE_BIN), env["PATH"]])
+    return env
+
+
+def _by_id(checks: list[Check]) -> dict[str, Check]:
+    return {c.id: c for c in checks}
+
+
+def test_every_runtime_on_path_gets_through(home: Path) -> None:
+    checks = _by_id(run_probes(_env(home)))
+    assert set(checks) == {f"probe.{rt.name}" for rt in RUNTIMES}
+    bad = {k: c.message for k, c in checks.items() if c.status == "fail"}
+    assert not bad
+    py = checks["probe.python-ssl"]
+    assert py.status == "ok" and py.details["trust_vars"] == ["SSL_CERT_FILE"]
+    assert "credential injected" in py.message
+    assert checks["probe.python-requests"].status == "ok"
+    assert "REQUESTS_CA_BUNDLE" in checks["probe.python-requests"].details["trust_vars"]
+    assert checks["probe.python-httpx"].status == "ok"
+    if shutil.which("curl"):
+        assert "CURL_CA_BUNDLE" in checks["probe.curl"].details["trust_vars"]
+    if shutil.which("node"):
+        assert checks["probe.node"].details["trust_vars"] == ["NODE_EXTRA_CA_CERTS"]
+    if shutil.which("git"):
+        assert "GIT_SSL_CAINFO" in checks["probe.git"].details["trust_vars"]
+    if shutil.which("codex", path=_env(home)["PATH"]):
+        assert checks["probe.codex"].status == "ok"
+    else:
+        assert checks["probe.codex"].status == "skip"
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+def test_a_curlrc_that_overrides_the_bundle_fails(home: Path) -> None:
+    write(home / ".curlrc", "cacert = /etc/ssl/certs/ca-certificates.crt\n")
+    [c] = run_probes(_env(home), [rt for rt in RUNTIMES if rt.name == "curl"])
+    assert c.status == "fail"
+    assert "SSL certificate problem" in c.message
+    assert "~/.curlrc" in (c.fix or "")
+
+
+def test_missing_runtime_and_module_are_skipped(home: Path) -> None:
+    absent = Runtime("nothere", "no-such-program-cordon", lambda exe, url, wd: [exe, url], (), "n/a")
+    nomod = Runtime("python-nosuchmodule", "python3",
+                    lambda exe, url, wd: [exe, "-c", PY_PROBE, "cordon_no_such_module", url], (), "n/a")
+    a, b = run_probes(_env(home), [absent, nomod])
+    assert (a.status, b.status) == ("skip", "skip")
+    assert "not on PATH" in a.message and "not importable" in b.message
+
+
+def test_a_runtime_that_bypasses_the_proxy_fails(home: Path) -> None:
+    # drops the proxy variables before its request: it cannot reach the .invalid host at all
+    bypass = Runtime("python-bypass", "python3",
+                     lambda exe, url, wd: [exe, "-c", "import os, sys\n"
+                                           "for v in ('HTTPS_PROXY', 'https_proxy'): os.environ.pop(v, None)\n"
+                                           f"exec({PY_PROBE!r})", "ssl", url], (), "fix it")
+    [c] = run_probes(_env(home), [bypass])
+    assert c.status == "fail" and c.fix == "fix it"
+
+
+def test_doctor_json_includes_the_probes(project: Path, cordon, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    # the shape is the point here: leave the slow codex probe to the test above
+    monkeypatch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+    r = cordon("doctor", "--json")
+    data = json.loads(r.stdout)
+    probes = [c for c in data["checks"] if c["id"].startswith("probe.")]
+    assert [c["id"] for c in probes] == [f"probe.{rt.name}" for rt in RUNTIMES]
+    ok = [c for c in probes if c["status"] == "ok"]
+    assert ok and all(isinstance(c["details"]["trust_vars"], list) for c in ok)
+    assert r.status == (1 if any(c["status"] == "fail" for c in data["checks"]) else 0)

@@ -1,0 +1,178 @@
+"""Real clients under `cordon exec`, against a local mock of the OpenAI API.
+
+The mock plays api.openai.com on 127.0.0.1 (reached through `[routes.upstream]
+address` with its throwaway CA in `ca_file`); it asserts it received the real key
+and never the placeholder. The clients know only the placeholder: the Codex CLI
+(pinned in tests/node/package.json, installed by scripts/test), curl, the Python
+`openai` SDK and Node `fetch` with undici's EnvHttpProxyAgent.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, cordon_argv, subprocess_env, write
+from tests.mock_openai import PLACEHOLDER, MockOpenAI
+
+SECRET = "sk-proj-REAL-e2e-5d0c8b1f9a"
+NODE_MODULES = REPO / "tests" / "node" / "node_modules"
+CODEX = NODE_MODULES / ".bin" / "codex"
+
+QUIET_CODEX_CONFIG = """\
+check_for_update_on_startup = false
+[analytics]
+enabled = false
+[features]
+api_key_model_discovery = false
+plugins = false
+"""
+
+
+def route_toml(mock: MockOpenAI) -> str:
+    return textwrap.dedent(f"""\
+        [[routes]]
+        name = "openai"
+        [routes.match]
+        host = "api.openai.com"
+        [routes.auth]
+        type = "header"
+        header_name = "Authorization"
+        scheme = "Bearer"
+        placeholder_env = ["OPENAI_API_KEY", "CODEX_API_KEY"]
+        [routes.auth.secret]
+        source = "env"
+        var = "CORDON_TEST_REAL_KEY"
+        [routes.upstream]
+        address = "{mock.address}"
+        ca_file = "{mock.ca_file}"
+        """)
+
+
+@pytest.fixture(params=["426"])
+def mock(request: pytest.FixtureRequest) -> Iterator[MockOpenAI]:
+    with MockOpenAI(expected_key=SECRET, ws=request.param) as m:
+        yield m
+
+
+@pytest.fixture
+def e2e(project: Path, mock: MockOpenAI) -> Path:
+    write(project / "cordon.toml", route_toml(mock))
+    write(project / ".codex" / "config.toml", QUIET_CODEX_CONFIG)
+    return project
+
+
+def run_exec(project: Path, *cmd: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cordon_argv("exec", "--log-level", "debug", "--", *cmd), cwd=project,
+                          env=subprocess_env({"CORDON_TEST_REAL_KEY": SECRET}), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_no_leak(r: subprocess.CompletedProcess[str], *dirs: Path) -> None:
+    assert SECRET not in r.stdout, "the real secret reached the child's stdout"
+    assert SECRET not in r.stderr, "the real secret reached stderr or the proxy's log"
+    for d in dirs:
+        for f in d.rglob("*"):
+            if f.is_file():
+                assert SECRET.encode() not in f.read_bytes(), f
+
+
+def codex_available() -> str | None:
+    if not CODEX.exists() or shutil.which("node") is None:
+        return None
+    return str(CODEX)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mock", ["426", "serve"], indirect=True)
+def test_codex_cli_end_to_end(e2e: Path, mock: MockOpenAI) -> None:
+    codex = codex_available()
+    if codex is None:
+        pytest.skip("tests/node/node_modules/@openai/codex is not installed (scripts/test installs it)")
+    r = run_exec(e2e, codex, "exec", "--skip-git-repo-check", "--color", "never", "say hi")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert mock.reply in r.stdout
+    mock.check()
+    paths = {q.path.split("?")[0] for q in mock.requests}
+    if mock.ws == "426":
+        # the upgrade got 426 and Codex fell back to HTTPS at once
+        assert any((q.header("upgrade") or "").lower() == "websocket" for q in mock.requests)
+        assert "/v1/responses" in paths and any(q.method == "POST" for q in mock.requests)
+    else:
+        assert any('"response.create"' in m for m in mock.ws_messages)   # the turn went over the WebSocket
+    assert_no_leak(r, e2e / ".codex")
+    assert not (e2e / ".codex" / ".env").exists()      # created for the session, removed after it
+
+
+def test_curl_under_exec(e2e: Path, mock: MockOpenAI) -> None:
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed (scripts/test installs it)")
+    script = ('curl -sS --fail-with-body -H "Authorization: Bearer $OPENAI_API_KEY" '
+              '-H "content-type: application/json" '
+              '-d \'{"model":"gpt-mock","stream":true,"messages":[{"role":"user","content":"hi"}]}\' '
+              'https://api.openai.com/v1/chat/completions')
+    r = run_exec(e2e, "sh", "-c", script)
+    assert r.returncode == 0, r.stderr
+    assert "chat.completion.chunk" in r.stdout and "[DONE]" in r.stdout
+    mock.check()
+    assert_no_leak(r)
+
+
+OPENAI_SDK = """
+import os
+from openai import OpenAI
+assert os.environ["OPENAI_API_KEY"] == "PLACEHOLDER"
+client = OpenAI()
+resp = client.responses.create(model="gpt-mock", input="say hi")
+print("responses:", resp.output_text)
+text = ""
+for chunk in client.chat.completions.create(model="gpt-mock", stream=True,
+                                             messages=[{"role": "user", "content": "hi"}]):
+    if chunk.choices and chunk.choices[0].delta.content:
+        text += chunk.choices[0].delta.content
+print("chat:", text.strip())
+with client.responses.stream(model="gpt-mock", input="say hi") as stream:
+    final = stream.get_final_response()
+print("stream:", final.output_text)
+""".replace("PLACEHOLDER", PLACEHOLDER)
+
+
+def test_openai_python_sdk_under_exec(e2e: Path, mock: MockOpenAI) -> None:
+    r = run_exec(e2e, sys.executable, "-c", OPENAI_SDK)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.splitlines() == [f"responses: {mock.reply}", f"chat: {mock.reply}", f"stream: {mock.reply}"]
+    mock.check()
+    assert len(mock.requests) == 3
+    assert_no_leak(r)
+
+
+NODE_FETCH = """
+const { setGlobalDispatcher, EnvHttpProxyAgent } = require(process.argv[1]);
+setGlobalDispatcher(new EnvHttpProxyAgent());
+(async () => {
+  const r = await fetch('https://api.openai.com/v1/responses', {
+    method: 'POST',
+    headers: { authorization: 'Bearer ' + process.env.OPENAI_API_KEY, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'gpt-mock', input: 'say hi' }),
+  });
+  const j = await r.json();
+  console.log(r.status, j.output[0].content[0].text);
+})().catch(e => { console.error('fetch failed', e); process.exit(1); });
+"""
+
+
+def test_node_fetch_with_undici_agent_under_exec(e2e: Path, mock: MockOpenAI) -> None:
+    undici = NODE_MODULES / "undici"
+    if shutil.which("node") is None or not undici.is_dir():
+        pytest.skip("node or tests/node/node_modules/undici is missing (scripts/test installs them)")
+    r = run_exec(e2e, "node", "-e", NODE_FETCH, str(undici))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip() == f"200 {mock.reply}"
+    mock.check()
+    assert_no_leak(r)
