@@ -116,8 +116,6 @@ class Started:
 def started(project: Path, home: Path) -> Iterator[Started]:
     if shutil.which("node") is None:
         pytest.skip("needs node")
-    if "not built yet" in (REPO / "cordon" / "cli" / "cmd_start.py").read_text():
-        pytest.skip("`cordon start` has not landed yet")   # TEMPORARY: remove once it is on main
     with MockOpenAI(expected_key=OPENAI_KEY) as openai, UpstreamServer("api.anthropic.com") as anthropic:
         write(project / "cordon.toml", config_toml(free_port(), openai, anthropic))
         write(project / ".codex" / "config.toml", QUIET_CODEX_CONFIG)
