@@ -164,8 +164,8 @@ def render_systemd_unit(spec: ServiceSpec) -> str:
         "Restart=on-failure\n"
         "RestartSec=2\n"
         "TimeoutStopSec=15\n"
+        # no NoNewPrivileges=: the 1Password CLI is setgid (onepassword-cli) for its app integration
         "UMask=0077\n"
-        "NoNewPrivileges=yes\n"
         "\n"
         "[Install]\n"
         "WantedBy=default.target\n"
