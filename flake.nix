@@ -70,6 +70,7 @@
             runHook preCheck
             export HOME=$(mktemp -d)
             export PYTHON_KEYRING_BACKEND=keyrings.alt.file.PlaintextKeyring
+            export CORDON_TEST_KEYRING=file
             python -m pytest -p no:cacheprovider -m "not slow" tests
             runHook postCheck
           '';

@@ -403,10 +403,12 @@ async def _main(argv: Sequence[str], exe: str, env: dict[str, str] | None, plan:
 async def _start_proxy(tg: Any, plan: _ProxyPlan) -> int:
     from cordon.proxy import server
     from cordon.proxy.auth import ProxyAuth
+    from cordon.proxy.secretcache import generation_file
     from cordon.proxy.tls import LeafIssuer
     settings = server.ProxySettings(routes=tuple(plan.routes), policy=plan.config.policy, port=0,
                                     issuer=LeafIssuer(plan.ca), resolver=plan.resolver,
-                                    auth=ProxyAuth.single(plan.token, "session"))
+                                    auth=ProxyAuth.single(plan.token, "session"),
+                                    secrets_gen_file=generation_file(plan.session.paths.cordon_home))
     return int(await tg.start(server.serve, settings))
 
 

@@ -11,7 +11,8 @@ INTERFACE (owned by the proxy-commands issue):
     check(tokens, header_value) -> client name | None   (constant time)
     TokenWatcher(path).check(header_value) -> client name | None
         (re-reads the file when it changes, so `token rotate|revoke` reach a
-        running proxy; keeps the last good set if the file vanishes or breaks)
+        running proxy; keeps the last good set if the file vanishes or breaks;
+        .generation counts the changes, .tokens() is the current name -> token)
 
 File format (TOML, version 1):
     version = 1
@@ -284,6 +285,7 @@ class TokenWatcher:
         self.path = Path(path)
         self._sig: tuple[int, int, int] | None = None
         self._tokens: dict[str, str] = {}
+        self.generation = 0          # bumped whenever a changed file was loaded
         self.reload()
 
     def reload(self) -> None:
@@ -295,10 +297,13 @@ class TokenWatcher:
         if sig == self._sig:
             return
         try:
-            self._tokens = TokenStore(self.path).load()
+            tokens = TokenStore(self.path).load()
         except ConfigError:
             return  # keep the last good set; `cordon doctor` reports the broken file
         self._sig = sig
+        if tokens != self._tokens:
+            self._tokens = tokens
+            self.generation += 1
 
     def tokens(self) -> dict[str, str]:
         self.reload()

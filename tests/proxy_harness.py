@@ -106,7 +106,8 @@ def running_proxy(routes: Sequence[Route], *, secrets: dict[str, str] | None = N
     tmp = Path(tempfile.mkdtemp(prefix="cordon-proxy-test-"))
     ca_file = tmp / "cordon-ca.pem"
     ca_file.write_bytes(ca.cert_pem)
-    res = resolver if resolver is not None else DictResolver(dict(secrets or {"CORDON_TEST_SECRET": SECRET}))
+    values = secrets if secrets is not None else {"CORDON_TEST_SECRET": SECRET}
+    res = resolver if resolver is not None else DictResolver(dict(values))
     settings = ProxySettings(routes=tuple(routes), issuer=LeafIssuer(ca), resolver=res,
                              auth=ProxyAuth.single(token) if token else None,
                              policy=policy or Policy(), upstream_ca_file=upstream_ca_file,

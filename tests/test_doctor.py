@@ -442,3 +442,48 @@ def test_key_mode_failure_through_the_cli(project: Path, home: Path, cordon, mon
     key.chmod(0o640)
     r = cordon("doctor", "--no-probes")
     assert r.status == 1 and "fail  ca.key_mode" in r.stdout and f"chmod 600 {key}" in r.stdout
+
+
+# ---------------------------------------------------------------- against the real `cordon setup`
+
+def test_doctor_checks_what_setup_wrote(project: Path, cordon) -> None:  # type: ignore[no-untyped-def]
+    assert cordon("setup", "codex", "--yes").status == 0
+    assert cordon("setup", "claude-code", "--yes").status == 0
+    assert cordon("secret", "set", "openai", stdin="sk-test-openai\n").status == 0
+    assert cordon("secret", "set", "anthropic", stdin="sk-test-anthropic\n").status == 0
+    r = cordon("doctor", "--json", "--no-probes")
+    checks = {c["id"]: c for c in json.loads(r.stdout)["checks"]}
+    ours = {k: c["status"] for k, c in checks.items() if k.startswith("integration.")}
+    assert ours == {"integration.codex": "ok", "integration.codex-config": "ok", "integration.claude-code": "ok"}
+    for cid in ("ca.files", "ca.key_mode", "ca.expiry", "bundle", "tokens", "secret.openai", "secret.anthropic"):
+        assert checks[cid]["status"] == "ok", checks[cid]
+    assert r.status == 0, r.stdout
+    assert "sk-test" not in r.stdout
+
+    # the port moves: every file setup wrote now points at the wrong one
+    cfg = project / "cordon.toml"
+    cfg.write_text(cfg.read_text().replace("listen = 6790", "listen = 6799"))
+    r = cordon("doctor", "--no-probes")
+    assert r.status == 1
+    lines = r.stdout.splitlines()
+    for name, setup in (("codex", "codex"), ("codex-config", "codex"), ("claude-code", "claude-code")):
+        i = next(i for i, ln in enumerate(lines) if ln.startswith(f"fail  integration.{name} "))
+        assert "but cordon.toml listens on 127.0.0.1:6799" in lines[i]
+        assert lines[i + 1].strip() == f"fix: run `cordon setup {setup}` again"
+    assert cordon("setup", "codex", "--yes").status == 0
+    assert cordon("setup", "claude-code", "--yes").status == 0
+    assert cordon("doctor", "--no-probes").status == 0
+
+
+def test_codex_mcp_server_environments_are_checked(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, port=6790)
+    good = "http://codex:tok@127.0.0.1:6790"
+    write(cfg.path.parent / ".codex" / "config.toml",
+          f'model = "x"\n[mcp_servers.docs]\ncommand = "docs-mcp"\n[mcp_servers.docs.env]\nHTTPS_PROXY = "{good}"\n'
+          '[mcp_servers.other]\ncommand = "o"\n[mcp_servers.other.env]\nHTTPS_PROXY = "http://c:tok@127.0.0.1:1"\n'
+          '[mcp_servers.theirs]\ncommand = "t"\n[mcp_servers.theirs.env]\nFOO = "1"\n')
+    files = {f.name: f for f in integration_files(cfg.path, "project", tmp_path, {})}
+    assert set(files) == {"codex-mcp.docs", "codex-mcp.other"}
+    assert check_integration(files["codex-mcp.docs"], 6790, ["tok"], tmp_path / "b", tmp_path / "c").status == "ok"
+    c = check_integration(files["codex-mcp.other"], 6790, ["tok"], tmp_path / "b", tmp_path / "c")
+    assert c.status == "fail" and c.id == "integration.codex-mcp.other" and c.fix == "run `cordon setup codex` again"

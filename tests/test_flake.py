@@ -86,6 +86,7 @@ def test_package_is_a_pyproject_build_with_pyprojects_dependencies(outputs: dict
 
 def test_check_phase_runs_the_tests_with_a_file_keyring(outputs: dict[str, Any]) -> None:
     assert "PYTHON_KEYRING_BACKEND=keyrings.alt.file.PlaintextKeyring" in outputs["checkPhase"]
+    assert "CORDON_TEST_KEYRING=file" in outputs["checkPhase"]   # tests/conftest.py's switch
     assert "pytest" in outputs["checkPhase"]
     # linters run in the devShell; the Secret Service cannot run in the build sandbox
     wanted = {_name(r) for r in PYPROJECT["project"]["optional-dependencies"]["test"]} - {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 from cordon.certs import split_pem_certs
@@ -142,3 +143,22 @@ def test_broken_settings_are_refused_untouched(cordon, project: Path) -> None:
     assert not (project / "cordon.toml").exists(), "nothing is written before the check"
     write(settings_file(project), '["not", "an", "object"]')
     assert "JSON object" in cordon("setup", "claude-code", "--yes").stderr
+
+
+def test_a_git_project_is_told_to_ignore_the_settings_file(cordon, project: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    assert "git does not ignore it" in cordon("setup", "claude-code", "--yes").stdout
+    write(project / ".gitignore", "settings.local.json\n")
+    assert "git does not ignore it" not in cordon("setup", "claude-code", "--yes").stdout
+
+
+def test_a_symlinked_settings_file_is_written_through_the_link(cordon, home: Path, project: Path) -> None:
+    real = write(home / "dotfiles" / "claude-settings.json", SETTINGS)
+    link = home / ".claude" / "settings.json"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(real)
+    assert cordon("setup", "claude-code", "--scope", "user", "--yes").status == 0
+    assert link.is_symlink(), "the dotfiles link stays a link"
+    assert "HTTPS_PROXY" in json.loads(real.read_text())["env"]
+    assert cordon("integration", "disable", "claude-code", "--scope", "user").status == 0
+    assert link.is_symlink() and real.read_text() == SETTINGS

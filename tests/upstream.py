@@ -62,7 +62,7 @@ from cordon import certs
 from cordon.model import Auth, Route, SecretSpec, Upstream
 
 PATTERN = b"0123456789abcdefghijklmnopqrstuvwxyz" * 4  # 144 bytes
-WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 
 
 def pattern_bytes(n: int) -> bytes:

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,8 +118,8 @@ def ca_files(config: Config | None, state_dir: Path) -> tuple[Path, Path]:
 
 
 def bundle_file(state_dir: Path) -> Path:
-    """Where `setup` writes the merged bundle (next to the scope's CA)."""
-    return castore.ca_paths(state_dir)[0].parent / castore.BUNDLE_NAME
+    """Where `setup`, `start` and `env` put the merged bundle."""
+    return castore.bundle_path(state_dir)
 
 
 _RECREATE = ("delete both CA files and run `cordon setup` again (clients that trusted the old CA "
@@ -263,9 +264,36 @@ def check_tokens(state_dir: Path) -> Check:
 
 @dataclass(frozen=True)
 class IntegrationFile:
-    name: str          # codex | claude-code
+    name: str          # check id suffix: codex, codex-config, codex-mcp.<server>, claude-code
     path: Path
     vars: dict[str, str]
+    setup: str = ""    # the `cordon setup` argument that rewrites it (default: name)
+
+
+def _ours(vars_: Mapping[str, Any]) -> bool:
+    """A variable table cordon wrote: its HTTPS proxy is a loopback http:// URL."""
+    url = str(vars_.get("HTTPS_PROXY") or vars_.get("https_proxy") or "")
+    return url.startswith("http://") and "@127.0.0.1:" in url
+
+
+def _codex_config(path: Path) -> list[IntegrationFile]:
+    """Codex's config.toml: the shell tools' environment and every MCP server's."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []
+    out = []
+    sep = data.get("shell_environment_policy", {})
+    shell = sep.get("set") if isinstance(sep, dict) else None
+    if isinstance(shell, dict) and _ours(shell):
+        out.append(IntegrationFile("codex-config", path, {str(k): str(v) for k, v in shell.items()}, "codex"))
+    servers = data.get("mcp_servers", {})
+    for name, server in (servers.items() if isinstance(servers, dict) else []):
+        env = server.get("env") if isinstance(server, dict) else None
+        if isinstance(env, dict) and _ours(env):
+            out.append(IntegrationFile(f"codex-mcp.{name}", path, {str(k): str(v) for k, v in env.items()},
+                                       "codex"))
+    return out
 
 
 def integration_files(config_path: Path, scope: str, home: Path, env: Mapping[str, str]) -> list[IntegrationFile]:
@@ -274,8 +302,8 @@ def integration_files(config_path: Path, scope: str, home: Path, env: Mapping[st
         codex_home = Path(env["CODEX_HOME"]) if env.get("CODEX_HOME") else home / ".codex"
         codex_env, claude = codex_home / ".env", home / ".claude" / "settings.json"
     else:
-        codex_env = config_path.parent / ".codex" / ".env"
-        claude = config_path.parent / ".claude" / "settings.local.json"
+        codex_home = config_path.parent / ".codex"
+        codex_env, claude = codex_home / ".env", config_path.parent / ".claude" / "settings.local.json"
     out = []
     try:
         text = codex_env.read_text(encoding="utf-8")
@@ -283,10 +311,10 @@ def integration_files(config_path: Path, scope: str, home: Path, env: Mapping[st
             out.append(IntegrationFile("codex", codex_env, dotenvfile.read_block(text)))
     except (OSError, UnicodeDecodeError):
         pass
+    out += _codex_config(codex_home / "config.toml")
     try:
         block = json.loads(claude.read_text(encoding="utf-8")).get("env")
-        if isinstance(block, dict) and any(str(block.get(v, "")).startswith("http://") and "127.0.0.1" in
-                                           str(block.get(v, "")) for v in ("HTTPS_PROXY", "https_proxy")):
+        if isinstance(block, dict) and _ours(block):
             out.append(IntegrationFile("claude-code", claude, {str(k): str(v) for k, v in block.items()}))
     except (OSError, ValueError, AttributeError):
         pass
@@ -295,7 +323,7 @@ def integration_files(config_path: Path, scope: str, home: Path, env: Mapping[st
 
 def check_integration(f: IntegrationFile, listen: int, tokens: Iterable[str], bundle: Path, ca_cert: Path) -> Check:
     cid = f"integration.{f.name}"
-    again = f"run `cordon setup {f.name}` again"
+    again = f"run `cordon setup {f.setup or f.name}` again"
     problems: list[str] = []
     url = f.vars.get("HTTPS_PROXY") or f.vars.get("https_proxy")
     if not url:

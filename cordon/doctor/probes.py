@@ -11,10 +11,12 @@ it trusts cordon through. Throwaway CA, secret and token: nothing persistent.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -119,7 +121,7 @@ RUNTIMES: tuple[Runtime, ...] = (
             "Python's ssl trusts cordon through SSL_CERT_FILE; check nothing (sitecustomize, truststore) "
             "replaces the default context"),
     Runtime("python-requests", _python(), lambda exe, url, wd: [exe, "-c", PY_PROBE, "requests", url],
-            ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"),
+            ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"),
             "requests trusts cordon through REQUESTS_CA_BUNDLE; code that passes verify=... overrides it"),
     Runtime("python-httpx", _python(), lambda exe, url, wd: [exe, "-c", PY_PROBE, "httpx", url],
             ("SSL_CERT_FILE",),
@@ -145,6 +147,7 @@ RUNTIMES: tuple[Runtime, ...] = (
 class Trial:
     ok: bool
     error: str | None
+    seconds: float = 0.0
 
 
 class _Harness:
@@ -204,15 +207,41 @@ def _reason(text: str) -> str:
     return ((hits or lines or [""])[0])[:240]
 
 
-async def _run(argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
-    with anyio.move_on_after(TIMEOUT) as scope:
-        return await anyio.run_process(list(argv), env=dict(env), cwd=cwd, check=False,
-                                       stdin=subprocess.DEVNULL)
-    assert scope.cancel_called
-    return subprocess.CompletedProcess(list(argv), 124, b"", f"no answer within {TIMEOUT:.0f} s".encode())
+GRACE = 3.0        # seconds a runtime may take to exit after its request arrived
 
 
-async def _trial(h: _Harness, rt: Runtime, exe: str, env: Mapping[str, str], label: str) -> tuple[Trial, int]:
+async def _run(argv: Sequence[str], env: Mapping[str, str], cwd: Path, timeout: float,
+               arrived: Callable[[], bool]) -> tuple[int, str]:
+    """Run one probe; stop it `GRACE` s after its request arrived (Codex keeps retrying on a
+    TLS failure, so a probe that never arrives is stopped at `timeout`). (status, stderr)."""
+    errfile = cwd / "stderr.txt"
+    with errfile.open("wb") as err:
+        proc = await anyio.open_process(list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    async with proc:
+        started = anyio.current_time()
+        seen_at: float | None = None
+        timed_out = False
+        while proc.returncode is None:
+            with anyio.move_on_after(0.05):
+                await proc.wait()
+            now = anyio.current_time()
+            if seen_at is None and arrived():
+                seen_at = now
+            if proc.returncode is None and (now - started > timeout or
+                                            (seen_at is not None and now - seen_at > GRACE)):
+                timed_out = seen_at is None
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)   # its whole group: the codex shim has a child
+                await proc.wait()
+    text = errfile.read_text("utf-8", "replace")
+    if timed_out:
+        text += f"\nno request arrived within {timeout:.0f} s (it may be retrying)"
+    return (124 if timed_out else (proc.returncode or 0)), text
+
+
+async def _trial(h: _Harness, rt: Runtime, exe: str, env: Mapping[str, str], label: str,
+                 timeout: float = TIMEOUT) -> Trial:
     prefix = f"/probe/{rt.name}/{label}"
     url = f"https://{PROBE_HOST}:{h.upstream_port}{prefix}"
     home = h.workdir / "home" / rt.name / label
@@ -220,15 +249,18 @@ async def _trial(h: _Harness, rt: Runtime, exe: str, env: Mapping[str, str], lab
     env = dict(env)
     if rt.name == "codex":
         env["CODEX_HOME"] = str(home)    # a throwaway Codex home: no sessions or logs left behind
-    p = await _run(rt.argv(exe, url, str(home)), env, home)
+    t0 = anyio.current_time()
+    rc, stderr = await _run(rt.argv(exe, url, str(home)), env, home, timeout,
+                            lambda: h.log.injected_under(prefix))
+    took = anyio.current_time() - t0
     if h.log.injected_under(prefix):
-        return Trial(True, None), p.returncode
-    if p.returncode == EXIT_NOT_IMPORTABLE and rt.name.startswith("python-"):
-        return Trial(False, "not importable"), p.returncode
-    err = _reason(p.stderr.decode("utf-8", "replace")) or f"exit status {p.returncode}"
+        return Trial(True, None, took)
+    if rc == EXIT_NOT_IMPORTABLE and rt.name.startswith("python-"):
+        return Trial(False, "not importable", took)
+    err = _reason(stderr) or f"exit status {rc}"
     if h.log.seen_under(prefix):
         err = "the request arrived without the injected credential"
-    return Trial(False, err), p.returncode
+    return Trial(False, err, took)
 
 
 def _version(exe: str, rt: Runtime, env: Mapping[str, str]) -> str:
@@ -252,7 +284,9 @@ async def _probe(h: _Harness, rt: Runtime, base_env: Mapping[str, str], limiter:
         return skip(cid, f"{rt.program} is not on PATH")
     full = h.child_env(base_env)
     async with limiter:
-        res, _ = await _trial(h, rt, exe, full, "full")
+        res = await _trial(h, rt, exe, full, "full")
+    # a variant that has not got through in several times what the full environment took is failing
+    quick = min(TIMEOUT, max(6.0, 4 * res.seconds))
     version = await anyio.to_thread.run_sync(_version, exe, rt, full)
     who = _label(rt, version)
     if not res.ok:
@@ -261,14 +295,14 @@ async def _probe(h: _Harness, rt: Runtime, base_env: Mapping[str, str], limiter:
         return fail(cid, f"{who}: the request through cordon failed: {res.error}", rt.fix, exe=exe)
     bare = {k: v for k, v in full.items() if k not in TRUST_VARS}
     async with limiter:
-        without, _ = await _trial(h, rt, exe, bare, "none")
+        without = await _trial(h, rt, exe, bare, "none", quick)
     if without.ok:
         return ok(cid, f"{who}: credential injected; trusts cordon's CA without any variable "
                        "(the CA is in its default trust store)", exe=exe, version=version, trust_vars=[])
     carriers: list[str] = []
     for var in rt.trust_vars:
         async with limiter:
-            t, _ = await _trial(h, rt, exe, {**bare, var: full[var]}, var)
+            t = await _trial(h, rt, exe, {**bare, var: full[var]}, var, quick)
         if t.ok:
             carriers.append(var)
     via = ", ".join(carriers) if carriers else "the variables together (no single one suffices)"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cordon.integrations.edits import Editor, JsonEntries
+from cordon.integrations.scaffold import exposed_to_git
 from cordon.integrations.state import Target
 from cordon.paths import Paths
 
@@ -56,6 +57,10 @@ def notes(ctx: Context) -> Iterator[str]:
     if not any(r.host == API_HOST for r in ctx.config.routes):
         yield (f"no route for {API_HOST} in {ctx.scope.config_path}: Claude Code's requests will "
                "pass through without a key (add one: `cordon route add --preset anthropic`)")
+    path = settings_path(ctx.scope, ctx.paths)
+    if ctx.scope.project_dir is not None and exposed_to_git(ctx.scope.project_dir, path):
+        yield (f"{path} holds the proxy token but git does not ignore it: add "
+               "`.claude/settings.local.json` to .gitignore")
     if ctx.scope.name == "user":
         yield "Claude Code also reads a project's .claude/settings*.json, whose env entries win over these"
 

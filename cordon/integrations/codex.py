@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cordon.integrations.edits import CreateOnly, DotenvBlock, Editor, Key, TomlEntries
+from cordon.integrations.scaffold import exposed_to_git
 from cordon.integrations.state import Target
 from cordon.model import DEFAULT_PLACEHOLDER
 from cordon.paths import Paths
@@ -109,8 +110,8 @@ def notes(ctx: Context) -> Iterator[str]:
         yield ("config.toml's shell_environment_policy.include_only filters the proxy variables "
                "out of the commands Codex runs; add HTTPS_PROXY, https_proxy, SSL_CERT_FILE and "
                "NO_PROXY to it")
-    if ctx.scope.project_dir is not None and (ctx.scope.project_dir / ".git").exists():
-        yield f"{home} holds the proxy token: keep it out of git (add `.codex/` to .gitignore)"
+    if ctx.scope.project_dir is not None and exposed_to_git(ctx.scope.project_dir, home / ".env"):
+        yield f"{home} holds the proxy token but git does not ignore it: add `.codex/` to .gitignore"
 
 
 def next_steps(ctx: Context) -> list[str]:

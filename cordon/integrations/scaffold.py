@@ -7,6 +7,8 @@ Never resolves a secret that could prompt someone (1Password, commands).
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,13 +61,21 @@ def bundle_file(state_dir: Path) -> Path:
 
 
 def ensure_ca_and_bundle(cfg: Config, state_dir: Path, env: Mapping[str, str]) -> CaMaterial:
+    """Load or create the scope's CA; rewrite the merged bundle only when its content changes."""
     cert, key = ca_files(cfg, state_dir)
     existed = cert.exists() and key.exists()
     ca = castore.load_or_create_ca(cert, key)
     bundle = bundle_file(state_dir)
     # a bundle that already holds the inherited SSL_CERT_FILE would only copy itself
-    benv = {k: v for k, v in env.items() if k != "SSL_CERT_FILE" or Path(v) != bundle}
-    castore.write_bundle(bundle, ca.cert_pem, benv)
+    benv = {k: v for k, v in env.items()
+            if k != "SSL_CERT_FILE" or Path(v).resolve() != bundle.resolve()}
+    want = castore.build_bundle([ca.cert_pem], benv)
+    try:
+        current: bytes | None = bundle.read_bytes()
+    except OSError:
+        current = None
+    if current != want:
+        castore.write_bundle(bundle, ca.cert_pem, benv)
     return CaMaterial(ca_path=cert, bundle_path=bundle, ca_created=not existed)
 
 
@@ -94,3 +104,19 @@ def secret_steps(cfg: Config, env: Mapping[str, str], route: Route | None) -> li
     except CordonError:
         return [f"store the real key: {fix_hint(route)}"]
     return [f"store the real key: {fix_hint(r)}" for r, err in problems if err is not None]
+
+
+def exposed_to_git(project_dir: Path, path: Path) -> bool:
+    """True when `path` lies in a git work tree and git would not ignore it (it holds the token)."""
+    if shutil.which("git") is None:
+        return False
+    try:
+        top = subprocess.run(["git", "-C", str(project_dir), "rev-parse", "--show-toplevel"],
+                             capture_output=True, text=True, timeout=10, check=False)
+        if top.returncode != 0:
+            return False
+        ignored = subprocess.run(["git", "-C", str(project_dir), "check-ignore", "-q", "--no-index", str(path)],
+                                 capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return ignored.returncode == 1

@@ -274,6 +274,11 @@ class Forwarder:
             elif resp.status >= 200 and resp.status not in (204, 304):
                 headers.append((b"Content-Length", b"0"))
             mode = "none"
+        elif rf.kind == "length" and rf.length <= PREFETCH_MAX and (
+                scrubber is not None or len(up.buf) >= rf.length):
+            # small body: scrub it whole (keeping an exact Content-Length) and send it with the head
+            return await self._respond_small(client, req, plan, up, resp, rf.length, headers, scrubber,
+                                             upload, keep_client)
         elif rf.kind == "length" and scrubber is None:
             headers.append((b"Content-Length", b"%d" % rf.length))
             mode = "length"
@@ -320,6 +325,34 @@ class Forwarder:
         if mode == "close":
             res.keep_alive = False
         return res
+
+    async def _respond_small(self, client: Conn, req: RequestHead, plan: Plan, up: Upstream, resp: ResponseHead,
+                             length: int, headers: Headers, scrubber: Scrubber | None, upload: _Upload,
+                             keep_client: bool) -> Result:
+        parts: list[bytes] = []
+        left = length
+        try:
+            while left:
+                with anyio.fail_after(self.t.read):
+                    data = await up.receive(left)
+                parts.append(data)
+                left -= len(data)
+        except TimeoutError:
+            raise ProtocolError(f"upstream {plan.target.describe()} stalled for {self.t.read:g}s mid-body", 504)
+        except BROKEN:
+            raise ProtocolError(f"upstream {plan.target.describe()} closed the connection mid-body", 502)
+        body = b"".join(parts)
+        if scrubber is not None:
+            body = scrubber.feed(body) + scrubber.flush()
+        headers.append((b"Content-Length", b"%d" % len(body)))
+        if not keep_client:
+            headers.append((b"Connection", b"close"))
+        await client.send(serialize_response_head(resp.status, resp.reason, headers) + body)
+        if upload.complete and wants_keep_alive(resp.version, resp.headers):
+            await self.pool.release(up)
+        else:
+            await up.aclose()
+        return Result(status=resp.status, keep_alive=keep_client, bytes_down=len(body))
 
     async def _relay_body(self, client: Conn, up: Upstream, rf: Framing, mode: str,
                           scrubber: Scrubber | None) -> tuple[int, Headers, bool]:

@@ -69,6 +69,21 @@ class Upstream(Conn):
         return bool(r)
 
 
+def os_failure(e: OSError) -> tuple[bool, str]:
+    """(was it refused?, one-line reason), looking through anyio's "All connection attempts failed"."""
+    causes: list[BaseException] = [e]
+    c = e.__cause__
+    if isinstance(c, BaseExceptionGroup):
+        causes = list(c.exceptions)
+    elif c is not None:
+        causes = [c]
+    refused = all(isinstance(x, ConnectionRefusedError) or getattr(x, "errno", None) == errno.ECONNREFUSED
+                  for x in causes)
+    last = causes[-1]
+    reason = (getattr(last, "strerror", None) or str(last) or type(last).__name__)
+    return refused, reason
+
+
 def _ssl_reason(e: BaseException) -> str:
     if isinstance(e, ssl.SSLCertVerificationError):
         return e.verify_message or str(e)
@@ -101,13 +116,11 @@ async def open_connection(target: Target, contexts: ClientContexts, timeout: flo
     except (anyio.BrokenResourceError, anyio.EndOfStream) as e:
         raise ProtocolError(f"upstream {where} closed the connection during the TLS handshake"
                             f"{': ' + _ssl_reason(e.__cause__) if e.__cause__ else ''}", 502)
-    except ConnectionRefusedError:
-        raise ProtocolError(f"upstream {where} refused the connection", 502)
     except socket.gaierror as e:
         raise ProtocolError(f"cannot resolve upstream {target.connect_host}: {e.strerror or e}", 502)
     except OSError as e:
-        reason = e.strerror or str(e)
-        if e.errno == errno.ECONNREFUSED or "refused" in reason.lower():
+        refused, reason = os_failure(e)
+        if refused:
             raise ProtocolError(f"upstream {where} refused the connection", 502)
         raise ProtocolError(f"cannot reach upstream {where}: {reason}", 502)
     return Upstream(stream, target)

@@ -16,6 +16,7 @@ import anyio.abc
 
 from cordon import ssrf
 from cordon.errors import ProtocolError
+from cordon.proxy.pool import os_failure
 from cordon.routes import normalize_host
 
 
@@ -63,9 +64,9 @@ async def connect_pinned(host: str, addrs: list[str], port: int, timeout: float)
                     last = e
     except TimeoutError:
         raise ProtocolError(f"connecting to {host}:{port} timed out after {timeout:g}s", 504)
-    if isinstance(last, ConnectionRefusedError):
-        raise ProtocolError(f"{host}:{port} refused the connection", 502)
-    reason = (last.strerror if last is not None else None) or str(last)
-    if "refused" in reason.lower():
+    if last is None:
+        raise ProtocolError(f"{host} did not resolve to any address", 502)
+    refused, reason = os_failure(last)
+    if refused:
         raise ProtocolError(f"{host}:{port} refused the connection", 502)
     raise ProtocolError(f"cannot reach {host}:{port}: {reason}", 502)

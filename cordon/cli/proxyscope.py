@@ -1,0 +1,145 @@
+"""What `start`, `wait` and `env` share: the scope's config, state dir, CA files and live port.
+
+The run record `<state_dir>/proxy.json` (written by `cordon start`, 0600,
+removed when it stops) is how the other commands find the running proxy:
+    {"pid": 1234, "port": 6790, "started_at": "2025-01-01T12:00:00+00:00",
+     "version": "0.1.0", "config_path": "/abs/cordon.toml", "scope": "project",
+     "state_dir": "/home/u/.config/cordon/projects/app-1a2b3c4d"}
+Heavy modules (cryptography) are imported only by the functions that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cordon.cli.context import Context
+from cordon.config import load_config, select_config_path
+from cordon.errors import ConfigError
+from cordon.model import Config
+
+if TYPE_CHECKING:
+    from cordon.certs import CA
+
+RUN_RECORD = "proxy.json"
+
+
+@dataclass(frozen=True)
+class Scope:
+    config: Config
+    config_path: Path
+    scope: str
+    state_dir: Path
+
+    @property
+    def run_record(self) -> Path:
+        return self.state_dir / RUN_RECORD
+
+    @property
+    def ca_cert(self) -> Path:
+        from cordon.castore import ca_paths
+        return self.config.tls.ca_cert_path or ca_paths(self.state_dir)[0]
+
+    @property
+    def ca_key(self) -> Path:
+        from cordon.castore import ca_paths
+        return self.config.tls.ca_key_path or ca_paths(self.state_dir)[1]
+
+    @property
+    def bundle(self) -> Path:
+        from cordon.castore import bundle_path
+        return bundle_path(self.state_dir)
+
+    @property
+    def secrets_gen_file(self) -> Path:
+        """Bumped by `cordon secret set|delete`; a running proxy re-resolves when it changes."""
+        return self.state_dir / "secrets.gen"
+
+
+def load_scope(args: argparse.Namespace, ctx: Context) -> Scope:
+    """The cordon.toml chosen by --config/--scope (or discovery), parsed; errors name the fix."""
+    paths = ctx.paths
+    path, scope = select_config_path(paths, getattr(args, "config", None), getattr(args, "scope", None))
+    if path is None:
+        raise ConfigError("no cordon.toml here, in a parent directory, or in the user scope",
+                          "create one with `cordon setup` or `cordon route add`, or pass --config PATH")
+    config = load_config(path, scope)
+    return Scope(config=config, config_path=path.resolve(), scope=scope,
+                 state_dir=paths.state_dir_for_config(path, scope))
+
+
+# -- the run record -------------------------------------------------------------------------
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_record(state_dir: Path) -> dict[str, object] | None:
+    """The run record if it parses and its process is alive (a stale one is ignored)."""
+    try:
+        data = json.loads((state_dir / RUN_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    pid, port = data.get("pid"), data.get("port")
+    if not isinstance(pid, int) or not isinstance(port, int) or isinstance(pid, bool) or isinstance(port, bool):
+        return None
+    return data if pid_alive(pid) else None
+
+
+def running_port(scope: Scope) -> int | None:
+    """The port of the scope's running `cordon start`, if its record is live."""
+    rec = read_record(scope.state_dir)
+    return int(rec["port"]) if rec is not None else None  # type: ignore[call-overload]
+
+
+def target_port(scope: Scope) -> tuple[int | None, bool]:
+    """(port, running): the live record's port, else the configured `listen` (None if 0)."""
+    live = running_port(scope)
+    if live is not None:
+        return live, True
+    return (scope.config.listen or None), False
+
+
+# -- CA and bundle --------------------------------------------------------------------------
+
+def prepare_ca(scope: Scope, env: Mapping[str, str]) -> CA:
+    """Load (or create) the scope's CA and make sure the merged bundle is current.
+
+    The bundle is rewritten only when its content would change (new CA, new
+    system roots, a different inherited SSL_CERT_FILE), so concurrent readers
+    never see a needless replace.
+    """
+    from cordon.castore import build_bundle, load_or_create_ca, write_bundle
+    ca = load_or_create_ca(scope.ca_cert, scope.ca_key)
+    want = build_bundle([ca.cert_pem], _bundle_env(scope, env))
+    try:
+        current = scope.bundle.read_bytes()
+    except OSError:
+        current = None
+    if current != want:
+        write_bundle(scope.bundle, ca.cert_pem, _bundle_env(scope, env))
+    return ca
+
+
+def _bundle_env(scope: Scope, env: Mapping[str, str]) -> dict[str, str]:
+    # an SSL_CERT_FILE that already is this bundle (a shell that ran `cordon env`) adds nothing
+    e = dict(env)
+    inherited = e.get("SSL_CERT_FILE")
+    if inherited and Path(inherited).resolve() == scope.bundle.resolve():
+        e.pop("SSL_CERT_FILE")
+    return e

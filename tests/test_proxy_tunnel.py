@@ -1,0 +1,198 @@
+"""Unmatched hosts: opaque tunnels (the client sees the upstream's own certificate), policy, SSRF guard,
+half-close, and absolute-form plain HTTP."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import ssl
+import subprocess
+from collections.abc import Iterator
+
+import anyio
+import anyio.abc
+import httpx
+import pytest
+from anyio.from_thread import start_blocking_portal
+
+from cordon.model import Policy
+from tests.proxy_harness import PLACEHOLDER, SECRET, TOKEN, RunningProxy, running_proxy
+from tests.upstream import UpstreamServer
+
+LOCAL = Policy(allow_private=("127.0.0.1/32",))
+
+
+@pytest.fixture
+def plain() -> Iterator[UpstreamServer]:
+    """A non-route HTTPS server with a certificate for 127.0.0.1 from its own CA."""
+    with UpstreamServer("127.0.0.1") as u:
+        yield u
+
+
+@pytest.fixture
+def route_up() -> Iterator[UpstreamServer]:
+    with UpstreamServer("api.openai.com") as u:
+        yield u
+
+
+def connect_raw(px: RunningProxy, target: str, token: str | None = TOKEN) -> tuple[socket.socket, bytes]:
+    s = socket.create_connection(("127.0.0.1", px.port), timeout=10)
+    auth = ""
+    if token:
+        auth = f"Proxy-Authorization: Basic {base64.b64encode(f'cordon:{token}'.encode()).decode()}\r\n"
+    s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{auth}\r\n".encode())
+    resp = b""
+    while b"\r\n\r\n" not in resp:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        resp += chunk
+    return s, resp
+
+
+def test_curl_tunnel_sees_the_upstreams_own_certificate(plain: UpstreamServer, route_up: UpstreamServer) -> None:
+    with running_proxy([route_up.route()], policy=LOCAL) as px:
+        # the client trusts ONLY the upstream's CA: an intercepted connection could not verify
+        out = subprocess.run(["curl", "-sS", "--fail", "-H", f"Authorization: Bearer {PLACEHOLDER}",
+                              f"https://127.0.0.1:{plain.port}/json"],
+                             env=px.env(ca_file=plain.ca_file), capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["ok"] is True
+        assert px.stats.tunnels == 1
+    rec = plain.requests[-1]
+    assert rec.header("authorization") == f"Bearer {PLACEHOLDER}", "tunnelled traffic must pass untouched"
+    assert SECRET not in rec.raw()
+    assert rec.header("proxy-authorization") is None
+
+
+def test_httpx_tunnel_peer_certificate_is_the_upstreams(plain: UpstreamServer) -> None:
+    with running_proxy([], policy=LOCAL) as px:
+        ctx = ssl.create_default_context(cafile=str(plain.ca_file))
+        with httpx.Client(proxy=px.url, verify=ctx) as c:
+            r = c.get(f"https://127.0.0.1:{plain.port}/json")
+            sslobj = r.extensions["network_stream"].get_extra_info("ssl_object")
+            issuer = dict(x[0] for x in sslobj.getpeercert()["issuer"])
+        assert r.status_code == 200
+        assert issuer["commonName"] == "cordon test upstream CA"
+
+
+def test_ssrf_guard_refuses_loopback_without_allow_private(plain: UpstreamServer) -> None:
+    with running_proxy([]) as px:
+        s, resp = connect_raw(px, f"127.0.0.1:{plain.port}")
+        s.close()
+        assert resp.startswith(b"HTTP/1.1 403 ")
+        assert b"loopback" in resp
+        s, resp = connect_raw(px, "169.254.169.254:80")
+        s.close()
+        assert resp.startswith(b"HTTP/1.1 403 ") and b"link-local" in resp
+        s, resp = connect_raw(px, "[::ffff:10.0.0.1]:443")
+        s.close()
+        assert resp.startswith(b"HTTP/1.1 403 ") and b"private" in resp
+    assert plain.connections == 0
+
+
+def test_policy_deny_allows_only_allow_hosts(plain: UpstreamServer) -> None:
+    pol = Policy(unmatched="deny", allow_hosts=("127.0.0.1",), allow_private=("127.0.0.1/32",))
+    with running_proxy([], policy=pol) as px:
+        s, resp = connect_raw(px, "example.org:443")
+        s.close()
+        assert resp.startswith(b"HTTP/1.1 403 ") and b"not an allowed host" in resp
+        s, resp = connect_raw(px, f"127.0.0.1:{plain.port}")
+        s.close()
+        assert resp.startswith(b"HTTP/1.1 200 ")
+
+
+def test_tunnel_to_refused_port_is_502() -> None:
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    port = dead.getsockname()[1]
+    dead.close()
+    with running_proxy([], policy=LOCAL) as px:
+        s, resp = connect_raw(px, f"127.0.0.1:{port}")
+        s.close()
+    assert resp.startswith(b"HTTP/1.1 502 ") and b"refused" in resp
+
+
+class HalfCloseServer:
+    """Plain TCP: reads until the client's EOF, then answers with the byte count and closes."""
+
+    def __enter__(self) -> HalfCloseServer:
+        self._cm = start_blocking_portal("asyncio")
+        self.portal = self._cm.__enter__()
+        self.listener = self.portal.call(lambda: anyio.create_tcp_listener(local_host="127.0.0.1"))
+        self.port = self.listener.extra(anyio.abc.SocketAttribute.local_port)
+        self.portal.start_task_soon(self.listener.serve, self._handle)
+        return self
+
+    async def _handle(self, s: anyio.abc.SocketStream) -> None:
+        n = 0
+        async with s:
+            try:
+                while True:
+                    n += len(await s.receive())
+            except anyio.EndOfStream:
+                pass
+            await s.send(f"got {n} bytes".encode())
+
+    def __exit__(self, *exc: object) -> None:
+        self.portal.call(self.listener.aclose)
+        self._cm.__exit__(None, None, None)
+
+
+def test_tunnel_half_close() -> None:
+    with HalfCloseServer() as srv, running_proxy([], policy=LOCAL) as px:
+        s, resp = connect_raw(px, f"127.0.0.1:{srv.port}")
+        assert resp.startswith(b"HTTP/1.1 200 ")
+        s.sendall(b"x" * 100_000)
+        s.shutdown(socket.SHUT_WR)     # our half ends; the answer must still come back
+        got = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+        s.close()
+    assert got == b"got 100000 bytes"
+
+
+def test_absolute_form_plain_http_for_unmatched_host() -> None:
+    with UpstreamServer("127.0.0.1", tls=False) as plain, running_proxy([], policy=LOCAL) as px:
+        with httpx.Client(proxy=px.url) as c:
+            r = c.get(f"http://127.0.0.1:{plain.port}/json", headers={"Authorization": "Bearer mine"})
+            r2 = c.get(f"http://127.0.0.1:{plain.port}/json")
+        assert r.status_code == 200 and r2.status_code == 200
+        rec = plain.requests[0]
+        assert rec.target == "/json"
+        assert rec.header("host") == f"127.0.0.1:{plain.port}"
+        assert rec.header("authorization") == "Bearer mine"   # not a route: end-to-end headers untouched
+        assert rec.header("proxy-authorization") is None
+        assert plain.connections == 1
+        assert px.stats.plain == 2
+
+
+def test_absolute_form_plain_http_to_private_address_is_refused() -> None:
+    with UpstreamServer("127.0.0.1", tls=False) as plain, running_proxy([]) as px:
+        with httpx.Client(proxy=px.url) as c:
+            r = c.get(f"http://127.0.0.1:{plain.port}/json")
+        assert r.status_code == 403
+        assert plain.connections == 0
+
+
+def test_route_credential_never_goes_in_cleartext(route_up: UpstreamServer) -> None:
+    """`http://api.openai.com/...` is forwarded over verified TLS to the route's upstream."""
+    with running_proxy([route_up.route()]) as px, httpx.Client(proxy=px.url) as c:
+        r = c.get("http://api.openai.com/v1/models", headers={"Authorization": f"Bearer {PLACEHOLDER}"})
+    assert r.status_code == 200
+    rec = route_up.requests[-1]
+    assert rec.sni == "api.openai.com"          # it arrived over TLS
+    assert rec.header("authorization") == f"Bearer {SECRET}"
+
+
+def test_route_with_explicit_http_scheme_uses_cleartext() -> None:
+    with UpstreamServer("api.openai.com", tls=False) as up:
+        route = up.route(upstream_scheme="http")
+        with running_proxy([route]) as px, httpx.Client(proxy=px.url) as c:
+            r = c.get("http://api.openai.com/v1/models")
+        assert r.status_code == 200
+        assert up.requests[-1].header("authorization") == f"Bearer {SECRET}"
