@@ -136,11 +136,14 @@ def test_existing_files_are_backed_up_and_every_other_line_kept(cordon, project:
 def test_a_second_setup_changes_no_byte(cordon, project: Path) -> None:
     codex_files(project)
     assert cordon("setup", "codex", "--yes").status == 0
-    before = snapshot(project)
+    before, state_before = snapshot(project), snapshot(state_dir(project))
+    stamps = {p: p.stat().st_mtime_ns for p in state_dir(project).rglob("*") if p.is_file()}
     r = cordon("setup", "codex", "--yes")
     assert r.status == 0
     assert snapshot(project) == before
     assert r.stdout.count("unchanged") == 3
+    assert snapshot(state_dir(project)) == state_before
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps, "not even cordon's own files are rewritten"
 
 
 def test_setup_after_a_port_or_token_change_updates_only_cordons_entries(cordon, project: Path) -> None:
@@ -278,3 +281,13 @@ def test_a_git_project_is_told_to_ignore_the_token_files(cordon, project: Path) 
     assert "git does not ignore it" in r.stdout
     write(project / ".gitignore", ".codex/\n")
     assert "git does not ignore it" not in cordon("setup", "codex", "--yes").stdout
+
+
+def test_setup_without_an_integration_prepares_the_scope_only(cordon, project: Path) -> None:
+    r = cordon("setup")
+    assert r.status == 0, r.stderr
+    assert load_config(project / "cordon.toml").routes == ()
+    certs = state_dir(project) / "certs"
+    assert (certs / "ca-cert.pem").is_file() and (certs / "combined-ca.pem").is_file()
+    assert not (project / ".codex").exists() and not (project / ".claude").exists()
+    assert "cordon setup codex" in r.stdout

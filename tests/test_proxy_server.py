@@ -175,3 +175,20 @@ def test_node_fetch_tunnel_sees_upstream_certificate() -> None:
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["status"] == 200
         assert px.stats.tunnels == 1
+
+
+def test_cordon_secret_set_bumps_the_generation_file(project: Path, home: Path, cordon) -> None:  # type: ignore[no-untyped-def]
+    from cordon.proxy.secretcache import _sig, generation_file
+
+    (project / "cordon.toml").write_text(
+        '[[routes]]\nname = "openai"\n[routes.match]\nhost = "api.openai.com"\n[routes.auth]\n'
+        'type = "header"\nheader_name = "Authorization"\nscheme = "Bearer"\n'
+        '[routes.auth.secret]\nsource = "keyring"\naccount = "openai"\n')
+    gen = generation_file(home / ".config" / "cordon")
+    r = cordon("secret", "set", "openai", stdin="sk-first-value\n")
+    assert r.status == 0, r.stderr
+    first = _sig(gen)
+    assert first is not None
+    r = cordon("secret", "set", "openai", stdin="sk-second-value\n")
+    assert r.status == 0, r.stderr
+    assert _sig(gen) != first, "a running proxy would not notice the new secret"

@@ -15,6 +15,7 @@ from cordon.cli.context import Context, add_scope_args
 from cordon.config import load_selected
 from cordon.errors import ConfigError, SecretError, UsageError
 from cordon.model import Config, Route
+from cordon.proxy.secretcache import bump_generation, generation_file
 from cordon.secrets import SecretResolver, delete_keyring_secret, set_keyring_secret
 
 
@@ -91,6 +92,7 @@ def read_value(ctx: Context, prompt: str) -> str:
 def store_secret(route: Route, ctx: Context) -> None:
     value = read_value(ctx, f"Secret for route '{route.name}' (input hidden): ")
     set_keyring_secret(route.auth.secret, value, ctx.env)
+    bump_generation(generation_file(ctx.paths.cordon_home))  # running proxies re-resolve on their next request
     ctx.out(f"stored the secret of route '{route.name}' in {route.auth.secret.describe()}")
 
 
@@ -104,6 +106,7 @@ def run_delete(args: argparse.Namespace, ctx: Context) -> int:
     cfg = load_selected(ctx.paths, args.config, args.scope)
     r = _keyring_route(cfg, args.name, "delete")
     delete_keyring_secret(r.auth.secret, ctx.env)
+    bump_generation(generation_file(ctx.paths.cordon_home))
     ctx.out(f"deleted the secret of route '{r.name}' from {r.auth.secret.describe()}")
     return 0
 

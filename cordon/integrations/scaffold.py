@@ -61,13 +61,21 @@ def bundle_file(state_dir: Path) -> Path:
 
 
 def ensure_ca_and_bundle(cfg: Config, state_dir: Path, env: Mapping[str, str]) -> CaMaterial:
+    """Load or create the scope's CA; rewrite the merged bundle only when its content changes."""
     cert, key = ca_files(cfg, state_dir)
     existed = cert.exists() and key.exists()
     ca = castore.load_or_create_ca(cert, key)
     bundle = bundle_file(state_dir)
     # a bundle that already holds the inherited SSL_CERT_FILE would only copy itself
-    benv = {k: v for k, v in env.items() if k != "SSL_CERT_FILE" or Path(v) != bundle}
-    castore.write_bundle(bundle, ca.cert_pem, benv)
+    benv = {k: v for k, v in env.items()
+            if k != "SSL_CERT_FILE" or Path(v).resolve() != bundle.resolve()}
+    want = castore.build_bundle([ca.cert_pem], benv)
+    try:
+        current: bytes | None = bundle.read_bytes()
+    except OSError:
+        current = None
+    if current != want:
+        castore.write_bundle(bundle, ca.cert_pem, benv)
     return CaMaterial(ca_path=cert, bundle_path=bundle, ca_created=not existed)
 
 

@@ -7,7 +7,8 @@ a change made by another process is noticed:
 - generation file: `cordon secret set|delete` call `bump_generation(path)`,
   which atomically replaces the file; any change of its (inode, mtime, size)
   drops every cached value, so the next request re-resolves. The path is
-  `ProxySettings.secrets_gen_file` (callers use `<state_dir>/secrets.gen`).
+  `ProxySettings.secrets_gen_file`; callers use `generation_file(paths.cordon_home)`
+  (one file for all scopes: keyring entries are shared by every scope).
 - `file` sources: the secret file's own (inode, mtime, size) is watched too.
 - `command` sources: a value lives `spec.ttl` seconds (0: resolved per request).
 - in-process: `SecretCache.invalidate(route_name=None)`.
@@ -43,6 +44,14 @@ def _sig(path: Path | None) -> Sig:
     except OSError:
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+GENERATION_FILE = "secrets.gen"
+
+
+def generation_file(cordon_home: Path) -> Path:
+    """`$XDG_CONFIG_HOME/cordon/secrets.gen`: the file every secret change replaces."""
+    return cordon_home / GENERATION_FILE
 
 
 def bump_generation(path: Path) -> None:
