@@ -144,11 +144,14 @@ print(f"count={n}", flush=True)
 """
 
 
-def test_ctrl_c_reaches_the_child_exactly_once(project: Path) -> None:
-    argv = py(SIGINT_COUNTER)
-    child = spawn("exec", "--", *argv, cwd=project)
+@pytest.mark.parametrize("key", ["c", "\\"])
+def test_ctrl_c_reaches_the_child_exactly_once(project: Path, key: str) -> None:
+    # Ctrl-C (SIGINT) and Ctrl-\ (SIGQUIT) from the terminal go to the whole foreground
+    # group: the child gets them from the terminal and cordon must not send a second copy
+    code = SIGINT_COUNTER if key == "c" else SIGINT_COUNTER.replace("SIGINT", "SIGQUIT")
+    child = spawn("exec", "--", *py(code), cwd=project)
     child.expect_exact("ready")
-    child.sendintr()
+    child.sendcontrol(key)
     child.expect_exact("sigint 1")
     child.sendline("done")
     child.expect(r"count=(\d+)")
@@ -299,7 +302,12 @@ def test_preflight_names_the_route_and_the_fix(project: Path, cordon_proc) -> No
     write(project / "cordon.toml", KEYRING_TOML)
     r = cordon_proc("exec", "--", "touch", "child-ran", cwd=project)
     assert r.returncode == 1
-    assert "openai" in r.stderr and "cordon secret set openai" in r.stderr
+    assert "route 'openai'" in r.stderr and "`cordon secret set openai`" in r.stderr
+    assert not (project / "child-ran").exists()
+    other = write(project / "elsewhere" / "my cordon.toml", KEYRING_TOML)
+    r = cordon_proc("exec", "--config", str(other), "--", "touch", "child-ran", cwd=project)
+    assert r.returncode == 1
+    assert f"`cordon secret set openai --config '{other}'`" in r.stderr
     assert not (project / "child-ran").exists()
     paths = Paths.from_env(dict(os.environ), project)
     assert not paths.session_root.exists() or not list(paths.session_root.iterdir())
