@@ -112,6 +112,13 @@ def test_write_shims_replaces_only_cordon_shims(tmp_path: Path, agents_bin: Path
     assert os.access(d / "codex", os.X_OK)
 
 
+def test_write_shims_reports_an_unwritable_directory(tmp_path: Path) -> None:
+    from cordon.errors import CordonError
+    blocker = write(tmp_path / "file", "")
+    with pytest.raises(CordonError, match="cannot write the shims"):
+        write_shims(blocker / "shims", [], ME)
+
+
 # --- `use cordon` (direnv, nix shells) ----------------------------------------------------------
 
 def test_use_for_direnv_watches_the_config_and_exports_placeholders(home: Path, tmp_path: Path,
