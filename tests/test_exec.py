@@ -403,7 +403,7 @@ def test_sigterm_while_starting_gives_143_and_leaves_nothing(project: Path, home
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(project / "resolving")
     p.terminate()
-    out, err = p.communicate(timeout=30)
+    _out, err = p.communicate(timeout=30)
     assert p.returncode == 143, err
     assert not (project / "child-ran").exists()
     paths = Paths.from_env(dict(os.environ), project)
