@@ -196,7 +196,20 @@ def _port_open(port: int | None) -> bool:
 # --- the run --------------------------------------------------------------------------------------
 
 def run_exec(req: ExecRequest, say: Say) -> int:
-    """Run `req.argv` under a cordon session; returns the exit status for cordon."""
+    """Run `req.argv` under a cordon session; returns the exit status for cordon.
+
+    From the first line, TERM/HUP/QUIT unwind through every `finally` (so a
+    half-built session is cleaned up) and give 128+N; once the event loop runs
+    they are forwarded to the child instead.
+    """
+    try:
+        with _terminating_signals():
+            return _run_exec(req, say)
+    except _Terminated as t:
+        return 128 + t.signum
+
+
+def _run_exec(req: ExecRequest, say: Say) -> int:
     from cordon.session import live_session  # (stale sessions: the CLI repairs them first)
     if not req.argv:
         raise UsageError("no command given", "write `cordon exec -- CMD [ARGS...]`")
@@ -325,10 +338,12 @@ class _Terminated(BaseException):
 def _run_loop(argv: Sequence[str], exe: str, env: dict[str, str] | None, proxy: _ProxyPlan | None) -> int:
     import anyio
     try:
-        with _terminating_signals():
-            return anyio.run(_main, argv, exe, env, proxy)
-    except _Terminated as t:
-        return 128 + t.signum
+        status: int = anyio.run(_main, argv, exe, env, proxy)
+    finally:
+        # the loop left SIG_DFL behind; the child is gone and teardown is short: let it finish
+        for s in FORWARDED:
+            signal.signal(s, signal.SIG_IGN)
+    return status
 
 
 def _terminal_foreground() -> bool:

@@ -392,3 +392,20 @@ def test_cordon_is_not_dumpable_from_the_child(routed: Path, home: Path) -> None
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "refused"
+
+
+def test_sigterm_while_starting_gives_143_and_leaves_nothing(project: Path, home: Path) -> None:
+    # the secret comes from a command that blocks: cordon is still in preflight when TERM arrives
+    write(project / "cordon.toml", KEYRING_TOML.replace('source = "keyring"',
+                                                        'source = "command"\ncommand = ["sh", "-c", '
+                                                        '"touch resolving; exec sleep 30"]\ntimeout = 60'))
+    p = subprocess.Popen(cordon_argv("exec", "--", "touch", "child-ran"), cwd=project, env=subprocess_env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(project / "resolving")
+    p.terminate()
+    _out, err = p.communicate(timeout=30)
+    assert p.returncode == 143, err
+    assert not (project / "child-ran").exists()
+    paths = Paths.from_env(dict(os.environ), project)
+    assert not paths.session_root.exists() or not list(paths.session_root.iterdir())
+    assert not paths.sessions_dir.exists() or not [f for f in paths.sessions_dir.iterdir() if f.suffix == ".json"]
