@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets as _pysecrets
-import shutil
+import re
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -88,8 +86,15 @@ def session_ca(hosts: Sequence[str]) -> CA:
     return create_ca("cordon session CA", permitted_hosts=hosts)
 
 
+def _new_token() -> str:
+    """256 random bits, URL-safe (it goes into the proxy URL's password)."""
+    import base64
+    return base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+
+
 def find_command(name: str, env: Mapping[str, str]) -> str:
     """The executable `name` resolves to with the child's PATH, or CommandNotFound."""
+    import shutil
     if "/" in name:
         if not os.path.exists(name):
             raise CommandNotFound(f"command not found: {name}")
@@ -118,6 +123,10 @@ def zero_config_routes(env: Mapping[str, str]) -> list[Route]:
 
 
 def load_exec_config(req: ExecRequest) -> Config:
+    if not req.config and not req.scope and req.paths.find_project_config() is None \
+            and not req.paths.user_config.is_file():
+        # zero-config: what select_config_path would conclude, without importing the parser
+        return Config(routes=tuple(zero_config_routes(req.env)), scope="none")
     from cordon.config import load_config, select_config_path
     path, scope = select_config_path(req.paths, req.config, req.scope)
     if path is None:
@@ -143,18 +152,38 @@ def env_secret_vars(routes: Sequence[Route]) -> list[str]:
     return [r.auth.secret.var for r in routes if r.auth.secret.source == "env" and r.auth.secret.var]
 
 
-def preflight(routes: Sequence[Route], resolver: SecretResolver) -> None:
-    """Resolve every secret now; all failures in one error naming each route and its fix."""
+def preflight(routes: Sequence[Route], resolver: SecretResolver, scope_args: str = "") -> None:
+    """Resolve every secret now; all failures in one error naming each route and its fix.
+
+    `scope_args` (e.g. ` --config x.toml`) is added to the `cordon secret set NAME`
+    commands in the hints, so the command shown is exactly the one that fixes it.
+    """
     failures = [e for _, e in resolver.check(routes) if e is not None]
     if not failures:
         return
+
+    def hint(e: SecretError) -> str | None:
+        if e.hint and scope_args:
+            return re.sub(r"`cordon secret set ([^`]+)`", lambda m: f"`cordon secret set {m.group(1)}{scope_args}`",
+                          e.hint)
+        return e.hint
     if len(failures) == 1:
-        raise failures[0]
-    hints = list(dict.fromkeys(e.hint for e in failures if e.hint))
+        raise SecretError(failures[0].message, hint(failures[0]))
+    hints = list(dict.fromkeys(h for h in map(hint, failures) if h))
     raise SecretError("; ".join(e.message for e in failures), "; ".join(hints) or None)
 
 
+def _scope_args(req: ExecRequest) -> str:
+    import shlex
+    if req.config:
+        return f" --config {shlex.quote(req.config)}"
+    if req.scope:
+        return f" --scope {req.scope}"
+    return ""
+
+
 def _port_open(port: int | None) -> bool:
+    import socket
     if not port:
         return False
     try:
@@ -167,11 +196,23 @@ def _port_open(port: int | None) -> bool:
 # --- the run --------------------------------------------------------------------------------------
 
 def run_exec(req: ExecRequest, say: Say) -> int:
-    """Run `req.argv` under a cordon session; returns the exit status for cordon."""
-    from cordon.session import live_session, repair_stale
+    """Run `req.argv` under a cordon session; returns the exit status for cordon.
+
+    From the first line, TERM/HUP/QUIT unwind through every `finally` (so a
+    half-built session is cleaned up) and give 128+N; once the event loop runs
+    they are forwarded to the child instead.
+    """
+    try:
+        with _terminating_signals():
+            return _run_exec(req, say)
+    except _Terminated as t:
+        return 128 + t.signum
+
+
+def _run_exec(req: ExecRequest, say: Say) -> int:
+    from cordon.session import live_session  # (stale sessions: the CLI repairs them first)
     if not req.argv:
         raise UsageError("no command given", "write `cordon exec -- CMD [ARGS...]`")
-    repair_stale(req.paths)
     set_non_dumpable()
     config = load_exec_config(req)
     routes = list(config.routes)
@@ -198,7 +239,7 @@ def run_exec(req: ExecRequest, say: Say) -> int:
 
     from cordon.secrets import SecretResolver
     resolver = SecretResolver(req.env, op_path=config.op_path)
-    preflight(routes, resolver)
+    preflight(routes, resolver, _scope_args(req))
 
     leaked = _vars_holding_secrets(base, routes, resolver)
     if leaked:
@@ -219,7 +260,7 @@ def run_exec(req: ExecRequest, say: Say) -> int:
         if env_file is not None:
             session.update(dotenv=(str(env_file),))
         plan = _ProxyPlan(config=config, routes=routes, resolver=resolver, ca=ca,
-                          token=_pysecrets.token_urlsafe(32), session=session, base_env=base,
+                          token=_new_token(), session=session, base_env=base,
                           codex_home=codex_home, env_file=env_file, log_level=req.log_level)
         return _run_loop(req.argv, exe, None, proxy=plan)
     finally:
@@ -297,10 +338,26 @@ class _Terminated(BaseException):
 def _run_loop(argv: Sequence[str], exe: str, env: dict[str, str] | None, proxy: _ProxyPlan | None) -> int:
     import anyio
     try:
-        with _terminating_signals():
-            return anyio.run(_main, argv, exe, env, proxy)
-    except _Terminated as t:
-        return 128 + t.signum
+        status: int = anyio.run(_main, argv, exe, env, proxy)
+    finally:
+        # the loop left SIG_DFL behind; the child is gone and teardown is short: let it finish
+        for s in FORWARDED:
+            signal.signal(s, signal.SIG_IGN)
+    return status
+
+
+def _terminal_foreground() -> bool:
+    """True when our process group is the foreground of a controlling terminal."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 class _Forwarder:
@@ -313,8 +370,8 @@ class _Forwarder:
 
     async def run(self, signals: Any) -> None:
         async for signum in signals:
-            if signum == signal.SIGINT:
-                continue                 # the terminal sent it to the child's group too
+            if signum == signal.SIGINT or (signum == signal.SIGQUIT and _terminal_foreground()):
+                continue                 # a terminal's Ctrl-C / Ctrl-\ reached the child's group already
             if self.proc is None:
                 self.early = self.early or int(signum)
                 if self.scope is not None:

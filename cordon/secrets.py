@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import threading
@@ -157,8 +159,27 @@ def delete_keyring_secret(spec: SecretSpec, env: Mapping[str, str] | None = None
 # --- subprocess sources ------------------------------------------------------------------------
 
 def _run(argv: Sequence[str], env: Mapping[str, str], timeout: float) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(list(argv), stdin=subprocess.DEVNULL, capture_output=True, env=dict(env),
-                          timeout=timeout or None, check=False)
+    """Run with a timeout that also ends the program's own children.
+
+    subprocess.run() kills only the direct child on timeout and then waits for
+    its pipes, which a grandchild (`sh -c 'x | y'`) keeps open: so the command
+    gets its own process group, and the whole group is killed.
+    """
+    proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=dict(env), process_group=0)
+    try:
+        out, err = proc.communicate(timeout=timeout or None)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def _which(program: str, env: Mapping[str, str]) -> str | None:

@@ -164,8 +164,8 @@ def render_systemd_unit(spec: ServiceSpec) -> str:
         "Restart=on-failure\n"
         "RestartSec=2\n"
         "TimeoutStopSec=15\n"
+        # no NoNewPrivileges=: the 1Password CLI is setgid (onepassword-cli) for its app integration
         "UMask=0077\n"
-        "NoNewPrivileges=yes\n"
         "\n"
         "[Install]\n"
         "WantedBy=default.target\n"
@@ -501,3 +501,14 @@ def select_target(paths: Paths, name: str | None, config_path: Path | None) -> t
     """
     cfg = (config_path or paths.cwd / "cordon.toml").absolute()
     return (validate_name(name) if name else default_name(paths, cfg)), cfg
+
+
+def names_for_config(manager: Manager, config_path: Path) -> list[str]:
+    """Installed services running this config (any name), e.g. `api-b` for ~/b/cordon.toml."""
+    want = config_path.resolve()
+    out = []
+    for name in manager.installed_names():
+        cfg = manager.config_of(manager.path_for(name))
+        if cfg is not None and cfg.resolve() == want:
+            out.append(name)
+    return out

@@ -25,7 +25,7 @@ from cordon.model import Config
 from cordon.paths import Paths
 from cordon.proxy.localclient import get_json
 from cordon.secrets import SecretResolver
-from cordon.service import Manager, NoServiceManager, ServiceState, default_name
+from cordon.service import Manager, NoServiceManager, ServiceState, default_name, names_for_config
 from cordon.tokens import DEFAULT_TOKEN, TokenStore
 
 RUN_RECORD = "proxy.json"
@@ -239,7 +239,10 @@ def scope_status(paths: Paths, env: Mapping[str, str], config_path: Path | None,
     ca = ca_status(cert, now) if cert is not None else None
 
     service, service_note = None, None
-    name = service_name or (default_name(paths, config_path) if config_path is not None else None)
+    name = service_name
+    if name is None and config_path is not None:
+        named = names_for_config(manager, config_path) if manager is not None else []
+        name = named[0] if named else default_name(paths, config_path)
     if manager is not None and name is not None:
         try:
             manager.ensure_available(config_path)
@@ -279,12 +282,15 @@ def gather(paths: Paths, env: Mapping[str, str], *, config: str | None, scope: s
             targets.append((paths.user_config, "user", None))
         targets += _service_targets(paths, manager)
     out: list[ScopeStatus] = []
-    seen: set[Path] = set()
+    seen: set[tuple[Path, str | None]] = set()
     for path, sc, svc in targets:
-        key = path.resolve()
+        key = (path.resolve(), svc)
         if key in seen:
             continue
         seen.add(key)
+        if svc is None and manager is not None:
+            named = names_for_config(manager, path)
+            seen.update((path.resolve(), n) for n in named[:1])   # shown with this scope already
         out.append(scope_status(paths, env, path, sc, manager=manager, service_name=svc,
                                 check_secrets=check_secrets, now=now))
     return out

@@ -56,9 +56,10 @@ class KeyringSession:
 def _start_secret_service(tmp: Path) -> tuple[subprocess.Popen[str], str] | None:
     """gnome-keyring-daemon's Secret Service on a private D-Bus session, headless.
 
-    As in /work/shared/reference/environment-notes.md: `dbus-run-session`, then an
-    unlocked login keyring with a throwaway password under a throwaway HOME.
+    `dbus-run-session`, then an unlocked login keyring with a throwaway password
+    under a throwaway HOME (the command of the project's environment notes).
     Closing our pipe ends `cat`, which ends the D-Bus session and the daemon.
+    None when that cannot run here, or a store/read round trip fails.
     """
     if os.environ.get("CORDON_TEST_KEYRING") == "file":  # force the fallback, to test it
         return None
@@ -74,13 +75,31 @@ def _start_secret_service(tmp: Path) -> tuple[subprocess.Popen[str], str] | None
                             start_new_session=True)
     assert proc.stdout is not None
     address = proc.stdout.readline().strip()
-    if not address:
-        proc.wait(10)
-        proc.stdout.close()
+    if not address or not _secret_service_works(address):
         assert proc.stdin is not None
         proc.stdin.close()
+        proc.wait(10)
+        proc.stdout.close()
         return None
     return proc, address
+
+
+def _secret_service_works(address: str) -> bool:
+    try:
+        import secretstorage
+        from jeepney.io.blocking import open_dbus_connection
+
+        conn = open_dbus_connection(address)
+        try:
+            coll = secretstorage.get_default_collection(conn)
+            item = coll.create_item("cordon-probe", {"probe": "1"}, b"x")
+            ok = item.get_secret() == b"x"
+            item.delete()
+            return bool(ok)
+        finally:
+            conn.close()
+    except Exception:
+        return False
 
 
 @pytest.fixture(scope="session")

@@ -144,11 +144,14 @@ print(f"count={n}", flush=True)
 """
 
 
-def test_ctrl_c_reaches_the_child_exactly_once(project: Path) -> None:
-    argv = py(SIGINT_COUNTER)
-    child = spawn("exec", "--", *argv, cwd=project)
+@pytest.mark.parametrize("key", ["c", "\\"])
+def test_ctrl_c_reaches_the_child_exactly_once(project: Path, key: str) -> None:
+    # Ctrl-C (SIGINT) and Ctrl-\ (SIGQUIT) from the terminal go to the whole foreground
+    # group: the child gets them from the terminal and cordon must not send a second copy
+    code = SIGINT_COUNTER if key == "c" else SIGINT_COUNTER.replace("SIGINT", "SIGQUIT")
+    child = spawn("exec", "--", *py(code), cwd=project)
     child.expect_exact("ready")
-    child.sendintr()
+    child.sendcontrol(key)
     child.expect_exact("sigint 1")
     child.sendline("done")
     child.expect(r"count=(\d+)")
@@ -299,7 +302,12 @@ def test_preflight_names_the_route_and_the_fix(project: Path, cordon_proc) -> No
     write(project / "cordon.toml", KEYRING_TOML)
     r = cordon_proc("exec", "--", "touch", "child-ran", cwd=project)
     assert r.returncode == 1
-    assert "openai" in r.stderr and "cordon secret set openai" in r.stderr
+    assert "route 'openai'" in r.stderr and "`cordon secret set openai`" in r.stderr
+    assert not (project / "child-ran").exists()
+    other = write(project / "elsewhere" / "my cordon.toml", KEYRING_TOML)
+    r = cordon_proc("exec", "--config", str(other), "--", "touch", "child-ran", cwd=project)
+    assert r.returncode == 1
+    assert f"`cordon secret set openai --config '{other}'`" in r.stderr
     assert not (project / "child-ran").exists()
     paths = Paths.from_env(dict(os.environ), project)
     assert not paths.session_root.exists() or not list(paths.session_root.iterdir())
@@ -384,3 +392,20 @@ def test_cordon_is_not_dumpable_from_the_child(routed: Path, home: Path) -> None
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "refused"
+
+
+def test_sigterm_while_starting_gives_143_and_leaves_nothing(project: Path, home: Path) -> None:
+    # the secret comes from a command that blocks: cordon is still in preflight when TERM arrives
+    write(project / "cordon.toml", KEYRING_TOML.replace('source = "keyring"',
+                                                        'source = "command"\ncommand = ["sh", "-c", '
+                                                        '"touch resolving; exec sleep 30"]\ntimeout = 60'))
+    p = subprocess.Popen(cordon_argv("exec", "--", "touch", "child-ran"), cwd=project, env=subprocess_env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(project / "resolving")
+    p.terminate()
+    _out, err = p.communicate(timeout=30)
+    assert p.returncode == 143, err
+    assert not (project / "child-ran").exists()
+    paths = Paths.from_env(dict(os.environ), project)
+    assert not paths.session_root.exists() or not list(paths.session_root.iterdir())
+    assert not paths.sessions_dir.exists() or not [f for f in paths.sessions_dir.iterdir() if f.suffix == ".json"]

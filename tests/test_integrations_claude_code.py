@@ -150,3 +150,15 @@ def test_a_git_project_is_told_to_ignore_the_settings_file(cordon, project: Path
     assert "git does not ignore it" in cordon("setup", "claude-code", "--yes").stdout
     write(project / ".gitignore", "settings.local.json\n")
     assert "git does not ignore it" not in cordon("setup", "claude-code", "--yes").stdout
+
+
+def test_a_symlinked_settings_file_is_written_through_the_link(cordon, home: Path, project: Path) -> None:
+    real = write(home / "dotfiles" / "claude-settings.json", SETTINGS)
+    link = home / ".claude" / "settings.json"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(real)
+    assert cordon("setup", "claude-code", "--scope", "user", "--yes").status == 0
+    assert link.is_symlink(), "the dotfiles link stays a link"
+    assert "HTTPS_PROXY" in json.loads(real.read_text())["env"]
+    assert cordon("integration", "disable", "claude-code", "--scope", "user").status == 0
+    assert link.is_symlink() and real.read_text() == SETTINGS

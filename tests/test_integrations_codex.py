@@ -281,3 +281,13 @@ def test_a_git_project_is_told_to_ignore_the_token_files(cordon, project: Path) 
     assert "git does not ignore it" in r.stdout
     write(project / ".gitignore", ".codex/\n")
     assert "git does not ignore it" not in cordon("setup", "codex", "--yes").stdout
+
+
+def test_setup_without_an_integration_prepares_the_scope_only(cordon, project: Path) -> None:
+    r = cordon("setup")
+    assert r.status == 0, r.stderr
+    assert load_config(project / "cordon.toml").routes == ()
+    certs = state_dir(project) / "certs"
+    assert (certs / "ca-cert.pem").is_file() and (certs / "combined-ca.pem").is_file()
+    assert not (project / ".codex").exists() and not (project / ".claude").exists()
+    assert "cordon setup codex" in r.stdout

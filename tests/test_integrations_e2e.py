@@ -38,6 +38,10 @@ enabled = false
 [features]
 api_key_model_discovery = false
 plugins = false
+
+[mcp_servers.local-tool]   # setup gives it an env table; Codex must still load the file
+command = "true"
+enabled = false
 """
 
 CLAUDE_LIKE = r"""
@@ -166,6 +170,7 @@ def test_codex_with_only_codex_home_reaches_the_mock_with_the_real_key(started: 
     assert any(q.path.startswith("/v1/responses") for q in started.openai.requests)
     assert OPENAI_KEY not in r.stdout + r.stderr
     no_secret_in(codex_home)
+    assert "HTTPS_PROXY" in (codex_home / "config.toml").read_text().split("[mcp_servers.local-tool.env]")[1]
 
 
 def test_claude_like_node_client_reads_settings_and_reaches_the_mock(started: Started) -> None:

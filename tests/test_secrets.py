@@ -10,6 +10,7 @@ import os
 import shutil
 import stat
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -194,6 +195,27 @@ def test_command_timeout(tmp_path: Path) -> None:
     s = script(tmp_path / "hang", "exec sleep 30\n")
     with pytest.raises(SecretError, match=r"timed out after 0\.3s"):
         SecretResolver(os.environ).resolve(route(SecretSpec(source="command", command=(str(s),), timeout=0.3)))
+
+
+def test_command_timeout_ends_its_children_too(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    s = script(tmp_path / "spawner", f'sleep 600 &\necho $! > "{pidfile}"\nwait\n')
+    with pytest.raises(SecretError, match="timed out"):
+        SecretResolver(os.environ).resolve(route(SecretSpec(source="command", command=(str(s),), timeout=0.5)))
+    pid = int(pidfile.read_text())
+
+    def gone() -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        return state in ("Z", "X")   # killed; waiting for whoever adopted it to reap it
+
+    for _ in range(200):
+        if gone():
+            break
+        time.sleep(0.05)
+    assert gone(), "the command's child outlived the timeout"
 
 
 def test_command_not_found() -> None:

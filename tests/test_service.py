@@ -382,3 +382,17 @@ def test_launchd_install_bootstraps_the_agent(tmp_path: Path) -> None:
     assert not mgr.state("user").active
     mgr.uninstall("user")
     assert not path.exists()
+
+
+def test_status_and_doctor_find_a_named_service_of_the_scope(project: Path, cordon, fake_systemctl: Path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    write(project / "cordon.toml", CONFIG)
+    assert cordon("service", "install", "api-a").status == 0
+    r = cordon("status", "--json")
+    scopes = json.loads(r.stdout)["scopes"]
+    assert len(scopes) == 1
+    assert scopes[0]["service"] == {"name": "api-a", "manager": "systemd", "installed": True, "active": True,
+                                    "state": "active", "pid": 4242, "note": None}
+    r = cordon("doctor", "--json", "--no-probes")
+    svc = next(c for c in json.loads(r.stdout)["checks"] if c["id"] == "service")
+    assert svc["status"] == "ok" and "service 'api-a'" in svc["message"]

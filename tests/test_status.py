@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -257,3 +258,49 @@ def test_signal_stops_standin(standin) -> None:  # type: ignore[no-untyped-def]
     # guards the fixture itself: a stand-in that ignored kill would make the quiet test meaningless
     os.kill(standin[0].pid, signal.SIGTERM)
     _wait_for(lambda: standin[0].poll() is not None)
+
+
+# ---------------------------------------------------------------- against the real `cordon start`
+
+def test_status_of_a_real_cordon_start(project: Path, home: Path, cordon_proc) -> None:  # type: ignore[no-untyped-def]
+    import ssl
+
+    import httpx
+
+    from tests.startproc import route_toml, started
+    from tests.upstream import UpstreamServer
+
+    with UpstreamServer("api.openai.com") as up:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            listen = probe.getsockname()[1]
+        write(project / "cordon.toml", f"listen = {listen}\n" + route_toml("openai", "api.openai.com", "REAL_KEY",
+                                                                    address=up.address, ca_file=up.ca_file))
+        state = _state_dir(project, home)
+        env = {"REAL_KEY": SECRET_VALUE}
+        with started(env=env, cwd=project) as sp:
+            port = sp.wait_ready()
+            assert port == listen
+            token = TokenStore.for_state_dir(state).get("default")
+            ctx = ssl.create_default_context(cafile=str(state / "certs" / "combined-ca.pem"))
+            with httpx.Client(proxy=f"http://cordon:{token}@127.0.0.1:{port}", verify=ctx) as client:
+                for _ in range(3):
+                    assert client.get("https://api.openai.com/v1/models").status_code == 200
+                # a Host that does not name the CONNECT host: cordon answers 421 itself
+                assert client.get("https://api.openai.com/v1/models",
+                                  headers={"Host": "elsewhere.example"}).status_code == 421
+            r = cordon_proc("status", "--json", env=env, cwd=project)
+            assert r.returncode == 0, r.stderr
+            s = json.loads(r.stdout)["scopes"][0]
+            assert (s["running"], s["pid"], s["port"]) == (True, sp.proc.pid, port)
+            assert s["version"] and s["uptime_s"] is not None and s["started_at"]
+            route = s["routes"][0]
+            assert (route["name"], route["secret_ok"]) == ("openai", True)
+            assert (route["requests"], route["errors"]) == (4, 1), route
+            assert SECRET_VALUE not in r.stdout and str(token) not in r.stdout
+            assert cordon_proc("status", "-q", cwd=project).returncode == 0
+            d = cordon_proc("doctor", "--json", "--no-probes", env=env, cwd=project)
+            port_check = next(c for c in json.loads(d.stdout)["checks"] if c["id"] == "port")
+            assert port_check["status"] == "ok" and f"pid {sp.proc.pid}" in port_check["message"]
+        r = cordon_proc("status", "-q", cwd=project)
+        assert (r.returncode, r.stdout) == (1, "")

@@ -18,7 +18,7 @@ import logging
 import os
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from cordon import __version__
 from cordon.cli.context import Context, add_scope_args
@@ -140,15 +140,16 @@ async def _serve(scope: Scope, ca: Any, resolver: Any, watcher: TokenWatcher, ar
                  ctx: Context) -> int:
     import anyio
 
-    from cordon.proxy.secretcache import bump_generation
+    from cordon.proxy.secretcache import SecretCache
     from cordon.proxy.server import ProxySettings, serve
     from cordon.proxy.tls import LeafIssuer
 
-    # the proxy caches secrets and re-resolves when the generation file changes
-    # (`cordon secret set|delete` bump it; so does SIGHUP here)
+    # cached secrets are dropped when the generation file changes (`cordon secret set|delete`
+    # bump it) and on SIGHUP; a SecretCache is used by the proxy as it is
+    cache = SecretCache(resolver, scope.secrets_gen_file)
     settings = ProxySettings(routes=tuple(scope.config.routes), policy=scope.config.policy,
                              port=scope.config.listen, issuer=LeafIssuer(ca) if ca is not None else _NoIssuer(),
-                             resolver=resolver, auth=_token_auth(watcher),
+                             resolver=cast(Any, cache), auth=_token_auth(watcher),
                              secrets_gen_file=scope.secrets_gen_file)
     stopped_by: int | None = None
     bind_error: OSError | None = None
@@ -164,8 +165,7 @@ async def _serve(scope: Scope, ca: Any, resolver: Any, watcher: TokenWatcher, ar
                 with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
                     async for signum in signals:
                         if signum == signal.SIGHUP:
-                            resolver.invalidate()
-                            bump_generation(scope.secrets_gen_file)
+                            cache.invalidate()
                             log.info("SIGHUP: cached secrets dropped; the next request re-resolves them")
                             continue
                         stopped_by = signum

@@ -94,9 +94,11 @@ def _render(st: ScopeStatus, ctx: Context) -> None:
     ctx.out("  routes:")
     wn = max(len(r.name) for r in st.routes)
     wh = max(len(r.host) for r in st.routes)
-    for r in st.routes:
+    secrets = [f"secret ok ({r.secret_source})" if r.secret_ok else f"secret FAILS: {r.secret_error}"
+               for r in st.routes]
+    ws = max(len(s) for s in secrets)
+    for r, secret in zip(st.routes, secrets, strict=True):
         counts = f"  {r.requests} requests, {r.errors} errors" if r.requests is not None else ""
-        secret = f"secret ok ({r.secret_source})" if r.secret_ok else f"secret FAILS: {r.secret_error}"
-        ctx.out(f"    {r.name:<{wn}}  {r.host:<{wh}}  {secret}{counts}")
+        ctx.out(f"    {r.name:<{wn}}  {r.host:<{wh}}  {secret:<{ws}}{counts}".rstrip())
         if r.secret_fix and not r.secret_ok:
             ctx.out(f"    {'':<{wn}}  {'':<{wh}}  fix: {r.secret_fix}")

@@ -40,7 +40,22 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    """The command named in argv (the first argument that is not a global flag), if known."""
+    for a in argv:
+        if a in ("--debug",):
+            continue
+        return a if any(a == name for name, _ in COMMANDS) else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with `only`, just that command's module is imported.
+
+    Importing every command module costs more than `cordon exec`'s whole start-up
+    budget (some pull in cryptography, tomlkit, ...), so a named command loads
+    only its own; `--help` and unknown commands load them all.
+    """
     parser = _Parser(prog="cordon",
                      description="Keep API keys out of AI coding agents: a loopback proxy injects "
                                  "the real credential, the agent only holds a placeholder.")
@@ -48,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks for internal errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, modname in COMMANDS:
+        if only is not None and name != only:
+            continue
         mod = importlib.import_module(f"cordon.cli.{modname}")
         mod.register(sub, name)
     return parser
@@ -55,8 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
     ctx = ctx or Context()
-    parser = build_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_chosen_command(argv))
+    args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help(ctx.stdout)
         return 2

@@ -35,6 +35,7 @@ class Scope:
     config_path: Path
     scope: str
     state_dir: Path
+    cordon_home: Path
 
     @property
     def run_record(self) -> Path:
@@ -57,8 +58,10 @@ class Scope:
 
     @property
     def secrets_gen_file(self) -> Path:
-        """Bumped by `cordon secret set|delete`; a running proxy re-resolves when it changes."""
-        return self.state_dir / "secrets.gen"
+        """Bumped by `cordon secret set|delete` (one file for every scope: keyring entries are
+        shared); a running proxy re-resolves its secrets when it changes."""
+        from cordon.proxy.secretcache import generation_file
+        return generation_file(self.cordon_home)
 
 
 def load_scope(args: argparse.Namespace, ctx: Context) -> Scope:
@@ -70,7 +73,7 @@ def load_scope(args: argparse.Namespace, ctx: Context) -> Scope:
                           "create one with `cordon setup` or `cordon route add`, or pass --config PATH")
     config = load_config(path, scope)
     return Scope(config=config, config_path=path.resolve(), scope=scope,
-                 state_dir=paths.state_dir_for_config(path, scope))
+                 state_dir=paths.state_dir_for_config(path, scope), cordon_home=paths.cordon_home)
 
 
 # -- the run record -------------------------------------------------------------------------
@@ -134,6 +137,14 @@ def prepare_ca(scope: Scope, env: Mapping[str, str]) -> CA:
     if current != want:
         write_bundle(scope.bundle, ca.cert_pem, _bundle_env(scope, env))
     return ca
+
+
+def ensure_ca_files(scope: Scope, env: Mapping[str, str]) -> None:
+    """For `cordon env`: the CA and bundle files exist (created if not). Cheap when they do:
+    no cryptography import; `cordon start` refreshes a stale bundle."""
+    if scope.ca_cert.is_file() and scope.ca_key.is_file() and scope.bundle.is_file():
+        return
+    prepare_ca(scope, env)
 
 
 def _bundle_env(scope: Scope, env: Mapping[str, str]) -> dict[str, str]:

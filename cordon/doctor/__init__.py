@@ -33,7 +33,7 @@ from cordon.doctor.checks import (
 )
 from cordon.errors import CordonError
 from cordon.paths import Paths
-from cordon.service import Manager, default_name
+from cordon.service import Manager, default_name, names_for_config
 from cordon.tokens import TokenStore
 
 __all__ = ["Check", "Report", "run_doctor", "to_json"]
@@ -90,7 +90,8 @@ def run_doctor(paths: Paths, env: Mapping[str, str], *, config: str | None, scop
         tokens = _tokens(state_dir)
         for f in integration_files(config_path, real_scope, paths.home, env):
             checks.append(check_integration(f, cfg.listen, tokens, bundle, ca_cert))
-        checks.append(check_service(manager, default_name(paths, config_path)))
+        named = names_for_config(manager, config_path) if manager is not None else []
+        checks.append(check_service(manager, named[0] if named else default_name(paths, config_path)))
     if probes:
         from cordon.doctor.probes import run_probes  # imports anyio and the proxy only when needed
         checks += run_probes(env)

@@ -118,8 +118,8 @@ def ca_files(config: Config | None, state_dir: Path) -> tuple[Path, Path]:
 
 
 def bundle_file(state_dir: Path) -> Path:
-    """Where `setup` writes the merged bundle (next to the scope's CA)."""
-    return castore.ca_paths(state_dir)[0].parent / castore.BUNDLE_NAME
+    """Where `setup`, `start` and `env` put the merged bundle."""
+    return castore.bundle_path(state_dir)
 
 
 _RECREATE = ("delete both CA files and run `cordon setup` again (clients that trusted the old CA "

@@ -121,7 +121,7 @@ RUNTIMES: tuple[Runtime, ...] = (
             "Python's ssl trusts cordon through SSL_CERT_FILE; check nothing (sitecustomize, truststore) "
             "replaces the default context"),
     Runtime("python-requests", _python(), lambda exe, url, wd: [exe, "-c", PY_PROBE, "requests", url],
-            ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"),
+            ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"),
             "requests trusts cordon through REQUESTS_CA_BUNDLE; code that passes verify=... overrides it"),
     Runtime("python-httpx", _python(), lambda exe, url, wd: [exe, "-c", PY_PROBE, "httpx", url],
             ("SSL_CERT_FILE",),

@@ -178,6 +178,11 @@ def _mkdirs(path: Path, record: Record) -> None:
             record.dirs_created.append(m)
 
 
+def _real(path: Path) -> Path:
+    """Write through a symlink (a dotfiles repo's settings.json), never replace the link itself."""
+    return path.resolve() if path.is_symlink() else path
+
+
 def apply_target(target: Target, record: Record) -> Change:
     """Bring one file to the wanted state, backing it up first and noting what changed."""
     raw = read_bytes(target.path)
@@ -214,7 +219,7 @@ def apply_target(target: Target, record: Record) -> Change:
         rec.written = None
         return Change(target.path, "removed")
     _mkdirs(target.path.parent, record)
-    atomic_write(target.path, new, mode=None if raw is not None else target.new_mode)
+    atomic_write(_real(target.path), new, mode=None if raw is not None else target.new_mode)
     rec.written = sha256(new)
     return Change(target.path, "created" if raw is None else "updated", backup)
 
@@ -229,7 +234,7 @@ def undo_file(rec: FileRecord, editor: Editor) -> Change:
             _drop_backup(rec, None)
             return Change(rec.path, "removed")
         if raw != rec.original:
-            atomic_write(rec.path, rec.original)
+            atomic_write(_real(rec.path), rec.original)
         _drop_backup(rec, rec.original)
         return Change(rec.path, "restored")
     text = decode_text(rec.path, raw)
@@ -241,7 +246,7 @@ def undo_file(rec: FileRecord, editor: Editor) -> Change:
         return Change(rec.path, "kept")
     data = new.encode("utf-8")
     if data != raw:
-        atomic_write(rec.path, data)
+        atomic_write(_real(rec.path), data)
         return Change(rec.path, "cleaned", rec.backup if rec.backup and rec.backup.exists() else None)
     return Change(rec.path, "kept", rec.backup if rec.backup and rec.backup.exists() else None)
 
