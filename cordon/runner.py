@@ -335,10 +335,29 @@ class _Terminated(BaseException):
         self.signum = signum
 
 
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, BaseExceptionGroup):
+            stack.extend(e.exceptions)
+        else:
+            leaves.append(e)
+    return leaves[0] if len(leaves) == 1 else None
+
+
 def _run_loop(argv: Sequence[str], exe: str, env: dict[str, str] | None, proxy: _ProxyPlan | None) -> int:
     import anyio
     try:
         status: int = anyio.run(_main, argv, exe, env, proxy)
+    except BaseExceptionGroup as group:
+        # a task group wraps what its tasks raise; a lone error (command not found,
+        # a proxy that cannot bind) is reported as itself
+        only = _single(group)
+        if only is None:
+            raise
+        raise only from None
     finally:
         # the loop left SIG_DFL behind; the child is gone and teardown is short: let it finish
         for s in FORWARDED:

@@ -98,6 +98,13 @@ def test_not_executable_is_126(project: Path, cordon_proc) -> None:  # type: ign
     write(project / "script.sh", "echo hi\n").chmod(0o644)
     r = cordon_proc("exec", "--", "./script.sh", cwd=project)
     assert r.returncode == 126 and "permission denied" in r.stderr
+    # executable but not a program the kernel can run: found, then refused by execve
+    bad = write(project / "bad", "")
+    bad.write_bytes(b"\x7fELF-not-really")
+    bad.chmod(0o755)
+    r = cordon_proc("exec", "--", "./bad", cwd=project)
+    assert r.returncode == 126 and "cordon: cannot run ./bad" in r.stderr, r.stderr
+    assert "internal error" not in r.stderr
 
 
 def test_no_command_is_a_usage_error(project: Path, cordon_proc) -> None:  # type: ignore[no-untyped-def]
