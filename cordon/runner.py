@@ -55,7 +55,8 @@ class ExecRequest:
     paths: Paths
     config: str | None = None
     scope: str | None = None
-    log_level: str = "warning"
+    log_level: str = "warn"
+    sensitive: Callable[[str], None] | None = None   # told every secret and token (log redaction)
 
 
 def exit_status(returncode: int) -> int:
@@ -240,6 +241,11 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
     from cordon.secrets import SecretResolver
     resolver = SecretResolver(req.env, op_path=config.op_path)
     preflight(routes, resolver, _scope_args(req))
+    token = _new_token()
+    if req.sensitive is not None:
+        for r in routes:
+            req.sensitive(resolver.resolve(r).reveal())
+        req.sensitive(token)
 
     leaked = _vars_holding_secrets(base, routes, resolver)
     if leaked:
@@ -260,7 +266,7 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
         if env_file is not None:
             session.update(dotenv=(str(env_file),))
         plan = _ProxyPlan(config=config, routes=routes, resolver=resolver, ca=ca,
-                          token=_new_token(), session=session, base_env=base,
+                          token=token, session=session, base_env=base,
                           codex_home=codex_home, env_file=env_file, log_level=req.log_level)
         return _run_loop(req.argv, exe, None, proxy=plan)
     finally:
