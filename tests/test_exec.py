@@ -243,7 +243,8 @@ def test_two_concurrent_sessions_in_one_project(routed: Path) -> None:
     dotenv = routed / ".codex" / ".env"
     original = b"USER_LINE=1\n"
     write(dotenv, "").write_bytes(original)
-    script = ('echo "$HTTPS_PROXY" > {n}.url; grep HTTPS_PROXY .codex/.env > {n}.block; '
+    # files appear complete (written, then renamed): the test polls for them
+    script = ('echo "$HTTPS_PROXY" > {n}.url; grep HTTPS_PROXY .codex/.env > {n}.tmp; mv {n}.tmp {n}.block; '
               'while [ ! -e go-{n} ]; do sleep 0.02; done')
     env = subprocess_env({"CORDON_TEST_REAL_KEY": SECRET})
     a = subprocess.Popen(cordon_argv("exec", "--", "sh", "-c", script.format(n="a")), cwd=routed, env=env)
