@@ -417,3 +417,10 @@ def test_sigterm_while_starting_gives_143_and_leaves_nothing(project: Path, home
     paths = Paths.from_env(dict(os.environ), project)
     assert not paths.session_root.exists() or not list(paths.session_root.iterdir())
     assert not paths.sessions_dir.exists() or not [f for f in paths.sessions_dir.iterdir() if f.suffix == ".json"]
+
+
+def test_routes_with_tls_disabled_are_refused(project: Path, cordon_proc) -> None:  # type: ignore[no-untyped-def]
+    write(project / "cordon.toml", "[tls]\nenabled = false\n" + ROUTE_TOML)
+    r = cordon_proc("exec", "--", "touch", "child-ran", cwd=project, env={"CORDON_TEST_REAL_KEY": SECRET})
+    assert r.returncode == 1 and "enabled = false" in r.stderr
+    assert not (project / "child-ran").exists()
