@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("cordon.proxy")
 
 
-async def serve_mitm(px: Proxy, client: Conn, route: Route, host: str, port: int) -> None:
+async def serve_mitm(px: Proxy, client: Conn, route: Route, host: str, port: int, who: str = "-") -> None:
     """Run the intercepted connection until either side is done."""
     # cached per host; the first call signs a leaf (about a millisecond with EC keys)
     ctx = px.settings.issuer.server_context(route.host)
@@ -66,7 +66,7 @@ async def serve_mitm(px: Proxy, client: Conn, route: Route, host: str, port: int
             except ProtocolError as e:
                 await px.send_error(inner, e.status, e.message, close=True)
                 return
-            if not await route_request(px, inner, req, route, host, port, sni):
+            if not await route_request(px, inner, req, route, host, port, sni, who=who):
                 return
     finally:
         await inner.aclose()
@@ -113,7 +113,7 @@ def check_host(req: RequestHead, host: str, port: int, sni: str | None) -> None:
 
 
 async def route_request(px: Proxy, client: Conn, req: RequestHead, route: Route, host: str, port: int,
-                        sni: str | None, *, absolute: bool = False) -> bool:
+                        sni: str | None, *, absolute: bool = False, who: str = "-") -> bool:
     """Forward one request for a route host; returns whether the client connection stays open."""
     t0 = time.monotonic()
     st = px.stats.route(route.name)
@@ -153,14 +153,14 @@ async def route_request(px: Proxy, client: Conn, req: RequestHead, route: Route,
         status = 426 if upgrade and e.status in (400, 408, 431, 501, 502, 504, 505) else e.status
         keep = e.status in (421,) and request_framing_is_empty(req)
         await px.send_error(client, status, e.message, close=not keep)
-        px.log_exchange(route.name, host, req, status, 0, t0, e.message)
+        px.log_exchange(route.name, host, req, status, 0, t0, e.message, who)
         return keep
     status, nbytes = result.status, result.bytes_down
     st.bytes_up += result.bytes_up
     st.bytes_down += result.bytes_down
     if result.error:
         st.errors += 1
-    px.log_exchange(route.name, host, req, status, nbytes, t0, result.error)
+    px.log_exchange(route.name, host, req, status, nbytes, t0, result.error, who)
     return result.keep_alive
 
 
