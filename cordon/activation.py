@@ -17,7 +17,7 @@ from pathlib import Path
 from cordon.atomic import atomic_write
 from cordon.config import load_config, select_config_path
 from cordon.envvars import placeholder_vars
-from cordon.errors import ConfigError, UsageError
+from cordon.errors import ConfigError, CordonError, UsageError
 from cordon.model import Config
 from cordon.paths import CONFIG_NAME, Paths
 from cordon.shellhooks import (
@@ -103,6 +103,14 @@ def resolve_agents(names: Sequence[str], path_value: str, shim_dir: Path) -> tup
 
 def write_shims(shim_dir: Path, agents: Sequence[Agent], cordon_argv: Sequence[str]) -> None:
     """Make `shim_dir` hold exactly one shim per agent; other cordon shims there are removed."""
+    try:
+        _write_shims(shim_dir, agents, cordon_argv)
+    except OSError as e:
+        raise CordonError(f"cannot write the shims in {shim_dir}: {e.strerror or e}",
+                          "check that the directory (or its parent) is writable") from None
+
+
+def _write_shims(shim_dir: Path, agents: Sequence[Agent], cordon_argv: Sequence[str]) -> None:
     shim_dir.mkdir(parents=True, exist_ok=True)
     wanted = {a.name: render_shim(a.name, a.real, cordon_argv) for a in agents}
     for entry in shim_dir.iterdir():

@@ -65,6 +65,7 @@ class AnchorDirStore:
     name: str
     anchors: Path
     rebuild: tuple[str, ...]
+    rebuild_after_remove: tuple[str, ...] = ()   # default: `rebuild`
     runner: Runner = run
 
     def path_for(self, label: str) -> Path:
@@ -76,20 +77,23 @@ class AnchorDirStore:
         except OSError:
             return False
 
+    def _command(self, removing: bool) -> tuple[str, ...]:
+        return (self.rebuild_after_remove or self.rebuild) if removing else self.rebuild
+
     def _manual(self, cert_path: Path | None, dest: Path) -> str:
-        rebuild = " ".join(self.rebuild)
         if cert_path is None:
-            return f"run as root: `rm {dest} && {rebuild}`"
-        return f"run as root: `install -m 644 {cert_path} {dest} && {rebuild}`"
+            return f"run as root: `rm {dest} && {' '.join(self._command(True))}`"
+        return f"run as root: `install -m 644 {cert_path} {dest} && {' '.join(self._command(False))}`"
 
     def _rebuild(self, dest: Path, cert_path: Path | None) -> None:
+        argv = self._command(cert_path is None)
         try:
-            proc = self.runner(self.rebuild)
+            proc = self.runner(argv)
         except FileNotFoundError:
-            raise CordonError(f"`{self.rebuild[0]}` is not installed",
+            raise CordonError(f"`{argv[0]}` is not installed",
                               "install the ca-certificates package and run the command again") from None
         if proc.returncode != 0:
-            raise _fail(f"`{' '.join(self.rebuild)}`", proc, self._manual(cert_path, dest))
+            raise _fail(f"`{' '.join(argv)}`", proc, self._manual(cert_path, dest))
 
     def add(self, label: str, cert_pem: bytes, cert_path: Path) -> TrustResult:
         dest = self.path_for(label)
@@ -177,13 +181,15 @@ def detect_store(home: Path, *, system: str | None = None, root: Path = Path("/"
         return MacKeychainStore(home=home, runner=runner)
     if system == "Linux":
         if which("update-ca-certificates") or (root / "usr/local/share/ca-certificates").is_dir():
+            # a plain run keeps the removed certificate's links in /etc/ssl/certs; --fresh
+            # rebuilds them (Debian's documented way to take a local CA out)
             return AnchorDirStore("system trust store (update-ca-certificates)",
                                   root / "usr/local/share/ca-certificates", ("update-ca-certificates",),
-                                  runner)
+                                  ("update-ca-certificates", "--fresh"), runner)
         if which("update-ca-trust") or (root / "etc/pki/ca-trust/source/anchors").is_dir():
             return AnchorDirStore("system trust store (update-ca-trust)",
                                   root / "etc/pki/ca-trust/source/anchors", ("update-ca-trust", "extract"),
-                                  runner)
+                                  runner=runner)
     raise CordonError(f"cordon does not know how to change the trust store on {system}",
                       "trust the CA by hand, or use the SSL_CERT_FILE/NODE_EXTRA_CA_CERTS variables "
                       "from `cordon env` instead")

@@ -112,6 +112,13 @@ def test_write_shims_replaces_only_cordon_shims(tmp_path: Path, agents_bin: Path
     assert os.access(d / "codex", os.X_OK)
 
 
+def test_write_shims_reports_an_unwritable_directory(tmp_path: Path) -> None:
+    from cordon.errors import CordonError
+    blocker = write(tmp_path / "file", "")
+    with pytest.raises(CordonError, match="cannot write the shims"):
+        write_shims(blocker / "shims", [], ME)
+
+
 # --- `use cordon` (direnv, nix shells) ----------------------------------------------------------
 
 def test_use_for_direnv_watches_the_config_and_exports_placeholders(home: Path, tmp_path: Path,
@@ -276,3 +283,17 @@ def test_hook_use_and_export_run_as_commands(cordon_proc, home: Path, tmp_path: 
     assert r.returncode == 0       # printing the hook checks nothing; the export does
     r = cordon_proc("hook", "export", "bash", "../x", cwd=proj, env=env)
     assert r.returncode == 2 and "'../x' is not an agent name" in r.stderr
+
+
+def test_hook_export_ignores_sigint_itself(home: Path, tmp_path: Path) -> None:
+    """fish cannot ignore SIGINT for a pipeline, so `cordon hook export` does it itself."""
+    import subprocess
+    import sys
+
+    from tests.conftest import subprocess_env
+    code = ("import os, signal, sys\nfrom cordon.cli.main import main\n"
+            "main(['hook', 'export', 'fish'])\nos.kill(os.getpid(), signal.SIGINT)\n"
+            "print('alive after SIGINT', file=sys.stderr)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                       env=subprocess_env(), timeout=60)
+    assert r.returncode == 0 and "alive after SIGINT" in r.stderr, r.stderr

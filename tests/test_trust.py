@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import stat
@@ -19,6 +20,8 @@ from tests.conftest import REPO
 
 ANCHORS = Path("/usr/local/share/ca-certificates")
 SYSTEM_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+CERTS_DIR = Path("/etc/ssl/certs")
+LOCK = Path("/tmp/cordon-test-system-trust.lock")
 
 TLS_SERVER = """
 import socket, ssl, sys
@@ -45,17 +48,25 @@ def system_trust_store() -> Iterator[None]:
         pytest.skip("needs root and Debian's update-ca-certificates")
     if not shutil.which("curl"):
         pytest.skip("needs curl")
-    files_before = set(ANCHORS.iterdir())
-    bundle_before = SYSTEM_BUNDLE.read_bytes()
-    try:
-        yield
-    finally:
-        added = set(ANCHORS.iterdir()) - files_before
-        for p in added:
-            p.unlink()
-        if added or SYSTEM_BUNDLE.read_bytes() != bundle_before:
-            subprocess.run(["update-ca-certificates"], capture_output=True, check=False)
-        assert SYSTEM_BUNDLE.read_bytes() == bundle_before, "the system bundle was not restored"
+    # one test at a time on this machine changes the system store (other checkouts run this suite too)
+    with open(LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        files_before = set(ANCHORS.iterdir())
+        bundle_before = SYSTEM_BUNDLE.read_bytes()
+        try:
+            yield
+        finally:
+            added = set(ANCHORS.iterdir()) - files_before
+            for p in added:
+                p.unlink()
+            if added or SYSTEM_BUNDLE.read_bytes() != bundle_before or cordon_links():
+                subprocess.run(["update-ca-certificates", "--fresh"], capture_output=True, check=False)
+            assert SYSTEM_BUNDLE.read_bytes() == bundle_before, "the system bundle was not restored"
+            assert not cordon_links(), "links to a cordon CA were left in /etc/ssl/certs"
+
+
+def cordon_links() -> list[Path]:
+    return [p for p in CERTS_DIR.iterdir() if p.is_symlink() and "cordon-" in os.readlink(p)]
 
 
 def curl_env() -> dict[str, str]:
@@ -112,9 +123,12 @@ def test_trust_makes_curl_accept_a_leaf_from_the_scope_ca_and_untrust_undoes_it(
     assert after.stdout == "trusted!\n"
     assert "already" in cordon("trust").stdout
 
+    links = [p for p in CERTS_DIR.iterdir() if p.is_symlink() and anchor.stem in os.readlink(p)]
+    assert links, "update-ca-certificates linked the CA into /etc/ssl/certs"
     r = cordon("untrust")
     assert r.status == 0, r.stderr
     assert not anchor.exists()
+    assert not [p for p in links if p.is_symlink()], "no link to the removed CA is left behind"
     assert curl(mitm_leaf_server).returncode == 60
     assert "nothing to remove" in cordon("untrust").stdout
 

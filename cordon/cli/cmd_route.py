@@ -361,9 +361,11 @@ def run_remove(args: argparse.Namespace, ctx: Context) -> int:
     s = old.auth.secret
     if s.source == "keyring":
         if args.delete_secret:
+            from cordon.proxy.secretcache import bump_generation, generation_file
             from cordon.secrets import delete_keyring_secret
             try:
                 delete_keyring_secret(s, ctx.env)
+                bump_generation(generation_file(ctx.paths.cordon_home))  # running proxies drop the value
                 ctx.out(f"deleted its secret from {s.describe()}")
             except SecretError as e:
                 ctx.err(f"note: {e.message}")
