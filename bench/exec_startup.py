@@ -78,8 +78,8 @@ def main() -> int:
     for name, (wall, cpu) in (("true", baseline), ("cordon exec -- true (no routes)", no_routes),
                               ("cordon exec -- true (1 route, env)", one_route)):
         print(f"{name:36s} {wall:7.1f}ms {wall - baseline[0]:7.1f}ms {cpu:7.1f}ms")
-    print("target: median wall overhead <= 150 ms (cpu = user+sys of the whole process tree; it is what "
-          "the wall time would be on an idle machine)")
+    print("target: median wall overhead <= 150 ms; cpu = user+sys time of the whole process tree, "
+          "which other load on the machine inflates less than wall time")
     return 0
 
 

@@ -588,7 +588,9 @@ def notes(args: argparse.Namespace, elapsed: float) -> str:
         with contextlib.suppress(Exception):
             import importlib.metadata as md
             versions.append(f"{pkg} {md.version(pkg)}")
-    return (f"Python {platform.python_version()}, {os.cpu_count()} CPUs, curl as the client, "
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"Python {platform.python_version()}, {os.cpu_count()} CPUs (load average at the end {load}: "
+            f"other work on the machine skews every column), curl as the client, "
             f"{', '.join(versions)}; {args.duration:g} s per rate, {args.bulk_mb} MB downloads "
             f"(median of {args.bulk_runs}), start-up median of {args.starts}; ran {elapsed:.0f} s. "
             "Ratios are to direct; proxy.py's tunnel row and the second figure of its start-up and RSS cells "

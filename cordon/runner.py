@@ -55,7 +55,8 @@ class ExecRequest:
     paths: Paths
     config: str | None = None
     scope: str | None = None
-    log_level: str = "warning"
+    log_level: str = "warn"
+    sensitive: Callable[[str], None] | None = None   # told every secret and token (log redaction)
 
 
 def exit_status(returncode: int) -> int:
@@ -196,7 +197,20 @@ def _port_open(port: int | None) -> bool:
 # --- the run --------------------------------------------------------------------------------------
 
 def run_exec(req: ExecRequest, say: Say) -> int:
-    """Run `req.argv` under a cordon session; returns the exit status for cordon."""
+    """Run `req.argv` under a cordon session; returns the exit status for cordon.
+
+    From the first line, TERM/HUP/QUIT unwind through every `finally` (so a
+    half-built session is cleaned up) and give 128+N; once the event loop runs
+    they are forwarded to the child instead.
+    """
+    try:
+        with _terminating_signals():
+            return _run_exec(req, say)
+    except _Terminated as t:
+        return 128 + t.signum
+
+
+def _run_exec(req: ExecRequest, say: Say) -> int:
     from cordon.session import live_session  # (stale sessions: the CLI repairs them first)
     if not req.argv:
         raise UsageError("no command given", "write `cordon exec -- CMD [ARGS...]`")
@@ -227,6 +241,11 @@ def run_exec(req: ExecRequest, say: Say) -> int:
     from cordon.secrets import SecretResolver
     resolver = SecretResolver(req.env, op_path=config.op_path)
     preflight(routes, resolver, _scope_args(req))
+    token = _new_token()
+    if req.sensitive is not None:
+        for r in routes:
+            req.sensitive(resolver.resolve(r).reveal())
+        req.sensitive(token)
 
     leaked = _vars_holding_secrets(base, routes, resolver)
     if leaked:
@@ -247,7 +266,7 @@ def run_exec(req: ExecRequest, say: Say) -> int:
         if env_file is not None:
             session.update(dotenv=(str(env_file),))
         plan = _ProxyPlan(config=config, routes=routes, resolver=resolver, ca=ca,
-                          token=_new_token(), session=session, base_env=base,
+                          token=token, session=session, base_env=base,
                           codex_home=codex_home, env_file=env_file, log_level=req.log_level)
         return _run_loop(req.argv, exe, None, proxy=plan)
     finally:
@@ -322,13 +341,34 @@ class _Terminated(BaseException):
         self.signum = signum
 
 
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, BaseExceptionGroup):
+            stack.extend(e.exceptions)
+        else:
+            leaves.append(e)
+    return leaves[0] if len(leaves) == 1 else None
+
+
 def _run_loop(argv: Sequence[str], exe: str, env: dict[str, str] | None, proxy: _ProxyPlan | None) -> int:
     import anyio
     try:
-        with _terminating_signals():
-            return anyio.run(_main, argv, exe, env, proxy)
-    except _Terminated as t:
-        return 128 + t.signum
+        status: int = anyio.run(_main, argv, exe, env, proxy)
+    except BaseExceptionGroup as group:
+        # a task group wraps what its tasks raise; a lone error (command not found,
+        # a proxy that cannot bind) is reported as itself
+        only = _single(group)
+        if only is None:
+            raise
+        raise only from None
+    finally:
+        # the loop left SIG_DFL behind; the child is gone and teardown is short: let it finish
+        for s in FORWARDED:
+            signal.signal(s, signal.SIG_IGN)
+    return status
 
 
 def _terminal_foreground() -> bool:

@@ -294,11 +294,13 @@ fi
     if shell == "zsh":
         return f"""\
 _cordon_hook() {{
-  local _cordon_status=$?
+  local _cordon_status=$? _cordon_out
   if ! eval "${{{GUARD_VAR}:-false}}"; then
+    # zsh resets ignored signals in $(...), so capture first (cordon ignores SIGINT itself)
+    _cordon_out="$({cmd})"
     setopt localoptions localtraps
     trap -- '' INT
-    eval "$({cmd})"
+    eval "$_cordon_out"
   fi
   return $_cordon_status
 }}

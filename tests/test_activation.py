@@ -283,3 +283,17 @@ def test_hook_use_and_export_run_as_commands(cordon_proc, home: Path, tmp_path: 
     assert r.returncode == 0       # printing the hook checks nothing; the export does
     r = cordon_proc("hook", "export", "bash", "../x", cwd=proj, env=env)
     assert r.returncode == 2 and "'../x' is not an agent name" in r.stderr
+
+
+def test_hook_export_ignores_sigint_itself(home: Path, tmp_path: Path) -> None:
+    """fish cannot ignore SIGINT for a pipeline, so `cordon hook export` does it itself."""
+    import subprocess
+    import sys
+
+    from tests.conftest import subprocess_env
+    code = ("import os, signal, sys\nfrom cordon.cli.main import main\n"
+            "main(['hook', 'export', 'fish'])\nos.kill(os.getpid(), signal.SIGINT)\n"
+            "print('alive after SIGINT', file=sys.stderr)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                       env=subprocess_env(), timeout=60)
+    assert r.returncode == 0 and "alive after SIGINT" in r.stderr, r.stderr

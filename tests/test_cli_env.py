@@ -189,13 +189,3 @@ def test_client_token(project: Path) -> None:
     d = json.loads(env_out(project, "--format", "json").stdout)
     assert d["HTTPS_PROXY"] == f"http://cordon:{store.load()['default']}@127.0.0.1:6790" != p.stdout
     assert env_out(project, "--client", "Not Valid").returncode == 2
-
-
-def test_inherited_ssl_cert_file_pointing_at_the_bundle_adds_nothing(project: Path) -> None:
-    write(project / "cordon.toml", "listen = 6790\n")
-    first = json.loads(env_out(project, "--format", "json").stdout)
-    bundle = Path(first["SSL_CERT_FILE"])
-    before = bundle.read_bytes()
-    again = env_out(project, "--format", "json", extra={"SSL_CERT_FILE": str(bundle)})
-    assert again.returncode == 0
-    assert bundle.read_bytes() == before

@@ -250,3 +250,21 @@ def test_token_rotation_and_revocation_reach_the_running_proxy(  # type: ignore[
         assert cordon_proc("token", "revoke", "codex", cwd=project).returncode == 0
         assert connect_status(port, codex) == 407
         assert connect_status(port, new) == 200
+
+
+def test_start_refreshes_a_stale_bundle_but_not_from_itself(project: Path) -> None:
+    write_config(project)
+    certs_dir = state_dir(project) / "certs"
+    with started(cwd=project):
+        pass
+    bundle = certs_dir / "combined-ca.pem"
+    good = bundle.read_bytes()
+    assert (certs_dir / "ca-cert.pem").read_bytes().strip() in good
+    # a shell that ran `eval "$(cordon env)"` has SSL_CERT_FILE = the bundle: nothing is added
+    with started(env={"SSL_CERT_FILE": str(bundle)}, cwd=project):
+        pass
+    assert bundle.read_bytes() == good
+    bundle.write_bytes(b"stale\n")
+    with started(cwd=project):
+        pass
+    assert bundle.read_bytes() == good

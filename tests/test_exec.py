@@ -98,6 +98,13 @@ def test_not_executable_is_126(project: Path, cordon_proc) -> None:  # type: ign
     write(project / "script.sh", "echo hi\n").chmod(0o644)
     r = cordon_proc("exec", "--", "./script.sh", cwd=project)
     assert r.returncode == 126 and "permission denied" in r.stderr
+    # executable but not a program the kernel can run: found, then refused by execve
+    bad = write(project / "bad", "")
+    bad.write_bytes(b"\x7fELF-not-really")
+    bad.chmod(0o755)
+    r = cordon_proc("exec", "--", "./bad", cwd=project)
+    assert r.returncode == 126 and "cordon: cannot run ./bad" in r.stderr, r.stderr
+    assert "internal error" not in r.stderr
 
 
 def test_no_command_is_a_usage_error(project: Path, cordon_proc) -> None:  # type: ignore[no-untyped-def]
@@ -392,3 +399,20 @@ def test_cordon_is_not_dumpable_from_the_child(routed: Path, home: Path) -> None
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "refused"
+
+
+def test_sigterm_while_starting_gives_143_and_leaves_nothing(project: Path, home: Path) -> None:
+    # the secret comes from a command that blocks: cordon is still in preflight when TERM arrives
+    write(project / "cordon.toml", KEYRING_TOML.replace('source = "keyring"',
+                                                        'source = "command"\ncommand = ["sh", "-c", '
+                                                        '"touch resolving; exec sleep 30"]\ntimeout = 60'))
+    p = subprocess.Popen(cordon_argv("exec", "--", "touch", "child-ran"), cwd=project, env=subprocess_env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(project / "resolving")
+    p.terminate()
+    _out, err = p.communicate(timeout=30)
+    assert p.returncode == 143, err
+    assert not (project / "child-ran").exists()
+    paths = Paths.from_env(dict(os.environ), project)
+    assert not paths.session_root.exists() or not list(paths.session_root.iterdir())
+    assert not paths.sessions_dir.exists() or not [f for f in paths.sessions_dir.iterdir() if f.suffix == ".json"]

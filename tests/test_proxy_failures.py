@@ -140,6 +140,17 @@ def test_upstream_timeout_is_504(px: RunningProxy) -> None:
     assert "did not answer" in r.text
 
 
+def test_failures_while_a_large_body_streams_up(px: RunningProxy) -> None:
+    body = b"u" * 1_000_000   # over the prefetch size: sent while the response is awaited
+    with client(px) as c:
+        r1 = c.post("https://api.openai.com/slow?delay=10", content=body)
+        r2 = c.post("https://api.openai.com/close", content=body)
+        r3 = c.post("https://api.openai.com/upload", content=iter([body]))
+    assert r1.status_code == 504
+    assert r2.status_code == 502
+    assert r3.status_code == 200 and r3.json()["body_bytes"] == len(body)
+
+
 def test_missing_secret_is_502_naming_the_route(up: UpstreamServer) -> None:
     with running_proxy([up.route()], secrets={}) as px, client(px) as c:
         r = c.get("https://api.openai.com/v1/models")
@@ -241,5 +252,6 @@ def test_logs_name_routes_but_never_secrets_or_tokens(up: UpstreamServer, caplog
         time.sleep(0.05)
     text = caplog.text
     assert "route=openai" in text and "host=api.openai.com" in text and "status=200" in text
+    assert "client=default" in text
     for forbidden in (SECRET, TOKEN, PLACEHOLDER, "Bearer", "key=abc"):
         assert forbidden not in text

@@ -160,3 +160,60 @@ def test_echoed_secret_is_scrubbed(px: RunningProxy, up: UpstreamServer) -> None
     assert r.headers["x-echo-authorization"] == f"Bearer {PLACEHOLDER}"
     assert ["Authorization", f"Bearer {PLACEHOLDER}"] in r.json()["headers"]
     assert up.requests[-1].header("authorization") == f"Bearer {SECRET}"
+
+
+def _mitm_raw(px: RunningProxy, connect_host: str = "api.openai.com") -> ssl.SSLSocket:
+    import base64
+    import socket
+
+    s = socket.create_connection(("127.0.0.1", px.port), timeout=10)
+    cred = base64.b64encode(f"cordon:{px.token}".encode()).decode()
+    s.sendall(f"CONNECT {connect_host}:443 HTTP/1.1\r\nProxy-Authorization: Basic {cred}\r\n\r\n".encode())
+    assert s.recv(4096).startswith(b"HTTP/1.1 200")
+    return ssl.create_default_context(cafile=str(px.ca_file)).wrap_socket(s, server_hostname="api.openai.com")
+
+
+def _read_until_closed(s: ssl.SSLSocket) -> bytes:
+    out = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except (ssl.SSLError, OSError):
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def test_pipelined_requests_are_answered_in_order(px: RunningProxy, up: UpstreamServer) -> None:
+    with _mitm_raw(px) as s:
+        s.sendall(b"GET /json?a=1 HTTP/1.1\r\nHost: api.openai.com\r\n\r\n"
+                  b"POST /upload HTTP/1.1\r\nHost: api.openai.com\r\nContent-Length: 3\r\n\r\nabc"
+                  b"GET /json?a=3 HTTP/1.1\r\nHost: api.openai.com\r\nConnection: close\r\n\r\n")
+        out = _read_until_closed(s)
+    assert out.count(b"HTTP/1.1 200 ") == 3
+    assert [r.target for r in up.requests] == ["/json?a=1", "/upload", "/json?a=3"]
+    assert up.requests[1].body == b"abc"
+
+
+def test_http10_client_gets_a_close_delimited_stream(px: RunningProxy) -> None:
+    with _mitm_raw(px) as s:
+        s.sendall(b"GET /chunked?n=3&size=4 HTTP/1.0\r\nHost: api.openai.com\r\n\r\n")
+        out = _read_until_closed(s)
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert b"transfer-encoding" not in head.lower() and b"Connection: close" in head
+    assert body == b"AAAABBBBCCCC"
+
+
+def test_connect_host_matches_case_insensitively_with_trailing_dot(px: RunningProxy, up: UpstreamServer) -> None:
+    with _mitm_raw(px, "API.OpenAI.com.") as s:
+        s.sendall(b"GET /json HTTP/1.1\r\nHost: api.openai.com:443\r\nConnection: close\r\n\r\n")
+        assert _read_until_closed(s).startswith(b"HTTP/1.1 200 ")
+    assert up.requests[-1].header("authorization") == f"Bearer {SECRET}"
+
+
+def test_head_request_keeps_content_length(px: RunningProxy) -> None:
+    with client(px) as c:
+        r = c.head("https://api.openai.com/bytes?n=12345")
+    assert r.status_code == 200 and r.headers["content-length"] == "12345" and r.content == b""

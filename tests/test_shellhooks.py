@@ -61,8 +61,9 @@ def _run(shell: str, script: str, tmp_path: Path, env: dict[str, str] | None = N
     f.write_text(script)
     args = {"bash": ["bash", "--norc", "--noprofile"], "zsh": ["zsh", "-f"], "fish": ["fish", "--no-config"],
             "sh": ["sh"], "direnv": ["bash", "--norc", "--noprofile"]}[shell]
+    # a session of its own: a test may signal its whole process group
     r = subprocess.run([*args, str(f)], capture_output=True, env=env or {"PATH": os.environ["PATH"]},
-                       timeout=60)
+                       timeout=60, start_new_session=True)
     assert r.returncode == 0, r.stderr.decode(errors="replace")
     return r.stdout
 
@@ -225,6 +226,19 @@ def test_hook_keeps_status_and_the_users_sigint_trap(shell: str, tmp_path: Path)
     out = _run(shell, script, tmp_path).decode()
     assert "status=1\n" in out and "status=7\n" in out
     assert "user-trap" in out
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh"])
+def test_hook_ignores_sigint_while_evaluating(shell: str, tmp_path: Path) -> None:
+    # a Ctrl-C arriving halfway through the printed code must not leave half of it applied
+    code = "export A=1; kill -INT $$; export B=1"
+    hook = render_hook(shell, ["printf", "%s", code])
+    out = _run(shell, hook + "_cordon_hook\necho \"A=${A-} B=${B-}\"\n", tmp_path).decode()
+    assert out == "A=1 B=1\n"
+    # the control: evaluated without the hook, the same code stops the shell halfway
+    r = subprocess.run([SHELL_BINS[shell], "-c", f"eval '{code}'; echo \"B=${{B-}}\""],
+                       capture_output=True, text=True, timeout=60, start_new_session=True)
+    assert "B=1" not in r.stdout
 
 
 def test_fish_hook_keeps_status(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ stdout carries only what the chosen format evaluates (`eval "$(cordon env)"`,
 `cordon env --format fish | source`, a dotenv file, JSON for jq); notes go to
 stderr. The proxy URL holds the scope's default token, or a client's with
 --client (created if it does not exist yet). The CA and bundle are created
-if missing, so the output is usable before the first `cordon start`.
+if missing, so the output is usable before the first `cordon start` (which
+refreshes the bundle when the system roots change).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import argparse
 from typing import Any
 
 from cordon.cli.context import Context, add_scope_args
-from cordon.cli.proxyscope import load_scope, prepare_ca, target_port
+from cordon.cli.proxyscope import ensure_ca_files, load_scope, target_port
 from cordon.errors import ConfigError
 
 FORMATS = ("shell", "fish", "dotenv", "json")
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     token = store.ensure(client)
     if not existed and client != DEFAULT_TOKEN:
         ctx.err(f"cordon: created token '{client}' (see `cordon token list`)")
-    prepare_ca(scope, ctx.env)
+    ensure_ca_files(scope, ctx.env)
     values = contract_vars(ctx.env, port=port, token=token, bundle_path=scope.bundle, ca_path=scope.ca_cert,
                            routes=scope.config.routes)
     ctx.stdout.write(render(values, args.format))

@@ -7,12 +7,10 @@ does the work; prints what it is told to and returns the child's status.
 from __future__ import annotations
 
 import argparse
-import logging
 from typing import Any
 
 from cordon.cli.context import Context, add_scope_args
-
-LOG_LEVELS = ("debug", "info", "warning", "error")
+from cordon.cli.logsetup import LEVELS
 
 
 def register(sub: Any, name: str) -> None:
@@ -23,24 +21,31 @@ def register(sub: Any, name: str) -> None:
                     "files) lives exactly as long as CMD; cordon exits with CMD's status.",
         epilog="example: cordon exec -- codex")
     add_scope_args(p)
-    p.add_argument("--log-level", choices=LOG_LEVELS, default="warning",
-                   help="proxy log level on stderr (default: warning)")
+    p.add_argument("--log-level", choices=tuple(LEVELS), default="warn",
+                   help="proxy log level on stderr: trace|debug|info|warn|error (default warn: quiet "
+                        "unless something fails; info: one line per request)")
+    p.add_argument("--log-format", choices=("text", "json"), default="text",
+                   help="text lines or JSON lines on stderr (default text)")
     p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]",
                    help="the command to run")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    from cordon.cli.logsetup import Redactor, setup_logging, teardown_logging
     from cordon.runner import CommandNotExecutable, CommandNotFound, ExecRequest, run_exec
     argv = list(args.argv)
     if argv and argv[0] == "--":
         argv = argv[1:]
-    logging.basicConfig(level=args.log_level.upper(), format="cordon: %(levelname)s %(message)s",
-                        stream=ctx.stderr)
+    # the proxy never logs a secret or the token; the filter is defence in depth
+    sensitive: list[str] = []
+    handler = setup_logging(args.log_level, args.log_format, ctx.stderr, Redactor(lambda: sensitive))
     req = ExecRequest(argv=tuple(argv), env=dict(ctx.env), paths=ctx.paths, config=args.config,
-                      scope=args.scope, log_level=args.log_level)
+                      scope=args.scope, log_level=args.log_level, sensitive=sensitive.append)
     try:
         return run_exec(req, ctx.err)
     except (CommandNotFound, CommandNotExecutable) as e:
         ctx.err(f"cordon: {e.message}")      # as a shell says it; no hint line
         return e.exit_status
+    finally:
+        teardown_logging(handler)

@@ -139,6 +139,14 @@ def prepare_ca(scope: Scope, env: Mapping[str, str]) -> CA:
     return ca
 
 
+def ensure_ca_files(scope: Scope, env: Mapping[str, str]) -> None:
+    """For `cordon env`: the CA and bundle files exist (created if not). Cheap when they do:
+    no cryptography import; `cordon start` refreshes a stale bundle."""
+    if scope.ca_cert.is_file() and scope.ca_key.is_file() and scope.bundle.is_file():
+        return
+    prepare_ca(scope, env)
+
+
 def _bundle_env(scope: Scope, env: Mapping[str, str]) -> dict[str, str]:
     # an SSL_CERT_FILE that already is this bundle (a shell that ran `cordon env`) adds nothing
     e = dict(env)

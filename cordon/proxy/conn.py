@@ -8,6 +8,7 @@ handshake or a tunnel can start on a connection that already read ahead.
 
 from __future__ import annotations
 
+import math
 import ssl
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -32,42 +33,51 @@ class Conn:
         self.closed = False
 
     async def read_head(self, *, idle: float | None, head: float, status_on_eof: int = 400,
-                        status_too_large: int = 431) -> bytes | None:
+                        status_too_large: int = 431, idle_is_timeout: bool = False) -> bytes | None:
         """Read up to and including the blank line after a head.
 
-        Returns None when the peer closes (or stays silent for `idle` seconds)
-        before sending anything. Once a byte has arrived the whole head must
-        follow within `head` seconds (slowloris), else TimeoutError.
+        Returns None when the peer closes, or stays silent for `idle` seconds
+        (None: no limit), before sending anything; with `idle_is_timeout` that
+        silence raises TimeoutError instead. Once a byte has arrived the whole
+        head must follow within `head` seconds (slowloris), else TimeoutError.
+        One cancel scope per head, its deadline moved on at the first byte.
         """
         buf = self.buf
-        while not buf.strip(b"\r\n"):
-            if buf:
-                buf.clear()  # stray CRLFs between messages (RFC 9112 §2.2)
-            data = b""
-            with anyio.move_on_after(idle):
+        if buf.startswith(b"\r\n") or buf.startswith(b"\n"):
+            del buf[:len(buf) - len(buf.lstrip(b"\r\n"))]   # stray CRLFs between messages (RFC 9112 §2.2)
+        started = bool(buf)
+        now = anyio.current_time()
+        limit = head if started else idle
+        start = 0
+        with anyio.CancelScope(deadline=now + limit if limit is not None else math.inf) as scope:
+            while True:
+                if started:
+                    end = find_head_end(buf, max(0, start - 3))
+                    if end >= 0:
+                        h = bytes(buf[:end])
+                        del buf[:end]
+                        return h
+                    if len(buf) > MAX_HEAD:
+                        raise ProtocolError("message head larger than 64 KiB", status_too_large)
+                    start = len(buf)
                 try:
                     data = await self.stream.receive(RECV)
                 except (anyio.EndOfStream, anyio.BrokenResourceError):
-                    return None
-            if not data:
-                return None
-            buf += data
-        start = 0
-        with anyio.fail_after(head):
-            while True:
-                end = find_head_end(buf, max(0, start - 3))
-                if end >= 0:
-                    h = bytes(buf[:end])
-                    del buf[:end]
-                    return h
-                if len(buf) > MAX_HEAD:
-                    raise ProtocolError("message head larger than 64 KiB", status_too_large)
-                start = len(buf)
-                try:
-                    data = await self.stream.receive(RECV)
-                except anyio.EndOfStream:
+                    if not started:
+                        return None
                     raise ProtocolError("connection closed in the middle of a message head", status_on_eof)
                 buf += data
+                if not started:
+                    stripped = buf.lstrip(b"\r\n")
+                    if stripped:
+                        del buf[:len(buf) - len(stripped)]
+                        started = True
+                        scope.deadline = anyio.current_time() + head
+                    else:
+                        buf.clear()
+        if not started and not idle_is_timeout:
+            return None
+        raise TimeoutError
 
     async def receive(self, max_bytes: int = RECV) -> bytes:
         """Buffered bytes first, then one read from the stream (raises EndOfStream)."""
@@ -80,6 +90,13 @@ class Conn:
                 del self.buf[:max_bytes]
             return data
         return await self.stream.receive(max_bytes)
+
+    async def receive_within(self, max_bytes: int, timeout: float) -> bytes:
+        """`receive`, failing with TimeoutError if nothing arrives within `timeout` seconds."""
+        if self.buf:
+            return await self.receive(max_bytes)
+        with anyio.fail_after(timeout):
+            return await self.stream.receive(max_bytes)
 
     def unread(self, data: bytes) -> None:
         if data:

@@ -69,6 +69,7 @@ class Result:
 class _Upload:
     complete: bool = False
     error: BaseException | None = None
+    client_side: bool = True         # where `error` happened (reading the client or writing upstream)
     sent: int = 0
 
 
@@ -155,68 +156,79 @@ class Forwarder:
             raise ProtocolError(f"upstream {plan.target.describe()} closed the connection", 502)
         upload = _Upload()
         result: Result | None = None
+        failure: BaseException | None = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._pump, client, up, framing, upload, tg.cancel_scope)
-            resp = await self._response_head(up, client, req, expect, plan)
-            if resp is None:
-                tg.cancel_scope.cancel()
-                if upload.error is None:
-                    raise ProtocolError(f"upstream {plan.target.describe()} closed the connection "
-                                        "without answering", 502)
-            else:
-                result = await self._respond(client, req, plan, up, resp, upload)
+            # errors are carried out of the task group by hand: it would wrap them in an ExceptionGroup
+            try:
+                resp = await self._response_head(up, client, req, expect, plan)
+                if resp is not None:
+                    result = await self._respond(client, req, plan, up, resp, upload)
+            except (ProtocolError, TimeoutError, *BROKEN) as exc:
+                failure = exc
             if not upload.complete:
                 tg.cancel_scope.cancel()
-        if upload.error is not None and result is None:
-            e = upload.error
-            if isinstance(e, ProtocolError):
-                raise e
-            if isinstance(e, TimeoutError):
-                raise ProtocolError("timed out reading the request body", 408)
-            raise ProtocolError("the client stopped sending the request body", 400)
+        result_bytes_up = upload.sent
         if result is None:
-            raise ProtocolError("request aborted", 400)
+            if not up.closed:
+                await up.aclose()
+            why = upload.error if (upload.error is not None and upload.client_side) else failure
+            if isinstance(why, ProtocolError):
+                raise why
+            if upload.error is not None and upload.client_side:
+                if isinstance(why, TimeoutError):
+                    raise ProtocolError("timed out reading the request body", 408)
+                raise ProtocolError("the client stopped sending the request body", 400)
+            if isinstance(why, TimeoutError):
+                raise ProtocolError(f"upstream {plan.target.describe()} timed out", 504)
+            raise ProtocolError(f"upstream {plan.target.describe()} closed the connection without answering",
+                                502)
         if not upload.complete:
             result.keep_alive = False
             if not up.closed:
                 await up.aclose()
-        result.bytes_up = upload.sent
+        result.bytes_up = result_bytes_up
         return result
 
     async def _pump(self, client: Conn, up: Upstream, framing: Framing, st: _Upload,
                     scope: anyio.CancelScope) -> None:
+        """Copy the request body upstream. A client-side failure ends the exchange; an
+        upstream-side one only stops the copy (an early answer may still be waiting)."""
         try:
             if framing.kind == "length":
                 left = framing.length
                 while left:
-                    with anyio.fail_after(self.t.read):
-                        data = await client.receive(min(left, RECV))
+                    data = await client.receive_within(min(left, RECV), self.t.read)
                     left -= len(data)
+                    st.client_side = False
                     await up.send(data)
+                    st.client_side = True
                     st.sent += len(data)
             else:
                 dec = ChunkedDecoder(400)
                 while not dec.done:
-                    with anyio.fail_after(self.t.read):
-                        data = await client.receive(RECV)
+                    data = await client.receive_within(RECV, self.t.read)
                     out = dec.feed(data)
+                    st.client_side = False
                     if out:
                         await up.send(encode_chunk(out))
                         st.sent += len(out)
-                await up.send(end_chunks(dec.trailers))
+                    if dec.done:
+                        await up.send(end_chunks(dec.trailers))
+                    st.client_side = True
                 client.unread(dec.unused)
             st.complete = True
         except (ProtocolError, TimeoutError, *BROKEN) as e:
             st.error = e
-            scope.cancel()
+            if st.client_side:
+                scope.cancel()
 
     async def _read_exact(self, client: Conn, n: int) -> bytes:
         parts: list[bytes] = []
         left = n
         try:
             while left:
-                with anyio.fail_after(self.t.read):
-                    data = await client.receive(min(left, RECV))
+                data = await client.receive_within(min(left, RECV), self.t.read)
                 parts.append(data)
                 left -= len(data)
         except TimeoutError:
@@ -230,9 +242,8 @@ class Forwarder:
         """The final (or 101) response head; interim 1xx go to HTTP/1.1 clients. None: closed first."""
         while True:
             try:
-                with anyio.fail_after(self.t.response):
-                    raw = await up.read_head(idle=None, head=self.t.response, status_on_eof=502,
-                                             status_too_large=502)
+                raw = await up.read_head(idle=self.t.response, head=self.t.response, status_on_eof=502,
+                                         status_too_large=502, idle_is_timeout=True)
             except TimeoutError:
                 raise ProtocolError(f"upstream {plan.target.describe()} did not answer within "
                                     f"{self.t.response:g}s", 504)
@@ -333,8 +344,7 @@ class Forwarder:
         left = length
         try:
             while left:
-                with anyio.fail_after(self.t.read):
-                    data = await up.receive(left)
+                data = await up.receive_within(left, self.t.read)
                 parts.append(data)
                 left -= len(data)
         except TimeoutError:
@@ -371,33 +381,45 @@ class Forwarder:
 
         trailers: Headers = []
         clean = True
-        if rf.kind == "length":
-            left = rf.length
-            while left:
-                with anyio.fail_after(read_t):
+        # one inactivity timer for the whole body, pushed back as data flows (cheaper than a scope per read)
+        now = anyio.current_time()
+        moved = now
+        with anyio.CancelScope(deadline=now + read_t) as idle:
+            if rf.kind == "length":
+                left = rf.length
+                while left:
                     data = await up.receive(min(left, RECV))
-                left -= len(data)
-                await emit(data)
-        elif rf.kind == "chunked":
-            dec = ChunkedDecoder(502)
-            while not dec.done:
-                with anyio.fail_after(read_t):
+                    left -= len(data)
+                    await emit(data)
+                    now = anyio.current_time()
+                    if now - moved > 0.5:
+                        idle.deadline, moved = now + read_t, now
+            elif rf.kind == "chunked":
+                dec = ChunkedDecoder(502)
+                while not dec.done:
                     data = await up.receive(RECV)
-                out = dec.feed(data)
-                if out:
-                    await emit(out)
-            trailers = dec.trailers
-            if dec.unused:
-                clean = False
-        elif rf.kind == "close":
-            while True:
-                try:
-                    with anyio.fail_after(read_t):
+                    out = dec.feed(data)
+                    if out:
+                        await emit(out)
+                    now = anyio.current_time()
+                    if now - moved > 0.5:
+                        idle.deadline, moved = now + read_t, now
+                trailers = dec.trailers
+                if dec.unused:
+                    clean = False
+            elif rf.kind == "close":
+                while True:
+                    try:
                         data = await up.receive(RECV)
-                except anyio.EndOfStream:
-                    break
-                await emit(data)
-            clean = False
+                    except anyio.EndOfStream:
+                        break
+                    await emit(data)
+                    now = anyio.current_time()
+                    if now - moved > 0.5:
+                        idle.deadline, moved = now + read_t, now
+                clean = False
+        if idle.cancelled_caught:
+            raise TimeoutError
         if scrubber is not None:
             tail = scrubber.flush()
             if tail:

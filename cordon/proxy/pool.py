@@ -48,22 +48,24 @@ class Target:
 class Upstream(Conn):
     """A connection to a target; `uses` counts the exchanges it carried."""
 
-    __slots__ = ("idle_since", "target", "uses")
+    __slots__ = ("idle_since", "sock", "target", "uses")
 
     def __init__(self, stream: anyio.abc.ByteStream, target: Target) -> None:
         super().__init__(stream)
         self.target = target
         self.uses = 0
         self.idle_since = 0.0
+        try:
+            self.sock: socket.socket | None = stream.extra(anyio.abc.SocketAttribute.raw_socket)  # noqa: S610
+        except anyio.TypedAttributeLookupError:
+            self.sock = None
 
     def looks_dead(self) -> bool:
         """An idle connection with something readable has been closed (or sent junk)."""
-        try:
-            sock = self.stream.extra(anyio.abc.SocketAttribute.raw_socket)  # noqa: S610
-        except anyio.TypedAttributeLookupError:
+        if self.sock is None:
             return False
         try:
-            r, _, _ = select.select([sock], [], [], 0)
+            r, _, _ = select.select([self.sock], [], [], 0)
         except (OSError, ValueError):
             return True
         return bool(r)
