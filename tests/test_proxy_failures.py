@@ -252,5 +252,6 @@ def test_logs_name_routes_but_never_secrets_or_tokens(up: UpstreamServer, caplog
         time.sleep(0.05)
     text = caplog.text
     assert "route=openai" in text and "host=api.openai.com" in text and "status=200" in text
+    assert "client=default" in text
     for forbidden in (SECRET, TOKEN, PLACEHOLDER, "Bearer", "key=abc"):
         assert forbidden not in text

@@ -196,3 +196,16 @@ def test_route_with_explicit_http_scheme_uses_cleartext() -> None:
             r = c.get("http://api.openai.com/v1/models")
         assert r.status_code == 200
         assert up.requests[-1].header("authorization") == f"Bearer {SECRET}"
+
+
+def test_requests_tunnel_sees_the_upstreams_own_certificate(plain: UpstreamServer) -> None:
+    import requests
+
+    with running_proxy([], policy=LOCAL) as px:
+        s = requests.Session()
+        s.trust_env = False
+        r = s.get(f"https://127.0.0.1:{plain.port}/json", proxies={"https": px.url},
+                  verify=str(plain.ca_file), headers={"Authorization": "Bearer theirs"}, timeout=20)
+        assert r.status_code == 200
+        assert px.stats.tunnels == 1
+    assert plain.requests[-1].header("authorization") == "Bearer theirs"

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("cordon.proxy")
 
 
-async def serve_mitm(px: Proxy, client: Conn, route: Route, host: str, port: int) -> None:
+async def serve_mitm(px: Proxy, client: Conn, route: Route, host: str, port: int, who: str = "-") -> None:
     """Run the intercepted connection until either side is done."""
     # cached per host; the first call signs a leaf (about a millisecond with EC keys)
     ctx = px.settings.issuer.server_context(route.host)
@@ -66,7 +66,7 @@ async def serve_mitm(px: Proxy, client: Conn, route: Route, host: str, port: int
             except ProtocolError as e:
                 await px.send_error(inner, e.status, e.message, close=True)
                 return
-            if not await route_request(px, inner, req, route, host, port, sni):
+            if not await route_request(px, inner, req, route, host, port, sni, who=who):
                 return
     finally:
         await inner.aclose()
@@ -95,7 +95,11 @@ def check_host(req: RequestHead, host: str, port: int, sni: str | None) -> None:
     """421 unless the Host header and the TLS SNI both name the CONNECT host."""
     if sni is not None and normalize_host(sni) != normalize_host(host):
         raise ProtocolError(f"TLS server name does not match the CONNECT host {host}", 421)
-    hv = req.get(b"host")
+    hosts = [v for k, v in req.headers if k.lower() == b"host"]
+    if len(hosts) > 1:
+        # the upstream might believe either copy (RFC 9112 §3.2: 400)
+        raise ProtocolError("more than one Host header", 400)
+    hv = hosts[0] if hosts else None
     if hv is None:
         if req.version == b"HTTP/1.1":
             raise ProtocolError("missing Host header", 400)
@@ -109,7 +113,7 @@ def check_host(req: RequestHead, host: str, port: int, sni: str | None) -> None:
 
 
 async def route_request(px: Proxy, client: Conn, req: RequestHead, route: Route, host: str, port: int,
-                        sni: str | None, *, absolute: bool = False) -> bool:
+                        sni: str | None, *, absolute: bool = False, who: str = "-") -> bool:
     """Forward one request for a route host; returns whether the client connection stays open."""
     t0 = time.monotonic()
     st = px.stats.route(route.name)
@@ -121,8 +125,9 @@ async def route_request(px: Proxy, client: Conn, req: RequestHead, route: Route,
         path = _origin_path(req, host)
         if absolute:
             headers = [(k, v) for k, v in strip_hop_by_hop(req.headers) if k.lower() != b"host"]
-            headers.insert(0, (b"Host", host.encode("idna") if port in (80, 443) else
-                               b"%s:%d" % (host.encode("idna"), port)))
+            # the route's own spelling (no trailing dot or client casing reaches the upstream)
+            name = route.host.encode("idna")
+            headers.insert(0, (b"Host", name if port in (80, 443) else b"%s:%d" % (name, port)))
         else:
             check_host(req, host, port, sni)
             headers = strip_hop_by_hop(req.headers)
@@ -148,14 +153,14 @@ async def route_request(px: Proxy, client: Conn, req: RequestHead, route: Route,
         status = 426 if upgrade and e.status in (400, 408, 431, 501, 502, 504, 505) else e.status
         keep = e.status in (421,) and request_framing_is_empty(req)
         await px.send_error(client, status, e.message, close=not keep)
-        px.log_exchange(route.name, host, req, status, 0, t0, e.message)
+        px.log_exchange(route.name, host, req, status, 0, t0, e.message, who)
         return keep
     status, nbytes = result.status, result.bytes_down
     st.bytes_up += result.bytes_up
     st.bytes_down += result.bytes_down
     if result.error:
         st.errors += 1
-    px.log_exchange(route.name, host, req, status, nbytes, t0, result.error)
+    px.log_exchange(route.name, host, req, status, nbytes, t0, result.error, who)
     return result.keep_alive
 
 

@@ -129,14 +129,14 @@ class Proxy:
             pass
 
     def log_exchange(self, route: str | None, host: str, req: RequestHead, status: int, nbytes: int,
-                     t0: float, error: str | None = None) -> None:
+                     t0: float, error: str | None = None, who: str = "-") -> None:
         if not log.isEnabledFor(logging.INFO):
             return
         dur = time.monotonic() - t0
         extra = {"route": route or "-", "host": host, "method": req.method.decode("latin-1"),
-                 "status": status, "bytes": nbytes, "duration": round(dur, 4)}
-        msg = "route=%s host=%s method=%s status=%d bytes=%d duration=%.3fs"
-        args: tuple[Any, ...] = (extra["route"], host, extra["method"], status, nbytes, dur)
+                 "status": status, "bytes": nbytes, "duration": round(dur, 4), "client": who}
+        msg = "route=%s host=%s method=%s status=%d bytes=%d duration=%.3fs client=%s"
+        args: tuple[Any, ...] = (extra["route"], host, extra["method"], status, nbytes, dur, who)
         if error:
             msg += " error=%s"
             args += (error,)
@@ -188,9 +188,12 @@ class Proxy:
                 await self.send_error(client, 400, "malformed request target", close=True)
                 return
 
-    def _authorized(self, req: RequestHead) -> bool:
+    def _client_name(self, req: RequestHead) -> str | None:
+        """The name of the client whose token the request carries ("-" for an open proxy), or None."""
         auth = self.settings.auth
-        return auth is None or auth.check_header(req.get(b"proxy-authorization")) is not None
+        if auth is None:
+            return "-"
+        return auth.check_header(req.get(b"proxy-authorization"))
 
     async def _refuse_auth(self, client: Conn, req: RequestHead, host: str) -> bool:
         self.stats.refused += 1
@@ -207,12 +210,13 @@ class Proxy:
         except ValueError:
             await self.send_error(client, 400, "CONNECT needs host:port", close=True)
             return False
-        if not self._authorized(req):
+        who = self._client_name(req)
+        if who is None:
             return await self._refuse_auth(client, req, host)
         route = self.table.match(host)
         if route is not None:
             await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            await serve_mitm(self, client, route, host, port)
+            await serve_mitm(self, client, route, host, port, who)
             return False
         # unmatched: policy, SSRF guard, then an opaque tunnel to the validated address
         try:
@@ -224,7 +228,7 @@ class Proxy:
             else:
                 self.stats.tunnel_errors += 1
             await self.send_error(client, e.status, e.message, close=True)
-            self.log_exchange(None, host, req, e.status, 0, t0, e.message)
+            self.log_exchange(None, host, req, e.status, 0, t0, e.message, who)
             return False
         self.stats.tunnels += 1
         up = Conn(upstream)
@@ -233,7 +237,7 @@ class Proxy:
             _sent, received = await splice(client, up)
         finally:
             await up.aclose()
-        self.log_exchange(None, host, req, 200, received, t0)
+        self.log_exchange(None, host, req, 200, received, t0, who=who)
         return False
 
     async def _vet_unmatched(self, host: str, port: int) -> list[str]:
@@ -261,7 +265,8 @@ class Proxy:
         except ValueError:
             await self.send_error(client, 400, "malformed absolute-form request target", close=True)
             return False
-        if not self._authorized(req):
+        who = self._client_name(req)
+        if who is None:
             return await self._refuse_auth(client, req, host)
         path = (slash + tail) if slash else b"/"
         route = self.table.match(host)
@@ -269,7 +274,8 @@ class Proxy:
             # the upstream leg is TLS unless the route explicitly chose `scheme = "http"`
             up_port = 443 if (route.upstream.scheme == "https" and scheme == b"http" and port == 80) else port
             fixed = RequestHead(method=req.method, target=path, version=req.version, headers=req.headers)
-            return await route_request(self, client, fixed, route, host, up_port, None, absolute=True)
+            return await route_request(self, client, fixed, route, host, up_port, None, absolute=True,
+                                       who=who)
         self.stats.plain += 1
         upgrade = upgrade_token(req)
         try:
@@ -286,9 +292,9 @@ class Proxy:
                 self.stats.refused += 1
             status = 426 if upgrade and e.status in (400, 408, 431, 501, 502, 504, 505) else e.status
             await self.send_error(client, status, e.message, close=True)
-            self.log_exchange(None, host, req, status, 0, t0, e.message)
+            self.log_exchange(None, host, req, status, 0, t0, e.message, who)
             return False
-        self.log_exchange(None, host, req, result.status, result.bytes_down, t0, result.error)
+        self.log_exchange(None, host, req, result.status, result.bytes_down, t0, result.error, who)
         return result.keep_alive
 
     async def _self_request(self, client: Conn, req: RequestHead) -> bool:
