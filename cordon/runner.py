@@ -389,7 +389,12 @@ def _terminal_foreground() -> bool:
 
 
 class _Forwarder:
-    """Owns the signal receiver from the loop's start: queues or forwards TERM/HUP/QUIT."""
+    """Owns the signal receiver from the loop's start.
+
+    Before the child exists, INT/TERM/HUP/QUIT stop the start-up (128+N, cleaned up).
+    Afterwards TERM/HUP/QUIT are forwarded; INT, and QUIT while we are a terminal's
+    foreground job, already reached the child from the terminal and are not repeated.
+    """
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
@@ -398,13 +403,14 @@ class _Forwarder:
 
     async def run(self, signals: Any) -> None:
         async for signum in signals:
-            if signum == signal.SIGINT or (signum == signal.SIGQUIT and _terminal_foreground()):
-                continue                 # a terminal's Ctrl-C / Ctrl-\ reached the child's group already
             if self.proc is None:
                 self.early = self.early or int(signum)
                 if self.scope is not None:
                     self.scope.cancel()
-            elif self.proc.poll() is None:
+                continue
+            if signum == signal.SIGINT or (signum == signal.SIGQUIT and _terminal_foreground()):
+                continue                 # a terminal's Ctrl-C / Ctrl-\ reached the child's group already
+            if self.proc.poll() is None:
                 self.proc.send_signal(signum)
 
 
