@@ -162,3 +162,14 @@ def test_a_symlinked_settings_file_is_written_through_the_link(cordon, home: Pat
     assert "HTTPS_PROXY" in json.loads(real.read_text())["env"]
     assert cordon("integration", "disable", "claude-code", "--scope", "user").status == 0
     assert link.is_symlink() and real.read_text() == SETTINGS
+
+
+def test_hand_formatted_settings_keep_their_layout(cordon, project: Path) -> None:
+    text = '{\n  "permissions": { "allow": ["Bash(ls)", "Read"] },\n  "model": "opus"\n}\n'
+    path = write(settings_file(project), text)
+    assert cordon("setup", "claude-code", "--yes").status == 0
+    out = path.read_text()
+    assert out.startswith('{\n  "permissions": { "allow": ["Bash(ls)", "Read"] },\n  "model": "opus",\n  "env": {\n')
+    path.write_text(out.replace('"model": "opus"', '"model": "sonnet"'))
+    assert cordon("integration", "disable", "claude-code").status == 0
+    assert path.read_text() == text.replace("opus", "sonnet")

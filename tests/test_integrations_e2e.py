@@ -11,6 +11,7 @@ EnvHttpProxyAgent. Both upstreams are local mocks reached through
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -189,3 +190,17 @@ def test_claude_like_node_client_reads_settings_and_reaches_the_mock(started: St
     assert req.header("authorization") is None
     settings = json.loads((started.project / ".claude" / "settings.local.json").read_text())
     assert ANTHROPIC_KEY not in json.dumps(settings)
+
+
+def test_setup_again_while_the_proxy_runs(started: Started) -> None:
+    before = (started.project / ".codex" / ".env").read_bytes()
+    r = subprocess.run(cordon_argv("setup", "codex", "--yes"), cwd=started.project, env=subprocess_env(),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "start the proxy" not in r.stdout and "restart" not in r.stdout
+    assert (started.project / ".codex" / ".env").read_bytes() == before
+    cfg = started.project / "cordon.toml"
+    cfg.write_text(re.sub(r"(?m)^listen = \d+", f"listen = {free_port()}", cfg.read_text()))
+    r = subprocess.run(cordon_argv("setup", "codex", "--yes"), cwd=started.project, env=subprocess_env(),
+                       capture_output=True, text=True, timeout=60)
+    assert f"restart `cordon start` (pid {started.proc.pid})" in r.stdout

@@ -8,7 +8,8 @@ import tomllib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cordon.integrations.edits import CreateOnly, DotenvBlock, JsonEntries, Key, Recorded, TomlEntries
+from cordon.integrations.edits import CreateOnly, DotenvBlock, Key, Recorded, TomlEntries
+from cordon.integrations.jsonedit import JsonEntries
 
 
 def recorded(desired: dict[Key, str], prev: dict[Key, str | None]) -> dict[Key, Recorded]:
@@ -105,3 +106,37 @@ def test_create_only_never_touches_an_existing_file() -> None:
     assert ed.apply("mine", {}, {}, []).text == "mine"
     assert ed.remove("{}\n", {}, [], file_created=True) is None
     assert ed.remove("changed", {}, [], file_created=True) == "changed"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10, 10) | st.text("ab\"\\é{}[], ", max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text("xyz{\"", max_size=3), inner, max_size=3),
+    max_leaves=8)
+styles = st.sampled_from([{"indent": 2}, {"indent": 4}, {"indent": "\t"}, {"indent": None},
+                          {"indent": None, "separators": (",", ":")}, {"indent": 1, "separators": (", ", " : ")}])
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.dictionaries(st.text("abenv\"", min_size=1, max_size=4).filter(lambda k: k != "env"), json_values,
+                            max_size=5),
+       style=styles, env=st.none() | st.dictionaries(st.sampled_from(["MINE", "HTTPS_PROXY"]), st.text(max_size=3)),
+       newline=st.booleans())
+def test_json_edits_touch_only_the_env_member(data: dict, style: dict, env: dict | None, newline: bool) -> None:  # type: ignore[type-arg]
+    if env is not None:
+        data = {**data, "env": env}
+        if style.get("separators"):
+            return   # a user's own env object is rewritten in the standard separators
+    text = json.dumps(data, ensure_ascii=False, **style) + ("\n" if newline else "")
+    desired = {("env", "HTTPS_PROXY"): "http://cordon:t@127.0.0.1:6790", ("env", "NODE_EXTRA_CA_CERTS"): "/ca.pem"}
+    ed = JsonEntries()
+    res = ed.apply(text, desired, {}, [])
+    assert res.text is not None
+    out = json.loads(res.text)
+    assert {k: v for k, v in out.items() if k != "env"} == {k: v for k, v in data.items() if k != "env"}
+    assert out["env"] == {**(env or {}), "HTTPS_PROXY": desired[("env", "HTTPS_PROXY")],
+                          "NODE_EXTRA_CA_CERTS": "/ca.pem"}
+    for key, value in data.items():       # every other member keeps its exact text
+        if key != "env" and style.get("indent") is None:
+            assert json.dumps({key: value}, ensure_ascii=False, **style)[1:-1] in res.text
+    back = ed.remove(res.text, recorded(desired, res.prev), res.created, file_created=False)
+    assert back == text

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from cordon.cli.context import Context, add_scope_args
+from cordon.cli.proxyscope import read_record
 from cordon.integrations import INTEGRATIONS, SetupResult, prepare, resolve_scope, route_missing, setup
 
 LABELS = {"codex": "Codex CLI", "claude-code": "Claude Code"}
@@ -72,8 +73,18 @@ def render(ctx: Context, r: SetupResult) -> None:
         ctx.out(f"  {c.action:<10} {c.path}{extra}")
     for note in r.notes:
         ctx.out(f"note: {note}")
-    ctx.out("next:")
-    for i, step in enumerate(r.next_steps, 1):
-        ctx.out(f"  {i}. {step}")
     flag = " --scope user" if r.scope.name == "user" else ""
+    rec = read_record(r.scope.state_dir)
+    if rec is None:
+        start = [f"start the proxy: `cordon start{flag}` (foreground), or `cordon service install{flag}` "
+                 "(at login)"]
+    elif r.route_added or rec.get("port") != r.port:
+        start = [f"restart `cordon start{flag}` (pid {rec.get('pid')}): it reads cordon.toml only when it starts"]
+    else:
+        start = []
+    steps = [*r.next_steps, *start]
+    if steps:
+        ctx.out("next:")
+    for i, step in enumerate(steps, 1):
+        ctx.out(f"  {i}. {step}")
     ctx.out(f"undo: `cordon integration disable {r.integration}{flag}`")

@@ -13,14 +13,16 @@ HELP = {
     "trust": "add the scope's CA to the operating system's trust store",
     "untrust": "remove the scope's CA from the operating system's trust store",
 }
+DESCRIPTION = {
+    "trust": "Add the scope's CA (created if missing) to the operating system's trust store, so "
+             "programs that read only the system roots accept cordon's certificates without "
+             "SSL_CERT_FILE. Debian/Ubuntu and Fedora: needs root; macOS: the login keychain.",
+    "untrust": "Remove the scope's CA from the operating system's trust store again.",
+}
 
 
 def register(sub: Any, name: str) -> None:
-    p: argparse.ArgumentParser = sub.add_parser(
-        name, help=HELP[name],
-        description=HELP[name].capitalize() + ". Then programs that read the system roots accept "
-                    "cordon's certificates without SSL_CERT_FILE (Debian/Ubuntu: needs root; "
-                    "macOS: the login keychain).")
+    p: argparse.ArgumentParser = sub.add_parser(name, help=HELP[name], description=DESCRIPTION[name])
     add_scope_args(p)
     p.set_defaults(run=run)
 

@@ -286,7 +286,7 @@ async def _probe(h: _Harness, rt: Runtime, base_env: Mapping[str, str], limiter:
     async with limiter:
         res = await _trial(h, rt, exe, full, "full")
     # a variant that has not got through in several times what the full environment took is failing
-    quick = min(TIMEOUT, max(6.0, 4 * res.seconds))
+    quick = min(TIMEOUT, max(8.0, 4 * res.seconds))
     version = await anyio.to_thread.run_sync(_version, exe, rt, full)
     who = _label(rt, version)
     if not res.ok:

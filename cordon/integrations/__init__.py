@@ -158,8 +158,7 @@ def setup(paths: Paths, env: Mapping[str, str], name: str, scope: Scope, *, add_
                          route_added=route_added, route_name=route.name if route else None,
                          changes=changes)
     result.notes = list(mod.notes(ctx))
-    result.next_steps = [*mod.next_steps(ctx), *scaffold.secret_steps(cfg, env, route),
-                         *_start_steps(scope)]
+    result.next_steps = [*mod.next_steps(ctx), *scaffold.secret_steps(cfg, env, route)]
     return result
 
 
@@ -203,12 +202,6 @@ def disable(paths: Paths, env: Mapping[str, str], name: str, scope: Scope) -> Di
     delete_record(scope.state_dir, name)
     result.token_revoked = scaffold.revoke_token(scope.state_dir, mod.TOKEN)
     return result
-
-
-def _start_steps(scope: Scope) -> list[str]:
-    flag = " --scope user" if scope.name == "user" else ""
-    return [f"start the proxy: `cordon start{flag}` (foreground), "
-            f"or `cordon service install{flag}` (at login)"]
 
 
 @dataclass

@@ -12,7 +12,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cordon.integrations.edits import Editor, JsonEntries
+from cordon.integrations.edits import Editor
+from cordon.integrations.jsonedit import JsonEntries
 from cordon.integrations.scaffold import exposed_to_git
 from cordon.integrations.state import Target
 from cordon.paths import Paths

@@ -2,9 +2,9 @@
 
 Each editor puts cordon's entries into a file's text and takes them out again
 without touching anything else: a marked block in a `.env`, keys in a TOML
-file (tomlkit keeps every comment and line), keys in a JSON object (indent
-kept). An editor that finds nothing to change returns the input unchanged, so a
-repeated `setup` writes no byte. No file I/O here.
+file (tomlkit keeps every comment and line); JSON lives in `jsonedit`. An
+editor that finds nothing to change returns the input unchanged, so a repeated
+`setup` writes no byte. No file I/O here.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class Editor(Protocol):
         ...
 
 
-def _undo_value(current: str | None, rec: Recorded) -> tuple[bool, str | None]:
+def undo_value(current: str | None, rec: Recorded) -> tuple[bool, str | None]:
     """(change?, new value) for one entry being withdrawn: only if it still holds our value."""
     if current != rec.value:
         return False, current          # the user changed it since: theirs now
@@ -206,7 +206,7 @@ class TomlEntries:
         if parent is None:
             return False
         cur = _toml_get(parent, key[-1])
-        change, new = _undo_value(None if cur is None else _plain(cur), rec)
+        change, new = undo_value(None if cur is None else _plain(cur), rec)
         if not change:
             return False
         if new is None:
@@ -262,116 +262,6 @@ def _plain(item: Any) -> str:
 
 def _has_values(node: Any) -> bool:
     return any(True for _ in node)
-
-
-# -- JSON (Claude Code's settings) -----------------------------------------------------------
-
-def _json_indent(text: str) -> str | int:
-    m = re.search(r"^\{[ \t]*\r?\n([ \t]+)\S", text, re.M)
-    if m:
-        ind = m.group(1)
-        return ind if "\t" in ind else len(ind)
-    return 2
-
-
-class JsonEntries:
-    """String values at key paths of a JSON object file, keeping key order and indent."""
-
-    kind = "json"
-
-    def __init__(self, where: str = "settings file") -> None:
-        self.where = where
-
-    def check(self, text: str | None) -> None:
-        self.parse(text)
-
-    def parse(self, text: str | None) -> dict[str, Any]:
-        if text is None or not text.strip():
-            return {}
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise CordonError(f"{self.where} is not valid JSON: {e}",
-                              "fix the file (or move it away) and run the command again") from None
-        if not isinstance(data, dict):
-            raise CordonError(f"{self.where} does not hold a JSON object",
-                              "the file must start with '{'; fix it and run the command again")
-        return data
-
-    def dump(self, data: dict[str, Any], text: str | None) -> str:
-        base = text or ""
-        out = json.dumps(data, indent=_json_indent(base) if base.strip() else 2, ensure_ascii=False)
-        return out + ("\n" if not base or base.endswith("\n") else "")
-
-    def apply(self, text: str | None, desired: Mapping[Key, str],
-              drop: Mapping[Key, Recorded], created: Sequence[Key]) -> Applied:
-        data = self.parse(text)
-        before = json.dumps(data, sort_keys=False)
-        prev: dict[Key, str | None] = {}
-        made: list[Key] = []
-        for key, rec in drop.items():
-            self._withdraw(data, key, rec)
-        for key, value in desired.items():
-            parent = self._parent(data, key[:-1], made)
-            cur = parent.get(key[-1])
-            prev[key] = cur if isinstance(cur, str) or cur is None else json.dumps(cur)
-            parent[key[-1]] = value
-        self._prune(data, [c for c in created if c not in made])
-        if json.dumps(data, sort_keys=False) == before and text is not None:
-            return Applied(text, prev, tuple(made))
-        return Applied(self.dump(data, text), prev, tuple(made))
-
-    def remove(self, text: str | None, recorded: Mapping[Key, Recorded], created: Sequence[Key],
-               file_created: bool) -> str | None:
-        if text is None:
-            return None
-        data = self.parse(text)
-        before = json.dumps(data, sort_keys=False)
-        for key, rec in recorded.items():
-            self._withdraw(data, key, rec)
-        self._prune(data, created)
-        if file_created and not data:
-            return None
-        if json.dumps(data, sort_keys=False) == before:
-            return text
-        return self.dump(data, text)
-
-    def _parent(self, data: dict[str, Any], path: Key, made: list[Key]) -> dict[str, Any]:
-        node = data
-        for i, part in enumerate(path):
-            nxt = node.get(part)
-            if nxt is None:
-                nxt = node[part] = {}
-                made.append(path[:i + 1])
-            elif not isinstance(nxt, dict):
-                raise CordonError(f"'{'.'.join(path[:i + 1])}' in {self.where} is not an object",
-                                  "fix that key in the file, then run the command again")
-            node = nxt
-        return node
-
-    def _find(self, data: dict[str, Any], path: Key) -> dict[str, Any] | None:
-        node: Any = data
-        for part in path:
-            node = node.get(part) if isinstance(node, dict) else None
-        return node if isinstance(node, dict) else None
-
-    def _withdraw(self, data: dict[str, Any], key: Key, rec: Recorded) -> None:
-        parent = self._find(data, key[:-1])
-        if parent is None:
-            return
-        cur = parent.get(key[-1])
-        change, new = _undo_value(cur if isinstance(cur, str) else None, rec)
-        if change:
-            if new is None:
-                parent.pop(key[-1], None)
-            else:
-                parent[key[-1]] = new
-
-    def _prune(self, data: dict[str, Any], created: Sequence[Key]) -> None:
-        for key in sorted(created, key=len, reverse=True):
-            parent = self._find(data, key[:-1])
-            if parent is not None and parent.get(key[-1]) == {}:
-                del parent[key[-1]]
 
 
 # -- a whole file cordon creates only when it is absent ----------------------------------------

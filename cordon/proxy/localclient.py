@@ -7,7 +7,6 @@ anything off the machine; the token only goes to the loopback proxy.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import errno
 import http.client
@@ -28,10 +27,7 @@ def get_json(port: int, path: str, *, token: str | None = None, timeout: float =
     """GET http://127.0.0.1:<port><path> (origin-form, addressed to the proxy itself)."""
     headers = {"Accept": "application/json"}
     if token is not None:
-        # the proxy's own credential scheme; both forms name the same token
-        basic = base64.b64encode(f"cordon:{token}".encode()).decode()
-        headers["Proxy-Authorization"] = f"Basic {basic}"
-        headers["Authorization"] = f"Bearer {token}"
+        headers["Authorization"] = f"Bearer {token}"   # what the proxy's /status takes
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request("GET", path, headers=headers)

@@ -95,7 +95,11 @@ def check_host(req: RequestHead, host: str, port: int, sni: str | None) -> None:
     """421 unless the Host header and the TLS SNI both name the CONNECT host."""
     if sni is not None and normalize_host(sni) != normalize_host(host):
         raise ProtocolError(f"TLS server name does not match the CONNECT host {host}", 421)
-    hv = req.get(b"host")
+    hosts = [v for k, v in req.headers if k.lower() == b"host"]
+    if len(hosts) > 1:
+        # the upstream might believe either copy (RFC 9112 §3.2: 400)
+        raise ProtocolError("more than one Host header", 400)
+    hv = hosts[0] if hosts else None
     if hv is None:
         if req.version == b"HTTP/1.1":
             raise ProtocolError("missing Host header", 400)
@@ -121,8 +125,9 @@ async def route_request(px: Proxy, client: Conn, req: RequestHead, route: Route,
         path = _origin_path(req, host)
         if absolute:
             headers = [(k, v) for k, v in strip_hop_by_hop(req.headers) if k.lower() != b"host"]
-            headers.insert(0, (b"Host", host.encode("idna") if port in (80, 443) else
-                               b"%s:%d" % (host.encode("idna"), port)))
+            # the route's own spelling (no trailing dot or client casing reaches the upstream)
+            name = route.host.encode("idna")
+            headers.insert(0, (b"Host", name if port in (80, 443) else b"%s:%d" % (name, port)))
         else:
             check_host(req, host, port, sni)
             headers = strip_hop_by_hop(req.headers)
