@@ -132,8 +132,6 @@ def load_exec_config(req: ExecRequest) -> Config:
     path, scope = select_config_path(req.paths, req.config, req.scope)
     if path is None:
         return Config(routes=tuple(zero_config_routes(req.env)), scope="none")
-    if scope == "user" and not path.is_file():
-        return Config(routes=tuple(zero_config_routes(req.env)), scope="none")
     return load_config(path, scope)
 
 
