@@ -433,7 +433,10 @@ def measure(c: Contender | None, up: Upstream, workdir: Path, upstream_ca: Path,
         f.ready_ms = statistics.median(starts) * 1000
         proxy = c.proxy_url()
         ca = c.ca_pem()
-        cacert = bundle(workdir / f"{c.name.split()[0]}-bundle.pem", *([ca] if ca else []), upstream_ca)
+        # MITM rows trust only the proxy's CA, the tunnel row only the upstream's: a figure
+        # exists only if the path really was intercepted (or really was a tunnel)
+        if ca is not None:
+            cacert = bundle(workdir / f"{c.name.split()[0]}-ca.pem", ca)
     try:
         if mitm:
             f.ka1 = keepalive(up.mitm_base, 1, args.duration, proxy, cacert, f)
@@ -442,7 +445,7 @@ def measure(c: Contender | None, up: Upstream, workdir: Path, upstream_ca: Path,
             f.bulk_mitm = bulk(up.mitm_base, args.bulk_mb * 1_000_000, args.bulk_runs, proxy, cacert, f, "MITM",
                                args.bulk_max_time)
         if tunnel:
-            f.bulk_tunnel = bulk(up.tunnel_base, args.bulk_mb * 1_000_000, args.bulk_runs, proxy, cacert, f,
+            f.bulk_tunnel = bulk(up.tunnel_base, args.bulk_mb * 1_000_000, args.bulk_runs, proxy, upstream_ca, f,
                                  "tunnel", args.bulk_max_time)
         if c is not None and c.proc is not None:
             f.rss_mib = peak_rss_mib(c.proc.pid)
