@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,7 +128,9 @@ class Proxy:
         try:
             await conn.send(simple_response(status, body, extra=extra or [], close=close))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            pass
+            return
+        if close:
+            await linger(conn)
 
     def log_exchange(self, route: str | None, host: str, req: RequestHead, status: int, nbytes: int,
                      t0: float, error: str | None = None, who: str = "-") -> None:
@@ -335,6 +338,30 @@ class Proxy:
         if req.method == b"HEAD":
             data = data[: len(data) - len(body)]
         await client.send(data)
+
+
+LINGER_SECONDS = 2.0
+LINGER_QUIET = 0.25
+LINGER_BYTES = 4 << 20
+
+
+async def linger(conn: Conn) -> None:
+    """Read and drop what the client is still sending before we close (RFC 9112 §9.6).
+
+    Closing a socket with unread input makes the kernel send RST, which can
+    destroy the error answer we just wrote before the client reads it. Stops
+    after 2 s, 0.25 s of silence, 4 MiB, or EOF.
+    """
+    conn.buf.clear()
+    taken = 0
+    with anyio.move_on_after(LINGER_SECONDS):
+        try:
+            while taken < LINGER_BYTES:
+                with anyio.fail_after(LINGER_QUIET):
+                    taken += len(await conn.stream.receive(1 << 16))
+        except (TimeoutError, anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
+                OSError, ssl.SSLError):
+            pass
 
 
 def _bodyless(req: RequestHead) -> bool:
