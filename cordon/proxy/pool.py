@@ -18,7 +18,7 @@ from pathlib import Path
 
 import anyio
 import anyio.abc
-from anyio.streams.tls import TLSStream
+from anyio.streams.tls import TLSAttribute, TLSStream
 
 from cordon.errors import ProtocolError
 from cordon.proxy.conn import Conn
@@ -116,7 +116,10 @@ async def open_connection(target: Target, contexts: ClientContexts, timeout: flo
         if refused:
             raise ProtocolError(f"upstream {where} refused the connection", 502)
         raise ProtocolError(f"cannot reach upstream {where}: {reason}", 502)
-    return Upstream(stream, target, sock)
+    up = Upstream(stream, target, sock)
+    if isinstance(stream, TLSStream):
+        up.ssl_object = stream.extra(TLSAttribute.ssl_object)  # noqa: S610
+    return up
 
 
 class Pool:
