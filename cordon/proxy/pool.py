@@ -26,7 +26,7 @@ from cordon.proxy.fastio import FastStream, connect
 from cordon.proxy.tls import ClientContexts
 
 IDLE_TTL = 30.0        # drop pooled connections idle longer than this (servers time out ~60 s)
-MAX_IDLE_PER_TARGET = 32
+MAX_IDLE_PER_TARGET = 256   # a burst of parallel clients must not churn upstream handshakes
 
 
 @dataclass(frozen=True)
