@@ -371,6 +371,7 @@ def sized_run(base: str, path: str, duration: float, *, proxy: str | None, cacer
 class Figures:
     ka1: tuple[float, float, float] | None = None      # req/s, p50 ms, p99 ms
     ka16: tuple[float, float, float] | None = None
+    ka200: tuple[float, float, float] | None = None
     conn: float | None = None
     bulk_mitm: float | None = None
     bulk_tunnel: float | None = None
@@ -382,7 +383,7 @@ class Figures:
 def keepalive(base: str, c: int, duration: float, proxy: str | None, cacert: Path,
               f: Figures) -> tuple[float, float, float]:
     extra = ["--parallel", "--parallel-immediate", "--parallel-max", str(c)] if c > 1 else []
-    b = sized_run(base, "/small", duration, proxy=proxy, cacert=cacert, extra=extra)
+    b = sized_run(base, "/small", duration, proxy=proxy, cacert=cacert, extra=extra, probe=max(100, 2 * c))
     if b.ok != len(b.codes):
         f.errors.append(f"keep-alive c{c}: {len(b.codes) - b.ok} of {len(b.codes)} not 200")
     return b.ok / b.wall, pct(b.times, 0.5) * 1000, pct(b.times, 0.99) * 1000
@@ -433,16 +434,21 @@ def measure(c: Contender | None, up: Upstream, workdir: Path, upstream_ca: Path,
         f.ready_ms = statistics.median(starts) * 1000
         proxy = c.proxy_url()
         ca = c.ca_pem()
-        cacert = bundle(workdir / f"{c.name.split()[0]}-bundle.pem", *([ca] if ca else []), upstream_ca)
+        # MITM rows trust only the proxy's CA, the tunnel row only the upstream's: a figure
+        # exists only if the path really was intercepted (or really was a tunnel)
+        if ca is not None:
+            cacert = bundle(workdir / f"{c.name.split()[0]}-ca.pem", ca)
     try:
         if mitm:
             f.ka1 = keepalive(up.mitm_base, 1, args.duration, proxy, cacert, f)
             f.ka16 = keepalive(up.mitm_base, 16, args.duration, proxy, cacert, f)
+            if args.c200:
+                f.ka200 = keepalive(up.mitm_base, 200, args.duration, proxy, cacert, f)
             f.conn = new_conns(up.mitm_base, args.duration, proxy, cacert, f)
             f.bulk_mitm = bulk(up.mitm_base, args.bulk_mb * 1_000_000, args.bulk_runs, proxy, cacert, f, "MITM",
                                args.bulk_max_time)
         if tunnel:
-            f.bulk_tunnel = bulk(up.tunnel_base, args.bulk_mb * 1_000_000, args.bulk_runs, proxy, cacert, f,
+            f.bulk_tunnel = bulk(up.tunnel_base, args.bulk_mb * 1_000_000, args.bulk_runs, proxy, upstream_ca, f,
                                  "tunnel", args.bulk_max_time)
         if c is not None and c.proc is not None:
             f.rss_mib = peak_rss_mib(c.proc.pid)
@@ -484,6 +490,8 @@ def table(cols: list[tuple[str, Figures | None, Figures | None]], direct: Figure
     ka("ka16", 0, "MITM keep-alive, concurrency 16: req/s", 0, "", False)
     ka("ka16", 1, "MITM keep-alive, concurrency 16: p50 ms", 2, "", True)
     ka("ka16", 2, "MITM keep-alive, concurrency 16: p99 ms", 2, "", True)
+    if direct.ka200 is not None:
+        ka("ka200", 0, "MITM keep-alive, 200 connections: req/s", 0, "", False)
 
     def simple(attr: str, label: str, digits: int, from_tunnel: bool = False, ratio: bool = True) -> None:
         def cell(m: Figures | None, t: Figures | None, is_direct: bool) -> str:
@@ -525,6 +533,8 @@ def main() -> int:
     ap.add_argument("--starts", type=int, default=3, help="timed warm starts per proxy; the median is shown")
     ap.add_argument("--only", default="cordon,mitmproxy,proxy.py",
                     help="comma-separated contenders (direct always runs)")
+    ap.add_argument("--no-c200", dest="c200", action="store_false",
+                    help="skip the 200-connection keep-alive run (peak RSS is then taken at concurrency 16)")
     ap.add_argument("--json", metavar="FILE", help="also write the raw figures as JSON")
     args = ap.parse_args()
     if shutil.which("curl") is None:

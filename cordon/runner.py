@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cordon.errors import CordonError, SecretError, UsageError
+from cordon.errors import ConfigError, CordonError, SecretError, UsageError
 from cordon.model import DEFAULT_PLACEHOLDER, Config, Route, SecretSpec
 from cordon.paths import Paths
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from cordon.session import Session
 
 FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+MIN_SCRUB_LEN = 8          # secrets this long or longer are scrubbed from other variables
 KILL_GRACE = 5.0          # seconds a child gets after SIGTERM in teardown before SIGKILL
 
 Say = Callable[[str], None]
@@ -55,7 +56,6 @@ class ExecRequest:
     paths: Paths
     config: str | None = None
     scope: str | None = None
-    log_level: str = "warn"
     sensitive: Callable[[str], None] | None = None   # told every secret and token (log redaction)
 
 
@@ -131,8 +131,6 @@ def load_exec_config(req: ExecRequest) -> Config:
     from cordon.config import load_config, select_config_path
     path, scope = select_config_path(req.paths, req.config, req.scope)
     if path is None:
-        return Config(routes=tuple(zero_config_routes(req.env)), scope="none")
-    if scope == "user" and not path.is_file():
         return Config(routes=tuple(zero_config_routes(req.env)), scope="none")
     return load_config(path, scope)
 
@@ -238,6 +236,9 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
     if not routes:
         say("cordon: no routes: tunnel only (nothing is injected; add one with `cordon route add`)")
 
+    if routes and not config.tls.enabled:
+        raise ConfigError(f"{config.path}: [tls] enabled = false, so cordon cannot intercept "
+                          f"its {len(routes)} route(s)", "remove `enabled = false` from [tls] (or remove the routes)")
     from cordon.secrets import SecretResolver
     resolver = SecretResolver(req.env, op_path=config.op_path)
     preflight(routes, resolver, _scope_args(req))
@@ -267,7 +268,7 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
             session.update(dotenv=(str(env_file),))
         plan = _ProxyPlan(config=config, routes=routes, resolver=resolver, ca=ca,
                           token=token, session=session, base_env=base,
-                          codex_home=codex_home, env_file=env_file, log_level=req.log_level)
+                          codex_home=codex_home, env_file=env_file)
         return _run_loop(req.argv, exe, None, proxy=plan)
     finally:
         _teardown(session, req.paths)
@@ -275,8 +276,9 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
 
 def _vars_holding_secrets(env: Mapping[str, str], routes: Sequence[Route],
                           resolver: SecretResolver) -> list[str]:
-    values = [resolver.resolve(r).reveal() for r in routes]
-    return sorted(k for k, v in env.items() if any(s and s in v for s in values))
+    # a very short "secret" would match half the environment; those are left to the user
+    values = [v for v in (resolver.resolve(r).reveal() for r in routes) if len(v) >= MIN_SCRUB_LEN]
+    return sorted(k for k, v in env.items() if any(s in v for s in values))
 
 
 def _build_bundle(ca_pem: bytes, env: Mapping[str, str]) -> bytes:
@@ -319,7 +321,6 @@ class _ProxyPlan:
     base_env: dict[str, str]
     codex_home: Path | None
     env_file: Path | None
-    log_level: str
 
 
 @contextlib.contextmanager
@@ -386,7 +387,12 @@ def _terminal_foreground() -> bool:
 
 
 class _Forwarder:
-    """Owns the signal receiver from the loop's start: queues or forwards TERM/HUP/QUIT."""
+    """Owns the signal receiver from the loop's start.
+
+    Before the child exists, INT/TERM/HUP/QUIT stop the start-up (128+N, cleaned up).
+    Afterwards TERM/HUP/QUIT are forwarded; INT, and QUIT while we are a terminal's
+    foreground job, already reached the child from the terminal and are not repeated.
+    """
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
@@ -395,13 +401,14 @@ class _Forwarder:
 
     async def run(self, signals: Any) -> None:
         async for signum in signals:
-            if signum == signal.SIGINT or (signum == signal.SIGQUIT and _terminal_foreground()):
-                continue                 # a terminal's Ctrl-C / Ctrl-\ reached the child's group already
             if self.proc is None:
                 self.early = self.early or int(signum)
                 if self.scope is not None:
                     self.scope.cancel()
-            elif self.proc.poll() is None:
+                continue
+            if signum == signal.SIGINT or (signum == signal.SIGQUIT and _terminal_foreground()):
+                continue                 # a terminal's Ctrl-C / Ctrl-\ reached the child's group already
+            if self.proc.poll() is None:
                 self.proc.send_signal(signum)
 
 

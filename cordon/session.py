@@ -216,6 +216,12 @@ def live_session(paths: Paths, sid: str) -> SessionRecord | None:
 
 # --- the managed .env block, shared by every session of a project ----------------------------
 
+def _real(env_path: Path) -> Path:
+    """Follow symlinks: a `.env` linked from a dotfiles repo is edited (and restored) in place,
+    and the link itself is left alone."""
+    return Path(os.path.realpath(env_path))
+
+
 def _dotenv_key(env_path: Path) -> str:
     return hashlib.sha256(str(env_path.absolute()).encode()).hexdigest()[:16]
 
@@ -286,7 +292,7 @@ def dotenv_acquire(paths: Paths, session_id: str, env_path: Path, vars: Mapping[
     private state file before anything is written, so a crash at any point
     can be undone byte for byte.
     """
-    env_path = env_path.absolute()
+    env_path = _real(env_path)
     with _dotenv_lock(paths, env_path) as state_path:
         state = _load_state(state_path)
         if state is not None and not _live_holders(paths, state):
@@ -312,7 +318,7 @@ def dotenv_acquire(paths: Paths, session_id: str, env_path: Path, vars: Mapping[
 
 def dotenv_release(paths: Paths, session_id: str, env_path: Path) -> None:
     """Drop this session's hold; the last one out restores the file exactly as it was."""
-    env_path = env_path.absolute()
+    env_path = _real(env_path)
     with _dotenv_lock(paths, env_path) as state_path:
         state = _load_state(state_path)
         if state is None:

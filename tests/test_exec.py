@@ -243,7 +243,8 @@ def test_two_concurrent_sessions_in_one_project(routed: Path) -> None:
     dotenv = routed / ".codex" / ".env"
     original = b"USER_LINE=1\n"
     write(dotenv, "").write_bytes(original)
-    script = ('echo "$HTTPS_PROXY" > {n}.url; grep HTTPS_PROXY .codex/.env > {n}.block; '
+    # files appear complete (written, then renamed): the test polls for them
+    script = ('echo "$HTTPS_PROXY" > {n}.url; grep HTTPS_PROXY .codex/.env > {n}.tmp; mv {n}.tmp {n}.block; '
               'while [ ! -e go-{n} ]; do sleep 0.02; done')
     env = subprocess_env({"CORDON_TEST_REAL_KEY": SECRET})
     a = subprocess.Popen(cordon_argv("exec", "--", "sh", "-c", script.format(n="a")), cwd=routed, env=env)
@@ -281,7 +282,8 @@ def test_sigkilled_session_is_repaired_by_the_next_command(routed: Path, home: P
     p.wait()
     os.kill(int((routed / "pid").read_text()), signal.SIGKILL)     # the orphaned child
     assert session_dir.is_dir()                                      # left behind by the crash
-    r = subprocess.run(cordon_argv("exec", "--", "true"), cwd=routed, env=env, capture_output=True, text=True,
+    # any command repairs it, not only another exec
+    r = subprocess.run(cordon_argv("route", "list"), cwd=routed, env=env, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0, r.stderr
     assert dotenv.read_bytes() == original
@@ -416,3 +418,10 @@ def test_sigterm_while_starting_gives_143_and_leaves_nothing(project: Path, home
     paths = Paths.from_env(dict(os.environ), project)
     assert not paths.session_root.exists() or not list(paths.session_root.iterdir())
     assert not paths.sessions_dir.exists() or not [f for f in paths.sessions_dir.iterdir() if f.suffix == ".json"]
+
+
+def test_routes_with_tls_disabled_are_refused(project: Path, cordon_proc) -> None:  # type: ignore[no-untyped-def]
+    write(project / "cordon.toml", "[tls]\nenabled = false\n" + ROUTE_TOML)
+    r = cordon_proc("exec", "--", "touch", "child-ran", cwd=project, env={"CORDON_TEST_REAL_KEY": SECRET})
+    assert r.returncode == 1 and "enabled = false" in r.stderr
+    assert not (project / "child-ran").exists()

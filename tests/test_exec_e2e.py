@@ -68,8 +68,8 @@ def e2e(project: Path, mock: MockOpenAI) -> Path:
     return project
 
 
-def run_exec(project: Path, *cmd: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cordon_argv("exec", "--log-level", "debug", "--", *cmd), cwd=project,
+def run_exec(project: Path, *cmd: str, timeout: float = 90, level: str = "debug") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cordon_argv("exec", "--log-level", level, "--", *cmd), cwd=project,
                           env=subprocess_env({"CORDON_TEST_REAL_KEY": SECRET}), stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -117,9 +117,12 @@ def test_curl_under_exec(e2e: Path, mock: MockOpenAI) -> None:
               '-H "content-type: application/json" '
               '-d \'{"model":"gpt-mock","stream":true,"messages":[{"role":"user","content":"hi"}]}\' '
               'https://api.openai.com/v1/chat/completions')
-    r = run_exec(e2e, "sh", "-c", script)
+    r = run_exec(e2e, "sh", "-c", f'printf %s "$HTTPS_PROXY" > proxy-url; {script}', level="trace")
     assert r.returncode == 0, r.stderr
     assert "chat.completion.chunk" in r.stdout and "[DONE]" in r.stdout
+    assert "api.openai.com" in r.stderr                        # the log (at its chattiest) said something
+    token = (e2e / "proxy-url").read_text().split("cordon:", 1)[1].split("@", 1)[0]
+    assert len(token) >= 40 and token not in r.stderr          # ... but never the proxy token
     mock.check()
     assert_no_leak(r)
 

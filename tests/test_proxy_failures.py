@@ -255,3 +255,14 @@ def test_logs_name_routes_but_never_secrets_or_tokens(up: UpstreamServer, caplog
     assert "client=default" in text
     for forbidden in (SECRET, TOKEN, PLACEHOLDER, "Bearer", "key=abc"):
         assert forbidden not in text
+
+
+def test_a_crashing_resolver_is_502_not_a_dropped_connection(up: UpstreamServer) -> None:
+    class Broken:
+        def resolve(self, route: Route) -> object:
+            raise RuntimeError(f"backend exploded while holding {SECRET}")
+
+    with running_proxy([up.route()], resolver=Broken()) as px, client(px) as c:
+        r = c.get("https://api.openai.com/v1/models")
+    assert r.status_code == 502
+    assert "RuntimeError" in r.text and SECRET not in r.text

@@ -143,3 +143,18 @@ def test_stale_state_is_undone_before_a_new_holder(paths: Paths, tmp_path: Path)
     dotenv_release(paths, s.id, env)
     assert env.read_text() == "A=1\n"
     s.close()
+
+
+def test_symlinked_env_file_stays_a_symlink(paths: Paths, tmp_path: Path) -> None:
+    target = tmp_path / "dotfiles" / "codex.env"
+    target.parent.mkdir()
+    target.write_bytes(b"MINE=1\n")
+    link = tmp_path / "proj" / ".codex" / ".env"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(target)
+    s = create_session(paths, ca_pem=b"", bundle_pem=b"")
+    dotenv_acquire(paths, s.id, link, _vars(1))
+    assert link.is_symlink() and read_block(target.read_text()) == _vars(1)
+    dotenv_release(paths, s.id, link)
+    assert link.is_symlink() and target.read_bytes() == b"MINE=1\n"
+    s.close()

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     sensitive: list[str] = []
     handler = setup_logging(args.log_level, args.log_format, ctx.stderr, Redactor(lambda: sensitive))
     req = ExecRequest(argv=tuple(argv), env=dict(ctx.env), paths=ctx.paths, config=args.config,
-                      scope=args.scope, log_level=args.log_level, sensitive=sensitive.append)
+                      scope=args.scope, sensitive=sensitive.append)
     try:
         return run_exec(req, ctx.err)
     except (CommandNotFound, CommandNotExecutable) as e:

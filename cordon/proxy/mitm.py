@@ -138,6 +138,9 @@ async def route_request(px: Proxy, client: Conn, req: RequestHead, route: Route,
                 secret = await px.secrets.get(route)
             except SecretError as e:
                 raise ProtocolError(f"{e.message}; {e.hint}" if e.hint else e.message, 502)
+            except Exception as e:  # a keyring backend failing in its own way: name it, never its text
+                raise ProtocolError(f"route '{route.name}': the secret lookup failed ({type(e).__name__}); "
+                                    f"run `cordon secret check`", 502)
         try:
             headers, _ = rewrite_headers(headers, route, path, secret)
         except InjectionError as e:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ from cordon.proxy.stats import ProxyStats
 from cordon.proxy.tls import ClientContexts, Issuer
 from cordon.proxy.tunnel import connect_pinned, guarded_addresses
 from cordon.proxy.websocket import upgrade_token
+from cordon.proxy.zerocopy import raw_socket_at_rest, splice_sockets
 from cordon.routes import RouteTable, normalize_host, split_host_port
 
 __all__ = ["ProxyAuth", "ProxySettings", "ProxyStats", "SecretCache", "Timeouts", "serve"]
@@ -126,7 +128,9 @@ class Proxy:
         try:
             await conn.send(simple_response(status, body, extra=extra or [], close=close))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            pass
+            return
+        if close:
+            await linger(conn)
 
     def log_exchange(self, route: str | None, host: str, req: RequestHead, status: int, nbytes: int,
                      t0: float, error: str | None = None, who: str = "-") -> None:
@@ -234,7 +238,12 @@ class Proxy:
         up = Conn(upstream)
         try:
             await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            _sent, received = await splice(client, up)
+            a, b = raw_socket_at_rest(client), raw_socket_at_rest(up)
+            if a is not None and b is not None:
+                self.stats.tunnels_zero_copy += 1
+                _sent, received = await splice_sockets(a, b)
+            else:
+                _sent, received = await splice(client, up)
         finally:
             await up.aclose()
         self.log_exchange(None, host, req, 200, received, t0, who=who)
@@ -329,6 +338,30 @@ class Proxy:
         if req.method == b"HEAD":
             data = data[: len(data) - len(body)]
         await client.send(data)
+
+
+LINGER_SECONDS = 2.0
+LINGER_QUIET = 0.25
+LINGER_BYTES = 4 << 20
+
+
+async def linger(conn: Conn) -> None:
+    """Read and drop what the client is still sending before we close (RFC 9112 §9.6).
+
+    Closing a socket with unread input makes the kernel send RST, which can
+    destroy the error answer we just wrote before the client reads it. Stops
+    after 2 s, 0.25 s of silence, 4 MiB, or EOF.
+    """
+    conn.buf.clear()
+    taken = 0
+    with anyio.move_on_after(LINGER_SECONDS):
+        try:
+            while taken < LINGER_BYTES:
+                with anyio.fail_after(LINGER_QUIET):
+                    taken += len(await conn.stream.receive(1 << 16))
+        except (TimeoutError, anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
+                OSError, ssl.SSLError):
+            pass
 
 
 def _bodyless(req: RequestHead) -> bool:
