@@ -9,10 +9,12 @@ the pure modules; this file is the I/O shell around them.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import ssl
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -89,10 +91,38 @@ async def serve(settings: ProxySettings, *,
     try:
         async with listener, anyio.create_task_group() as tg:
             task_status.started(port)
-            await listener.serve(px.handle, task_group=tg)
+            for sub in listener.listeners:    # one: 127.0.0.1
+                assert isinstance(sub, anyio.abc.SocketListener)
+                tg.start_soon(_accept_loop, sub, px.handle, tg)
     finally:
         with anyio.CancelScope(shield=True):
             await px.pool.aclose()
+
+
+# accept() errors that mean "not now" (trio's serve_listeners keeps going on these too): out of
+# descriptors or buffers, or a client gone before we accepted it. One of them must not end the
+# proxy for every client.
+_ACCEPT_RETRY = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED,
+                           errno.EPROTO, errno.EPERM})
+
+
+async def _accept_loop(listener: anyio.abc.SocketListener,
+                       handler: Callable[[anyio.abc.SocketStream], Coroutine[Any, Any, None]],
+                       tg: anyio.abc.TaskGroup) -> None:
+    warned = False
+    while True:
+        try:
+            stream = await listener.accept()
+        except OSError as e:
+            if e.errno not in _ACCEPT_RETRY:
+                raise
+            if not warned:
+                log.warning("cannot accept connections for now: %s", e.strerror or e)
+                warned = True
+            await anyio.sleep(0.1)    # the backlog keeps waiting clients until descriptors are free
+            continue
+        warned = False
+        tg.start_soon(handler, stream)
 
 
 class Proxy:

@@ -61,7 +61,8 @@ def test_failure_before_the_response_is_an_answer(px: RunningProxy, path: str, s
 
 @pytest.mark.parametrize("path", ["/reset-mid-body", "/stall-mid-body", "/reset-mid-chunked", "/stall-mid-chunked"])
 def test_failure_mid_body_is_never_a_complete_looking_response(px: RunningProxy, path: str) -> None:
-    with client(px) as c, pytest.raises(httpx.RemoteProtocolError), c.stream("GET", f"https://api.openai.com{path}") as r:
+    with client(px) as c, pytest.raises(httpx.RemoteProtocolError), \
+            c.stream("GET", f"https://api.openai.com{path}") as r:
         assert r.status_code == 200
         got = b"".join(r.iter_bytes())
         pytest.fail(f"the client saw a complete {len(got)}-byte body for a broken upstream (< {MB})")
