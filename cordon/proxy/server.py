@@ -9,12 +9,11 @@ the pure modules; this file is the I/O shell around them.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import ssl
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +33,7 @@ from cordon.http1 import (
 from cordon.model import Policy, Route, Secret
 from cordon.proxy.auth import CHALLENGE, ProxyAuth
 from cordon.proxy.conn import Conn, splice
+from cordon.proxy.fastio import serve_tcp
 from cordon.proxy.forward import Forwarder, Plan, Timeouts
 from cordon.proxy.mitm import route_request, serve_mitm
 from cordon.proxy.pool import Pool, Target
@@ -84,45 +84,28 @@ async def serve(settings: ProxySettings, *,
                 task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
     """Listen on 127.0.0.1:`settings.port`; `task_status.started(port)`; run until cancelled."""
     px = Proxy(settings)
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=settings.port)
-    port = int(listener.extra(anyio.abc.SocketAttribute.local_port))  # noqa: S610
-    settings.stats.port = port
-    log.info("proxy listening on 127.0.0.1:%d (%d routes)", port, len(settings.routes))
+
+    def started(port: int) -> None:
+        settings.stats.port = port
+        log.info("proxy listening on 127.0.0.1:%d (%d routes)", port, len(settings.routes))
+        task_status.started(port)
+
     try:
-        async with listener, anyio.create_task_group() as tg:
-            task_status.started(port)
-            for sub in listener.listeners:    # one: 127.0.0.1
-                assert isinstance(sub, anyio.abc.SocketListener)
-                tg.start_soon(_accept_loop, sub, px.handle, tg)
+        await serve_tcp(settings.port, px.handle, _Started(started))
     finally:
         with anyio.CancelScope(shield=True):
             await px.pool.aclose()
 
 
-# accept() errors that mean "not now" (trio's serve_listeners keeps going on these too): out of
-# descriptors or buffers, or a client gone before we accepted it. One of them must not end the
-# proxy for every client.
-_ACCEPT_RETRY = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED,
-                           errno.EPROTO, errno.EPERM})
+class _Started:
+    """Adapts a callback to the TaskStatus interface serve_tcp reports its port through."""
 
+    def __init__(self, fn: Callable[[int], None]) -> None:
+        self._fn = fn
 
-async def _accept_loop(listener: anyio.abc.SocketListener,
-                       handler: Callable[[anyio.abc.SocketStream], Coroutine[Any, Any, None]],
-                       tg: anyio.abc.TaskGroup) -> None:
-    warned = False
-    while True:
-        try:
-            stream = await listener.accept()
-        except OSError as e:
-            if e.errno not in _ACCEPT_RETRY:
-                raise
-            if not warned:
-                log.warning("cannot accept connections for now: %s", e.strerror or e)
-                warned = True
-            await anyio.sleep(0.1)    # the backlog keeps waiting clients until descriptors are free
-            continue
-        warned = False
-        tg.start_soon(handler, stream)
+    def started(self, value: int | None = None) -> None:
+        assert value is not None
+        self._fn(value)
 
 
 class Proxy:
@@ -178,7 +161,7 @@ class Proxy:
         log.info(msg, *args, extra={"cordon": extra})
 
     # -- connection handling -------------------------------------------------------
-    async def handle(self, sock: anyio.abc.SocketStream) -> None:
+    async def handle(self, sock: anyio.abc.ByteStream) -> None:
         self.stats.connections += 1
         client = Conn(sock)
         try:
