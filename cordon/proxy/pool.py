@@ -18,7 +18,7 @@ from pathlib import Path
 
 import anyio
 import anyio.abc
-from anyio.streams.tls import TLSStream
+from anyio.streams.tls import TLSAttribute, TLSStream
 
 from cordon.errors import ProtocolError
 from cordon.proxy.conn import Conn
@@ -26,7 +26,7 @@ from cordon.proxy.fastio import FastStream, connect
 from cordon.proxy.tls import ClientContexts
 
 IDLE_TTL = 30.0        # drop pooled connections idle longer than this (servers time out ~60 s)
-MAX_IDLE_PER_TARGET = 32
+MAX_IDLE_PER_TARGET = 256   # a burst of parallel clients must not churn upstream handshakes
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,10 @@ async def open_connection(target: Target, contexts: ClientContexts, timeout: flo
         if refused:
             raise ProtocolError(f"upstream {where} refused the connection", 502)
         raise ProtocolError(f"cannot reach upstream {where}: {reason}", 502)
-    return Upstream(stream, target, sock)
+    up = Upstream(stream, target, sock)
+    if isinstance(stream, TLSStream):
+        up.ssl_object = stream.extra(TLSAttribute.ssl_object)  # noqa: S610
+    return up
 
 
 class Pool:
