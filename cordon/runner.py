@@ -2,8 +2,9 @@
 
 Order: preflight every secret -> ephemeral name-constrained CA (key only in
 memory) -> session directory -> proxy task and the child's supervision in one
-anyio task group -> `.codex/.env` -> child with the env contract -> teardown
-that restores every file -> the child's exit status. Never prints (the CLI
+anyio task group -> `.codex/.env` (and the proxy entries `cordon setup codex` put
+in Codex's `config.toml`) -> child with the env contract -> teardown that
+restores every file -> the child's exit status. Never prints (the CLI
 does, through `say`); never puts a real secret in the child's env or a file.
 Heavy modules (cryptography, anyio, the proxy) are imported only when needed.
 """
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from cordon.certs import CA
     from cordon.secrets import SecretResolver
     from cordon.session import Session
+    from cordon.tomlentries import Key
 
 FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 MIN_SCRUB_LEN = 8          # secrets this long or longer are scrubbed from other variables
@@ -264,14 +266,19 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
         proj = project_dir(config, req.paths.cwd)
         codex_home = proj / ".codex" if proj is not None else None
         env_file = _dotenv_target(codex_home, req.env, req.paths)
-        if env_file is not None:
-            session.update(dotenv=(str(env_file),))
+        codex_config = _codex_config_target(codex_home, req.env, req.paths)
+        # recorded before either file changes, so a SIGKILL at any point can be repaired
+        files = [str(env_file)] if env_file is not None else []
+        if codex_config is not None:
+            files.append(str(codex_config[0]))
+        if files:
+            session.update(files=tuple(files))
         plan = _ProxyPlan(config=config, routes=routes, resolver=resolver, ca=ca,
                           token=token, session=session, base_env=base,
-                          codex_home=codex_home, env_file=env_file)
+                          codex_home=codex_home, env_file=env_file, codex_config=codex_config)
         return _run_loop(req.argv, exe, None, proxy=plan)
     finally:
-        _teardown(session, req.paths)
+        _teardown(session, req.paths, say)
 
 
 def _vars_holding_secrets(env: Mapping[str, str], routes: Sequence[Route],
@@ -301,13 +308,76 @@ def _dotenv_target(codex_home: Path | None, env: Mapping[str, str], paths: Paths
     return candidate if candidate.is_file() else None
 
 
-def _teardown(session: Session, paths: Paths) -> None:
-    from cordon.session import dotenv_release
+def _codex_config_target(codex_home: Path | None, env: Mapping[str, str],
+                         paths: Paths) -> tuple[Path, dict[Key, str]] | None:
+    """Codex's `config.toml` for this session and the entries `cordon setup codex` wrote in it.
+
+    Codex gives the commands it runs and its MCP servers the variables of
+    `[shell_environment_policy.set]` and `[mcp_servers.<name>.env]`, where setup put
+    the long-lived proxy's port, token and bundle; the session points them at itself
+    (only those entries: the integration's record says which they are). None when
+    there is no such file or no setup record for it: exec never creates one.
+    """
+    if codex_home is not None:
+        home = codex_home
+    elif env.get("CODEX_HOME"):
+        home = Path(env["CODEX_HOME"]).expanduser()
+        home = home if home.is_absolute() else paths.cwd / home
+    else:
+        home = paths.home / ".codex"
+    cfg = home / "config.toml"
+    if not cfg.is_file():
+        return None
+    # the scopes whose setup could have written it: the user's, or the project `home` is in
+    state_dirs = [paths.state_dir("project", home.parent), paths.state_dir("user")]
+    # importing the integrations costs ~20 ms: only where a setup record exists
+    if not any((d / "integrations" / "codex.json").is_file() for d in state_dirs):
+        return None
+    from cordon.integrations.state import load_record
+    want = os.path.realpath(cfg)
+    for d in state_dirs:
+        try:
+            record = load_record(d, "codex")
+        except CordonError:
+            continue                 # unreadable: `integration disable` reports it, exec carries on
+        for f in () if record is None else record.files.values():
+            if f.kind == "toml" and os.path.realpath(f.path) == want and f.entries:
+                return cfg, {k: r.value for k, r in f.entries.items()}
+    return None
+
+
+def codex_config_entries(setup_entries: Mapping[Key, str], contract: Mapping[str, str],
+                         routes: Sequence[Route]) -> dict[Key, tuple[str, str]]:
+    """(what setup wrote, the session's value) for setup's proxy and CA entries.
+
+    An entry is swapped when its variable is one of the session's proxy/CA
+    variables; placeholders (the same for both) and every other key stay.
+    """
+    from cordon.envvars import SESSION_VAR, placeholder_vars
+    skip = {*placeholder_vars(routes), SESSION_VAR, "CODEX_HOME"}
+    session = {k: v for k, v in contract.items() if k not in skip}
+    return {key: (value, session[key[-1]]) for key, value in setup_entries.items() if key[-1] in session}
+
+
+def _teardown(session: Session, paths: Paths, say: Say) -> None:
+    """Restore every file the session changed, then remove the session.
+
+    A file that cannot be restored now keeps the session's record, so the next
+    cordon command retries it as it would after a crash; cordon still exits
+    with the command's status.
+    """
+    from cordon.session import release
+    failed = False
     try:
-        for p in session.record.dotenv:
-            dotenv_release(paths, session.id, Path(p))
+        for p in reversed(session.record.files):
+            try:
+                release(paths, session.id, Path(p))
+            except OSError as e:
+                failed = True
+                say(f"cordon: warning: could not restore {p}: {e.strerror or e}; "
+                    "the next cordon command will retry")
     finally:
-        session.close()
+        session.close(keep_record=failed)
 
 
 @dataclass
@@ -321,6 +391,7 @@ class _ProxyPlan:
     base_env: dict[str, str]
     codex_home: Path | None
     env_file: Path | None
+    codex_config: tuple[Path, dict[Key, str]] | None
 
 
 @contextlib.contextmanager
@@ -437,6 +508,12 @@ async def _main(argv: Sequence[str], exe: str, env: dict[str, str] | None, plan:
                         # Codex ignores CODEX_* in its .env; the rest overrides stale proxy settings there
                         block = {k: v for k, v in contract.items() if not k.upper().startswith("CODEX_")}
                         dotenv_acquire(plan.session.paths, plan.session.id, plan.env_file, block)
+                    if plan.codex_config is not None:
+                        from cordon.session import toml_acquire
+                        cfg, setup_entries = plan.codex_config
+                        swap = codex_config_entries(setup_entries, contract, plan.routes)
+                        if swap:
+                            toml_acquire(plan.session.paths, plan.session.id, cfg, swap)
                 fwd.scope = None
             if fwd.early:
                 status = 128 + fwd.early

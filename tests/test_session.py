@@ -112,7 +112,7 @@ def test_sigkilled_session_is_repaired_by_the_next_one(paths: Paths, tmp_path: P
         paths = Paths.from_env(dict(os.environ), Path({str(tmp_path)!r}))
         s = create_session(paths, ca_pem=b"ca", bundle_pem=b"bundle")
         env = Path({str(env)!r})
-        s.update(dotenv=(str(env),))
+        s.update(files=(str(env),))
         dotenv_acquire(paths, s.id, env, {{"HTTPS_PROXY": "http://x"}})
         print(s.id, s.dir, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
@@ -158,3 +158,20 @@ def test_symlinked_env_file_stays_a_symlink(paths: Paths, tmp_path: Path) -> Non
     dotenv_release(paths, s.id, link)
     assert link.is_symlink() and target.read_bytes() == b"MINE=1\n"
     s.close()
+
+
+def test_an_edit_between_two_holders_is_kept(paths: Paths, tmp_path: Path) -> None:
+    # once someone else has edited the file, a later holder's write must not make it look
+    # like cordon's alone: the last one out would restore the original over that edit
+    env = tmp_path / ".env"
+    env.write_text("A=1\n")
+    a = create_session(paths, ca_pem=b"", bundle_pem=b"")
+    b = create_session(paths, ca_pem=b"", bundle_pem=b"")
+    dotenv_acquire(paths, a.id, env, _vars(1))
+    env.write_text("B=2\n" + env.read_text())
+    dotenv_acquire(paths, b.id, env, _vars(2))
+    dotenv_release(paths, a.id, env)
+    dotenv_release(paths, b.id, env)
+    assert env.read_text() == "B=2\nA=1\n"
+    a.close()
+    b.close()

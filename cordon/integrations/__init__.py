@@ -9,7 +9,7 @@ returned result. Never starts a proxy and never touches the OS trust store.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -128,14 +128,15 @@ class DisableResult:
 
 
 def setup(paths: Paths, env: Mapping[str, str], name: str, scope: Scope, *, add_route: bool,
-          token: str | None = None) -> SetupResult:
+          token: str | None = None, command: str | None = None) -> SetupResult:
     """Everything `cordon setup <name>` does; idempotent (a repeat changes no byte).
 
-    `token` replaces the client's token from tokens.toml (used while it is being rotated).
+    `token` replaces the client's token from tokens.toml (used while it is being rotated);
+    `command` is the command a refusal's hint tells the user to run again.
     """
     mod = _module(name)
     preset = preset_for(name)
-    preflight(paths, env, name, scope)
+    preflight(paths, env, name, scope, command)
     config_created, route_added = scaffold.ensure_config(scope.config_path, preset, add_route=add_route)
     cfg = load_config(scope.config_path, scope.name)
     if cfg.listen == 0:
@@ -162,10 +163,31 @@ def setup(paths: Paths, env: Mapping[str, str], name: str, scope: Scope, *, add_
     return result
 
 
-def preflight(paths: Paths, env: Mapping[str, str], name: str, scope: Scope) -> None:
+def preflight(paths: Paths, env: Mapping[str, str], name: str, scope: Scope,
+              command: str | None = None) -> None:
     """Refuse before writing anything if one of the agent's files cannot be edited."""
-    for path, editor in _module(name).files(scope, env, paths):
+    files = _module(name).files(scope, env, paths)
+    not_during_a_session(paths, [p for p, _ in files], command or f"cordon setup {name}{_scope_flag(scope)}")
+    for path, editor in files:
         editor.check(decode_text(path, read_bytes(path)))
+
+
+def _scope_flag(scope: Scope) -> str:
+    return " --scope user" if scope.name == "user" else ""
+
+
+def not_during_a_session(paths: Paths, files: Iterable[Path], command: str) -> None:
+    """Refuse while a `cordon exec` session has its own values in one of these files.
+
+    The session restores the file as it found it when it ends, which would undo
+    (or, for `disable`, bring back) whatever this command changed in the meantime.
+    """
+    from cordon.session import holders_of
+    for path in files:
+        ids = holders_of(paths, path)
+        if ids:
+            raise CordonError(f"a running `cordon exec` session ({ids[-1]}) has its proxy settings in {path}",
+                              f"run `{command}` again after that session has ended")
 
 
 def is_set_up(scope: Scope, name: str) -> bool:
@@ -184,7 +206,8 @@ def on_token_rotated(client: str, token: str, *, scope: str, config_path: Path |
                None if scope == "user" else config_path.resolve().parent)
     if not is_set_up(sc, client):
         return []
-    result = setup(paths, env, client, sc, add_route=False, token=token)
+    result = setup(paths, env, client, sc, add_route=False, token=token,
+                   command=f"cordon token rotate {client}{_scope_flag(sc)}")
     return [c.path for c in result.changes if c.action in ("created", "updated")]
 
 
@@ -195,6 +218,7 @@ def disable(paths: Paths, env: Mapping[str, str], name: str, scope: Scope) -> Di
     result = DisableResult(integration=name, scope=scope, found=record is not None)
     if record is None:
         return result
+    not_during_a_session(paths, record.files, f"cordon integration disable {name}{_scope_flag(scope)}")
     editors = {e.kind: e for _, e in mod.files(scope, env, paths)}
     for rec in record.files.values():
         result.changes.append(undo_file(rec, editors[rec.kind]))
