@@ -37,9 +37,12 @@ def atomic_write(path: Path, data: bytes | str, *, mode: int | None = None) -> N
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None and (e.filename is None or str(e.filename) == str(tmp)):
+            # name the file the user knows (a full disk fails the write, not the open of the temp)
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
     with contextlib.suppress(OSError):
         dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)

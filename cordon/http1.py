@@ -72,15 +72,17 @@ NO_BODY = Framing("none")
 
 def header_get(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
     n = name.lower()
+    ln = len(n)
     for k, v in headers:
-        if k.lower() == n:
+        if len(k) == ln and k.lower() == n:   # the length test skips most lower() calls
             return v
     return None
 
 
 def header_values(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
     n = name.lower()
-    return [v for k, v in headers if k.lower() == n]
+    ln = len(n)
+    return [v for k, v in headers if len(k) == ln and k.lower() == n]
 
 
 def tokens(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> list[bytes]:

@@ -413,7 +413,9 @@ def _restore(path: Path, state: Mapping[str, Any], state_path: Path) -> None:
     original = _original(state)
     current = _read(path)
     toml = state.get("kind", "dotenv") == "toml"
-    if current is None and toml:
+    if current == original:
+        pass                                  # already as it was (cordon's write never happened: a full disk)
+    elif current is None and toml:
         pass                                  # deleted meanwhile: exec never creates a config.toml
     elif current is None or _digest(current) == state.get("written"):
         # nobody else touched the file: put back exactly what was there

@@ -25,12 +25,13 @@ RECV = 1 << 18  # large reads: fewer trips through Python per megabyte
 class Conn:
     """One side of a proxied exchange: `stream` plus whatever was read ahead."""
 
-    __slots__ = ("buf", "closed", "stream")
+    __slots__ = ("buf", "closed", "ssl_object", "stream")
 
-    def __init__(self, stream: anyio.abc.ByteStream, buf: bytes = b"") -> None:
+    def __init__(self, stream: anyio.abc.ByteStream, buf: bytes = b"", ssl_object: Any = None) -> None:
         self.stream = stream
         self.buf = bytearray(buf)
         self.closed = False
+        self.ssl_object = ssl_object   # set for TLS streams: lets receive_batch drain decrypted records
 
     async def read_head(self, *, idle: float | None, head: float, status_on_eof: int = 400,
                         status_too_large: int = 431, idle_is_timeout: bool = False) -> bytes | None:
@@ -91,12 +92,35 @@ class Conn:
             return data
         return await self.stream.receive(max_bytes)
 
+    async def receive_batch(self, max_bytes: int = RECV) -> bytes:
+        """`receive`, plus every further TLS record already buffered (no extra loop trips).
+
+        The TLS layer hands out one record (16 KiB) per call; a bulk relay
+        that forwards 64 KiB at a time makes a quarter of the trips.
+        """
+        data = await self.receive(max_bytes)
+        obj = self.ssl_object
+        if obj is None or len(data) >= max_bytes:
+            return data
+        parts = [data]
+        n = len(data)
+        while n < max_bytes:
+            try:
+                more = obj.read(max_bytes - n)
+            except ssl.SSLError:   # WantRead: no whole record buffered; errors surface on the next receive
+                break
+            if not more:
+                break
+            parts.append(more)
+            n += len(more)
+        return b"".join(parts) if len(parts) > 1 else data
+
     async def receive_within(self, max_bytes: int, timeout: float) -> bytes:
         """`receive`, failing with TimeoutError if nothing arrives within `timeout` seconds."""
         if self.buf:
             return await self.receive(max_bytes)
         with anyio.fail_after(timeout):
-            return await self.stream.receive(max_bytes)
+            return await self.receive_batch(max_bytes)
 
     def unread(self, data: bytes) -> None:
         if data:
@@ -149,7 +173,7 @@ async def splice(a: Conn, b: Conn, *, half_close: bool = True) -> tuple[int, int
     async def one(src: Conn, dst: Conn, i: int, scope: anyio.CancelScope) -> None:
         try:
             while True:
-                data = await src.receive(RECV)
+                data = await src.receive_batch(RECV)
                 await dst.send(data)
                 counts[i] += len(data)
         except anyio.EndOfStream:

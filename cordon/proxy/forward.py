@@ -388,7 +388,7 @@ class Forwarder:
             if rf.kind == "length":
                 left = rf.length
                 while left:
-                    data = await up.receive(min(left, RECV))
+                    data = await up.receive_batch(min(left, RECV))
                     left -= len(data)
                     await emit(data)
                     now = anyio.current_time()
@@ -397,7 +397,7 @@ class Forwarder:
             elif rf.kind == "chunked":
                 dec = ChunkedDecoder(502)
                 while not dec.done:
-                    data = await up.receive(RECV)
+                    data = await up.receive_batch(RECV)
                     out = dec.feed(data)
                     if out:
                         await emit(out)
@@ -410,7 +410,7 @@ class Forwarder:
             elif rf.kind == "close":
                 while True:
                     try:
-                        data = await up.receive(RECV)
+                        data = await up.receive_batch(RECV)
                     except anyio.EndOfStream:
                         break
                     await emit(data)

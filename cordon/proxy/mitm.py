@@ -47,8 +47,9 @@ async def serve_mitm(px: Proxy, client: Conn, route: Route, host: str, port: int
                  route.host, reason)
         return
     client.buf.clear()
-    sni = sni_of(tls.extra(TLSAttribute.ssl_object))  # noqa: S610
-    inner = Conn(tls)
+    ssl_object = tls.extra(TLSAttribute.ssl_object)  # noqa: S610
+    sni = sni_of(ssl_object)
+    inner = Conn(tls, ssl_object=ssl_object)
     try:
         while True:
             try:

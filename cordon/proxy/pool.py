@@ -10,7 +10,6 @@ TLS must verify (`host`, also the SNI). Connection failures become
 from __future__ import annotations
 
 import errno
-import select
 import socket
 import ssl
 import time
@@ -19,14 +18,15 @@ from pathlib import Path
 
 import anyio
 import anyio.abc
-from anyio.streams.tls import TLSStream
+from anyio.streams.tls import TLSAttribute, TLSStream
 
 from cordon.errors import ProtocolError
 from cordon.proxy.conn import Conn
+from cordon.proxy.fastio import FastStream, connect
 from cordon.proxy.tls import ClientContexts
 
 IDLE_TTL = 30.0        # drop pooled connections idle longer than this (servers time out ~60 s)
-MAX_IDLE_PER_TARGET = 32
+MAX_IDLE_PER_TARGET = 256   # a burst of parallel clients must not churn upstream handshakes
 
 
 @dataclass(frozen=True)
@@ -48,27 +48,18 @@ class Target:
 class Upstream(Conn):
     """A connection to a target; `uses` counts the exchanges it carried."""
 
-    __slots__ = ("idle_since", "sock", "target", "uses")
+    __slots__ = ("idle_since", "raw", "target", "uses")
 
-    def __init__(self, stream: anyio.abc.ByteStream, target: Target) -> None:
+    def __init__(self, stream: anyio.abc.ByteStream, target: Target, raw: FastStream) -> None:
         super().__init__(stream)
         self.target = target
         self.uses = 0
         self.idle_since = 0.0
-        try:
-            self.sock: socket.socket | None = stream.extra(anyio.abc.SocketAttribute.raw_socket)  # noqa: S610
-        except anyio.TypedAttributeLookupError:
-            self.sock = None
+        self.raw = raw          # the TCP stream under any TLS
 
     def looks_dead(self) -> bool:
-        """An idle connection with something readable has been closed (or sent junk)."""
-        if self.sock is None:
-            return False
-        try:
-            r, _, _ = select.select([self.sock], [], [], 0)
-        except (OSError, ValueError):
-            return True
-        return bool(r)
+        """An idle connection that received anything (EOF, junk) is not reused."""
+        return self.raw.looks_dead()
 
 
 def os_failure(e: OSError) -> tuple[bool, str]:
@@ -80,7 +71,7 @@ def os_failure(e: OSError) -> tuple[bool, str]:
     elif c is not None:
         causes = [c]
     refused = all(isinstance(x, ConnectionRefusedError) or getattr(x, "errno", None) == errno.ECONNREFUSED
-                  for x in causes)
+                  or "[Errno 111]" in str(x) for x in causes)
     last = causes[-1]
     reason = (getattr(last, "strerror", None) or str(last) or type(last).__name__)
     return refused, reason
@@ -99,7 +90,7 @@ async def open_connection(target: Target, contexts: ClientContexts, timeout: flo
     where = target.describe()
     try:
         with anyio.fail_after(timeout):
-            sock = await anyio.connect_tcp(target.connect_host, target.connect_port)
+            sock = await connect(target.connect_host, target.connect_port)
             stream: anyio.abc.ByteStream = sock
             if target.tls:
                 try:
@@ -125,7 +116,10 @@ async def open_connection(target: Target, contexts: ClientContexts, timeout: flo
         if refused:
             raise ProtocolError(f"upstream {where} refused the connection", 502)
         raise ProtocolError(f"cannot reach upstream {where}: {reason}", 502)
-    return Upstream(stream, target)
+    up = Upstream(stream, target, sock)
+    if isinstance(stream, TLSStream):
+        up.ssl_object = stream.extra(TLSAttribute.ssl_object)  # noqa: S610
+    return up
 
 
 class Pool:

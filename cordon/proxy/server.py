@@ -13,6 +13,7 @@ import json
 import logging
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,6 +33,7 @@ from cordon.http1 import (
 from cordon.model import Policy, Route, Secret
 from cordon.proxy.auth import CHALLENGE, ProxyAuth
 from cordon.proxy.conn import Conn, splice
+from cordon.proxy.fastio import serve_tcp
 from cordon.proxy.forward import Forwarder, Plan, Timeouts
 from cordon.proxy.mitm import route_request, serve_mitm
 from cordon.proxy.pool import Pool, Target
@@ -82,17 +84,28 @@ async def serve(settings: ProxySettings, *,
                 task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
     """Listen on 127.0.0.1:`settings.port`; `task_status.started(port)`; run until cancelled."""
     px = Proxy(settings)
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=settings.port)
-    port = int(listener.extra(anyio.abc.SocketAttribute.local_port))  # noqa: S610
-    settings.stats.port = port
-    log.info("proxy listening on 127.0.0.1:%d (%d routes)", port, len(settings.routes))
+
+    def started(port: int) -> None:
+        settings.stats.port = port
+        log.info("proxy listening on 127.0.0.1:%d (%d routes)", port, len(settings.routes))
+        task_status.started(port)
+
     try:
-        async with listener, anyio.create_task_group() as tg:
-            task_status.started(port)
-            await listener.serve(px.handle, task_group=tg)
+        await serve_tcp(settings.port, px.handle, _Started(started))
     finally:
         with anyio.CancelScope(shield=True):
             await px.pool.aclose()
+
+
+class _Started:
+    """Adapts a callback to the TaskStatus interface serve_tcp reports its port through."""
+
+    def __init__(self, fn: Callable[[int], None]) -> None:
+        self._fn = fn
+
+    def started(self, value: int | None = None) -> None:
+        assert value is not None
+        self._fn(value)
 
 
 class Proxy:
@@ -148,7 +161,7 @@ class Proxy:
         log.info(msg, *args, extra={"cordon": extra})
 
     # -- connection handling -------------------------------------------------------
-    async def handle(self, sock: anyio.abc.SocketStream) -> None:
+    async def handle(self, sock: anyio.abc.ByteStream) -> None:
         self.stats.connections += 1
         client = Conn(sock)
         try:

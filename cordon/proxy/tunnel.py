@@ -16,6 +16,7 @@ import anyio.abc
 
 from cordon import ssrf
 from cordon.errors import ProtocolError
+from cordon.proxy.fastio import FastStream, connect
 from cordon.proxy.pool import os_failure
 from cordon.routes import normalize_host
 
@@ -52,14 +53,14 @@ async def guarded_addresses(host: str, port: int, exemptions: ssrf.Exemptions, t
     return addrs
 
 
-async def connect_pinned(host: str, addrs: list[str], port: int, timeout: float) -> anyio.abc.SocketStream:
+async def connect_pinned(host: str, addrs: list[str], port: int, timeout: float) -> FastStream:
     """TCP to the first validated address that answers; 502 refused/unreachable, 504 timeout."""
     last: OSError | None = None
     try:
         with anyio.fail_after(timeout):
             for a in addrs:
                 try:
-                    return await anyio.connect_tcp(a, port)
+                    return await connect(a, port)
                 except OSError as e:
                     last = e
     except TimeoutError:

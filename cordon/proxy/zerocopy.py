@@ -21,6 +21,7 @@ import anyio.abc
 import anyio.lowlevel
 
 from cordon.proxy.conn import Conn
+from cordon.proxy.fastio import FastStream
 
 PIPE_SIZE = 1 << 20
 _FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
@@ -36,6 +37,8 @@ def raw_socket_at_rest(conn: Conn) -> int | None:
     if conn.buf or not AVAILABLE:
         return None
     stream: Any = conn.stream
+    if isinstance(stream, FastStream):
+        return stream.at_rest_fd()
     transport = getattr(stream, "_transport", None)
     protocol = getattr(stream, "_protocol", None)
     queue = getattr(protocol, "read_queue", None)

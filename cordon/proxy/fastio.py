@@ -1,0 +1,226 @@
+"""Lean TCP byte streams for the proxy's hot path (asyncio backend).
+
+anyio's socket stream pauses and resumes the transport around every receive
+(two epoll_ctl calls) and yields to the event loop after every send; per proxied
+request that is several extra loop iterations. `FastStream` is an
+`anyio.abc.ByteStream` over an asyncio transport that keeps reading (with a
+high-water mark), hands out buffered bytes without a loop trip and writes
+directly, waiting only when the transport asks it to (flow control). Tasks,
+cancellation and TLS (`anyio.streams.tls.TLSStream`) work on it unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import deque
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+
+HIGH_WATER = 1 << 20   # stop reading from the socket when this much is buffered
+
+
+class _Protocol(asyncio.Protocol):
+    __slots__ = ("buffered", "chunks", "closed", "eof", "exc", "paused_reading", "read_waiter",
+                 "transport", "write_paused", "write_waiter")
+
+    def __init__(self) -> None:
+        self.chunks: deque[bytes] = deque()
+        self.buffered = 0
+        self.eof = False
+        self.closed = False
+        self.exc: BaseException | None = None
+        self.read_waiter: asyncio.Future[None] | None = None
+        self.write_waiter: asyncio.Future[None] | None = None
+        self.write_paused = False
+        self.paused_reading = False
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def _wake_reader(self) -> None:
+        w = self.read_waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.buffered += len(data)
+        if self.buffered > HIGH_WATER and not self.paused_reading and self.transport is not None:
+            self.paused_reading = True
+            self.transport.pause_reading()
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake_reader()
+        return True   # keep the transport open: we may still write (half-close)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.exc = exc
+        self._wake_reader()
+        w = self.write_waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        w = self.write_waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+
+class FastStream(anyio.abc.ByteStream):
+    """A TCP connection; see the module docstring."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
+        self._transport = transport
+        self._p = protocol
+        self._closed = False
+
+    # -- reading ------------------------------------------------------------------
+    def buffered(self) -> int:
+        return self._p.buffered
+
+    def pause_reading(self) -> None:
+        """Stop taking bytes off the socket (the zero-copy tunnel reads it directly)."""
+        if not self._p.paused_reading:
+            self._p.paused_reading = True
+            self._transport.pause_reading()
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        p = self._p
+        while not p.chunks:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            if p.exc is not None:
+                raise anyio.BrokenResourceError from p.exc
+            if p.eof or p.closed:
+                raise anyio.EndOfStream
+            if p.read_waiter is not None:
+                raise anyio.BusyResourceError("reading from")
+            if p.paused_reading and p.buffered < HIGH_WATER:
+                p.paused_reading = False
+                self._transport.resume_reading()
+            fut = p.read_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await fut
+            finally:
+                p.read_waiter = None
+        chunk = p.chunks.popleft()
+        if len(chunk) > max_bytes:
+            p.chunks.appendleft(chunk[max_bytes:])
+            chunk = chunk[:max_bytes]
+        p.buffered -= len(chunk)
+        if p.paused_reading and p.buffered < HIGH_WATER // 2 and not self._closed:
+            p.paused_reading = False
+            self._transport.resume_reading()
+        return chunk
+
+    # -- writing ------------------------------------------------------------------
+    async def send(self, item: bytes) -> None:
+        p = self._p
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if p.closed or self._transport.is_closing():
+            raise anyio.BrokenResourceError from p.exc
+        self._transport.write(item)
+        while p.write_paused and not p.closed:
+            fut = p.write_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await fut
+            finally:
+                p.write_waiter = None
+        if p.closed and p.exc is not None:
+            raise anyio.BrokenResourceError from p.exc
+
+    async def send_eof(self) -> None:
+        try:
+            self._transport.write_eof()
+        except OSError:
+            pass
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._transport.get_write_buffer_size():
+                self._transport.close()   # flush what is queued (the end of a close-delimited body), then FIN
+            else:
+                self._transport.abort()
+            self._p._wake_reader()
+        await anyio.lowlevel.checkpoint()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        sock = self._transport.get_extra_info("socket")
+        attrs: dict[Any, Callable[[], Any]] = {
+            anyio.abc.SocketAttribute.raw_socket: lambda: sock,
+            anyio.abc.SocketAttribute.family: lambda: sock.family,
+            anyio.abc.SocketAttribute.local_address: lambda: sock.getsockname(),
+            anyio.abc.SocketAttribute.remote_address: lambda: sock.getpeername(),
+            anyio.abc.SocketAttribute.local_port: lambda: sock.getsockname()[1],
+            anyio.abc.SocketAttribute.remote_port: lambda: sock.getpeername()[1],
+        }
+        return attrs
+
+    def looks_dead(self) -> bool:
+        """For an idle pooled connection: anything arrived (EOF, junk) means it is not reusable."""
+        p = self._p
+        return bool(p.chunks) or p.eof or p.closed or self._closed
+
+    def at_rest_fd(self) -> int | None:
+        """The descriptor, once reading is paused and nothing is buffered or queued to write."""
+        self.pause_reading()
+        if self._p.chunks or self._closed or self._p.closed or self._transport.get_write_buffer_size():
+            return None
+        sock = self._transport.get_extra_info("socket")
+        return int(sock.fileno()) if sock is not None else None
+
+
+async def connect(host: str, port: int) -> FastStream:
+    """TCP to host:port (names resolved by the loop, happy eyeballs as anyio does)."""
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_connection(_Protocol, host, port, happy_eyeballs_delay=0.25)
+    assert isinstance(transport, asyncio.Transport)
+    return FastStream(transport, protocol)
+
+
+async def serve_tcp(port: int, handler: Callable[[FastStream], Coroutine[Any, Any, None]],
+                    task_status: anyio.abc.TaskStatus[int]) -> None:
+    """Accept on 127.0.0.1:`port`, running `handler` per connection in this task's task group."""
+    loop = asyncio.get_running_loop()
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        lsock.bind(("127.0.0.1", port))
+        lsock.listen(1024)
+        lsock.setblocking(False)
+        async with anyio.create_task_group() as tg:
+            task_status.started(lsock.getsockname()[1])
+            while True:
+                try:
+                    csock, _ = await loop.sock_accept(lsock)
+                except OSError:
+                    # out of descriptors or the like: back off instead of ending the proxy
+                    await anyio.sleep(0.1)
+                    continue
+                try:
+                    csock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    transport, protocol = await loop.connect_accepted_socket(_Protocol, csock)
+                except OSError:
+                    csock.close()   # the client is already gone
+                    continue
+                assert isinstance(transport, asyncio.Transport)
+                tg.start_soon(handler, FastStream(transport, protocol))
+    finally:
+        lsock.close()
