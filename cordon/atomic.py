@@ -2,6 +2,8 @@
 
 A reader sees the old file or the new one, never half of either; a private
 file is created with its final mode from the first byte (umask, not chmod).
+A temporary file left by a process killed mid-write is removed by the next
+write of the same file.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ def atomic_write(path: Path, data: bytes | str, *, mode: int | None = None) -> N
         except FileNotFoundError:
             mode = 0o644
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.cordon-tmp-{os.getpid()}"
+    tmp = _temp_for(path)
     # created owner-only; widened (if asked) only after the content is complete
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
@@ -37,9 +39,12 @@ def atomic_write(path: Path, data: bytes | str, *, mode: int | None = None) -> N
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None and (e.filename is None or str(e.filename) == str(tmp)):
+            # name the file the user knows (a full disk fails the write, not the open of the temp)
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
     with contextlib.suppress(OSError):
         dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
@@ -53,7 +58,42 @@ def backup_once(path: Path, backup: Path) -> bool:
     """Copy `path` to `backup` unless a backup already exists; True if one was made."""
     if backup.exists() or not path.exists():
         return False
-    tmp = backup.parent / f".{backup.name}.cordon-tmp-{os.getpid()}"
+    tmp = _temp_for(backup)
     shutil.copy2(path, tmp)
     os.replace(tmp, backup)
+    return True
+
+
+def _temp_for(path: Path) -> Path:
+    """This process's temporary name for `path`, after removing those of dead writers."""
+    remove_stale_temps(path)
+    return path.parent / f".{path.name}.cordon-tmp-{os.getpid()}"
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Remove temporary files of `path` whose writer is gone.
+
+    A SIGKILL between creating the temporary file and renaming it leaves one
+    behind (named with the writer's pid); ours may be a leftover too (pid reuse).
+    """
+    prefix = f".{path.name}.cordon-tmp-"
+    me = os.getpid()
+    try:
+        names = [n for n in os.listdir(path.parent) if n.startswith(prefix)]
+    except OSError:
+        names = []
+    for n in names:
+        pid = n[len(prefix):]
+        if pid.isdigit() and (int(pid) == me or not _alive(int(pid))):
+            with contextlib.suppress(OSError):
+                os.unlink(path.parent / n)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True          # exists, owned by someone else
     return True

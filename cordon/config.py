@@ -387,6 +387,11 @@ def parse_config(text: str, file: Path, scope: str = "explicit") -> Config:
                           "each key once per table)") from None
     ctx = _Ctx(file=file, loc=_Locator(text), base=file.parent)
     _check_keys(ctx, data, TOP_KEYS, ())
+    if data.get("listeners"):
+        # Cordon's PostgreSQL listeners: loading the file without them would leave
+        # the user believing their database password is injected when it is not.
+        raise ctx.error(("listeners", 0), "[[listeners]] (PostgreSQL credential listeners) is not supported by cordon",
+                        "remove the [[listeners]] tables; cordon injects HTTP credentials only")
     listen = _parse_listen(ctx, data.get("listen", DEFAULT_LISTEN))
 
     tls = TlsConfig()

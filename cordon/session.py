@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cordon.atomic import atomic_write
+from cordon.atomic import atomic_write, remove_stale_temps
 from cordon.dotenvfile import apply_block, has_block, read_block, remove_block
 from cordon.errors import CordonError
 from cordon.paths import Paths, ensure_private_dir
@@ -155,12 +155,7 @@ def create_session(paths: Paths, *, ca_pem: bytes, bundle_pem: bytes,
         # a shared temp dir: someone else made this name first
         raise CordonError(f"{root} belongs to another user",
                           "set XDG_RUNTIME_DIR to a private directory, or remove that directory")
-    old = os.umask(0o077)
-    try:
-        fd = os.open(_lock_path(paths, sid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    finally:
-        os.umask(old)
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    fd = _lock_new(_lock_path(paths, sid))
     try:
         record = SessionRecord(id=sid, pid=os.getpid(), created=time.time(), dir=str(root / sid),
                                route_hosts=tuple(route_hosts))
@@ -182,6 +177,63 @@ def create_session(paths: Paths, *, ca_pem: bytes, bundle_pem: bytes,
             _lock_path(paths, sid).unlink()
         os.close(fd)
         raise
+
+
+def _lock_new(lock: Path) -> int:
+    """Create and hold `lock`. repair_stale deletes lock files nobody holds and no record names
+    (left by a kill before the record was written); if it deleted ours between open and flock,
+    the inode no longer matches the path and we start over."""
+    while True:
+        old = os.umask(0o077)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        finally:
+            os.umask(old)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def _drop_orphans(paths: Paths, names: list[str]) -> None:
+    """Lock files without a record that nobody holds, and temporary files of dead writers: what a
+    kill during create_session or a private write leaves."""
+    present = set(names)
+    for name in names:
+        # session locks only ("<time>-<pid>-<hex>.lock"): the file-*.lock ones serialise edits and stay
+        if name.endswith(".lock") and name[:1].isdigit() and f"{name[:-5]}.json" not in present:
+            lock = paths.sessions_dir / name
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if not _record_path(paths, name[:-5]).exists():
+                    with contextlib.suppress(FileNotFoundError):
+                        lock.unlink()
+            except OSError:
+                pass                                  # held: a session being created right now
+            finally:
+                os.close(fd)
+        elif name.startswith(".") and ".tmp-" in name:
+            pid = name.rsplit(".tmp-", 1)[1]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    (paths.sessions_dir / name).unlink()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _held(lock: Path) -> bool:
@@ -413,7 +465,10 @@ def _restore(path: Path, state: Mapping[str, Any], state_path: Path) -> None:
     original = _original(state)
     current = _read(path)
     toml = state.get("kind", "dotenv") == "toml"
-    if current is None and toml:
+    remove_stale_temps(path)                  # a write cut short by a kill
+    if current == original:
+        pass                                  # already as it was (cordon's write never happened: a full disk)
+    elif current is None and toml:
         pass                                  # deleted meanwhile: exec never creates a config.toml
     elif current is None or _digest(current) == state.get("written"):
         # nobody else touched the file: put back exactly what was there
@@ -497,6 +552,7 @@ def repair_stale(paths: Paths) -> list[str]:
     except FileNotFoundError:
         return []
     repaired: list[str] = []
+    _drop_orphans(paths, names)
     for name in names:
         if not name.endswith(".json") or name.startswith(_STATE_PREFIXES):
             continue

@@ -64,6 +64,7 @@ class RunningProxy:
     settings: ProxySettings
     resolver: Any
     _tmp: Path = field(repr=False, default=Path())
+    portal: Any = field(repr=False, default=None)   # the proxy's event loop (e.g. to count its tasks)
 
     @property
     def stats(self) -> Any:
@@ -116,7 +117,7 @@ def running_proxy(routes: Sequence[Route], *, secrets: dict[str, str] | None = N
         fut, port = portal.start_task(serve, settings)
         try:
             yield RunningProxy(port=port, ca=ca, ca_file=ca_file, token=token, settings=settings,
-                               resolver=res, _tmp=tmp)
+                               resolver=res, _tmp=tmp, portal=portal)
         finally:
             fut.cancel()
     import shutil

@@ -400,3 +400,12 @@ def test_env_home_and_xdg(tmp_path: Path) -> None:
     assert p.user_config == tmp_path / ".config" / "cordon" / "cordon.toml"
     p = Paths.from_env({"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "x")}, tmp_path)
     assert p.user_config == tmp_path / "x" / "cordon" / "cordon.toml"
+
+
+def test_postgres_listeners_are_refused_not_ignored(tmp_path: Path) -> None:
+    f = tmp_path / "cordon.toml"
+    f.write_text('listen = 6790\n\n[[listeners]]\nname = "db"\nport = 6543\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(f)
+    assert f"{f}:3:" in e.value.message and "not supported" in e.value.message
+    assert e.value.hint and "[[listeners]]" in e.value.hint

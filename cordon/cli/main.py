@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -91,13 +92,30 @@ def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
+    except OSError as e:
+        if e.errno not in _DISK_ERRORS or args.debug:
+            return _internal_error(e, args, ctx)
+        # a full or read-only disk is the user's to fix, not a bug (files are written atomically,
+        # so what was there is still there)
+        where = f" {e.filename}" if e.filename else ""
+        ctx.err(f"cordon: error: cannot write{where}: {e.strerror or e}")
+        ctx.err("hint: free some space (or make it writable), then run the command again; "
+                "files cordon was replacing are unchanged")
+        return 1
     except Exception as e:
-        if args.debug:
-            traceback.print_exc(file=ctx.stderr)
-        else:
-            ctx.err(f"cordon: internal error: {type(e).__name__}: {e}")
-            ctx.err("hint: run again with --debug for the traceback, and report it")
-        return 70
+        return _internal_error(e, args, ctx)
+
+
+_DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def _internal_error(e: BaseException, args: argparse.Namespace, ctx: Context) -> int:
+    if args.debug:
+        traceback.print_exc(file=ctx.stderr)
+    else:
+        ctx.err(f"cordon: internal error: {type(e).__name__}: {e}")
+        ctx.err("hint: run again with --debug for the traceback, and report it")
+    return 70
 
 
 def _repair_stale_sessions(ctx: Context) -> None:

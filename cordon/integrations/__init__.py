@@ -151,7 +151,7 @@ def setup(paths: Paths, env: Mapping[str, str], name: str, scope: Scope, *, add_
     ctx = Context(scope=scope, config=cfg, env=env, paths=paths, vars=vars_,
                   proxy_vars=envcontract.without_placeholders(vars_, cfg.routes))
     record = load_record(scope.state_dir, name) or Record(name, scope.name)
-    changes = [apply_target(t, record) for t in mod.targets(ctx)]
+    changes = [apply_target(t, record, lambda: save_record(scope.state_dir, record)) for t in mod.targets(ctx)]
     save_record(scope.state_dir, record)
     route = next((r for r in cfg.routes if normalize_host(r.host) == preset.host), None)
     result = SetupResult(integration=name, scope=scope, port=cfg.listen, ca_path=material.ca_path,

@@ -15,7 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,12 +183,16 @@ def _real(path: Path) -> Path:
     return path.resolve() if path.is_symlink() else path
 
 
-def apply_target(target: Target, record: Record) -> Change:
-    """Bring one file to the wanted state, backing it up first and noting what changed."""
+def apply_target(target: Target, record: Record, persist: Callable[[], None] | None = None) -> Change:
+    """Bring one file to the wanted state, backing it up first and noting what changed.
+
+    `persist` saves the record; it is called before the file changes (write-ahead), so a
+    kill at any point leaves a record that still holds the file's original bytes.
+    """
     raw = read_bytes(target.path)
     text = decode_text(target.path, raw)
     rec = record.files.get(target.path)
-    if rec is not None and rec.written != sha256(raw):
+    if rec is not None and rec.written != sha256(raw) and not (rec.restorable and raw == rec.original):
         # something else changed the file since cordon wrote it: an exact restore would lose that
         rec.restorable, rec.original = False, None
     drop = {} if rec is None else {k: r for k, r in rec.entries.items() if k not in target.desired}
@@ -215,19 +219,24 @@ def apply_target(target: Target, record: Record) -> Change:
         elif rec.backup is None:
             rec.backup = bak
     if new is None:
-        target.path.unlink()
         rec.written = None
+        if persist:
+            persist()
+        target.path.unlink()
         return Change(target.path, "removed")
     _mkdirs(target.path.parent, record)
-    atomic_write(_real(target.path), new, mode=None if raw is not None else target.new_mode)
     rec.written = sha256(new)
+    if persist:
+        persist()
+    atomic_write(_real(target.path), new, mode=None if raw is not None else target.new_mode)
     return Change(target.path, "created" if raw is None else "updated", backup)
 
 
 def undo_file(rec: FileRecord, editor: Editor) -> Change:
     """Restore one file: byte-identical if untouched since cordon wrote it, else cordon's entries only."""
     raw = read_bytes(rec.path)
-    if rec.restorable and sha256(raw) == rec.written:
+    # the file as cordon left it, or (a kill between saving the record and writing) as it was
+    if rec.restorable and (sha256(raw) == rec.written or raw == rec.original):
         if rec.original is None or not rec.existed:
             if raw is not None:
                 rec.path.unlink()
