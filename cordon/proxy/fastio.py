@@ -6,7 +6,7 @@ request that is several extra loop iterations. `FastStream` is an
 `anyio.abc.ByteStream` over an asyncio transport that keeps reading (with a
 high-water mark), hands out buffered bytes without a loop trip and writes
 directly, waiting only when the transport asks it to (flow control). Tasks,
-cancellation and TLS (`anyio.streams.tls.TLSStream`) work on it unchanged.
+cancellation and TLS (`fasttls.TLSConn`, or anyio's `TLSStream`) work on it unchanged.
 """
 
 from __future__ import annotations
@@ -126,6 +126,34 @@ class FastStream(anyio.abc.ByteStream):
             p.paused_reading = False
             self._transport.resume_reading()
         return chunk
+
+    async def drain_into(self, bio: Any) -> None:
+        """Wait for bytes, then write every buffered chunk into `bio` (a TLS MemoryBIO), uncut."""
+        p = self._p
+        while not p.chunks:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            if p.exc is not None:
+                raise anyio.BrokenResourceError from p.exc
+            if p.eof or p.closed:
+                raise anyio.EndOfStream
+            if p.read_waiter is not None:
+                raise anyio.BusyResourceError("reading from")
+            if p.paused_reading and p.buffered < HIGH_WATER:
+                p.paused_reading = False
+                self._transport.resume_reading()
+            fut = p.read_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await fut
+            finally:
+                p.read_waiter = None
+        chunks = p.chunks
+        while chunks:
+            bio.write(chunks.popleft())
+        p.buffered = 0
+        if p.paused_reading and not self._closed:
+            p.paused_reading = False
+            self._transport.resume_reading()
 
     # -- writing ------------------------------------------------------------------
     async def send(self, item: bytes) -> None:
