@@ -26,7 +26,7 @@ from tests.proxy_harness import PLACEHOLDER, SECRET, TOKEN, RunningProxy, runnin
 from tests.upstream import UpstreamServer
 
 HOST = "api.openai.com"
-FAST = Timeouts(connect=3.0, handshake=2.0, head=1.0, idle=3.0, response=3.0, read=3.0)
+FAST = Timeouts(connect=3.0, handshake=2.0, head=1.0, idle=2.0, response=3.0, read=2.0)
 SECRET_FORMS = (SECRET, TOKEN, base64.b64encode(f"cordon:{TOKEN}".encode()).decode())
 
 
