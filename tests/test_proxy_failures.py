@@ -266,3 +266,16 @@ def test_a_crashing_resolver_is_502_not_a_dropped_connection(up: UpstreamServer)
         r = c.get("https://api.openai.com/v1/models")
     assert r.status_code == 502
     assert "RuntimeError" in r.text and SECRET not in r.text
+
+
+def test_unresolvable_upstream_is_502(up: UpstreamServer) -> None:
+    with running_proxy([with_address(up.route(), "no-such-host.invalid:443")]) as px, client(px) as c:
+        r = c.get("https://api.openai.com/v1/models")
+    assert r.status_code == 502 and "resolve" in r.text
+
+
+def test_tunnel_to_unresolvable_host_is_502(px: RunningProxy) -> None:
+    s = raw(px)
+    s.sendall(f"CONNECT no-such-host.invalid:443 HTTP/1.1\r\n{proxy_auth()}\r\n".encode())
+    resp = read_all(s)
+    assert resp.startswith(b"HTTP/1.1 502 ") and b"resolve" in resp

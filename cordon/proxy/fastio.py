@@ -15,7 +15,7 @@ import asyncio
 import socket
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.abc
@@ -41,8 +41,8 @@ class _Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # not an isinstance check: uvloop's transports do not subclass asyncio.Transport
+        self.transport = cast(asyncio.Transport, transport)
 
     def _wake_reader(self) -> None:
         w = self.read_waiter
@@ -190,8 +190,10 @@ class FastStream(anyio.abc.ByteStream):
 async def connect(host: str, port: int) -> FastStream:
     """TCP to host:port (names resolved by the loop, happy eyeballs as anyio does)."""
     loop = asyncio.get_running_loop()
-    transport, protocol = await loop.create_connection(_Protocol, host, port, happy_eyeballs_delay=0.25)
-    assert isinstance(transport, asyncio.Transport)
+    try:
+        transport, protocol = await loop.create_connection(_Protocol, host, port, happy_eyeballs_delay=0.25)
+    except TypeError:   # uvloop has no happy eyeballs parameter
+        transport, protocol = await loop.create_connection(_Protocol, host, port)
     return FastStream(transport, protocol)
 
 
@@ -220,7 +222,6 @@ async def serve_tcp(port: int, handler: Callable[[FastStream], Coroutine[Any, An
                 except OSError:
                     csock.close()   # the client is already gone
                     continue
-                assert isinstance(transport, asyncio.Transport)
                 tg.start_soon(handler, FastStream(transport, protocol))
     finally:
         lsock.close()
