@@ -195,18 +195,18 @@ def report(args: argparse.Namespace, rounds: list[tuple[Phase, float]], samples:
               f"p50 {statistics.median(lat) * 1000:.1f} ms, p99 {lat[int(len(lat) * 0.99)] * 1000:.1f} ms")
     print(f"  total   {total} requests, {errors} errors")
     after = [r for _, r in rounds]
-    print(f"  rss     start {rss_start:.1f} MiB, after each phase: {', '.join(f'{r:.1f}' for r in after)} MiB")
-    if samples:
-        peak = max(r for _, r in samples)
-        half = samples[len(samples) // 2:]
-        if len(rounds) >= 4:
-            mid = after[len(after) // 2 - 1]
-            growth = after[-1] - mid
-            print(f"  rss     peak {peak:.1f} MiB; last half of the run: {mid:.1f} -> {after[-1]:.1f} MiB "
-                  f"({growth:+.1f} MiB, {100 * growth / mid:+.1f}%); sampled min/max over that half "
-                  f"{min(r for _, r in half):.1f}/{max(r for _, r in half):.1f} MiB")
-        else:
-            print(f"  rss     peak {peak:.1f} MiB (run a soak to see the curve)")
+    print(f"  rss     start {rss_start:.1f} MiB (idle), after the first phase {after[0]:.1f} MiB, "
+          f"peak {max([r for _, r in samples] or after):.1f} MiB")
+    if len(after) >= 8:
+        # medians per quarter of the run: robust to the allocator's short-lived bumps; memory that
+        # stops growing has flat later quarters
+        q = len(after) // 4
+        quarters = [after[i * q:(i + 1) * q if i < 3 else len(after)] for i in range(4)]
+        meds = [statistics.median(x) for x in quarters]
+        print(f"  rss     median per quarter of the phases: {', '.join(f'{m:.1f}' for m in meds)} MiB "
+              f"(last quarter vs second: {meds[3] - meds[1]:+.1f} MiB)")
+    else:
+        print("  rss     (run a soak, e.g. --soak 180, to see whether it keeps growing)")
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"  machine {os.cpu_count()} CPUs, load average at the end {load}; clients and cordon share them")
 

@@ -2,7 +2,7 @@
 keep-alive connection is closed, a stalled TLS handshake or body is given up — and while any of
 that is going on, other clients are served.
 
-Timeouts here are the short ones of `wire.FAST` (head 1 s, handshake 2 s, idle/read 3 s); the
+Timeouts here are the short ones of `wire.FAST` (head 1 s, handshake 2 s, idle/read 2 s); the
 tests only check what happens, never how long it took.
 """
 

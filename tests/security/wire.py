@@ -26,7 +26,7 @@ from tests.proxy_harness import PLACEHOLDER, SECRET, TOKEN, RunningProxy, runnin
 from tests.upstream import UpstreamServer
 
 HOST = "api.openai.com"
-FAST = Timeouts(connect=3.0, handshake=2.0, head=1.0, idle=3.0, response=3.0, read=3.0)
+FAST = Timeouts(connect=3.0, handshake=2.0, head=1.0, idle=2.0, response=3.0, read=2.0)
 SECRET_FORMS = (SECRET, TOKEN, base64.b64encode(f"cordon:{TOKEN}".encode()).decode())
 
 
@@ -160,11 +160,12 @@ class Scene:
 
 @contextmanager
 def scene(caplog: pytest.LogCaptureFixture, *, routes: list[Route] | None = None, policy: Policy | None = None,
-          timeouts: Timeouts = FAST, **kw: Any) -> Iterator[Scene]:
+          timeouts: Timeouts = FAST, route_kw: dict[str, Any] | None = None, **kw: Any) -> Iterator[Scene]:
+    """A route upstream for HOST and a proxy in front of it (`route_kw` goes to `UpstreamServer.route`)."""
     caplog.set_level("DEBUG", logger="cordon")
     with UpstreamServer(HOST) as up, \
-            running_proxy(routes if routes is not None else [up.route()], policy=policy, timeouts=timeouts,
-                          **kw) as px:
+            running_proxy(routes if routes is not None else [up.route(**(route_kw or {}))], policy=policy,
+                          timeouts=timeouts, **kw) as px:
         sc = Scene(up=up, px=px, caplog=caplog)
         try:
             yield sc
