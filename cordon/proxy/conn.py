@@ -8,6 +8,7 @@ handshake or a tunnel can start on a connection that already read ahead.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import ssl
 from collections.abc import Callable, Mapping
@@ -18,6 +19,8 @@ import anyio.abc
 
 from cordon.errors import ProtocolError
 from cordon.http1 import MAX_HEAD, find_head_end
+from cordon.proxy.fastio import FastStream
+from cordon.proxy.fasttls import TLSConn
 
 RECV = 1 << 18  # large reads: fewer trips through Python per megabyte
 
@@ -46,6 +49,9 @@ class Conn:
         buf = self.buf
         if buf.startswith(b"\r\n") or buf.startswith(b"\n"):
             del buf[:len(buf) - len(buf.lstrip(b"\r\n"))]   # stray CRLFs between messages (RFC 9112 §2.2)
+        fs = _fast(self.stream)
+        if fs is not None:
+            return await self._read_head_fast(fs, idle, head, status_on_eof, status_too_large, idle_is_timeout)
         started = bool(buf)
         now = anyio.current_time()
         limit = head if started else idle
@@ -79,6 +85,48 @@ class Conn:
         if not started and not idle_is_timeout:
             return None
         raise TimeoutError
+
+    async def _read_head_fast(self, fs: FastStream, idle: float | None, head: float, status_on_eof: int,
+                              status_too_large: int, idle_is_timeout: bool) -> bytes | None:
+        """`read_head` with the limits as a read deadline on the TCP stream (no cancel scope)."""
+        buf = self.buf
+        started = bool(buf)
+        loop = asyncio.get_running_loop()
+        limit = head if started else idle
+        fs.deadline = loop.time() + limit if limit is not None else None
+        start = 0
+        try:
+            while True:
+                if started:
+                    end = find_head_end(buf, max(0, start - 3))
+                    if end >= 0:
+                        h = bytes(buf[:end])
+                        del buf[:end]
+                        return h
+                    if len(buf) > MAX_HEAD:
+                        raise ProtocolError("message head larger than 64 KiB", status_too_large)
+                    start = len(buf)
+                try:
+                    data = await self.stream.receive(RECV)
+                except (anyio.EndOfStream, anyio.BrokenResourceError):
+                    if not started:
+                        return None
+                    raise ProtocolError("connection closed in the middle of a message head", status_on_eof)
+                except TimeoutError:
+                    if not started and not idle_is_timeout:
+                        return None
+                    raise
+                buf += data
+                if not started:
+                    stripped = buf.lstrip(b"\r\n")
+                    if stripped:
+                        del buf[:len(buf) - len(stripped)]
+                        started = True
+                        fs.deadline = loop.time() + head
+                    else:
+                        buf.clear()
+        finally:
+            fs.deadline = None
 
     async def receive(self, max_bytes: int = RECV) -> bytes:
         """Buffered bytes first, then one read from the stream (raises EndOfStream)."""
@@ -132,6 +180,15 @@ class Conn:
     async def aclose(self) -> None:
         self.closed = True
         await anyio.aclose_forcefully(self.stream)
+
+
+def _fast(stream: anyio.abc.ByteStream) -> FastStream | None:
+    """The FastStream carrying `stream` (itself, or under our TLS), else None."""
+    if isinstance(stream, FastStream):
+        return stream
+    if isinstance(stream, TLSConn) and isinstance(stream.raw, FastStream):
+        return stream.raw
+    return None
 
 
 class Prefixed(anyio.abc.ByteStream):

@@ -80,6 +80,11 @@ class _Protocol(asyncio.Protocol):
             w.set_result(None)
 
 
+def _expire(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
+
+
 class FastStream(anyio.abc.ByteStream):
     """A TCP connection; see the module docstring."""
 
@@ -87,6 +92,9 @@ class FastStream(anyio.abc.ByteStream):
         self._transport = transport
         self._p = protocol
         self._closed = False
+        # loop time after which a read still waiting raises TimeoutError (Conn.read_head sets it:
+        # one timer handle per wait instead of a cancel scope per message head)
+        self.deadline: float | None = None
 
     # -- reading ------------------------------------------------------------------
     def buffered(self) -> int:
@@ -98,7 +106,8 @@ class FastStream(anyio.abc.ByteStream):
             self._p.paused_reading = True
             self._transport.pause_reading()
 
-    async def receive(self, max_bytes: int = 65536) -> bytes:
+    async def _wait_data(self) -> None:
+        """Until a chunk is buffered; TimeoutError once `deadline` (loop time) passes."""
         p = self._p
         while not p.chunks:
             if self._closed:
@@ -112,11 +121,20 @@ class FastStream(anyio.abc.ByteStream):
             if p.paused_reading and p.buffered < HIGH_WATER:
                 p.paused_reading = False
                 self._transport.resume_reading()
-            fut = p.read_waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            fut = p.read_waiter = loop.create_future()
+            timer = loop.call_at(self.deadline, _expire, fut) if self.deadline is not None else None
             try:
                 await fut
             finally:
                 p.read_waiter = None
+                if timer is not None:
+                    timer.cancel()
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        p = self._p
+        if not p.chunks:
+            await self._wait_data()
         chunk = p.chunks.popleft()
         if len(chunk) > max_bytes:
             p.chunks.appendleft(chunk[max_bytes:])
@@ -130,23 +148,8 @@ class FastStream(anyio.abc.ByteStream):
     async def drain_into(self, bio: Any) -> None:
         """Wait for bytes, then write every buffered chunk into `bio` (a TLS MemoryBIO), uncut."""
         p = self._p
-        while not p.chunks:
-            if self._closed:
-                raise anyio.ClosedResourceError
-            if p.exc is not None:
-                raise anyio.BrokenResourceError from p.exc
-            if p.eof or p.closed:
-                raise anyio.EndOfStream
-            if p.read_waiter is not None:
-                raise anyio.BusyResourceError("reading from")
-            if p.paused_reading and p.buffered < HIGH_WATER:
-                p.paused_reading = False
-                self._transport.resume_reading()
-            fut = p.read_waiter = asyncio.get_running_loop().create_future()
-            try:
-                await fut
-            finally:
-                p.read_waiter = None
+        if not p.chunks:
+            await self._wait_data()
         chunks = p.chunks
         while chunks:
             bio.write(chunks.popleft())

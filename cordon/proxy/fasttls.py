@@ -91,6 +91,8 @@ class TLSConn(anyio.abc.ByteStream):
                 self._in.write(await raw.receive(READ_MAX))
         except anyio.EndOfStream:
             self._in.write_eof()
+        except TimeoutError:
+            raise   # a read deadline (FastStream.deadline): the session stays usable
         except OSError as e:
             self._broken = True
             self._in.write_eof()
