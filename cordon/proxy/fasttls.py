@@ -33,7 +33,7 @@ READ_MAX = 1 << 18
 class TLSConn(anyio.abc.ByteStream):
     """A TLS session over `raw` (a FastStream, or any byte stream via its `receive`)."""
 
-    __slots__ = ("_broken", "_in", "_out", "raw", "ssl_object")
+    __slots__ = ("_broken", "_fast", "_in", "_out", "raw", "ssl_object")
 
     def __init__(self, raw: anyio.abc.ByteStream, ssl_object: ssl.SSLObject, bio_in: ssl.MemoryBIO,
                  bio_out: ssl.MemoryBIO) -> None:
@@ -42,6 +42,7 @@ class TLSConn(anyio.abc.ByteStream):
         self._in = bio_in
         self._out = bio_out
         self._broken = False
+        self._fast = type(raw) is FastStream
 
     @classmethod
     async def wrap(cls, raw: anyio.abc.ByteStream, ctx: ssl.SSLContext, *, server_side: bool,
@@ -85,8 +86,8 @@ class TLSConn(anyio.abc.ByteStream):
         """Move at least one more chunk of ciphertext from the socket into the BIO."""
         raw = self.raw
         try:
-            if isinstance(raw, FastStream):
-                await raw.drain_into(self._in)
+            if self._fast:
+                await raw.drain_into(self._in)  # type: ignore[attr-defined]
             else:
                 self._in.write(await raw.receive(READ_MAX))
         except anyio.EndOfStream:
@@ -119,8 +120,14 @@ class TLSConn(anyio.abc.ByteStream):
         if self._broken:
             raise anyio.BrokenResourceError
         obj = self.ssl_object
+        bio = self._in
         data = b""
         while True:
+            if not bio.pending and not bio.eof and not obj.pending():
+                # nothing to decrypt yet: wait for the socket without raising SSLWantReadError first
+                if self._out.pending:
+                    await self._flush()
+                await self._fill()
             try:
                 data = obj.read(max_bytes)
                 break
