@@ -18,7 +18,7 @@ import anyio
 import anyio.abc
 
 from cordon.errors import ProtocolError
-from cordon.http1 import MAX_HEAD, find_head_end
+from cordon.http1 import MAX_HEAD, encode_chunk, find_head_end
 from cordon.proxy.fastio import FastStream
 from cordon.proxy.fasttls import TLSConn
 
@@ -176,6 +176,14 @@ class Conn:
 
     async def send(self, data: bytes) -> None:
         await self.stream.send(data)
+
+    async def send_chunk(self, data: bytes) -> None:
+        """`data` as one chunk of a chunked body (over TLS without copying it into the chunk)."""
+        s = self.stream
+        if type(s) is TLSConn and data:
+            await s.send_parts((b"%x\r\n" % len(data), data, b"\r\n"))
+        else:
+            await s.send(encode_chunk(data))
 
     async def aclose(self) -> None:
         self.closed = True

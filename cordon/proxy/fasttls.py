@@ -167,6 +167,19 @@ class TLSConn(anyio.abc.ByteStream):
             self._fail(e)
         await self._flush()
 
+    async def send_parts(self, parts: tuple[bytes, ...]) -> None:
+        """`send(b"".join(parts))` without the join: one record per part, one transport write."""
+        if self._broken:
+            raise anyio.BrokenResourceError
+        write = self.ssl_object.write
+        try:
+            for part in parts:
+                if part:
+                    write(part)
+        except ssl.SSLError as e:
+            self._fail(e)
+        await self._flush()
+
     async def send_eof(self) -> None:
         raise NotImplementedError("send_eof() is not implemented for TLS streams")
 

@@ -376,7 +376,10 @@ class Forwarder:
             if scrubber is not None:
                 data = scrubber.feed(data)
             if data:
-                await client.send(encode_chunk(data) if chunked_out else data)
+                if chunked_out:
+                    await client.send_chunk(data)
+                else:
+                    await client.send(data)
                 sent += len(data)
 
         trailers: Headers = []
