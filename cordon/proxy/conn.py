@@ -8,7 +8,6 @@ handshake or a tunnel can start on a connection that already read ahead.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import ssl
 from collections.abc import Callable, Mapping
@@ -91,7 +90,7 @@ class Conn:
         """`read_head` with the limits as a read deadline on the TCP stream (no cancel scope)."""
         buf = self.buf
         started = bool(buf)
-        loop = asyncio.get_running_loop()
+        loop = fs.loop
         limit = head if started else idle
         fs.deadline = loop.time() + limit if limit is not None else None
         start = 0

@@ -95,6 +95,8 @@ class FastStream(anyio.abc.ByteStream):
         # loop time after which a read still waiting raises TimeoutError (Conn.read_head sets it:
         # one timer handle per wait instead of a cancel scope per message head)
         self.deadline: float | None = None
+        # the loop this stream lives on (asyncio.get_running_loop() costs a getpid() syscall per call)
+        self.loop = asyncio.get_running_loop()
 
     # -- reading ------------------------------------------------------------------
     def buffered(self) -> int:
@@ -121,7 +123,7 @@ class FastStream(anyio.abc.ByteStream):
             if p.paused_reading and p.buffered < HIGH_WATER:
                 p.paused_reading = False
                 self._transport.resume_reading()
-            loop = asyncio.get_running_loop()
+            loop = self.loop
             fut = p.read_waiter = loop.create_future()
             timer = loop.call_at(self.deadline, _expire, fut) if self.deadline is not None else None
             try:
@@ -167,7 +169,7 @@ class FastStream(anyio.abc.ByteStream):
             raise anyio.BrokenResourceError from p.exc
         self._transport.write(item)
         while p.write_paused and not p.closed:
-            fut = p.write_waiter = asyncio.get_running_loop().create_future()
+            fut = p.write_waiter = self.loop.create_future()
             try:
                 await fut
             finally:
