@@ -17,7 +17,9 @@ import anyio
 import anyio.abc
 
 from cordon.errors import ProtocolError
-from cordon.http1 import MAX_HEAD, find_head_end
+from cordon.http1 import MAX_HEAD, encode_chunk, find_head_end
+from cordon.proxy.fastio import FastStream
+from cordon.proxy.fasttls import TLSConn
 
 RECV = 1 << 18  # large reads: fewer trips through Python per megabyte
 
@@ -46,6 +48,9 @@ class Conn:
         buf = self.buf
         if buf.startswith(b"\r\n") or buf.startswith(b"\n"):
             del buf[:len(buf) - len(buf.lstrip(b"\r\n"))]   # stray CRLFs between messages (RFC 9112 §2.2)
+        fs = _fast(self.stream)
+        if fs is not None:
+            return await self._read_head_fast(fs, idle, head, status_on_eof, status_too_large, idle_is_timeout)
         started = bool(buf)
         now = anyio.current_time()
         limit = head if started else idle
@@ -79,6 +84,48 @@ class Conn:
         if not started and not idle_is_timeout:
             return None
         raise TimeoutError
+
+    async def _read_head_fast(self, fs: FastStream, idle: float | None, head: float, status_on_eof: int,
+                              status_too_large: int, idle_is_timeout: bool) -> bytes | None:
+        """`read_head` with the limits as a read deadline on the TCP stream (no cancel scope)."""
+        buf = self.buf
+        started = bool(buf)
+        loop = fs.loop
+        limit = head if started else idle
+        fs.deadline = loop.time() + limit if limit is not None else None
+        start = 0
+        try:
+            while True:
+                if started:
+                    end = find_head_end(buf, max(0, start - 3))
+                    if end >= 0:
+                        h = bytes(buf[:end])
+                        del buf[:end]
+                        return h
+                    if len(buf) > MAX_HEAD:
+                        raise ProtocolError("message head larger than 64 KiB", status_too_large)
+                    start = len(buf)
+                try:
+                    data = await self.stream.receive(RECV)
+                except (anyio.EndOfStream, anyio.BrokenResourceError):
+                    if not started:
+                        return None
+                    raise ProtocolError("connection closed in the middle of a message head", status_on_eof)
+                except TimeoutError:
+                    if not started and not idle_is_timeout:
+                        return None
+                    raise
+                buf += data
+                if not started:
+                    stripped = buf.lstrip(b"\r\n")
+                    if stripped:
+                        del buf[:len(buf) - len(stripped)]
+                        started = True
+                        fs.deadline = loop.time() + head
+                    else:
+                        buf.clear()
+        finally:
+            fs.deadline = None
 
     async def receive(self, max_bytes: int = RECV) -> bytes:
         """Buffered bytes first, then one read from the stream (raises EndOfStream)."""
@@ -129,9 +176,27 @@ class Conn:
     async def send(self, data: bytes) -> None:
         await self.stream.send(data)
 
+    async def send_chunk(self, data: bytes) -> None:
+        """`data` as one chunk of a chunked body (over TLS without copying it into the chunk)."""
+        s = self.stream
+        if type(s) is TLSConn and data:
+            await s.send_parts((b"%x\r\n" % len(data), data, b"\r\n"))
+        else:
+            await s.send(encode_chunk(data))
+
     async def aclose(self) -> None:
         self.closed = True
         await anyio.aclose_forcefully(self.stream)
+
+
+def _fast(stream: anyio.abc.ByteStream) -> FastStream | None:
+    """The FastStream carrying `stream` (itself, or under our TLS), else None."""
+    t = type(stream)   # exact types: isinstance on these ABCs costs more than the read
+    if t is FastStream:
+        return stream   # type: ignore[return-value]
+    if t is TLSConn and type(stream.raw) is FastStream:   # type: ignore[attr-defined]
+        return stream.raw   # type: ignore[attr-defined,no-any-return]
+    return None
 
 
 class Prefixed(anyio.abc.ByteStream):

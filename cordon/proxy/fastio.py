@@ -6,7 +6,7 @@ request that is several extra loop iterations. `FastStream` is an
 `anyio.abc.ByteStream` over an asyncio transport that keeps reading (with a
 high-water mark), hands out buffered bytes without a loop trip and writes
 directly, waiting only when the transport asks it to (flow control). Tasks,
-cancellation and TLS (`anyio.streams.tls.TLSStream`) work on it unchanged.
+cancellation and TLS (`fasttls.TLSConn`, or anyio's `TLSStream`) work on it unchanged.
 """
 
 from __future__ import annotations
@@ -80,6 +80,11 @@ class _Protocol(asyncio.Protocol):
             w.set_result(None)
 
 
+def _expire(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
+
+
 class FastStream(anyio.abc.ByteStream):
     """A TCP connection; see the module docstring."""
 
@@ -87,6 +92,11 @@ class FastStream(anyio.abc.ByteStream):
         self._transport = transport
         self._p = protocol
         self._closed = False
+        # loop time after which a read still waiting raises TimeoutError (Conn.read_head sets it:
+        # one timer handle per wait instead of a cancel scope per message head)
+        self.deadline: float | None = None
+        # the loop this stream lives on (asyncio.get_running_loop() costs a getpid() syscall per call)
+        self.loop = asyncio.get_running_loop()
 
     # -- reading ------------------------------------------------------------------
     def buffered(self) -> int:
@@ -98,7 +108,8 @@ class FastStream(anyio.abc.ByteStream):
             self._p.paused_reading = True
             self._transport.pause_reading()
 
-    async def receive(self, max_bytes: int = 65536) -> bytes:
+    async def _wait_data(self) -> None:
+        """Until a chunk is buffered; TimeoutError once `deadline` (loop time) passes."""
         p = self._p
         while not p.chunks:
             if self._closed:
@@ -112,11 +123,20 @@ class FastStream(anyio.abc.ByteStream):
             if p.paused_reading and p.buffered < HIGH_WATER:
                 p.paused_reading = False
                 self._transport.resume_reading()
-            fut = p.read_waiter = asyncio.get_running_loop().create_future()
+            loop = self.loop
+            fut = p.read_waiter = loop.create_future()
+            timer = loop.call_at(self.deadline, _expire, fut) if self.deadline is not None else None
             try:
                 await fut
             finally:
                 p.read_waiter = None
+                if timer is not None:
+                    timer.cancel()
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        p = self._p
+        if not p.chunks:
+            await self._wait_data()
         chunk = p.chunks.popleft()
         if len(chunk) > max_bytes:
             p.chunks.appendleft(chunk[max_bytes:])
@@ -127,6 +147,19 @@ class FastStream(anyio.abc.ByteStream):
             self._transport.resume_reading()
         return chunk
 
+    async def drain_into(self, bio: Any) -> None:
+        """Wait for bytes, then write every buffered chunk into `bio` (a TLS MemoryBIO), uncut."""
+        p = self._p
+        if not p.chunks:
+            await self._wait_data()
+        chunks = p.chunks
+        while chunks:
+            bio.write(chunks.popleft())
+        p.buffered = 0
+        if p.paused_reading and not self._closed:
+            p.paused_reading = False
+            self._transport.resume_reading()
+
     # -- writing ------------------------------------------------------------------
     async def send(self, item: bytes) -> None:
         p = self._p
@@ -136,7 +169,7 @@ class FastStream(anyio.abc.ByteStream):
             raise anyio.BrokenResourceError from p.exc
         self._transport.write(item)
         while p.write_paused and not p.closed:
-            fut = p.write_waiter = asyncio.get_running_loop().create_future()
+            fut = p.write_waiter = self.loop.create_future()
             try:
                 await fut
             finally:

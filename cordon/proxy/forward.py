@@ -10,6 +10,7 @@ Failures before anything reached the client raise `ProtocolError(status)`.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from dataclasses import dataclass
 
@@ -376,13 +377,17 @@ class Forwarder:
             if scrubber is not None:
                 data = scrubber.feed(data)
             if data:
-                await client.send(encode_chunk(data) if chunked_out else data)
+                if chunked_out:
+                    await client.send_chunk(data)
+                else:
+                    await client.send(data)
                 sent += len(data)
 
         trailers: Headers = []
         clean = True
         # one inactivity timer for the whole body, pushed back as data flows (cheaper than a scope per read)
-        now = anyio.current_time()
+        clock = asyncio.get_running_loop().time   # anyio's clock on asyncio, without its per-call lookup
+        now = clock()
         moved = now
         with anyio.CancelScope(deadline=now + read_t) as idle:
             if rf.kind == "length":
@@ -391,7 +396,7 @@ class Forwarder:
                     data = await up.receive_batch(min(left, RECV))
                     left -= len(data)
                     await emit(data)
-                    now = anyio.current_time()
+                    now = clock()
                     if now - moved > 0.5:
                         idle.deadline, moved = now + read_t, now
             elif rf.kind == "chunked":
@@ -401,7 +406,7 @@ class Forwarder:
                     out = dec.feed(data)
                     if out:
                         await emit(out)
-                    now = anyio.current_time()
+                    now = clock()
                     if now - moved > 0.5:
                         idle.deadline, moved = now + read_t, now
                 trailers = dec.trailers
@@ -414,7 +419,7 @@ class Forwarder:
                     except anyio.EndOfStream:
                         break
                     await emit(data)
-                    now = anyio.current_time()
+                    now = clock()
                     if now - moved > 0.5:
                         idle.deadline, moved = now + read_t, now
                 clean = False

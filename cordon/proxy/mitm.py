@@ -15,13 +15,13 @@ import time
 from typing import TYPE_CHECKING
 
 import anyio
-from anyio.streams.tls import TLSAttribute, TLSStream
 
 from cordon.errors import ProtocolError, SecretError
 from cordon.http1 import RequestHead, parse_request_head, request_framing, strip_hop_by_hop
 from cordon.inject import SCRUB_MIN, InjectionError, rewrite_headers, wants_secret
 from cordon.model import Route
-from cordon.proxy.conn import Conn, Prefixed
+from cordon.proxy.conn import Conn
+from cordon.proxy.fasttls import TLSConn
 from cordon.proxy.forward import Plan
 from cordon.proxy.tls import sni_of
 from cordon.proxy.websocket import upgrade_token
@@ -39,15 +39,14 @@ async def serve_mitm(px: Proxy, client: Conn, route: Route, host: str, port: int
     ctx = px.settings.issuer.server_context(route.host)
     try:
         with anyio.fail_after(px.timeouts.handshake):
-            tls = await TLSStream.wrap(Prefixed(client.stream, bytes(client.buf)), server_side=True,
-                                       ssl_context=ctx, standard_compatible=False)
+            tls = await TLSConn.wrap(client.stream, ctx, server_side=True, prefix=bytes(client.buf))
     except (TimeoutError, ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream, OSError) as e:
         reason = e.reason if isinstance(e, ssl.SSLError) and e.reason else type(e).__name__
         log.info("TLS handshake with the client for %s failed: %s (does the client trust cordon's CA?)",
                  route.host, reason)
         return
     client.buf.clear()
-    ssl_object = tls.extra(TLSAttribute.ssl_object)  # noqa: S610
+    ssl_object = tls.ssl_object
     sni = sni_of(ssl_object)
     inner = Conn(tls, ssl_object=ssl_object)
     try:

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import anyio
 import anyio.abc
-from anyio.streams.tls import TLSAttribute, TLSStream
 
 from cordon.errors import ProtocolError
 from cordon.proxy.conn import Conn
 from cordon.proxy.fastio import FastStream, connect
+from cordon.proxy.fasttls import TLSConn
 from cordon.proxy.tls import ClientContexts
 
 IDLE_TTL = 30.0        # drop pooled connections idle longer than this (servers time out ~60 s)
@@ -94,9 +94,8 @@ async def open_connection(target: Target, contexts: ClientContexts, timeout: flo
             stream: anyio.abc.ByteStream = sock
             if target.tls:
                 try:
-                    stream = await TLSStream.wrap(sock, hostname=target.host,
-                                                  ssl_context=contexts.get(target.ca_file),
-                                                  standard_compatible=False)
+                    stream = await TLSConn.wrap(sock, contexts.get(target.ca_file), server_side=False,
+                                                hostname=target.host)
                 except BaseException:
                     await anyio.aclose_forcefully(sock)
                     raise
@@ -117,8 +116,8 @@ async def open_connection(target: Target, contexts: ClientContexts, timeout: flo
             raise ProtocolError(f"upstream {where} refused the connection", 502)
         raise ProtocolError(f"cannot reach upstream {where}: {reason}", 502)
     up = Upstream(stream, target, sock)
-    if isinstance(stream, TLSStream):
-        up.ssl_object = stream.extra(TLSAttribute.ssl_object)  # noqa: S610
+    if isinstance(stream, TLSConn):
+        up.ssl_object = stream.ssl_object
     return up
 
 

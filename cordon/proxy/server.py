@@ -122,9 +122,20 @@ class Proxy:
         self.secrets = r if isinstance(r, SecretCache) else SecretCache(r, settings.secrets_gen_file)
         self.exemptions = ssrf.Exemptions.parse(settings.policy.allow_private)
         self.allow_hosts = frozenset(normalize_host(h) for h in settings.policy.allow_hosts)
+        self._targets: dict[tuple[int, int], tuple[Route, Target]] = {}
 
     # -- helpers used by mitm --------------------------------------------------------
     def route_target(self, route: Route, port: int) -> Target:
+        # per request: cached per (route object, port); the route is kept so its id is never reused
+        hit = self._targets.get((id(route), port))
+        if hit is not None and hit[0] is route:
+            return hit[1]
+        t = self._route_target(route, port)
+        if len(self._targets) < 1024:
+            self._targets[(id(route), port)] = (route, t)
+        return t
+
+    def _route_target(self, route: Route, port: int) -> Target:
         up = route.upstream
         tls = up.scheme != "http"
         if up.address:
