@@ -158,26 +158,31 @@ class TLSConn(anyio.abc.ByteStream):
                 data = b"".join(parts)
         return data
 
+    async def _write(self, data: bytes) -> None:
+        """Encrypt `data` into the outgoing BIO (a TLS 1.2 renegotiation may need a read first)."""
+        while True:
+            try:
+                self.ssl_object.write(data)
+                return
+            except ssl.SSLWantReadError:
+                await self._flush()
+                await self._fill()
+            except ssl.SSLError as e:
+                self._fail(e)
+
     async def send(self, item: bytes) -> None:
         if self._broken:
             raise anyio.BrokenResourceError
-        try:
-            self.ssl_object.write(item)
-        except ssl.SSLError as e:
-            self._fail(e)
+        await self._write(item)
         await self._flush()
 
     async def send_parts(self, parts: tuple[bytes, ...]) -> None:
         """`send(b"".join(parts))` without the join: one record per part, one transport write."""
         if self._broken:
             raise anyio.BrokenResourceError
-        write = self.ssl_object.write
-        try:
-            for part in parts:
-                if part:
-                    write(part)
-        except ssl.SSLError as e:
-            self._fail(e)
+        for part in parts:
+            if part:
+                await self._write(part)
         await self._flush()
 
     async def send_eof(self) -> None:
