@@ -458,6 +458,14 @@ def manager_for(paths: Paths, env: Mapping[str, str], platform: str = sys.platfo
     raise NoServiceManager(_no_manager_message(f"no service support on {platform}", None))
 
 
+def manager_or_none(paths: Paths, env: Mapping[str, str]) -> Manager | None:
+    """The platform's service manager, or None where there is none (status/doctor just skip services)."""
+    try:
+        return manager_for(paths, env)
+    except NoServiceManager:
+        return None
+
+
 # ---------------------------------------------------------------- operations
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from cordon.atomic import atomic_write, remove_stale_temps
 from cordon.dotenvfile import apply_block, has_block, read_block, remove_block
 from cordon.errors import CordonError
 from cordon.paths import Paths, ensure_private_dir
+from cordon.runrecord import pid_alive
 
 if TYPE_CHECKING:
     from cordon.tomlentries import Key, Recorded
@@ -221,19 +222,9 @@ def _drop_orphans(paths: Paths, names: list[str]) -> None:
                 os.close(fd)
         elif name.startswith(".") and ".tmp-" in name:
             pid = name.rsplit(".tmp-", 1)[1]
-            if pid.isdigit() and not _pid_alive(int(pid)):
+            if pid.isdigit() and not pid_alive(int(pid)):
                 with contextlib.suppress(OSError):
                     (paths.sessions_dir / name).unlink()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def _held(lock: Path) -> bool:

@@ -9,8 +9,6 @@ route's secret resolves. Never holds on to, returns or prints a secret value.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,20 +22,10 @@ from cordon.errors import CordonError
 from cordon.model import Config
 from cordon.paths import Paths
 from cordon.proxy.localclient import get_json
+from cordon.runrecord import pid_alive, read_run_record
 from cordon.secrets import SecretResolver
 from cordon.service import Manager, NoServiceManager, ServiceState, default_name, names_for_config
 from cordon.tokens import DEFAULT_TOKEN, TokenStore
-
-RUN_RECORD = "proxy.json"
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    pid: int
-    port: int
-    started_at: dt.datetime | None
-    version: str | None
-    config_path: Path | None
 
 
 @dataclass(frozen=True)
@@ -79,50 +67,6 @@ class ScopeStatus:
     service_name: str | None = None
     service: ServiceState | None = None
     service_note: str | None = None  # e.g. no service manager here
-
-
-# ---------------------------------------------------------------- the run record
-
-def run_record_path(state_dir: Path) -> Path:
-    return state_dir / RUN_RECORD
-
-
-def _parse_time(v: object) -> dt.datetime | None:
-    if isinstance(v, int | float) and not isinstance(v, bool):
-        return dt.datetime.fromtimestamp(float(v), dt.UTC)
-    if isinstance(v, str):
-        try:
-            t = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
-    return None
-
-
-def read_run_record(state_dir: Path) -> RunRecord | None:
-    try:
-        data = json.loads(run_record_path(state_dir).read_text(encoding="utf-8"))
-        pid, port = data["pid"], data["port"]
-        if not isinstance(pid, int) or not isinstance(port, int) or isinstance(pid, bool):
-            return None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    cfg = data.get("config_path")
-    return RunRecord(pid=pid, port=port, started_at=_parse_time(data.get("started_at")),
-                     version=data.get("version") if isinstance(data.get("version"), str) else None,
-                     config_path=Path(cfg) if isinstance(cfg, str) else None)
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:   # someone else's process holds the pid
-        return True
-    return True
 
 
 # ---------------------------------------------------------------- pieces

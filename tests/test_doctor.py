@@ -38,8 +38,8 @@ from cordon.doctor.checks import (
 )
 from cordon.envvars import contract_vars
 from cordon.paths import Paths
+from cordon.runrecord import run_record_path
 from cordon.service import Systemd
-from cordon.status import run_record_path
 from cordon.tokens import TokenStore
 from tests.conftest import write
 

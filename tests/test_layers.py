@@ -12,7 +12,7 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "model": 1, "routes": 1, "inject": 1, "http1": 1, "certs": 1, "envvars": 1, "ssrf": 1,
     "config": 2, "configedit": 2, "secrets": 2, "castore": 2, "session": 2, "paths": 2,
-    "tokens": 2, "dotenvfile": 2, "atomic": 2, "tomlentries": 2,
+    "tokens": 2, "dotenvfile": 2, "atomic": 2, "runrecord": 2, "tomlentries": 2,
     "proxy": 3,
     "runner": 4, "integrations": 4, "service": 4, "doctor": 4, "status": 4, "shellhooks": 4,
     "activation": 4,

@@ -21,7 +21,7 @@ import pytest
 
 from cordon.castore import ca_paths, load_or_create_ca
 from cordon.paths import Paths
-from cordon.status import read_run_record, run_record_path
+from cordon.runrecord import read_run_record, run_record_path
 from cordon.tokens import TokenStore
 from tests.conftest import write
 

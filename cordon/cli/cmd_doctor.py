@@ -8,7 +8,7 @@ from typing import Any
 
 from cordon.cli.context import Context, add_scope_args
 from cordon.doctor import Report, run_doctor, to_json
-from cordon.service import Manager, NoServiceManager, manager_for
+from cordon.service import manager_or_none
 
 
 def register(sub: Any, name: str) -> None:
@@ -25,16 +25,9 @@ def register(sub: Any, name: str) -> None:
     p.set_defaults(run=run)
 
 
-def _manager(ctx: Context) -> Manager | None:
-    try:
-        return manager_for(ctx.paths, ctx.env)
-    except NoServiceManager:
-        return None
-
-
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    report = run_doctor(ctx.paths, ctx.env, config=args.config, scope=args.scope, manager=_manager(ctx),
-                        probes=not args.no_probes)
+    report = run_doctor(ctx.paths, ctx.env, config=args.config, scope=args.scope,
+                        manager=manager_or_none(ctx.paths, ctx.env), probes=not args.no_probes)
     if args.json:
         ctx.out(json.dumps(to_json(report), indent=2))
     else:

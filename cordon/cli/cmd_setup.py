@@ -6,8 +6,8 @@ import argparse
 from typing import Any
 
 from cordon.cli.context import Context, add_scope_args
-from cordon.cli.proxyscope import read_record
 from cordon.integrations import INTEGRATIONS, SetupResult, prepare, resolve_scope, route_missing, setup
+from cordon.runrecord import live_run_record
 
 LABELS = {"codex": "Codex CLI", "claude-code": "Claude Code"}
 
@@ -74,12 +74,12 @@ def render(ctx: Context, r: SetupResult) -> None:
     for note in r.notes:
         ctx.out(f"note: {note}")
     flag = " --scope user" if r.scope.name == "user" else ""
-    rec = read_record(r.scope.state_dir)
+    rec = live_run_record(r.scope.state_dir)
     if rec is None:
         start = [f"start the proxy: `cordon start{flag}` (foreground), or `cordon service install{flag}` "
                  "(at login)"]
-    elif r.route_added or rec.get("port") != r.port:
-        start = [f"restart `cordon start{flag}` (pid {rec.get('pid')}): it reads cordon.toml only when it starts"]
+    elif r.route_added or rec.port != r.port:
+        start = [f"restart `cordon start{flag}` (pid {rec.pid}): it reads cordon.toml only when it starts"]
     else:
         start = []
     steps = [*r.next_steps, *start]

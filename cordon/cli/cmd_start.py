@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any, cast
 from cordon import __version__
 from cordon.cli.context import Context, add_scope_args
 from cordon.cli.logsetup import LEVELS, Redactor, setup_logging, teardown_logging
-from cordon.cli.proxyscope import Scope, load_scope, prepare_ca, read_record
+from cordon.cli.proxyscope import Scope, load_scope, prepare_ca
 from cordon.errors import ConfigError, CordonError, SecretError
+from cordon.runrecord import live_run_record
 
 if TYPE_CHECKING:
     import ssl
@@ -50,10 +51,10 @@ def register(sub: Any, name: str) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     scope = load_scope(args, ctx)                                    # 1. config
-    rec = read_record(scope.state_dir)
+    rec = live_run_record(scope.state_dir)
     if rec is not None:
-        raise CordonError(f"cordon is already running for this scope (pid {rec.get('pid')}, "
-                          f"127.0.0.1:{rec.get('port')})",
+        raise CordonError(f"cordon is already running for this scope (pid {rec.pid}, "
+                          f"127.0.0.1:{rec.port})",
                           "use that one (`cordon env` points clients at it), or stop it first")
     secret_values: list[str] = []
     watcher: list[TokenWatcher] = []
@@ -182,9 +183,9 @@ async def _serve(scope: Scope, ca: Any, resolver: Any, watcher: TokenWatcher, ar
 def _bind_failure(scope: Scope, e: OSError) -> CordonError:
     port = scope.config.listen
     if e.errno == errno.EADDRINUSE:
-        rec = read_record(scope.state_dir)
-        if rec is not None and rec.get("port") == port:
-            hint = (f"cordon is already running for this scope (pid {rec.get('pid')}); "
+        rec = live_run_record(scope.state_dir)
+        if rec is not None and rec.port == port:
+            hint = (f"cordon is already running for this scope (pid {rec.pid}); "
                     "`cordon status` shows it, stop it first")
         else:
             hint = (f"another program holds the port (`ss -ltnp 'sport = :{port}'` names it); "

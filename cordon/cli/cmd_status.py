@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from cordon.cli.context import Context, add_scope_args
-from cordon.service import Manager, NoServiceManager, manager_for
+from cordon.service import manager_or_none
 from cordon.status import ScopeStatus, gather, to_json
 
 
@@ -26,16 +26,9 @@ def register(sub: Any, name: str) -> None:
     p.set_defaults(run=run)
 
 
-def _manager(ctx: Context) -> Manager | None:
-    try:
-        return manager_for(ctx.paths, ctx.env)
-    except NoServiceManager:
-        return None
-
-
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    scopes = gather(ctx.paths, ctx.env, config=args.config, scope=args.scope, manager=_manager(ctx),
-                    check_secrets=not args.quiet)
+    scopes = gather(ctx.paths, ctx.env, config=args.config, scope=args.scope,
+                    manager=manager_or_none(ctx.paths, ctx.env), check_secrets=not args.quiet)
     status = 0 if scopes[0].running else 1
     if args.quiet:
         return status

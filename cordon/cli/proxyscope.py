@@ -1,18 +1,12 @@
 """What `start`, `wait` and `env` share: the scope's config, state dir, CA files and live port.
 
-The run record `<state_dir>/proxy.json` (written by `cordon start`, 0600,
-removed when it stops) is how the other commands find the running proxy:
-    {"pid": 1234, "port": 6790, "started_at": "2025-01-01T12:00:00+00:00",
-     "version": "0.1.0", "config_path": "/abs/cordon.toml", "scope": "project",
-     "state_dir": "/home/u/.config/cordon/projects/app-1a2b3c4d"}
+The running proxy is found through its run record (cordon.runrecord).
 Heavy modules (cryptography) are imported only by the functions that need them.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +16,10 @@ from cordon.cli.context import Context
 from cordon.config import load_config, select_config_path
 from cordon.errors import ConfigError
 from cordon.model import Config
+from cordon.runrecord import live_run_record, run_record_path
 
 if TYPE_CHECKING:
     from cordon.certs import CA
-
-RUN_RECORD = "proxy.json"
-
 
 @dataclass(frozen=True)
 class Scope:
@@ -39,7 +31,7 @@ class Scope:
 
     @property
     def run_record(self) -> Path:
-        return self.state_dir / RUN_RECORD
+        return run_record_path(self.state_dir)
 
     @property
     def ca_cert(self) -> Path:
@@ -78,36 +70,10 @@ def load_scope(args: argparse.Namespace, ctx: Context) -> Scope:
 
 # -- the run record -------------------------------------------------------------------------
 
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def read_record(state_dir: Path) -> dict[str, object] | None:
-    """The run record if it parses and its process is alive (a stale one is ignored)."""
-    try:
-        data = json.loads((state_dir / RUN_RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    pid, port = data.get("pid"), data.get("port")
-    if not isinstance(pid, int) or not isinstance(port, int) or isinstance(pid, bool) or isinstance(port, bool):
-        return None
-    return data if pid_alive(pid) else None
-
-
 def running_port(scope: Scope) -> int | None:
     """The port of the scope's running `cordon start`, if its record is live."""
-    rec = read_record(scope.state_dir)
-    return int(rec["port"]) if rec is not None else None  # type: ignore[call-overload]
+    rec = live_run_record(scope.state_dir)
+    return rec.port if rec is not None else None
 
 
 def target_port(scope: Scope) -> tuple[int | None, bool]:

@@ -28,9 +28,9 @@ from cordon.envvars import BUNDLE_VARS, CA_VARS
 from cordon.errors import CordonError
 from cordon.model import Config
 from cordon.proxy.localclient import get_json, port_is_free
+from cordon.runrecord import pid_alive, read_run_record
 from cordon.secrets import SecretResolver
 from cordon.service import Manager, NoServiceManager
-from cordon.status import pid_alive, read_run_record
 from cordon.tokens import TokenStore
 
 Status = Literal["ok", "warn", "fail", "skip"]
