@@ -11,8 +11,10 @@ Not a test (it asserts nothing; the suite never runs it). One invocation:
   3. tunnel phase: the same through opaque CONNECT tunnels (TLS to the upstream);
   4. soak: both phases again, alternately, for `--soak` seconds (default 180);
   5. throughout, cordon's resident memory (VmRSS of its process) is sampled every
-     `--sample` seconds; printed per round, with the growth over the last half of
-     the soak (memory that "stops growing" has a flat second half).
+     `--sample` seconds; printed after each phase, then summed up as the median per
+     quarter of the phases and the trend over the second half (a least-squares
+     slope in MiB per million requests): memory that "stops growing" has flat
+     later quarters and a slope near zero.
 
     /work/venv/bin/python bench/load.py                     # ~4 minutes on 2 cores
     /work/venv/bin/python bench/load.py --soak 0            # the two 20,000-request phases only
@@ -205,6 +207,17 @@ def report(args: argparse.Namespace, rounds: list[tuple[Phase, float]], samples:
         meds = [statistics.median(x) for x in quarters]
         print(f"  rss     median per quarter of the phases: {', '.join(f'{m:.1f}' for m in meds)} MiB "
               f"(last quarter vs second: {meds[3] - meds[1]:+.1f} MiB)")
+        # the trend over the second half: a least-squares line through (requests so far, rss after
+        # the phase); memory that stops growing has a slope near 0 MiB per million requests
+        done = [0]
+        for ph, _ in rounds:
+            done.append(done[-1] + ph.requests)
+        half = len(after) // 2
+        xs = [d / 1e6 for d in done[1:]][half:]
+        ys = after[half:]
+        slope = statistics.linear_regression(xs, ys).slope if len(set(xs)) > 1 else 0.0
+        print(f"  rss     second half ({len(ys)} phases, {sum(ph.requests for ph, _ in rounds[half:])} requests): "
+              f"{min(ys):.1f} to {max(ys):.1f} MiB, trend {slope:+.2f} MiB per million requests")
     else:
         print("  rss     (run a soak, e.g. --soak 180, to see whether it keeps growing)")
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())

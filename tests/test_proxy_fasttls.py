@@ -129,3 +129,46 @@ def test_stdlib_client_and_read_deadline(pki: tuple[ssl.SSLContext, ssl.SSLConte
 
     anyio.run(_with_server, server_ctx, handler, body)
     assert seen == ["timeout"]
+
+
+def test_concurrent_sessions_keep_their_own_bytes(pki: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
+    """Every connection of a thread reads through one scratch buffer (fastio, fasttls): many
+    sessions interleaving small writes each get exactly their own bytes back, as `bytes`
+    that stay intact while other connections read, and no read exceeds `max_bytes`."""
+    server_ctx, client_ctx = pki
+    sessions, size = 24, 96 * 1024
+    payloads = [os.urandom(size) for _ in range(sessions)]
+    bad: list[str] = []
+
+    async def echo(tls: TLSConn) -> None:
+        chunks: list[bytes] = []   # held until the end: a chunk aliasing the scratch would change
+        n = 0
+        while n < size:
+            chunk = await tls.receive(5000)
+            if type(chunk) is not bytes or len(chunk) > 5000:
+                bad.append(f"{type(chunk).__name__} of {len(chunk)}")
+            chunks.append(chunk)
+            n += len(chunk)
+            await anyio.sleep(0)
+        await tls.send(b"".join(chunks))
+
+    async def one(port: int, payload: bytes) -> None:
+        raw = await connect("127.0.0.1", port)
+        tls = await TLSConn.wrap(raw, client_ctx, server_side=False, hostname="localhost")
+        for i in range(0, len(payload), 3000):
+            await tls.send(payload[i:i + 3000])
+            await anyio.sleep(0)
+        got = bytearray()
+        while len(got) < len(payload):
+            got += await tls.receive(1 << 20)   # more than the scratch buffer: capped, not an error
+        assert bytes(got) == payload
+        await tls.aclose()
+
+    async def body(port: int) -> None:
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                for p in payloads:
+                    tg.start_soon(one, port, p)
+
+    anyio.run(_with_server, server_ctx, echo, body)
+    assert bad == []

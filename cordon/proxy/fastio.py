@@ -7,12 +7,24 @@ request that is several extra loop iterations. `FastStream` is an
 high-water mark), hands out buffered bytes without a loop trip and writes
 directly, waiting only when the transport asks it to (flow control). Tasks,
 cancellation and TLS (`fasttls.TLSConn`, or anyio's `TLSStream`) work on it unchanged.
+
+Memory: a plain asyncio protocol gets a fresh 256 KiB `bytes` from every
+`recv` (shrunk to what arrived). Under many connections those large short
+allocations and their shrunken tails fragment glibc's heap, and the resident
+size creeps up. The protocol here is a `BufferedProtocol`: the transport
+reads into one scratch buffer per thread (`scratch`), and only the bytes that
+arrived are copied out, in an object of exactly their size. Under TLS
+(`attach_bio`) they are not even copied out: they go from the scratch buffer
+straight into the session's incoming memory BIO.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
+import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, cast
@@ -22,13 +34,38 @@ import anyio.abc
 import anyio.lowlevel
 
 HIGH_WATER = 1 << 20   # stop reading from the socket when this much is buffered
+READ_SIZE = 1 << 18    # bytes per socket read (asyncio's own transport reads this much)
+
+_local = threading.local()
 
 
-class _Protocol(asyncio.Protocol):
-    __slots__ = ("buffered", "chunks", "closed", "eof", "exc", "paused_reading", "read_waiter",
-                 "transport", "write_paused", "write_waiter")
+def scratch(size: int = READ_SIZE) -> memoryview:
+    """This thread's reusable buffer of `size` bytes (one per size, kept for the thread's life).
+
+    Only for use between two awaits: whatever is read into it must be copied
+    out before the task yields, as another connection will overwrite it.
+    """
+    bufs: dict[int, memoryview] | None = getattr(_local, "bufs", None)
+    if bufs is None:
+        bufs = _local.bufs = {}
+    view = bufs.get(size)
+    if view is None:
+        view = bufs[size] = memoryview(bytearray(size))
+    return view
+
+
+# The selector loops (and uvloop) call get_buffer, recv_into and buffer_updated back to back, so
+# every connection of a thread can share one buffer. The proactor loop (Windows) keeps a read
+# pending across loop iterations: there each connection needs a buffer of its own.
+_SHARED = sys.platform != "win32"
+
+
+class _Protocol(asyncio.BufferedProtocol):
+    __slots__ = ("buf", "buffered", "chunks", "closed", "eof", "exc", "fresh", "paused_reading", "read_waiter",
+                 "sink", "transport", "write_paused", "write_waiter")
 
     def __init__(self) -> None:
+        self.buf = scratch() if _SHARED else memoryview(bytearray(1 << 16))
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
         self.eof = False
@@ -39,6 +76,8 @@ class _Protocol(asyncio.Protocol):
         self.write_paused = False
         self.paused_reading = False
         self.transport: asyncio.Transport | None = None
+        self.sink: Any = None   # a TLS session's incoming MemoryBIO (FastStream.attach_bio)
+        self.fresh = 0          # bytes written to the sink since the last drain_into
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # not an isinstance check: uvloop's transports do not subclass asyncio.Transport
@@ -48,6 +87,24 @@ class _Protocol(asyncio.Protocol):
         w = self.read_waiter
         if w is not None and not w.done():
             w.set_result(None)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.buf
+
+    def buffer_updated(self, nbytes: int) -> None:
+        sink = self.sink
+        if sink is None:
+            self.data_received(bytes(self.buf[:nbytes]))   # exactly the bytes that arrived
+            return
+        try:
+            sink.write(self.buf[:nbytes])
+        except ssl.SSLError:   # the session already failed (its BIO was given EOF): nothing reads on
+            return
+        self.fresh += nbytes
+        if sink.pending > HIGH_WATER and not self.paused_reading and self.transport is not None:
+            self.paused_reading = True
+            self.transport.pause_reading()
+        self._wake_reader()
 
     def data_received(self, data: bytes) -> None:
         self.chunks.append(data)
@@ -102,6 +159,16 @@ class FastStream(anyio.abc.ByteStream):
     def buffered(self) -> int:
         return self._p.buffered
 
+    def attach_bio(self, bio: Any) -> None:
+        """From now on bytes from the socket go straight into `bio` (a TLS session's incoming
+        MemoryBIO), bytes already buffered first; read them with `drain_into(bio)` only."""
+        p = self._p
+        while p.chunks:
+            bio.write(p.chunks.popleft())
+        p.fresh += p.buffered
+        p.buffered = 0
+        p.sink = bio
+
     def pause_reading(self) -> None:
         """Stop taking bytes off the socket (the zero-copy tunnel reads it directly)."""
         if not self._p.paused_reading:
@@ -111,7 +178,7 @@ class FastStream(anyio.abc.ByteStream):
     async def _wait_data(self) -> None:
         """Until a chunk is buffered; TimeoutError once `deadline` (loop time) passes."""
         p = self._p
-        while not p.chunks:
+        while not p.chunks and not p.fresh:
             if self._closed:
                 raise anyio.ClosedResourceError
             if p.exc is not None:
@@ -148,14 +215,16 @@ class FastStream(anyio.abc.ByteStream):
         return chunk
 
     async def drain_into(self, bio: Any) -> None:
-        """Wait for bytes, then write every buffered chunk into `bio` (a TLS MemoryBIO), uncut."""
+        """Wait for bytes, then write every buffered chunk into `bio` (a TLS MemoryBIO), uncut
+        (with `attach_bio`: wait until more bytes landed in it)."""
         p = self._p
-        if not p.chunks:
+        if not p.chunks and not p.fresh:
             await self._wait_data()
         chunks = p.chunks
         while chunks:
             bio.write(chunks.popleft())
         p.buffered = 0
+        p.fresh = 0
         if p.paused_reading and not self._closed:
             p.paused_reading = False
             self._transport.resume_reading()
@@ -209,12 +278,12 @@ class FastStream(anyio.abc.ByteStream):
     def looks_dead(self) -> bool:
         """For an idle pooled connection: anything arrived (EOF, junk) means it is not reusable."""
         p = self._p
-        return bool(p.chunks) or p.eof or p.closed or self._closed
+        return bool(p.chunks) or p.fresh > 0 or p.eof or p.closed or self._closed
 
     def at_rest_fd(self) -> int | None:
         """The descriptor, once reading is paused and nothing is buffered or queued to write."""
         self.pause_reading()
-        if self._p.chunks or self._closed or self._p.closed or self._transport.get_write_buffer_size():
+        if self._p.chunks or self._p.fresh or self._closed or self._p.closed or self._transport.get_write_buffer_size():
             return None
         sock = self._transport.get_extra_info("socket")
         return int(sock.fileno()) if sock is not None else None

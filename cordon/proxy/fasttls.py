@@ -25,7 +25,7 @@ import anyio
 import anyio.abc
 from anyio.streams.tls import TLSAttribute
 
-from cordon.proxy.fastio import FastStream
+from cordon.proxy.fastio import FastStream, scratch
 
 READ_MAX = 1 << 18
 
@@ -58,6 +58,8 @@ class TLSConn(anyio.abc.ByteStream):
         if prefix:
             bio_in.write(prefix)
         conn = cls(raw, obj, bio_in, bio_out)
+        if conn._fast:
+            raw.attach_bio(bio_in)  # type: ignore[attr-defined]  # socket bytes straight into the BIO
         while True:
             try:
                 obj.do_handshake()
@@ -121,7 +123,11 @@ class TLSConn(anyio.abc.ByteStream):
             raise anyio.BrokenResourceError
         obj = self.ssl_object
         bio = self._in
-        data = b""
+        # decrypt into this thread's scratch buffer and copy out only what arrived:
+        # `obj.read(n)` would allocate n bytes (256 KiB for the proxy's reads) and shrink them,
+        # which fragments the heap under many connections (see fastio)
+        view = scratch()
+        limit = min(max_bytes, len(view))
         while True:
             if not bio.pending and not bio.eof and not obj.pending():
                 # nothing to decrypt yet: wait for the socket without raising SSLWantReadError first
@@ -129,7 +135,7 @@ class TLSConn(anyio.abc.ByteStream):
                     await self._flush()
                 await self._fill()
             try:
-                data = obj.read(max_bytes)
+                n: int = obj.read(limit, view)  # type: ignore[arg-type,assignment]  # with a buffer: a count
                 break
             except ssl.SSLWantReadError:
                 if self._out.pending:
@@ -137,25 +143,22 @@ class TLSConn(anyio.abc.ByteStream):
                 await self._fill()
             except ssl.SSLError as e:
                 self._fail(e)
-        if self._out.pending:
-            await self._flush()
-        if not data:
-            raise anyio.EndOfStream
-        # more whole records already buffered: hand them out in the same call
-        n = len(data)
-        if n < max_bytes and self._in.pending:
-            parts = [data]
-            while n < max_bytes:
+        # more whole records already buffered: hand them out in the same call (no await until
+        # the scratch buffer is copied out)
+        if n and n < limit and bio.pending:
+            while n < limit:
                 try:
-                    more = obj.read(max_bytes - n)
+                    more: int = obj.read(limit - n, view[n:limit])  # type: ignore[arg-type,assignment]
                 except ssl.SSLError:   # WantRead (a partial record), or an error the next call reports
                     break
                 if not more:
                     break
-                parts.append(more)
-                n += len(more)
-            if len(parts) > 1:
-                data = b"".join(parts)
+                n += more
+        data = bytes(view[:n])
+        if self._out.pending:
+            await self._flush()
+        if not data:
+            raise anyio.EndOfStream
         return data
 
     async def _write(self, data: bytes) -> None:
