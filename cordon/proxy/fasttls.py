@@ -3,9 +3,11 @@
 anyio's `TLSStream` pulls at most 64 KiB from the transport per call (so a
 256 KiB socket read is split, and copied, four times), decrypts one record per
 `receive`, and goes through a generic retry loop with several awaits per
-call. `TLSConn` feeds every buffered socket chunk into the incoming BIO at
-once, decrypts as many records as fit into the caller's `max_bytes` in one
-call, and writes each encrypted batch to the transport in one `write`.
+call. `TLSConn` has a `FastStream` write socket bytes straight into the
+incoming BIO (`attach_bio`: no `bytes` object per socket read), decrypts as
+many records as fit into the caller's `max_bytes` in one call, into the
+thread's scratch buffer (`fastio.scratch`) so that only the bytes decrypted
+are allocated, and writes each encrypted batch to the transport in one `write`.
 
 Semantics follow `TLSStream(standard_compatible=False)`, which the proxy used
 before: no close_notify on close, a ragged EOF is `EndOfStream`, a broken
