@@ -261,3 +261,19 @@ def test_abandoned_requests_leak_no_tasks_or_descriptors(slow: SlowUpstream) -> 
         assert fds1.client_conns == 0, "a vanished client's connection is still open"
         assert fds1.upstream_conns <= fds0.upstream_conns, f"upstream connections left open: {fds1}"
         assert open_fds(px.port, ports).other <= fds0.other
+
+
+def test_half_closing_client_still_gets_a_quick_answer() -> None:
+    """Shutting down the sending side counts as leaving (as with nginx) only once the answer is
+    slow enough to be watched for; a prompt answer still reaches a half-closed client."""
+    with SlowUpstream("127.0.0.1", tls=False) as slow, \
+            running_proxy([], policy=Policy(allow_private=("127.0.0.1/32",))) as px:
+        s = socket.create_connection(("127.0.0.1", px.port), timeout=10)
+        try:
+            s.sendall(f"GET http://{slow.address}/fast HTTP/1.1\r\nHost: {slow.address}\r\n".encode()
+                      + proxy_auth_line() + b"\r\n")
+            s.shutdown(socket.SHUT_WR)
+            assert read_responses(s, 1) == [(200, b"/fast")]
+        finally:
+            s.close()
+        assert slow.outcomes == ["answered"]
