@@ -6,6 +6,16 @@ request bodies streamed (Content-Length, chunked, `Expect: 100-continue`),
 responses relayed block by block as they arrive (SSE, chunked, large bodies),
 echo scrubbing, connection reuse on both legs and WebSocket hand-off after 101.
 Failures before anything reached the client raise `ProtocolError(status)`.
+
+A client that goes away while the upstream is still thinking (EOF or reset
+while cordon waits for the response head) aborts the exchange: the upstream
+connection is closed, not pooled, so a slow non-streaming model call stops
+there and then (`ClientGone`). Only a wait longer than `WATCH_AFTER` is
+watched, so the keep-alive hot path pays nothing; the watcher keeps any bytes
+a pipelining client sends meanwhile in the client's buffer for the next
+request. A clean EOF counts as leaving, as with nginx
+(`proxy_ignore_client_abort off`): the HTTP clients cordon serves never
+half-close their side, and the two cannot be told apart without writing.
 """
 
 from __future__ import annotations
@@ -41,6 +51,8 @@ from cordon.proxy.pool import Pool, Target, Upstream, open_connection
 from cordon.proxy.websocket import relay_upgraded
 
 PREFETCH_MAX = 64 * 1024   # request bodies up to this size are read first (replayable on a stale connection)
+WATCH_AFTER = 1.0          # seconds of waiting for a response head before the client is watched as well
+WATCH_BUFFER = 1 << 20     # pipelined bytes kept while watching; past this the client is not watched further
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError, ssl.SSLError)
 
@@ -55,6 +67,13 @@ class Plan:
     headers: Headers                 # end-to-end fields, credentials already rewritten
     scrub: tuple[bytes, bytes] | None = None   # (secret, placeholder) for echo scrubbing
     upgrade: bytes | None = None     # b"websocket": relay raw bytes after a 101
+
+
+class ClientGone(ProtocolError):
+    """The client closed (or reset) its connection while the upstream had not answered yet."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 499)   # nginx's "client closed request"; never sent to anyone
 
 
 @dataclass
@@ -72,6 +91,7 @@ class _Upload:
     error: BaseException | None = None
     client_side: bool = True         # where `error` happened (reading the client or writing upstream)
     sent: int = 0
+    done: anyio.Event | None = None  # set when the copy ends, either way (the client watcher waits for it)
 
 
 @dataclass(frozen=True)
@@ -155,14 +175,14 @@ class Forwarder:
             await up.send(head)
         except BROKEN:
             raise ProtocolError(f"upstream {plan.target.describe()} closed the connection", 502)
-        upload = _Upload()
+        upload = _Upload(done=anyio.Event())
         result: Result | None = None
         failure: BaseException | None = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._pump, client, up, framing, upload, tg.cancel_scope)
             # errors are carried out of the task group by hand: it would wrap them in an ExceptionGroup
             try:
-                resp = await self._response_head(up, client, req, expect, plan)
+                resp = await self._response_head(up, client, req, expect, plan, upload)
                 if resp is not None:
                     result = await self._respond(client, req, plan, up, resp, upload)
             except (ProtocolError, TimeoutError, *BROKEN) as exc:
@@ -223,6 +243,9 @@ class Forwarder:
             st.error = e
             if st.client_side:
                 scope.cancel()
+        finally:
+            if st.done is not None:
+                st.done.set()
 
     async def _read_exact(self, client: Conn, n: int) -> bytes:
         parts: list[bytes] = []
@@ -239,12 +262,23 @@ class Forwarder:
         return b"".join(parts)
 
     async def _response_head(self, up: Upstream, client: Conn, req: RequestHead, expect: bool,
-                             plan: Plan) -> ResponseHead | None:
-        """The final (or 101) response head; interim 1xx go to HTTP/1.1 clients. None: closed first."""
+                             plan: Plan, upload: _Upload | None = None) -> ResponseHead | None:
+        """The final (or 101) response head; interim 1xx go to HTTP/1.1 clients. None: closed first.
+
+        `upload`: the request body still being copied by `_pump` (None: already sent).
+        """
         while True:
             try:
-                raw = await up.read_head(idle=self.t.response, head=self.t.response, status_on_eof=502,
-                                         status_too_large=502, idle_is_timeout=True)
+                # the common case: the head arrives within WATCH_AFTER, a plain read with a deadline
+                first = min(WATCH_AFTER, self.t.response)
+                try:
+                    raw = await up.read_head(idle=first, head=first, status_on_eof=502,
+                                             status_too_large=502, idle_is_timeout=True)
+                except TimeoutError:
+                    if first >= self.t.response:
+                        raise
+                    # a slow answer: keep waiting, and watch the client meanwhile
+                    raw = await self._head_watching_client(up, client, upload, self.t.response - first)
             except TimeoutError:
                 raise ProtocolError(f"upstream {plan.target.describe()} did not answer within "
                                     f"{self.t.response:g}s", 504)
@@ -264,6 +298,51 @@ class Forwarder:
                 if plan.scrub:
                     hdrs = scrub_headers(hdrs, *plan.scrub)
                 await client.send(serialize_response_head(resp.status, resp.reason, hdrs))
+
+    async def _head_watching_client(self, up: Upstream, client: Conn, upload: _Upload | None,
+                                    limit: float) -> bytes | None:
+        """`up.read_head` within `limit` seconds; ClientGone if the client leaves first."""
+        gone: list[str] = []
+        raw: bytes | None = None
+        failure: BaseException | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._watch_client, client, upload, gone, tg.cancel_scope)
+            # errors are carried out of the task group by hand: it would wrap them in an ExceptionGroup
+            try:
+                raw = await up.read_head(idle=limit, head=limit, status_on_eof=502, status_too_large=502,
+                                         idle_is_timeout=True)
+            except (ProtocolError, TimeoutError, *BROKEN) as exc:
+                failure = exc
+            tg.cancel_scope.cancel()
+        if gone:
+            raise ClientGone(f"the client closed the connection ({gone[0]}) before the upstream "
+                             f"answered; the upstream request was abandoned")
+        if failure is not None:
+            raise failure
+        return raw
+
+    async def _watch_client(self, client: Conn, upload: _Upload | None, gone: list[str],
+                            scope: anyio.CancelScope) -> None:
+        """Until cancelled: read whatever the client sends into its buffer (a pipelined next
+        request stays there for the next `read_head`); EOF or a broken connection appends the
+        reason to `gone` and cancels `scope`."""
+        if upload is not None:
+            if upload.done is not None and not upload.complete:
+                await upload.done.wait()
+            if not upload.complete:
+                return   # the body copy failed upstream-side: the client's bytes are not ours to read
+        buf = client.buf
+        try:
+            while len(buf) < WATCH_BUFFER:
+                buf += await client.stream.receive(RECV)
+        except (anyio.EndOfStream, ssl.SSLZeroReturnError):   # FIN, or TLS close_notify
+            gone.append("EOF")
+            scope.cancel()
+        except (anyio.BrokenResourceError, OSError) as e:   # reset, or a TLS error (ssl.SSLError)
+            gone.append("reset" if isinstance(e, anyio.BrokenResourceError) else type(e).__name__)
+            scope.cancel()
+        except anyio.ClosedResourceError:
+            pass   # closed on our side: whoever closed it is ending the exchange already
 
     async def _respond(self, client: Conn, req: RequestHead, plan: Plan, up: Upstream, resp: ResponseHead,
                        upload: _Upload) -> Result:

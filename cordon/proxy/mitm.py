@@ -22,7 +22,7 @@ from cordon.inject import SCRUB_MIN, InjectionError, rewrite_headers, wants_secr
 from cordon.model import Route
 from cordon.proxy.conn import Conn
 from cordon.proxy.fasttls import TLSConn
-from cordon.proxy.forward import Plan
+from cordon.proxy.forward import ClientGone, Plan
 from cordon.proxy.tls import sni_of
 from cordon.proxy.websocket import upgrade_token
 from cordon.routes import normalize_host, split_host_port
@@ -151,6 +151,11 @@ async def route_request(px: Proxy, client: Conn, req: RequestHead, route: Route,
         plan = Plan(target=px.route_target(route, port), method=req.method, path=path, headers=headers,
                     scrub=scrub, upgrade=upgrade)
         result = await px.forwarder.exchange(client, req, plan)
+    except ClientGone as e:
+        # nobody left to answer; the upstream connection is already closed (the call abandoned)
+        st.errors += 1
+        px.log_exchange(route.name, host, req, e.status, 0, t0, e.message, who)
+        return False
     except ProtocolError as e:
         st.errors += 1
         status = 426 if upgrade and e.status in (400, 408, 431, 501, 502, 504, 505) else e.status
