@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,13 +76,23 @@ def _start_secret_service(tmp: Path) -> tuple[subprocess.Popen[str], str] | None
                             start_new_session=True)
     assert proc.stdout is not None
     address = proc.stdout.readline().strip()
-    if not address or not _secret_service_works(address):
+    # The daemon may still be creating the login collection when --unlock returns:
+    # give the round trip a few tries before falling back (a loaded CI machine saw it fail once).
+    if not address or not _secret_service_ready(address):
         assert proc.stdin is not None
         proc.stdin.close()
         proc.wait(10)
         proc.stdout.close()
         return None
     return proc, address
+
+
+def _secret_service_ready(address: str, tries: int = 10) -> bool:
+    for _ in range(tries):
+        if _secret_service_works(address):
+            return True
+        time.sleep(0.5)
+    return False
 
 
 def _secret_service_works(address: str) -> bool:
