@@ -23,7 +23,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from cordon.atomic import atomic_write
 from cordon.certs import CA, create_ca, load_ca, split_pem_certs
@@ -192,10 +191,6 @@ def write_bundle(path: Path, ca_pem: bytes, env: Mapping[str, str], *,
     _mkdirs(Path(path).parent)
     atomic_write(Path(path), data, mode=0o644)
     return Path(path)
-
-
-def is_ec_p256(ca: CA) -> bool:
-    return isinstance(ca.key, ec.EllipticCurvePrivateKey) and isinstance(ca.key.curve, ec.SECP256R1)
 
 
 def bundle_path(state_dir: Path) -> Path:

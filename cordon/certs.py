@@ -170,7 +170,7 @@ class LeafCache:
 
     def __init__(self, ca: CA, *, max_size: int = 256, clock: Callable[[], dt.datetime] = _now) -> None:
         self.ca = ca
-        self._max = max_size
+        self.max_size = max_size
         self._clock = clock
         self._lock = threading.Lock()
         self._leaves: OrderedDict[str, tuple[Leaf, dt.datetime]] = OrderedDict()
@@ -187,7 +187,7 @@ class LeafCache:
             not_after = min(now + LEAF_VALIDITY, self.ca.cert.not_valid_after_utc)
             self._leaves[host] = (leaf, not_after)
             self._leaves.move_to_end(host)
-            while len(self._leaves) > self._max:
+            while len(self._leaves) > self.max_size:
                 self._leaves.popitem(last=False)
             return leaf
 

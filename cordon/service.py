@@ -468,14 +468,6 @@ def manager_or_none(paths: Paths, env: Mapping[str, str]) -> Manager | None:
 
 # ---------------------------------------------------------------- operations
 
-@dataclass(frozen=True)
-class InstallResult:
-    name: str
-    path: Path
-    state: ServiceState
-    warnings: tuple[str, ...]
-
-
 def install_warnings(manager: Manager, spec: ServiceSpec, env_secret_vars: Sequence[tuple[str, str]],
                      listen: int, listen_of: Callable[[Path], int | None]) -> list[str]:
     """Things that would make the service fail or collide, said before it is installed."""

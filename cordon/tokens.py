@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import builtins
 import contextlib
 import datetime as dt
 import fcntl
@@ -197,14 +196,6 @@ class TokenStore:
                                  _known_hint(entries))
             entries[name] = (token or new_token(), _now())
             return entries[name][0]
-
-    def rotate_all(self) -> builtins.list[str]:
-        """New values for every token (and a default one); returns the names rotated."""
-        with self._locked() as entries:
-            names = sorted(set(entries) | {DEFAULT_TOKEN}, key=lambda n: (n != DEFAULT_TOKEN, n))
-            for n in names:
-                entries[n] = (new_token(), _now())
-            return names
 
     def revoke(self, name: str) -> None:
         """Remove a client token. The default token can be rotated but not revoked."""

@@ -88,14 +88,6 @@ def test_rotate_unknown_client_fails_naming_known(store: TokenStore) -> None:
     assert "codex" in e.value.message and "default" in (e.value.hint or "")
 
 
-def test_rotate_all(store: TokenStore) -> None:
-    before = {"default": store.ensure(), "codex": store.ensure("codex")}
-    assert store.rotate_all() == ["default", "codex"]
-    after = store.load()
-    assert set(after) == set(before)
-    assert all(after[n] != before[n] for n in before)
-
-
 def test_revoke(store: TokenStore) -> None:
     store.ensure()
     store.ensure("codex")

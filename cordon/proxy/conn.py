@@ -2,15 +2,12 @@
 
 Heads are located with one `find` per received block (never byte by byte);
 bytes read past a head stay in the buffer for the body or the next message.
-`Prefixed` replays buffered bytes before the wrapped stream's own, so a TLS
-handshake or a tunnel can start on a connection that already read ahead.
 """
 
 from __future__ import annotations
 
 import math
 import ssl
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
@@ -197,33 +194,6 @@ def _fast(stream: anyio.abc.ByteStream) -> FastStream | None:
     if t is TLSConn and type(stream.raw) is FastStream:   # type: ignore[attr-defined]
         return stream.raw   # type: ignore[attr-defined,no-any-return]
     return None
-
-
-class Prefixed(anyio.abc.ByteStream):
-    """`stream` with `prefix` delivered first (bytes a Conn read ahead)."""
-
-    def __init__(self, stream: anyio.abc.ByteStream, prefix: bytes) -> None:
-        self.stream = stream
-        self._prefix = prefix
-
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        if self._prefix:
-            data, self._prefix = self._prefix[:max_bytes], self._prefix[max_bytes:]
-            return data
-        return await self.stream.receive(max_bytes)
-
-    async def send(self, item: bytes) -> None:
-        await self.stream.send(item)
-
-    async def send_eof(self) -> None:
-        await self.stream.send_eof()
-
-    async def aclose(self) -> None:
-        await self.stream.aclose()
-
-    @property
-    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        return self.stream.extra_attributes
 
 
 async def splice(a: Conn, b: Conn, *, half_close: bool = True) -> tuple[int, int]:

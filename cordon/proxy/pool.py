@@ -128,7 +128,6 @@ class Pool:
         self.contexts = contexts
         self.connect_timeout = connect_timeout
         self._idle: dict[Target, list[Upstream]] = {}
-        self.opened = 0
 
     async def acquire(self, target: Target) -> Upstream:
         """A ready connection: a live idle one when there is one, else a new one."""
@@ -139,9 +138,7 @@ class Pool:
             if now - up.idle_since < IDLE_TTL and not up.looks_dead():
                 return up
             await up.aclose()
-        up = await open_connection(target, self.contexts, self.connect_timeout)
-        self.opened += 1
-        return up
+        return await open_connection(target, self.contexts, self.connect_timeout)
 
     async def release(self, up: Upstream) -> None:
         """Return a connection whose last exchange ended cleanly."""

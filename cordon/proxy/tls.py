@@ -55,23 +55,30 @@ def load_context(chain_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
 
 
 class LeafIssuer:
-    """Issues (and caches) a server context per intercepted host, signed by `ca`."""
+    """A server context per intercepted host, signed by `ca`.
+
+    Leaves come from `certs.LeafCache` (bounded, re-issued near expiry); the
+    context built for a leaf is kept until the cache hands out a new leaf.
+    """
 
     def __init__(self, ca: certs.CA) -> None:
         self.ca = ca
-        self._cache: dict[str, ssl.SSLContext] = {}
+        self._leaves = certs.LeafCache(ca)
+        self._contexts: dict[str, tuple[certs.Leaf, ssl.SSLContext]] = {}
         self._lock = threading.Lock()
 
     def server_context(self, host: str) -> ssl.SSLContext:
-        ctx = self._cache.get(host)
-        if ctx is not None:
-            return ctx
+        leaf = self._leaves.get(host)
+        hit = self._contexts.get(host)
+        if hit is not None and hit[0] is leaf:
+            return hit[1]
         with self._lock:
-            ctx = self._cache.get(host)
-            if ctx is None:
-                leaf = certs.issue_leaf(self.ca, host)
-                ctx = self._cache[host] = load_context(leaf.chain_pem, leaf.key_pem)
-        return ctx
+            hit = self._contexts.get(host)
+            if hit is None or hit[0] is not leaf:
+                if len(self._contexts) >= self._leaves.max_size:
+                    self._contexts.clear()   # hosts evicted from the leaf cache go too
+                hit = self._contexts[host] = (leaf, load_context(leaf.chain_pem, leaf.key_pem))
+        return hit[1]
 
 
 class ClientContexts:
