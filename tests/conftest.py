@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -34,15 +34,24 @@ FILE_BACKEND = "keyrings.alt.file.PlaintextKeyring"
 
 @dataclass
 class KeyringSession:
-    """The keyring the tests use: a real Secret Service, or keyrings.alt's file backend."""
+    """The keyring the tests use: a real Secret Service, or keyrings.alt's file backend.
+
+    With the Secret Service, the session owns the `dbus-run-session` process that
+    hosts gnome-keyring-daemon, and starts a new one when the daemon stops answering
+    (`ensure`, before every test), so one lost daemon costs no test. Each restart is
+    recorded in `restarts` and printed at the end of the run.
+    """
 
     backend: str
     bus_address: str | None = None
+    proc: subprocess.Popen[str] | None = None
+    workdir: Path | None = None
+    restarts: list[str] = field(default_factory=list)
 
     def clear(self) -> None:
         """Delete every item the last test stored (the daemon lives for the whole session)."""
-        if self.bus_address is None:
-            return
+        if self.bus_address is None or not _secret_service_answers(self.bus_address):
+            return  # a daemon that died is replaced by the next `ensure`
         import secretstorage
         from jeepney.io.blocking import open_dbus_connection
 
@@ -53,22 +62,54 @@ class KeyringSession:
         finally:
             conn.close()
 
+    def ensure(self) -> None:
+        """Restart the Secret Service if it stopped answering."""
+        if self.bus_address is None or _secret_service_answers(self.bus_address):
+            return
+        assert self.workdir is not None
+        log = self.workdir / f"daemon-{len(self.restarts)}.log"
+        stderr = log.read_text(errors="replace").strip() if log.exists() else ""
+        self.stop()
+        started = _start_secret_service(self.workdir, len(self.restarts) + 1)
+        if started is None:
+            raise RuntimeError("gnome-keyring's Secret Service stopped answering and could not be restarted")
+        self.proc, self.bus_address = started
+        self.restarts.append(stderr or "(the daemon wrote nothing to stderr)")
 
-def _start_secret_service(tmp: Path) -> tuple[subprocess.Popen[str], str] | None:
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.close()
+        proc.stdout.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(10)
+        self.proc = None
+
+
+def _start_secret_service(tmp: Path, n: int = 0) -> tuple[subprocess.Popen[str], str] | None:
     """gnome-keyring-daemon's Secret Service on a private D-Bus session, headless.
 
     `dbus-run-session`, then an unlocked login keyring with a throwaway password
-    under a throwaway HOME (the command of the project's environment notes).
-    Closing our pipe ends `cat`, which ends the D-Bus session and the daemon.
+    under a throwaway HOME (the command of the project's environment notes). The
+    daemon runs with --foreground, as a child of the session's shell rather than a
+    daemonised orphan, and its stderr goes to `daemon-N.log`. Closing our pipe ends
+    `cat`, which ends the D-Bus session and with it the daemon.
     None when that cannot run here, or a store/read round trip fails.
     """
     if os.environ.get("CORDON_TEST_KEYRING") == "file":  # force the fallback, to test it
         return None
     if not (shutil.which("dbus-run-session") and shutil.which("gnome-keyring-daemon")):
         return None
-    khome = tmp / "keyring-home"
+    khome = tmp / f"keyring-home-{n}"
     khome.mkdir()
-    script = ('printf pw | gnome-keyring-daemon --unlock --components=secrets >/dev/null; '
+    log = tmp / f"daemon-{n}.log"
+    script = (f'printf pw | gnome-keyring-daemon --foreground --unlock --components=secrets '
+              f'>/dev/null 2>"{log}" & '
               'echo "$DBUS_SESSION_BUS_ADDRESS"; exec cat')
     proc = subprocess.Popen(["dbus-run-session", "--", "sh", "-c", script], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -76,8 +117,8 @@ def _start_secret_service(tmp: Path) -> tuple[subprocess.Popen[str], str] | None
                             start_new_session=True)
     assert proc.stdout is not None
     address = proc.stdout.readline().strip()
-    # The daemon may still be creating the login collection when --unlock returns:
-    # give the round trip a few tries before falling back (a loaded CI machine saw it fail once).
+    # The daemon starts in the background: wait until it answers, then give the round
+    # trip a few tries before falling back (a loaded CI machine saw it fail once).
     if not address or not _secret_service_ready(address):
         assert proc.stdin is not None
         proc.stdin.close()
@@ -88,11 +129,51 @@ def _start_secret_service(tmp: Path) -> tuple[subprocess.Popen[str], str] | None
 
 
 def _secret_service_ready(address: str, tries: int = 10) -> bool:
+    # Wait for the daemon to own its bus name first: a Secret Service call made
+    # before that makes D-Bus start a second, locked daemon of its own (the
+    # session's service files), and ours then exits with "another secret
+    # service is running".
+    if not _bus_name_owned(address, "org.freedesktop.secrets", timeout=5):
+        return False
     for _ in range(tries):
         if _secret_service_works(address):
             return True
         time.sleep(0.5)
     return False
+
+
+def _bus_name_owned(address: str, name: str, timeout: float) -> bool:
+    from jeepney.bus_messages import message_bus
+    from jeepney.io.blocking import open_dbus_connection
+
+    deadline = time.monotonic() + timeout
+    try:
+        conn = open_dbus_connection(address)
+    except Exception:
+        return False
+    try:
+        while time.monotonic() < deadline:
+            if conn.send_and_get_reply(message_bus.NameHasOwner(name)).body[0]:
+                return True
+            time.sleep(0.02)
+        return False
+    finally:
+        conn.close()
+
+
+def _secret_service_answers(address: str) -> bool:
+    """The default collection is there and unlocked (one D-Bus round trip)."""
+    try:
+        import secretstorage
+        from jeepney.io.blocking import open_dbus_connection
+
+        conn = open_dbus_connection(address)
+        try:
+            return not secretstorage.get_default_collection(conn).is_locked()
+        finally:
+            conn.close()
+    except Exception:
+        return False
 
 
 def _secret_service_works(address: str) -> bool:
@@ -113,24 +194,30 @@ def _secret_service_works(address: str) -> bool:
         return False
 
 
+_KEYRING_SESSIONS: list[KeyringSession] = []
+
+
 @pytest.fixture(scope="session")
 def keyring_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyringSession]:
-    started = _start_secret_service(tmp_path_factory.mktemp("secret-service"))
+    workdir = tmp_path_factory.mktemp("secret-service")
+    started = _start_secret_service(workdir)
     if started is None:
         yield KeyringSession(FILE_BACKEND)
         return
-    proc, address = started
+    session = KeyringSession(SECRET_SERVICE_BACKEND, started[1], started[0], workdir)
+    _KEYRING_SESSIONS.append(session)
     try:
-        yield KeyringSession(SECRET_SERVICE_BACKEND, address)
+        yield session
     finally:
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.close()
-        proc.stdout.close()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(10)
+        session.stop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for session in _KEYRING_SESSIONS:
+        for i, stderr in enumerate(session.restarts, 1):
+            terminalreporter.write_line(
+                f"note: gnome-keyring's Secret Service stopped answering and was restarted ({i}); "
+                f"its stderr: {stderr}")
 
 
 @pytest.fixture
@@ -147,6 +234,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keyring_session: Keyri
     monkeypatch.setenv("HOME", str(h))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(h / ".config"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    keyring_session.ensure()
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", keyring_session.backend)
     if keyring_session.bus_address:
         monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", keyring_session.bus_address)

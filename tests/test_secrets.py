@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import stat
 import sys
 import time
@@ -25,7 +26,13 @@ from cordon.secrets import (
     get_keyring_secret,
     set_keyring_secret,
 )
-from tests.conftest import SECRET_SERVICE_BACKEND, KeyringSession
+from tests.conftest import (
+    SECRET_SERVICE_BACKEND,
+    KeyringSession,
+    _secret_service_answers,
+    _secret_service_works,
+    _start_secret_service,
+)
 
 SECRET = "sk-test-9f8e7d6c5b4a"
 
@@ -313,6 +320,52 @@ def test_tests_use_the_secret_service_when_it_can_run(keyring_session: KeyringSe
         assert keyring_session.backend == SECRET_SERVICE_BACKEND
         assert keyring_session.bus_address
 
+
+
+def _daemon_pids(root: int) -> list[int]:
+    """gnome-keyring-daemon processes among the descendants of `root`."""
+    children: dict[int, list[int]] = {}
+    comm: dict[int, str] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat_line = (d / "stat").read_text()
+        except OSError:
+            continue
+        name = stat_line[stat_line.index("(") + 1:stat_line.rindex(")")]
+        ppid = int(stat_line[stat_line.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(d.name))
+        comm[int(d.name)] = name
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            todo.append(child)
+            if comm[child].startswith("gnome-keyring"):
+                found.append(child)
+    return found
+
+
+def test_a_secret_service_that_dies_is_restarted_before_the_next_test(tmp_path: Path) -> None:
+    """The fixture's own guard: a lost daemon is replaced, not left to fail every later test."""
+    started = _start_secret_service(tmp_path)
+    if started is None:
+        pytest.skip("gnome-keyring's Secret Service cannot run here")
+    ks = KeyringSession(SECRET_SERVICE_BACKEND, started[1], started[0], tmp_path)
+    try:
+        assert ks.proc is not None
+        pids = _daemon_pids(ks.proc.pid)
+        assert len(pids) == 1, "the daemon stays inside the session's process tree"
+        old_address = ks.bus_address
+        os.kill(pids[0], signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while old_address and _secret_service_answers(old_address) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ks.ensure()
+        assert len(ks.restarts) == 1 and ks.bus_address != old_address
+        assert ks.bus_address and _secret_service_works(ks.bus_address)
+    finally:
+        ks.stop()
 
 def test_keyring_round_trip(home: Path) -> None:
     spec = SecretSpec(source="keyring", account="openai")
