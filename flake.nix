@@ -48,6 +48,7 @@
             python-dotenv
             tomli-w
             tomlkit
+            uvloop
           ];
 
           # the direnv library, where distributions keep shell integrations
@@ -117,6 +118,7 @@
                 ps.python-dotenv
                 ps.tomli-w
                 ps.tomlkit
+                ps.uvloop
                 ps.secretstorage
                 ps.mypy
               ]

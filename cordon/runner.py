@@ -428,7 +428,8 @@ def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
 def _run_loop(argv: Sequence[str], exe: str, env: dict[str, str] | None, proxy: _ProxyPlan | None) -> int:
     import anyio
     try:
-        status: int = anyio.run(_main, argv, exe, env, proxy)
+        from cordon.proxy.eventloop import backend_options
+        status: int = anyio.run(_main, argv, exe, env, proxy, backend_options=backend_options())
     except BaseExceptionGroup as group:
         # a task group wraps what its tasks raise; a lone error (command not found,
         # a proxy that cannot bind) is reported as itself

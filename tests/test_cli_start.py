@@ -83,6 +83,24 @@ def test_ready_health_record_and_clean_stop(project: Path, up: UpstreamServer) -
     assert (sd / "certs" / "ca-cert.pem").exists() and (sd / "certs" / "combined-ca.pem").exists()
 
 
+
+@pytest.mark.parametrize(("setting", "loop"), [(None, "uvloop"), ("asyncio", "asyncio"), ("uvloop", "uvloop")])
+def test_the_proxy_runs_on_uvloop_unless_told_otherwise(project: Path, up: UpstreamServer,
+                                                        setting: str | None, loop: str) -> None:
+    pytest.importorskip("uvloop")
+    write_config(project, up)
+    env = {"REAL_KEY": SECRET} | ({"CORDON_EVENT_LOOP": setting} if setting else {})
+    with started(env=env, cwd=project) as sp:
+        port = sp.wait_ready()
+        status, body = health(port)
+        assert status == 200 and body["loop"] == loop
+        # and it relays on that loop: a MITM request gets the real key upstream
+        env_vars = _env_json(project, {"REAL_KEY": SECRET})
+        with _client(env_vars) as c:
+            r = c.get("https://api.openai.com/v1/models", headers={"Authorization": "Bearer sk-placeholder"})
+        assert r.status_code == 200
+        assert up.requests[-1].header("authorization") == f"Bearer {SECRET}"
+
 def _keyring_route(up: UpstreamServer) -> str:
     return (route_toml("openai", "api.openai.com", "UNUSED", address=up.address, ca_file=up.ca_file)
             .replace('source = "env"\nvar = "UNUSED"', 'source = "keyring"\naccount = "openai"'))

@@ -75,7 +75,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         store.ensure_default()
         watcher.append(_TokenWatcher(store.path))
         import anyio
-        return int(anyio.run(_serve, scope, ca, resolver, watcher[0], args, ctx))   # 4. bind, 5. ready
+
+        from cordon.proxy.eventloop import backend_options
+        return int(anyio.run(_serve, scope, ca, resolver, watcher[0], args, ctx,   # 4. bind, 5. ready
+                             backend_options=backend_options(ctx.env)))
     finally:
         teardown_logging(handler)
 

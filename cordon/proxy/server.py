@@ -33,6 +33,7 @@ from cordon.http1 import (
 from cordon.model import Policy, Route, Secret
 from cordon.proxy.auth import CHALLENGE, ProxyAuth
 from cordon.proxy.conn import Conn, splice
+from cordon.proxy.eventloop import running_loop_name
 from cordon.proxy.fastio import serve_tcp
 from cordon.proxy.forward import Forwarder, Plan, Timeouts
 from cordon.proxy.mitm import route_request, serve_mitm
@@ -337,7 +338,7 @@ class Proxy:
         if path == b"/health" and req.method in (b"GET", b"HEAD"):
             body = json.dumps({"status": "ok", "version": self.settings.version,
                                "uptime": round(self.stats.uptime, 3),
-                               "routes": len(self.table)}).encode() + b"\n"
+                               "routes": len(self.table), "loop": running_loop_name()}).encode() + b"\n"
             await self._send_json(client, req, 200, body, keep)
             return keep
         if path == b"/status" and req.method in (b"GET", b"HEAD"):
