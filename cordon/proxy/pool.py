@@ -27,6 +27,7 @@ from cordon.proxy.tls import ClientContexts
 
 IDLE_TTL = 30.0        # drop pooled connections idle longer than this (servers time out ~60 s)
 MAX_IDLE_PER_TARGET = 256   # a burst of parallel clients must not churn upstream handshakes
+MAX_OPENING_PER_TARGET = 16   # connections being opened to one target at once (Pool.acquire)
 
 
 @dataclass(frozen=True)
@@ -128,9 +129,40 @@ class Pool:
         self.contexts = contexts
         self.connect_timeout = connect_timeout
         self._idle: dict[Target, list[Upstream]] = {}
+        self._opening: dict[Target, anyio.Semaphore] = {}
 
     async def acquire(self, target: Target) -> Upstream:
-        """A ready connection: a live idle one when there is one, else a new one."""
+        """A ready connection: a live idle one when there is one, else a new one.
+
+        At most MAX_OPENING_PER_TARGET connections to a target are being opened
+        at once; a request waiting for its turn takes a connection released
+        meanwhile instead. A burst of parallel clients then costs far fewer
+        upstream handshakes, and their transient buffers (the peak memory of
+        a burst) stay bounded. The wait counts against the connect timeout.
+        """
+        up = await self._take_idle(target)
+        if up is not None:
+            return up
+        sem = self._opening.get(target)
+        if sem is None:
+            sem = self._opening[target] = anyio.Semaphore(MAX_OPENING_PER_TARGET)
+        t0 = time.monotonic()
+        try:
+            with anyio.fail_after(self.connect_timeout):
+                await sem.acquire()
+        except TimeoutError:
+            raise ProtocolError(f"upstream {target.describe()} timed out after {self.connect_timeout:g}s "
+                                "while connecting", 504)
+        try:
+            up = await self._take_idle(target)
+            if up is not None:
+                return up
+            left = max(0.001, self.connect_timeout - (time.monotonic() - t0))
+            return await open_connection(target, self.contexts, left)
+        finally:
+            sem.release()
+
+    async def _take_idle(self, target: Target) -> Upstream | None:
         idle = self._idle.get(target)
         now = time.monotonic()
         while idle:
@@ -138,7 +170,7 @@ class Pool:
             if now - up.idle_since < IDLE_TTL and not up.looks_dead():
                 return up
             await up.aclose()
-        return await open_connection(target, self.contexts, self.connect_timeout)
+        return None
 
     async def release(self, up: Upstream) -> None:
         """Return a connection whose last exchange ended cleanly."""

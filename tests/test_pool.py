@@ -1,0 +1,97 @@
+"""The upstream pool: how many connections to one target are opened at once."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+import pytest
+
+from cordon.errors import ProtocolError
+from cordon.proxy.pool import MAX_OPENING_PER_TARGET, Pool, Target
+from cordon.proxy.tls import ClientContexts
+from tests.faults.faulty import FaultyUpstream
+from tests.upstream import UpstreamServer
+
+
+def _target(host: str, port: int, ca_file: object) -> Target:
+    return Target(host=host, port=443, connect_host="127.0.0.1", connect_port=port, ca_file=ca_file)  # type: ignore[arg-type]
+
+
+def test_a_stalled_upstream_gets_at_most_the_limit_of_handshakes_and_every_wait_ends_in_time() -> None:
+    burst = MAX_OPENING_PER_TARGET + 24
+    with FaultyUpstream("api.openai.com", cert="no-tls") as up:   # accepts TCP, never says a word
+        target = _target("api.openai.com", up.port, up.ca_file)
+        errors: list[ProtocolError] = []
+        accepted_while_waiting: list[int] = []
+
+        async def main() -> float:
+            pool = Pool(ClientContexts(), connect_timeout=1.0)
+
+            async def one() -> None:
+                try:
+                    await pool.acquire(target)
+                except ProtocolError as e:
+                    errors.append(e)
+
+            t0 = time.monotonic()
+            async with anyio.create_task_group() as tg:
+                for _ in range(burst):
+                    tg.start_soon(one)
+                await anyio.sleep(0.6)
+                accepted_while_waiting.append(up.accepted)
+            return time.monotonic() - t0
+
+        elapsed = anyio.run(main)
+    assert accepted_while_waiting == [MAX_OPENING_PER_TARGET]
+    assert len(errors) == burst and {e.status for e in errors} == {504}
+    # a request that waited for its turn does not get a second full timeout
+    assert elapsed < 1.9, elapsed
+
+
+def test_a_burst_reuses_connections_released_while_it_waited() -> None:
+    burst = 60
+    with UpstreamServer("api.openai.com") as up:
+        target = _target("api.openai.com", int(up.address.rsplit(":", 1)[1]), up.ca_file)
+
+        async def main() -> int:
+            pool = Pool(ClientContexts(), connect_timeout=10.0)
+            got = 0
+
+            async def one() -> None:
+                nonlocal got
+                conn = await pool.acquire(target)
+                got += 1
+                await pool.release(conn)
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(burst):
+                    tg.start_soon(one)
+            await pool.aclose()
+            return got
+
+        assert anyio.run(main) == burst
+        opened = up.connections
+    # without the limit every request of the burst opens its own connection
+    assert opened < burst, opened
+    assert opened <= 2 * MAX_OPENING_PER_TARGET, opened
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_without_contention_nothing_waits(n: int) -> None:
+    with UpstreamServer("api.openai.com") as up:
+        target = _target("api.openai.com", int(up.address.rsplit(":", 1)[1]), up.ca_file)
+
+        async def main() -> None:
+            pool = Pool(ClientContexts(), connect_timeout=10.0)
+            conns = [await pool.acquire(target) for _ in range(n)]
+            assert len({id(c) for c in conns}) == n
+            for c in conns:
+                await pool.release(c)
+            again = await pool.acquire(target)
+            assert again is conns[-1]   # LIFO: the warmest connection first
+            await again.aclose()
+            await pool.aclose()
+
+        anyio.run(main)
+        assert up.connections == n
