@@ -17,7 +17,7 @@ INTERFACE (owned by the proxy issue; start/exec/doctor rely on it):
 
 Modules: server (listener, dispatch, /health, /status), mitm (route hosts),
 forward (one exchange, streaming), pool (upstream connections), tunnel (SSRF
-guard, pinned connect), zerocopy (splice tunnels on Linux), websocket, tls,
+guard, pinned connect), websocket, tls,
 auth, secretcache, stats, conn (buffered reads), fastio (lean TCP streams),
 fasttls (TLS over them: SSLObject + memory BIOs).
 """

@@ -43,7 +43,6 @@ from cordon.proxy.stats import ProxyStats
 from cordon.proxy.tls import ClientContexts, Issuer
 from cordon.proxy.tunnel import connect_pinned, guarded_addresses
 from cordon.proxy.websocket import upgrade_token
-from cordon.proxy.zerocopy import raw_socket_at_rest, splice_sockets
 from cordon.routes import RouteTable, normalize_host, split_host_port
 
 __all__ = ["ProxyAuth", "ProxySettings", "ProxyStats", "SecretCache", "Timeouts", "serve"]
@@ -263,12 +262,9 @@ class Proxy:
         up = Conn(upstream)
         try:
             await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            a, b = raw_socket_at_rest(client), raw_socket_at_rest(up)
-            if a is not None and b is not None:
-                self.stats.tunnels_zero_copy += 1
-                _sent, received = await splice_sockets(a, b)
-            else:
-                _sent, received = await splice(client, up)
+            # copied through the lean streams (256 KiB reads); splice(2) through a pipe measured
+            # ~10 % slower on uvloop and no faster on asyncio's loop (README: performance)
+            _sent, received = await splice(client, up)
         finally:
             await up.aclose()
         self.log_exchange(None, host, req, 200, received, t0, who=who)

@@ -28,7 +28,6 @@ class ProxyStats:
     routes: dict[str, RouteStats] = field(default_factory=dict)
     tunnels: int = 0
     tunnel_errors: int = 0
-    tunnels_zero_copy: int = 0   # tunnels relayed with splice(2) (Linux)
     plain: int = 0               # absolute-form requests for unmatched hosts
     refused: int = 0             # 403/407/421 and friends
 
@@ -51,8 +50,7 @@ class ProxyStats:
             "uptime": round(self.uptime, 3),
             "connections": self.connections,
             "routes": {n: vars(self.route(n)).copy() for n in route_names},
-            "tunnels": {"opened": self.tunnels, "errors": self.tunnel_errors,
-                        "zero_copy": self.tunnels_zero_copy},
+            "tunnels": {"opened": self.tunnels, "errors": self.tunnel_errors},
             "plain": self.plain,
             "refused": self.refused,
         }
