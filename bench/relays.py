@@ -91,18 +91,35 @@ def _splice(a: socket.socket, b: socket.socket) -> None:
         os.close(w)
 
 
+def _send_all(s: ssl.SSLSocket, data: memoryview) -> None:
+    while data:
+        try:
+            data = data[s.send(data):]
+        except (ssl.SSLWantWriteError, BlockingIOError):
+            select.select([], [s], [])
+        except ssl.SSLWantReadError:
+            select.select([s], [], [])
+
+
 def _tls_relay(a: ssl.SSLSocket, b: ssl.SSLSocket) -> None:
+    """Both TLS sockets non-blocking: a readable socket may hold only a TLS 1.3
+    session ticket, and a blocking read would then wait for data that never comes."""
     buf = bytearray(BUF)
     view = memoryview(buf)
     other = {a: b, b: a}
+    a.setblocking(False)
+    b.setblocking(False)
     try:
         while True:
             ready = [s for s in (a, b) if s.pending()] or select.select([a, b], [], [])[0]
             for s in ready:
-                n = s.recv_into(buf)
+                try:
+                    n = s.recv_into(buf)
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                    continue
                 if not n:
                     return
-                other[s].sendall(view[:n])
+                _send_all(other[s], view[:n])
     except OSError:
         pass
     finally:
