@@ -1,14 +1,16 @@
 """Secrets for a running proxy: resolved in a worker thread, cached, invalidated on change.
 
 The resolver is blocking (keyring, `op`, subprocesses), so a lookup never runs
-on the event loop. A cached value costs one `stat()` per request, which is how
-a change made by another process is noticed:
+on the event loop. A change made by another process is noticed this way:
 
 - generation file: `cordon secret set|delete` call `bump_generation(path)`,
   which atomically replaces the file; any change of its (inode, mtime, size)
   drops every cached value, so the next request re-resolves. The path is
   `ProxySettings.secrets_gen_file`; callers use `generation_file(paths.cordon_home)`
   (one file for all scopes: keyring entries are shared by every scope).
+  Once `watch()` runs inside the event loop, an inotify watch
+  (`cordon.proxy.filewatch`) reports the change and a cached value costs no
+  system call; where that is not available, each request `stat()`s the file.
 - `file` sources: the secret file's own (inode, mtime, size) is watched too.
 - `command` sources: a value lives `spec.ttl` seconds (0: resolved per request).
 - in-process: `SecretCache.invalidate(route_name=None)`.
@@ -28,6 +30,7 @@ import anyio
 import anyio.to_thread
 
 from cordon.model import Route, Secret
+from cordon.proxy.filewatch import FileWatch
 
 Sig = tuple[int, int, int] | None
 
@@ -88,6 +91,32 @@ class SecretCache:
         self._gen = _sig(gen_file)
         self._entries: dict[str, _Entry] = {}
         self._locks: dict[str, anyio.Lock] = {}
+        self._watch: FileWatch | None = None
+
+    @property
+    def watching(self) -> bool:
+        """True while changes to the generation file arrive by inotify (no stat per request)."""
+        return self._watch is not None and self._watch.active
+
+    def watch(self) -> bool:
+        """Start watching the generation file from the running event loop; False: stat per request."""
+        if self.gen_file is None:
+            return False
+        if self._watch is None:
+            self._watch = FileWatch(self.gen_file, self._check_generation, lambda: None)
+        if self._watch.start():
+            self._check_generation()   # a change between __init__ and now
+        return self._watch.active
+
+    def unwatch(self) -> None:
+        if self._watch is not None:
+            self._watch.stop()
+
+    def _check_generation(self) -> None:
+        g = _sig(self.gen_file)
+        if g != self._gen:
+            self._gen = g
+            self.invalidate()
 
     def invalidate(self, route_name: str | None = None) -> None:
         if route_name is None:
@@ -111,11 +140,8 @@ class SecretCache:
 
     async def get(self, route: Route) -> Secret:
         """The route's secret; raises whatever the resolver raises (SecretError)."""
-        if self.gen_file is not None:
-            g = _sig(self.gen_file)
-            if g != self._gen:
-                self._gen = g
-                self.invalidate()
+        if self.gen_file is not None and not self.watching:
+            self._check_generation()
         s = self._fresh(route)
         if s is not None:
             return s

@@ -90,9 +90,11 @@ async def serve(settings: ProxySettings, *,
         log.info("proxy listening on 127.0.0.1:%d (%d routes)", port, len(settings.routes))
         task_status.started(port)
 
+    px.secrets.watch()   # secret changes by inotify where it works, else a stat() per request
     try:
         await serve_tcp(settings.port, px.handle, _Started(started))
     finally:
+        px.secrets.unwatch()
         with anyio.CancelScope(shield=True):
             await px.pool.aclose()
 
