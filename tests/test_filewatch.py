@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 import cordon.proxy.secretcache as secretcache
+from cordon.model import Auth, Route, Secret, SecretSpec
 from cordon.proxy.filewatch import FileWatch
 from cordon.proxy.secretcache import SecretCache, bump_generation
 from tests.proxy_harness import DictResolver, running_proxy
@@ -145,3 +146,75 @@ def test_without_inotify_every_request_checks_the_file(up: UpstreamServer, tmp_p
 def up() -> UpstreamServer:  # type: ignore[misc]
     with UpstreamServer("api.openai.com") as u:
         yield u
+
+
+class _FileResolver:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def resolve(self, route: Route) -> Secret:
+        self.calls += 1
+        assert route.auth.secret.path is not None
+        return Secret(route.auth.secret.path.read_text())
+
+
+def _file_route(path: Path) -> Route:
+    return Route(name="r", host="h", auth=Auth(type="header", secret=SecretSpec(source="file", path=path)))
+
+
+@linux_only
+@pytest.mark.parametrize("how", ["rewrite", "replace"])
+def test_a_watched_file_source_costs_no_stat_and_its_change_is_seen(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    f = tmp_path / "key"
+    f.write_text("v1")
+    calls = _counting_sig(monkeypatch, f)
+    res = _FileResolver()
+    cache = SecretCache(res)
+
+    async def main() -> None:
+        cache.watch()
+        try:
+            assert (await cache.get(_file_route(f))).reveal() == "v1"
+            before = len(calls)
+            for _ in range(10):
+                assert (await cache.get(_file_route(f))).reveal() == "v1"
+            assert len(calls) == before and res.calls == 1
+            if how == "rewrite":
+                f.write_text("v2-longer")
+            else:
+                (tmp_path / "key.new").write_text("v2-longer")
+                os.replace(tmp_path / "key.new", f)
+            await _settle()
+            assert (await cache.get(_file_route(f))).reveal() == "v2-longer"
+        finally:
+            cache.unwatch()
+
+    anyio.run(main)
+    assert res.calls == 2
+
+
+@linux_only
+def test_a_file_source_behind_a_symlink_is_checked_by_stat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a secret mount: `key` -> `..data/key`, and an update swaps `..data` for a new directory
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v1" / "key").write_text("v1")
+    (tmp_path / "..data").symlink_to("v1")
+    link = tmp_path / "key"
+    link.symlink_to("..data/key")
+    res = _FileResolver()
+    cache = SecretCache(res)
+
+    async def main() -> None:
+        cache.watch()
+        try:
+            assert (await cache.get(_file_route(link))).reveal() == "v1"
+            (tmp_path / "v2").mkdir()
+            (tmp_path / "v2" / "key").write_text("v2-longer")
+            (tmp_path / "..data.new").symlink_to("v2")
+            os.replace(tmp_path / "..data.new", tmp_path / "..data")
+            assert (await cache.get(_file_route(link))).reveal() == "v2-longer"
+        finally:
+            cache.unwatch()
+
+    anyio.run(main)

@@ -11,7 +11,10 @@ on the event loop. A change made by another process is noticed this way:
   Once `watch()` runs inside the event loop, an inotify watch
   (`cordon.proxy.filewatch`) reports the change and a cached value costs no
   system call; where that is not available, each request `stat()`s the file.
-- `file` sources: the secret file's own (inode, mtime, size) is watched too.
+- `file` sources: the secret file's own (inode, mtime, size) is watched too,
+  by inotify after `watch()` when the path has no symlink in it (a secret
+  mount that swaps a symlink elsewhere is only seen by `stat()`), else by a
+  `stat()` per request.
 - `command` sources: a value lives `spec.ttl` seconds (0: resolved per request).
 - in-process: `SecretCache.invalidate(route_name=None)`.
 """
@@ -78,6 +81,7 @@ class _Entry:
     secret: Secret
     expires: float | None     # monotonic deadline, None: until invalidated
     file_sig: Sig
+    file_path: Path | None = None   # a `file` source's path
 
 
 class SecretCache:
@@ -92,6 +96,8 @@ class SecretCache:
         self._entries: dict[str, _Entry] = {}
         self._locks: dict[str, anyio.Lock] = {}
         self._watch: FileWatch | None = None
+        self._watching_files = False                 # watch() ran: watch `file` sources as they are cached
+        self._file_watches: dict[Path, FileWatch] = {}
 
     @property
     def watching(self) -> bool:
@@ -99,7 +105,11 @@ class SecretCache:
         return self._watch is not None and self._watch.active
 
     def watch(self) -> bool:
-        """Start watching the generation file from the running event loop; False: stat per request."""
+        """Start watching the generation file from the running event loop; False: stat per request.
+
+        From now on `file` sources are watched too, each once its value is cached.
+        """
+        self._watching_files = True
         if self.gen_file is None:
             return False
         if self._watch is None:
@@ -109,8 +119,31 @@ class SecretCache:
         return self._watch.active
 
     def unwatch(self) -> None:
+        self._watching_files = False
         if self._watch is not None:
             self._watch.stop()
+        for w in self._file_watches.values():
+            w.stop()
+        self._file_watches.clear()
+
+    def _watch_file(self, path: Path) -> None:
+        if path in self._file_watches:
+            return
+        try:
+            plain = os.path.realpath(path) == os.path.abspath(path)
+        except OSError:
+            plain = False
+        if not plain:
+            return   # a symlink may be swapped in a directory no watch covers: stat() per request
+
+        def changed() -> None:
+            for name, e in list(self._entries.items()):
+                if e.file_path == path:
+                    self.invalidate(name)
+
+        w = FileWatch(path, changed, lambda: None)
+        if w.start():
+            self._file_watches[path] = w
 
     def _check_generation(self) -> None:
         g = _sig(self.gen_file)
@@ -133,9 +166,10 @@ class SecretCache:
             return None
         if e.expires is not None and self._clock() >= e.expires:
             return None
-        spec = route.auth.secret
-        if spec.source == "file" and _sig(spec.path) != e.file_sig:
-            return None
+        if e.file_path is not None:
+            w = self._file_watches.get(e.file_path)
+            if (w is None or not w.active) and _sig(e.file_path) != e.file_sig:
+                return None
         return e.secret
 
     async def get(self, route: Route) -> Secret:
@@ -153,7 +187,10 @@ class SecretCache:
             if s is not None:
                 return s
             spec = route.auth.secret
-            file_sig = _sig(spec.path) if spec.source == "file" else None
+            file_path = spec.path if spec.source == "file" else None
+            if file_path is not None and self._watching_files:
+                self._watch_file(file_path)   # before the read: a change after it is not missed
+            file_sig = _sig(file_path)
             inv = getattr(self.resolver, "invalidate", None)
             if callable(inv) and route.name in self._entries:
                 inv(route.name)       # stale here: the resolver's own cache is stale too
@@ -161,5 +198,5 @@ class SecretCache:
             expires = None
             if spec.source == "command":
                 expires = self._clock() + spec.ttl
-            self._entries[route.name] = _Entry(secret, expires, file_sig)
+            self._entries[route.name] = _Entry(secret, expires, file_sig, file_path)
             return secret
