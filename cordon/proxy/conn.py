@@ -6,7 +6,6 @@ bytes read past a head stay in the buffer for the body or the next message.
 
 from __future__ import annotations
 
-import math
 import ssl
 from typing import Any
 
@@ -40,47 +39,16 @@ class Conn:
         (None: no limit), before sending anything; with `idle_is_timeout` that
         silence raises TimeoutError instead. Once a byte has arrived the whole
         head must follow within `head` seconds (slowloris), else TimeoutError.
-        One cancel scope per head, its deadline moved on at the first byte.
+        The limits are a read deadline on the TCP stream, moved on at the first byte.
         """
         buf = self.buf
         if buf.startswith(b"\r\n") or buf.startswith(b"\n"):
             del buf[:len(buf) - len(buf.lstrip(b"\r\n"))]   # stray CRLFs between messages (RFC 9112 §2.2)
         fs = _fast(self.stream)
-        if fs is not None:
-            return await self._read_head_fast(fs, idle, head, status_on_eof, status_too_large, idle_is_timeout)
-        started = bool(buf)
-        now = anyio.current_time()
-        limit = head if started else idle
-        start = 0
-        with anyio.CancelScope(deadline=now + limit if limit is not None else math.inf) as scope:
-            while True:
-                if started:
-                    end = find_head_end(buf, max(0, start - 3))
-                    if end >= 0:
-                        h = bytes(buf[:end])
-                        del buf[:end]
-                        return h
-                    if len(buf) > MAX_HEAD:
-                        raise ProtocolError("message head larger than 64 KiB", status_too_large)
-                    start = len(buf)
-                try:
-                    data = await self.stream.receive(RECV)
-                except (anyio.EndOfStream, anyio.BrokenResourceError):
-                    if not started:
-                        return None
-                    raise ProtocolError("connection closed in the middle of a message head", status_on_eof)
-                buf += data
-                if not started:
-                    stripped = buf.lstrip(b"\r\n")
-                    if stripped:
-                        del buf[:len(buf) - len(stripped)]
-                        started = True
-                        scope.deadline = anyio.current_time() + head
-                    else:
-                        buf.clear()
-        if not started and not idle_is_timeout:
-            return None
-        raise TimeoutError
+        if fs is None:
+            # every stream the proxy makes is a FastStream or our TLS over one
+            raise TypeError(f"read_head needs a FastStream underneath, not {type(self.stream).__name__}")
+        return await self._read_head_fast(fs, idle, head, status_on_eof, status_too_large, idle_is_timeout)
 
     async def _read_head_fast(self, fs: FastStream, idle: float | None, head: float, status_on_eof: int,
                               status_too_large: int, idle_is_timeout: bool) -> bytes | None:

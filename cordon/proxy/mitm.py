@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from cordon.errors import ProtocolError, SecretError
-from cordon.http1 import RequestHead, parse_request_head, request_framing, strip_hop_by_hop
+from cordon.http1 import RequestHead, request_framing, strip_hop_by_hop
 from cordon.inject import SCRUB_MIN, InjectionError, rewrite_headers, wants_secret
 from cordon.model import Route
 from cordon.proxy.conn import Conn
@@ -51,22 +51,8 @@ async def serve_mitm(px: Proxy, client: Conn, route: Route, host: str, port: int
     inner = Conn(tls, ssl_object=ssl_object)
     try:
         while True:
-            try:
-                head = await inner.read_head(idle=px.timeouts.idle, head=px.timeouts.head)
-            except TimeoutError:
-                await px.send_error(inner, 408, "the request head did not arrive in time", close=True)
-                return
-            except ProtocolError as e:
-                await px.send_error(inner, e.status, e.message, close=True)
-                return
-            if head is None:
-                return
-            try:
-                req = parse_request_head(head)
-            except ProtocolError as e:
-                await px.send_error(inner, e.status, e.message, close=True)
-                return
-            if not await route_request(px, inner, req, route, host, port, sni, who=who):
+            req = await px.read_request(inner)
+            if req is None or not await route_request(px, inner, req, route, host, port, sni, who=who):
                 return
     finally:
         await inner.aclose()

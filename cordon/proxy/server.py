@@ -186,24 +186,32 @@ class Proxy:
             with anyio.CancelScope(shield=True):
                 await client.aclose()
 
-    async def _client_loop(self, client: Conn) -> None:
+    async def read_request(self, conn: Conn, *, count_refused: bool = False) -> RequestHead | None:
+        """The next request on `conn`; None when the connection is done (a bad or late head is
+        answered first: 408, or the parser's status)."""
         t = self.timeouts
-        while True:
-            try:
-                head = await client.read_head(idle=t.idle, head=t.head)
-            except TimeoutError:
-                await self.send_error(client, 408, "the request head did not arrive in time", close=True)
-                return
-            except ProtocolError as e:
-                await self.send_error(client, e.status, e.message, close=True)
-                return
-            if head is None:
-                return
-            try:
-                req = parse_request_head(head)
-            except ProtocolError as e:
+        try:
+            head = await conn.read_head(idle=t.idle, head=t.head)
+        except TimeoutError:
+            await self.send_error(conn, 408, "the request head did not arrive in time", close=True)
+            return None
+        except ProtocolError as e:
+            await self.send_error(conn, e.status, e.message, close=True)
+            return None
+        if head is None:
+            return None
+        try:
+            return parse_request_head(head)
+        except ProtocolError as e:
+            if count_refused:
                 self.stats.refused += 1
-                await self.send_error(client, e.status, e.message, close=True)
+            await self.send_error(conn, e.status, e.message, close=True)
+            return None
+
+    async def _client_loop(self, client: Conn) -> None:
+        while True:
+            req = await self.read_request(client, count_refused=True)
+            if req is None:
                 return
             if req.method == b"CONNECT":
                 if not await self._connect(client, req):
