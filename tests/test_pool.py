@@ -95,3 +95,21 @@ def test_without_contention_nothing_waits(n: int) -> None:
 
         anyio.run(main)
         assert up.connections == n
+
+
+def test_nothing_is_kept_for_a_target_once_it_is_idle_no_more() -> None:
+    with UpstreamServer("api.openai.com") as up:
+        target = _target("api.openai.com", int(up.address.rsplit(":", 1)[1]), up.ca_file)
+
+        async def main() -> None:
+            pool = Pool(ClientContexts(), connect_timeout=10.0)
+            conn = await pool.acquire(target)
+            assert pool._opening == {}, "the opening limit for a target lives only while it is used"
+            await pool.release(conn)
+            assert len(pool._idle[target]) == 1
+            again = await pool.acquire(target)
+            assert again is conn and target not in pool._idle
+            await again.aclose()
+            await pool.aclose()
+
+        anyio.run(main)

@@ -161,12 +161,16 @@ class Pool:
             return await open_connection(target, self.contexts, left)
         finally:
             sem.release()
+            if sem.value == MAX_OPENING_PER_TARGET and not sem.statistics().tasks_waiting:
+                self._opening.pop(target, None)   # one semaphore per target in use, not per target ever seen
 
     async def _take_idle(self, target: Target) -> Upstream | None:
         idle = self._idle.get(target)
         now = time.monotonic()
         while idle:
             up = idle.pop()
+            if not idle:
+                self._idle.pop(target, None)   # no empty lists kept for targets seen once
             if now - up.idle_since < IDLE_TTL and not up.looks_dead():
                 return up
             await up.aclose()
