@@ -21,6 +21,7 @@ straight into the session's incoming memory BIO.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import ssl
 import sys
@@ -290,13 +291,29 @@ class FastStream(anyio.abc.ByteStream):
 
 
 async def connect(host: str, port: int) -> FastStream:
-    """TCP to host:port (names resolved by the loop, happy eyeballs as anyio does)."""
+    """TCP to host:port (names resolved by the loop, happy eyeballs as anyio does).
+
+    An IP address is connected to directly: it has nothing to race, and
+    Python 3.11's happy-eyeballs race can drop a socket it already connected,
+    unclosed, when the caller's deadline cancels it at that moment.
+    """
     loop = asyncio.get_running_loop()
+    if _is_ip(host):
+        transport, protocol = await loop.create_connection(_Protocol, host, port)
+        return FastStream(transport, protocol)
     try:
         transport, protocol = await loop.create_connection(_Protocol, host, port, happy_eyeballs_delay=0.25)
     except TypeError:   # uvloop has no happy eyeballs parameter
         transport, protocol = await loop.create_connection(_Protocol, host, port)
     return FastStream(transport, protocol)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 async def serve_tcp(port: int, handler: Callable[[FastStream], Coroutine[Any, Any, None]],
