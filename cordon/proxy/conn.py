@@ -48,12 +48,6 @@ class Conn:
         if fs is None:
             # every stream the proxy makes is a FastStream or our TLS over one
             raise TypeError(f"read_head needs a FastStream underneath, not {type(self.stream).__name__}")
-        return await self._read_head_fast(fs, idle, head, status_on_eof, status_too_large, idle_is_timeout)
-
-    async def _read_head_fast(self, fs: FastStream, idle: float | None, head: float, status_on_eof: int,
-                              status_too_large: int, idle_is_timeout: bool) -> bytes | None:
-        """`read_head` with the limits as a read deadline on the TCP stream (no cancel scope)."""
-        buf = self.buf
         started = bool(buf)
         loop = fs.loop
         limit = head if started else idle

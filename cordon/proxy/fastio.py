@@ -157,9 +157,6 @@ class FastStream(anyio.abc.ByteStream):
         self.loop = asyncio.get_running_loop()
 
     # -- reading ------------------------------------------------------------------
-    def buffered(self) -> int:
-        return self._p.buffered
-
     def attach_bio(self, bio: Any) -> None:
         """From now on bytes from the socket go straight into `bio` (a TLS session's incoming
         MemoryBIO), bytes already buffered first; read them with `drain_into(bio)` only."""
@@ -169,12 +166,6 @@ class FastStream(anyio.abc.ByteStream):
         p.fresh += p.buffered
         p.buffered = 0
         p.sink = bio
-
-    def pause_reading(self) -> None:
-        """Stop taking bytes off the socket (the zero-copy tunnel reads it directly)."""
-        if not self._p.paused_reading:
-            self._p.paused_reading = True
-            self._transport.pause_reading()
 
     async def _wait_data(self) -> None:
         """Until a chunk is buffered; TimeoutError once `deadline` (loop time) passes."""
@@ -280,14 +271,6 @@ class FastStream(anyio.abc.ByteStream):
         """For an idle pooled connection: anything arrived (EOF, junk) means it is not reusable."""
         p = self._p
         return bool(p.chunks) or p.fresh > 0 or p.eof or p.closed or self._closed
-
-    def at_rest_fd(self) -> int | None:
-        """The descriptor, once reading is paused and nothing is buffered or queued to write."""
-        self.pause_reading()
-        if self._p.chunks or self._p.fresh or self._closed or self._p.closed or self._transport.get_write_buffer_size():
-            return None
-        sock = self._transport.get_extra_info("socket")
-        return int(sock.fileno()) if sock is not None else None
 
 
 async def connect(host: str, port: int) -> FastStream:
