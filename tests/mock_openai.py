@@ -42,7 +42,7 @@ import h11
 from anyio.from_thread import start_blocking_portal
 from anyio.streams.tls import TLSListener
 
-from cordon import certs
+from cordon.core import certs
 
 PLACEHOLDER = "dummy-replaced-by-cordon"
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

@@ -22,8 +22,8 @@ from typing import Any
 
 from anyio.from_thread import start_blocking_portal
 
-from cordon import certs
-from cordon.model import Policy, Route, Secret
+from cordon.core import certs
+from cordon.core.model import Policy, Route, Secret
 from cordon.proxy.auth import ProxyAuth
 from cordon.proxy.forward import Timeouts
 from cordon.proxy.server import ProxySettings, serve
@@ -42,7 +42,7 @@ class DictResolver:
         self.calls = 0
 
     def resolve(self, route: Route) -> Secret:
-        from cordon.errors import SecretError
+        from cordon.core.errors import SecretError
 
         self.calls += 1
         var = route.auth.secret.var or ""

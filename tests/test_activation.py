@@ -1,4 +1,4 @@
-"""cordon.activation and `cordon hook`: agents on PATH, shims on disk, enter/leave plans, the CLI."""
+"""cordon.app.activation and `cordon hook`: agents on PATH, shims on disk, enter/leave plans, the CLI."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cordon.activation import STAMP_NAME, config_stamp, export_ops, resolve_agents, use_ops, write_shims
-from cordon.paths import Paths
-from cordon.shellhooks import (
+from cordon.app.activation import STAMP_NAME, config_stamp, export_ops, resolve_agents, use_ops, write_shims
+from cordon.core.shellhooks import (
     GUARD_VAR,
     RESTORE_VAR,
     STATE_VAR,
@@ -24,6 +23,7 @@ from cordon.shellhooks import (
     is_shim_text,
     render_shim,
 )
+from cordon.store.paths import Paths
 from tests.conftest import REPO, write
 
 OPENAI_ROUTE = """\
@@ -94,7 +94,7 @@ def test_resolve_agents_skips_shims_relative_entries_and_our_dir(tmp_path: Path,
 
 @pytest.mark.parametrize("bad", ["../codex", ".hidden", "-rf", "two words", ""])
 def test_resolve_agents_rejects_names_that_are_not_commands(bad: str, tmp_path: Path) -> None:
-    from cordon.errors import UsageError
+    from cordon.core.errors import UsageError
     with pytest.raises(UsageError):
         resolve_agents([bad], "/usr/bin", tmp_path)
 
@@ -113,7 +113,7 @@ def test_write_shims_replaces_only_cordon_shims(tmp_path: Path, agents_bin: Path
 
 
 def test_write_shims_reports_an_unwritable_directory(tmp_path: Path) -> None:
-    from cordon.errors import CordonError
+    from cordon.core.errors import CordonError
     blocker = write(tmp_path / "file", "")
     with pytest.raises(CordonError, match="cannot write the shims"):
         write_shims(blocker / "shims", [], ME)

@@ -25,7 +25,7 @@ from typing import Any
 import pexpect
 import pytest
 
-from cordon.shellhooks import quote
+from cordon.core.shellhooks import quote
 from tests.conftest import REPO, cordon_argv, subprocess_env, write
 from tests.upstream import UpstreamServer
 

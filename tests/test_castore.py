@@ -18,9 +18,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from cordon.castore import build_bundle, ca_paths, load_or_create_ca, system_roots, write_bundle
-from cordon.certs import CA, LeafCache, create_ca, issue_leaf, split_pem_certs
-from cordon.errors import ConfigError, CordonError
+from cordon.core.certs import CA, LeafCache, create_ca, issue_leaf, split_pem_certs
+from cordon.core.errors import ConfigError, CordonError
+from cordon.store.castore import build_bundle, ca_paths, load_or_create_ca, system_roots, write_bundle
 from tests.conftest import REPO
 
 
@@ -76,7 +76,7 @@ def test_load_returns_the_same_ca(tmp_path: Path) -> None:
 
 def test_concurrent_creation_yields_one_matching_pair(tmp_path: Path) -> None:
     cert, key = ca_paths(tmp_path / "state")
-    code = ("import sys; from pathlib import Path; from cordon.castore import load_or_create_ca; "
+    code = ("import sys; from pathlib import Path; from cordon.store.castore import load_or_create_ca; "
             "ca = load_or_create_ca(Path(sys.argv[1]), Path(sys.argv[2])); "
             "print(ca.cert.serial_number)")
     env = dict(os.environ, PYTHONPATH=str(REPO))

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 
-from cordon.paths import Paths
-from cordon.tokens import TokenStore
+from cordon.store.paths import Paths
+from cordon.store.tokens import TokenStore
 from tests.conftest import cordon_argv, subprocess_env, write
 from tests.startproc import started
 

@@ -11,7 +11,7 @@ from typing import Any
 import pexpect
 import pytest
 
-from cordon.config import load_config
+from cordon.store.config import load_config
 from tests.conftest import REPO, subprocess_env
 
 # what each preset must produce (checked against each provider's API documentation)
@@ -48,7 +48,7 @@ def test_presets(cordon: Any, project: Path, preset: str) -> None:
 
 
 def test_every_preset_is_tested() -> None:
-    from cordon.routes import PRESETS
+    from cordon.core.routes import PRESETS
     assert set(PRESETS) == set(PRESET_EXPECTED)
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cordon.paths import Paths
-from cordon.tokens import TokenStore
+from cordon.store.paths import Paths
+from cordon.store.tokens import TokenStore
 from tests.conftest import cordon_argv, subprocess_env, write
 from tests.startproc import StartProc, route_toml, started
 from tests.upstream import UpstreamServer
@@ -108,8 +108,8 @@ def _keyring_route(up: UpstreamServer) -> str:
 
 def test_secret_changes_reach_the_running_proxy(project: Path, up: UpstreamServer,  # type: ignore[no-untyped-def]
                                                 cordon_proc) -> None:
-    from cordon.model import SecretSpec
-    from cordon.secrets import set_keyring_secret
+    from cordon.core.model import SecretSpec
+    from cordon.store.secrets import set_keyring_secret
     spec = SecretSpec(source="keyring", account="openai")
     set_keyring_secret(spec, "sk-first-value")
     write(project / "cordon.toml", "listen = 0\n" + _keyring_route(up))

@@ -6,8 +6,8 @@ import json
 import stat
 from pathlib import Path
 
-from cordon.paths import Paths
-from cordon.tokens import TokenStore
+from cordon.store.paths import Paths
+from cordon.store.tokens import TokenStore
 from tests.conftest import write
 
 

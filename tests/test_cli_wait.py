@@ -7,7 +7,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from cordon.paths import Paths
+from cordon.store.paths import Paths
 from tests.conftest import cordon_argv, subprocess_env, write
 from tests.startproc import started
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from cordon.config import RESERVED_HEADERS, load_config, load_selected, parse_config, select_config_path
-from cordon.errors import ConfigError, UsageError
-from cordon.model import Config, SecretSpec
-from cordon.paths import Paths
+from cordon.core.errors import ConfigError, UsageError
+from cordon.core.model import Config, SecretSpec
+from cordon.store.config import RESERVED_HEADERS, load_config, load_selected, parse_config, select_config_path
+from cordon.store.paths import Paths
 
 FILE = Path("/etc/proj/cordon.toml")
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from cordon.config import load_config
-from cordon.configedit import NEW_FILE_HEADER, add_route, remove_route, route_table, update_route
-from cordon.errors import ConfigError
-from cordon.model import Auth, Route, SecretSpec, Upstream
-from cordon.routes import PRESETS
+from cordon.core.errors import ConfigError
+from cordon.core.model import Auth, Route, SecretSpec, Upstream
+from cordon.core.routes import PRESETS
+from cordon.store.config import load_config
+from cordon.store.configedit import NEW_FILE_HEADER, add_route, remove_route, route_table, update_route
 from tests.conftest import REPO
 
 BEFORE = """\
@@ -252,8 +252,8 @@ def test_mode_is_kept_and_no_temp_files(tmp_path: Path) -> None:
 
 def test_concurrent_adds_lose_nothing(tmp_path: Path) -> None:
     p = tmp_path / "cordon.toml"
-    code = ("import sys; from pathlib import Path; from cordon.configedit import add_route; "
-            "from cordon.routes import PRESETS; from cordon.model import SecretSpec; "
+    code = ("import sys; from pathlib import Path; from cordon.store.configedit import add_route; "
+            "from cordon.core.routes import PRESETS; from cordon.core.model import SecretSpec; "
             "n = sys.argv[2]; add_route(Path(sys.argv[1]), PRESETS[n].route(SecretSpec(source='keyring', account=n)))")
     env = dict(os.environ, PYTHONPATH=str(REPO))
     names = sorted(PRESETS)

@@ -20,9 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from cordon import castore, certs, dotenvfile
-from cordon.config import parse_config
-from cordon.doctor.checks import (
+from cordon.app.doctor.checks import (
     IntegrationFile,
     bundle_file,
     check_bundle,
@@ -36,11 +34,14 @@ from cordon.doctor.checks import (
     check_tokens,
     integration_files,
 )
-from cordon.envvars import contract_vars
-from cordon.paths import Paths
-from cordon.runrecord import run_record_path
-from cordon.service import Systemd
-from cordon.tokens import TokenStore
+from cordon.app.service import Systemd
+from cordon.core import certs
+from cordon.core.envvars import contract_vars
+from cordon.store import castore, dotenvfile
+from cordon.store.config import parse_config
+from cordon.store.paths import Paths
+from cordon.store.runrecord import run_record_path
+from cordon.store.tokens import TokenStore
 from tests.conftest import write
 
 SECRET_VALUE = "sk-live-DOCTOR-TEST-abcdef0123"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from cordon.doctor.checks import Check
-from cordon.doctor.probes import PY_PROBE, RUNTIMES, Runtime, run_probes
+from cordon.app.doctor.checks import Check
+from cordon.app.doctor.probes import PY_PROBE, RUNTIMES, Runtime, run_probes
 from tests.conftest import REPO, write
 
 NODE_BIN = REPO / "tests" / "node" / "node_modules" / ".bin"

@@ -8,7 +8,7 @@ from dotenv import dotenv_values
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cordon.dotenvfile import BEGIN, END, apply_block, has_block, read_block, remove_block, render_block
+from cordon.store.dotenvfile import BEGIN, END, apply_block, has_block, read_block, remove_block, render_block
 
 VARS = {"HTTPS_PROXY": "http://cordon:t@127.0.0.1:1234", "SSL_CERT_FILE": "/run/x y/bundle.pem",
         "ODD": "it's \"$HOME\"\nnext"}

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 
-from cordon import envvars
-from cordon.envvars import child_env, contract_vars, merge_no_proxy, proxy_url, render
-from cordon.model import Auth, Route, SecretSpec
-from cordon.routes import PRESETS
+from cordon.core import envvars
+from cordon.core.envvars import child_env, contract_vars, merge_no_proxy, proxy_url, render
+from cordon.core.model import Auth, Route, SecretSpec
+from cordon.core.routes import PRESETS
 
 TRICKY = {
     "PLAIN": "dummy-replaced-by-cordon",

@@ -18,7 +18,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from cordon.paths import Paths
+from cordon.store.paths import Paths
 from tests.conftest import cordon_argv, subprocess_env, write
 
 SECRET = "sk-real-7c1f3e9a-DO-NOT-LEAK"

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from cordon.paths import Paths
-from cordon.session import create_session, holders_of, release, toml_acquire
-from cordon.tokens import TokenStore
+from cordon.store.paths import Paths
+from cordon.store.session import create_session, holders_of, release, toml_acquire
+from cordon.store.tokens import TokenStore
 from tests.conftest import cordon_argv, subprocess_env, write
 
 SECRET = "sk-real-5b0d2c71-DO-NOT-LEAK"

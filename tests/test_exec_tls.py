@@ -22,8 +22,8 @@ from anyio.from_thread import start_blocking_portal
 from anyio.streams.tls import TLSListener
 from cryptography import x509
 
-from cordon import certs
-from cordon.runner import session_ca
+from cordon.app.exec import session_ca
+from cordon.core import certs
 
 ROUTE_HOSTS = ["api.openai.com", "api.anthropic.com"]
 

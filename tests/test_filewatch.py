@@ -13,9 +13,10 @@ import httpx
 import pytest
 
 import cordon.proxy.secretcache as secretcache
-from cordon.model import Auth, Route, Secret, SecretSpec
+from cordon.core.model import Auth, Route, Secret, SecretSpec
 from cordon.proxy.filewatch import FileWatch
-from cordon.proxy.secretcache import SecretCache, bump_generation
+from cordon.proxy.secretcache import SecretCache
+from cordon.store.generation import bump_generation
 from tests.proxy_harness import DictResolver, running_proxy
 from tests.upstream import UpstreamServer
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cordon.errors import ProtocolError
-from cordon.http1 import (
+from cordon.core.errors import ProtocolError
+from cordon.core.http1 import (
     MAX_HEAD,
     ChunkedDecoder,
     encode_chunk,

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cordon.inject import InjectionError, Scrubber, credential_header, rewrite_headers, scrub_headers
-from cordon.model import Auth, Route, Secret, SecretSpec
+from cordon.core.inject import InjectionError, Scrubber, credential_header, rewrite_headers, scrub_headers
+from cordon.core.model import Auth, Route, Secret, SecretSpec
 
 SPEC = SecretSpec(source="env", var="K")
 

@@ -7,10 +7,10 @@ import os
 import subprocess
 from pathlib import Path
 
-from cordon.certs import split_pem_certs
-from cordon.config import load_config
-from cordon.paths import Paths
-from cordon.tokens import TokenStore
+from cordon.core.certs import split_pem_certs
+from cordon.store.config import load_config
+from cordon.store.paths import Paths
+from cordon.store.tokens import TokenStore
 from tests.conftest import write
 
 SETTINGS = """\

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 
-from cordon.certs import split_pem_certs
-from cordon.config import load_config
-from cordon.paths import Paths
-from cordon.tokens import TokenStore
+from cordon.core.certs import split_pem_certs
+from cordon.store.config import load_config
+from cordon.store.paths import Paths
+from cordon.store.tokens import TokenStore
 from tests.conftest import write
 
 USER_ENV = "# my own settings\nFOO=bar\nexport QUOTED='a b'\n"

@@ -7,7 +7,7 @@ import time
 import anyio
 import pytest
 
-from cordon.errors import ProtocolError
+from cordon.core.errors import ProtocolError
 from cordon.proxy.pool import MAX_OPENING_PER_TARGET, Pool, Target
 from cordon.proxy.tls import ClientContexts
 from tests.faults.faulty import FaultyUpstream

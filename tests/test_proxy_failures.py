@@ -14,7 +14,7 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from cordon.model import Route
+from cordon.core.model import Route
 from cordon.proxy.forward import Timeouts
 from tests.proxy_harness import PLACEHOLDER, SECRET, TOKEN, RunningProxy, running_proxy
 from tests.upstream import UpstreamServer

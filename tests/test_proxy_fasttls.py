@@ -11,10 +11,10 @@ from typing import Any
 import anyio
 import pytest
 
-from cordon import certs
-from cordon.proxy.fastio import FastStream, connect, serve_tcp
-from cordon.proxy.fasttls import TLSConn
+from cordon.core import certs
 from cordon.proxy.tls import load_context
+from cordon.proxy.transport.fastio import FastStream, connect, serve_tcp
+from cordon.proxy.transport.fasttls import TLSConn
 
 
 @pytest.fixture(scope="module")

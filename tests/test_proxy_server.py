@@ -14,11 +14,13 @@ import anyio
 import httpx
 import pytest
 
-from cordon import __version__, certs
-from cordon.model import Route, Secret
-from cordon.proxy.secretcache import SecretCache, bump_generation
+from cordon import __version__
+from cordon.core import certs
+from cordon.core.model import Route, Secret
+from cordon.proxy.secretcache import SecretCache
 from cordon.proxy.server import ProxySettings, serve
 from cordon.proxy.tls import LeafIssuer
+from cordon.store.generation import bump_generation
 from tests.proxy_harness import PLACEHOLDER, SECRET, TOKEN, DictResolver, RunningProxy, running_proxy
 from tests.upstream import UpstreamServer
 
@@ -116,7 +118,7 @@ def test_secret_is_cached_then_reresolved_after_bump(up: UpstreamServer, tmp_pat
 
 
 def test_secret_cache_file_source_and_command_ttl(tmp_path: Path) -> None:
-    from cordon.model import Auth, SecretSpec
+    from cordon.core.model import Auth, SecretSpec
 
     f = tmp_path / "key"
     f.write_text("v1")
@@ -163,7 +165,7 @@ def test_node_fetch_with_undici_env_proxy_agent(px: RunningProxy, up: UpstreamSe
 
 @pytest.mark.network_tools
 def test_node_fetch_tunnel_sees_upstream_certificate() -> None:
-    from cordon.model import Policy
+    from cordon.core.model import Policy
 
     if shutil.which("node") is None or not (NODE_DIR / "node_modules" / "undici").is_dir():
         pytest.skip("node or tests/node/node_modules/undici missing (scripts/test installs them)")
@@ -178,7 +180,8 @@ def test_node_fetch_tunnel_sees_upstream_certificate() -> None:
 
 
 def test_cordon_secret_set_bumps_the_generation_file(project: Path, home: Path, cordon) -> None:  # type: ignore[no-untyped-def]
-    from cordon.proxy.secretcache import _sig, generation_file
+    from cordon.proxy.secretcache import _sig
+    from cordon.store.generation import generation_file
 
     (project / "cordon.toml").write_text(
         '[[routes]]\nname = "openai"\n[routes.match]\nhost = "api.openai.com"\n[routes.auth]\n'

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from anyio.from_thread import start_blocking_portal
 
-from cordon.model import Policy
+from cordon.core.model import Policy
 from tests.proxy_harness import PLACEHOLDER, SECRET, TOKEN, RunningProxy, running_proxy
 from tests.upstream import UpstreamServer
 

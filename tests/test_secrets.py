@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from cordon.errors import SecretError
-from cordon.model import Auth, Route, Secret, SecretSpec
-from cordon.secrets import (
+from cordon.core.errors import SecretError
+from cordon.core.model import Auth, Route, Secret, SecretSpec
+from cordon.store.secrets import (
     SecretResolver,
     delete_keyring_secret,
     fix_hint,

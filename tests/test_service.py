@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from cordon.paths import Paths, namespace_for
-from cordon.service import (
+from cordon.app.service import (
     Launchd,
     ServiceSpec,
     Systemd,
@@ -33,6 +32,7 @@ from cordon.service import (
     unit_name,
     validate_name,
 )
+from cordon.store.paths import Paths, namespace_for
 from tests.conftest import write
 
 CONFIG = """\
@@ -130,7 +130,7 @@ def test_unit_quoting_round_trips_the_config_path(tmp_path: Path) -> None:
 
 
 def test_a_path_with_a_newline_is_refused(tmp_path: Path) -> None:
-    from cordon.errors import CordonError
+    from cordon.core.errors import CordonError
     with pytest.raises(CordonError, match="line break"):
         render_systemd_unit(_spec(tmp_path, "bad\ndir"))
 
@@ -164,7 +164,7 @@ def test_default_names_follow_cordon(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bad", ["../x", "a b", "", "-x", "x/y", "a" * 101])
 def test_bad_names_are_refused(bad: str) -> None:
-    from cordon.errors import UsageError
+    from cordon.core.errors import UsageError
     with pytest.raises(UsageError):
         validate_name(bad)
 
@@ -335,7 +335,7 @@ def test_status_of_a_failed_service_exits_1(project: Path, cordon, fake_systemct
 
 
 def test_systemd_state_reads_the_manager(tmp_path: Path) -> None:
-    from cordon.service import CommandResult
+    from cordon.app.service import CommandResult
     calls: list[list[str]] = []
 
     def run(argv):  # type: ignore[no-untyped-def]
@@ -350,7 +350,7 @@ def test_systemd_state_reads_the_manager(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- launchd, with a recording runner
 
 def test_launchd_install_bootstraps_the_agent(tmp_path: Path) -> None:
-    from cordon.service import CommandResult
+    from cordon.app.service import CommandResult
     calls: list[list[str]] = []
     loaded: set[str] = set()
 

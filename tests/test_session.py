@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from cordon.dotenvfile import read_block
-from cordon.paths import Paths
-from cordon.session import (
+from cordon.store.dotenvfile import read_block
+from cordon.store.paths import Paths
+from cordon.store.session import (
     create_session,
     dotenv_acquire,
     dotenv_release,
@@ -107,8 +107,8 @@ def test_sigkilled_session_is_repaired_by_the_next_one(paths: Paths, tmp_path: P
     script = textwrap.dedent(f"""
         import os, signal
         from pathlib import Path
-        from cordon.paths import Paths
-        from cordon.session import create_session, dotenv_acquire
+        from cordon.store.paths import Paths
+        from cordon.store.session import create_session, dotenv_acquire
         paths = Paths.from_env(dict(os.environ), Path({str(tmp_path)!r}))
         s = create_session(paths, ca_pem=b"ca", bundle_pem=b"bundle")
         env = Path({str(env)!r})

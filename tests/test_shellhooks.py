@@ -1,4 +1,4 @@
-"""cordon.shellhooks: quoting checked by real bash, zsh, fish and sh; rendering, hooks, shims."""
+"""cordon.core.shellhooks: quoting checked by real bash, zsh, fish and sh; rendering, hooks, shims."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cordon.shellhooks import (
+from cordon.core.shellhooks import (
     RESTORE_VAR,
     STATE_VAR,
     Call,

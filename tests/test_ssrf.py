@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cordon.ssrf import Exemptions, check, embedded_v4, forbidden_reason
+from cordon.core.ssrf import Exemptions, check, embedded_v4, forbidden_reason
 
 
 @pytest.mark.parametrize("addr,why", [

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from cordon.castore import ca_paths, load_or_create_ca
-from cordon.paths import Paths
-from cordon.runrecord import read_run_record, run_record_path
-from cordon.tokens import TokenStore
+from cordon.store.castore import ca_paths, load_or_create_ca
+from cordon.store.paths import Paths
+from cordon.store.runrecord import read_run_record, run_record_path
+from cordon.store.tokens import TokenStore
 from tests.conftest import write
 
 SECRET_VALUE = "sk-live-STATUS-TEST-0123456789"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cordon.errors import ConfigError, CordonError, UsageError
-from cordon.tokens import (
+from cordon.core.errors import ConfigError, CordonError, UsageError
+from cordon.store.tokens import (
     DEFAULT_TOKEN,
     TokenStore,
     TokenWatcher,

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from cordon import castore, certs
-from cordon.paths import Paths
-from cordon.trust import AnchorDirStore, MacKeychainStore, detect_store, fingerprint
+from cordon.app.trust import AnchorDirStore, MacKeychainStore, detect_store, fingerprint
+from cordon.core import certs
+from cordon.store import castore
+from cordon.store.paths import Paths
 from tests.conftest import REPO
 
 ANCHORS = Path("/usr/local/share/ca-certificates")
@@ -151,8 +152,8 @@ def test_without_privileges_the_error_names_the_commands_to_run(tmp_path: Path) 
     anchors.mkdir(mode=0o555)
     cert = tmp_path / "ca.pem"
     cert.write_bytes(ca_pem())
-    code = ("from pathlib import Path\nfrom cordon.trust import AnchorDirStore\n"
-            "from cordon.errors import CordonError\n"
+    code = ("from pathlib import Path\nfrom cordon.app.trust import AnchorDirStore\n"
+            "from cordon.core.errors import CordonError\n"
             f"s = AnchorDirStore('store', Path({str(anchors)!r}), ('update-ca-certificates',))\n"
             f"try:\n    s.add('proj-1', Path({str(cert)!r}).read_bytes(), Path({str(cert)!r}))\n"
             f"except CordonError as e:\n    print(e.message)\n    print(e.hint)\n")

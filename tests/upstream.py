@@ -58,8 +58,8 @@ import h11
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from anyio.streams.tls import TLSStream
 
-from cordon import certs
-from cordon.model import Auth, Route, SecretSpec, Upstream
+from cordon.core import certs
+from cordon.core.model import Auth, Route, SecretSpec, Upstream
 
 PATTERN = b"0123456789abcdefghijklmnopqrstuvwxyz" * 4  # 144 bytes
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3

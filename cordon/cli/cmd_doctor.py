@@ -6,9 +6,9 @@ import argparse
 import json
 from typing import Any
 
+from cordon.app.doctor import Report, run_doctor, to_json
+from cordon.app.service import manager_or_none
 from cordon.cli.context import Context, add_scope_args
-from cordon.doctor import Report, run_doctor, to_json
-from cordon.service import manager_or_none
 
 
 def register(sub: Any, name: str) -> None:

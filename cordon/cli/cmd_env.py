@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from cordon.app.scope import ensure_ca_files, load_scope, target_port
 from cordon.cli.context import Context, add_scope_args
-from cordon.cli.proxyscope import ensure_ca_files, load_scope, target_port
-from cordon.errors import ConfigError
+from cordon.core.errors import ConfigError
 
 FORMATS = ("shell", "fish", "dotenv", "json")
 
@@ -35,10 +35,10 @@ def register(sub: Any, name: str) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from cordon.envvars import contract_vars, render
-    from cordon.tokens import DEFAULT_TOKEN, TokenStore, validate_name
+    from cordon.core.envvars import contract_vars, render
+    from cordon.store.tokens import DEFAULT_TOKEN, TokenStore, validate_name
 
-    scope = load_scope(args, ctx)
+    scope = load_scope(args, ctx.paths)
     port, running = target_port(scope)
     if port is None:
         raise ConfigError(f"{scope.config_path}: listen = 0 and no `cordon start` is running for this scope, "

@@ -1,6 +1,6 @@
 """`cordon exec -- CMD [ARGS...]`: run a command with the proxy and a placeholder key.
 
-Thin: parses the arguments and hands them to `cordon.runner.run_exec`, which
+Thin: parses the arguments and hands them to `cordon.app.exec.run_exec`, which
 does the work; prints what it is told to and returns the child's status.
 """
 
@@ -32,8 +32,8 @@ def register(sub: Any, name: str) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    from cordon.app.exec import CommandNotExecutable, CommandNotFound, ExecRequest, run_exec
     from cordon.cli.logsetup import Redactor, setup_logging, teardown_logging
-    from cordon.runner import CommandNotExecutable, CommandNotFound, ExecRequest, run_exec
     argv = list(args.argv)
     if argv and argv[0] == "--":
         argv = argv[1:]

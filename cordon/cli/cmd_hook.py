@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from cordon import __version__
-from cordon.activation import export_ops, use_ops
+from cordon.app.activation import export_ops, use_ops
 from cordon.cli.context import Context
-from cordon.errors import CordonError
-from cordon.shellhooks import DEFAULT_AGENTS, SHELLS, render, render_direnv_snippet, render_hook
+from cordon.core.errors import CordonError
+from cordon.core.shellhooks import DEFAULT_AGENTS, SHELLS, render, render_direnv_snippet, render_hook
 
 EPILOG = f"""\
 bash:   eval "$(cordon hook bash)"       in ~/.bashrc

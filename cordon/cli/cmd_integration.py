@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from cordon.app.integrations import INTEGRATIONS, disable, resolve_scope
 from cordon.cli.context import Context, add_scope_args
-from cordon.integrations import INTEGRATIONS, disable, resolve_scope
 
 WORDS = {
     "restored": "restored (byte-identical)",

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from cordon.cli.context import Context, add_scope_args
-from cordon.config import check_route, load_config, select_config_path
-from cordon.configedit import add_route, remove_route, route_table, update_route
-from cordon.errors import ConfigError, SecretError, UsageError
-from cordon.model import Auth, Route, SecretSpec, Upstream
-from cordon.routes import PRESETS, derive_name
+from cordon.core.errors import ConfigError, SecretError, UsageError
+from cordon.core.model import Auth, Route, SecretSpec, Upstream
+from cordon.core.routes import PRESETS, derive_name
+from cordon.store.config import check_route, load_config, select_config_path
+from cordon.store.configedit import add_route, remove_route, route_table, update_route
 
 SOURCES = ("keyring", "1password", "env", "file", "command")
 
@@ -361,8 +361,8 @@ def run_remove(args: argparse.Namespace, ctx: Context) -> int:
     s = old.auth.secret
     if s.source == "keyring":
         if args.delete_secret:
-            from cordon.proxy.secretcache import bump_generation, generation_file
-            from cordon.secrets import delete_keyring_secret
+            from cordon.store.generation import bump_generation, generation_file
+            from cordon.store.secrets import delete_keyring_secret
             try:
                 delete_keyring_secret(s, ctx.env)
                 bump_generation(generation_file(ctx.paths.cordon_home))  # running proxies drop the value

@@ -12,11 +12,11 @@ import json
 from typing import Any
 
 from cordon.cli.context import Context, add_scope_args
-from cordon.config import load_selected
-from cordon.errors import ConfigError, SecretError, UsageError
-from cordon.model import Config, Route
-from cordon.proxy.secretcache import bump_generation, generation_file
-from cordon.secrets import SecretResolver, delete_keyring_secret, set_keyring_secret
+from cordon.core.errors import ConfigError, SecretError, UsageError
+from cordon.core.model import Config, Route
+from cordon.store.config import load_selected
+from cordon.store.generation import bump_generation, generation_file
+from cordon.store.secrets import SecretResolver, delete_keyring_secret, set_keyring_secret
 
 
 def register(sub: Any, name: str) -> None:

@@ -7,10 +7,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from cordon.cli.context import Context, add_scope_args
-from cordon.config import load_config, select_config_path
-from cordon.errors import CordonError
-from cordon.service import (
+from cordon.app.service import (
     Manager,
     ServiceState,
     build_spec,
@@ -19,6 +16,9 @@ from cordon.service import (
     require_installed,
     select_target,
 )
+from cordon.cli.context import Context, add_scope_args
+from cordon.core.errors import CordonError
+from cordon.store.config import load_config, select_config_path
 
 ACTIONS = ("install", "uninstall", "start", "stop", "status")
 

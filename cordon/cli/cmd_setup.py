@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from cordon.app.integrations import INTEGRATIONS, SetupResult, prepare, resolve_scope, route_missing, setup
 from cordon.cli.context import Context, add_scope_args
-from cordon.integrations import INTEGRATIONS, SetupResult, prepare, resolve_scope, route_missing, setup
-from cordon.runrecord import live_run_record
+from cordon.store.runrecord import live_run_record
 
 LABELS = {"codex": "Codex CLI", "claude-code": "Claude Code"}
 

@@ -6,9 +6,9 @@ import argparse
 import json
 from typing import Any
 
+from cordon.app.service import manager_or_none
+from cordon.app.status import ScopeStatus, gather, to_json
 from cordon.cli.context import Context, add_scope_args
-from cordon.service import manager_or_none
-from cordon.status import ScopeStatus, gather, to_json
 
 
 def register(sub: Any, name: str) -> None:

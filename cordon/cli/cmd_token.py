@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from cordon.cli.context import Context, add_scope_args
-from cordon.config import select_config_path
-from cordon.errors import UsageError
-from cordon.tokens import DEFAULT_TOKEN, TokenStore, new_token, validate_name
+from cordon.core.errors import UsageError
+from cordon.store.config import select_config_path
+from cordon.store.tokens import DEFAULT_TOKEN, TokenStore, new_token, validate_name
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def update_client_integrations(ctx: Context, ts: TokenScope, client: str, token:
     the old token stops working. Without that function this is a no-op.
     """
     try:
-        mod = importlib.import_module("cordon.integrations")
+        mod = importlib.import_module("cordon.app.integrations")
     except ModuleNotFoundError:
         return []
     fn = getattr(mod, "on_token_rotated", None)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from cordon.app.integrations import resolve_scope
+from cordon.app.trust import detect_store, fingerprint, trust, untrust
 from cordon.cli.context import Context, add_scope_args
-from cordon.integrations import resolve_scope
-from cordon.trust import detect_store, fingerprint, trust, untrust
 
 HELP = {
     "trust": "add the scope's CA to the operating system's trust store",

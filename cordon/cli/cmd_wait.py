@@ -11,9 +11,9 @@ import argparse
 import time
 from typing import Any
 
+from cordon.app.scope import load_scope, target_port
 from cordon.cli.context import Context, add_scope_args
-from cordon.cli.proxyscope import load_scope, target_port
-from cordon.errors import CordonError, UsageError
+from cordon.core.errors import CordonError, UsageError
 
 POLL_FIRST = 0.02     # seconds; doubles up to POLL_MAX
 POLL_MAX = 0.25
@@ -31,7 +31,7 @@ def register(sub: Any, name: str) -> None:
 
 
 def healthy(port: int) -> bool:
-    from cordon.proxy.localclient import get_json
+    from cordon.app.localclient import get_json
     ans = get_json(port, "/health", timeout=1.0)
     return ans.status == 200 and bool(ans.body) and ans.body.get("status") == "ok"  # type: ignore[union-attr]
 
@@ -39,7 +39,7 @@ def healthy(port: int) -> bool:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.timeout < 0:
         raise UsageError("--timeout must be zero or more seconds", "e.g. --timeout 10")
-    scope = load_scope(args, ctx)
+    scope = load_scope(args, ctx.paths)
     deadline = time.monotonic() + args.timeout
     delay = POLL_FIRST
     port: int | None = None

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from cordon.paths import Paths
+from cordon.store.paths import Paths
 
 
 @dataclass

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from cordon import __version__
 from cordon.cli.context import Context
-from cordon.errors import CordonError
+from cordon.core.errors import CordonError
 
 # command name -> module under cordon.cli; order is the order of --help
 COMMANDS: tuple[tuple[str, str], ...] = (
@@ -120,7 +120,7 @@ def _internal_error(e: BaseException, args: argparse.Namespace, ctx: Context) ->
 
 def _repair_stale_sessions(ctx: Context) -> None:
     """Undo what a SIGKILLed `cordon exec` left (its .env edits, its directory): every command does it."""
-    from cordon.session import repair_stale
+    from cordon.store.session import repair_stale
     try:
         repair_stale(ctx.paths)
     except OSError as e:

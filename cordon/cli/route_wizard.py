@@ -10,9 +10,9 @@ import argparse
 from collections.abc import Sequence
 
 from cordon.cli.context import Context
-from cordon.errors import UsageError
-from cordon.model import Route
-from cordon.routes import PRESETS, derive_name
+from cordon.core.errors import UsageError
+from cordon.core.model import Route
+from cordon.core.routes import PRESETS, derive_name
 
 SOURCES = ("keyring", "1password", "env", "file", "command")
 

@@ -1,23 +1,18 @@
-"""The network shell: listener, CONNECT tunnels, TLS MITM, WebSocket relay (anyio, asyncio backend).
+"""The network: listener, CONNECT tunnels, TLS MITM, forwarding, WebSocket relay.
 
 The only package that touches sockets. It never reads config files or the
-keyring: it is handed routes, a secret resolver and a certificate issuer.
+keyring: `serve(settings)` is handed routes, a secret resolver and a
+certificate issuer, so tests can hand it fakes.
 
-INTERFACE (owned by the proxy issue; start/exec/doctor rely on it):
-    from cordon.proxy.server import ProxySettings, serve
-    from cordon.proxy.tls import LeafIssuer            # .server_context(host), cached per host
-    from cordon.proxy.auth import ProxyAuth            # ProxyAuth({token: client_name}) / .single(token)
-    from cordon.proxy.secretcache import SecretCache, bump_generation, generation_file
-    settings = ProxySettings(routes=(...), issuer=LeafIssuer(ca), resolver=resolver,
-                             auth=ProxyAuth(...) | None, policy=Policy(), port=0,
-                             upstream_ca_file=None, secrets_gen_file=generation_file(paths.cordon_home),
-                             timeouts=Timeouts())   # Timeouts from cordon.proxy.forward
+    settings = ProxySettings(routes=..., issuer=LeafIssuer(ca), resolver=..., auth=ProxyAuth(...),
+                             policy=Policy(), port=0, secrets_gen_file=...)
     port = await task_group.start(serve, settings)   # bound 127.0.0.1 port; cancel to stop
-    settings.stats                                    # ProxyStats: what /status reports
 
 Modules: server (listener, dispatch, /health, /status), mitm (route hosts),
 forward (one exchange, streaming), pool (upstream connections), tunnel (SSRF
-guard, pinned connect), websocket, tls,
-auth, secretcache, stats, conn (buffered reads), fastio (lean TCP streams),
-fasttls (TLS over them: SSLObject + memory BIOs).
+guard, pinned connect), websocket, tls (leaf contexts), auth (proxy tokens),
+secretcache, filewatch (inotify), eventloop (uvloop or asyncio), stats, conn
+(buffered reads); transport/ holds the byte streams.
+
+May import: `core`. Never `store`, `app` or `cli`.
 """

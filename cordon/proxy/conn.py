@@ -12,10 +12,10 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from cordon.errors import ProtocolError
-from cordon.http1 import MAX_HEAD, encode_chunk, find_head_end
-from cordon.proxy.fastio import FastStream
-from cordon.proxy.fasttls import TLSConn
+from cordon.core.errors import ProtocolError
+from cordon.core.http1 import MAX_HEAD, encode_chunk, find_head_end
+from cordon.proxy.transport.fastio import FastStream
+from cordon.proxy.transport.fasttls import TLSConn
 
 RECV = 1 << 18  # large reads: fewer trips through Python per megabyte
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import anyio
 
-from cordon.errors import ProtocolError
-from cordon.http1 import (
+from cordon.core.errors import ProtocolError
+from cordon.core.http1 import (
     ChunkedDecoder,
     Framing,
     Headers,
@@ -45,7 +45,7 @@ from cordon.http1 import (
     tokens,
     wants_keep_alive,
 )
-from cordon.inject import Scrubber, scrub_headers
+from cordon.core.inject import Scrubber, scrub_headers
 from cordon.proxy.conn import RECV, Conn
 from cordon.proxy.pool import Pool, Target, Upstream, open_connection
 from cordon.proxy.websocket import relay_upgraded

@@ -16,16 +16,16 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from cordon.errors import ProtocolError, SecretError
-from cordon.http1 import RequestHead, request_framing, strip_hop_by_hop
-from cordon.inject import SCRUB_MIN, InjectionError, rewrite_headers, wants_secret
-from cordon.model import Route
+from cordon.core.errors import ProtocolError, SecretError
+from cordon.core.http1 import RequestHead, request_framing, strip_hop_by_hop
+from cordon.core.inject import SCRUB_MIN, InjectionError, rewrite_headers, wants_secret
+from cordon.core.model import Route
+from cordon.core.routes import normalize_host, split_host_port
 from cordon.proxy.conn import Conn
-from cordon.proxy.fasttls import TLSConn
 from cordon.proxy.forward import ClientGone, Plan
 from cordon.proxy.tls import sni_of
+from cordon.proxy.transport.fasttls import TLSConn
 from cordon.proxy.websocket import upgrade_token
-from cordon.routes import normalize_host, split_host_port
 
 if TYPE_CHECKING:
     from cordon.proxy.server import Proxy

@@ -19,11 +19,11 @@ from pathlib import Path
 import anyio
 import anyio.abc
 
-from cordon.errors import ProtocolError
+from cordon.core.errors import ProtocolError
 from cordon.proxy.conn import Conn
-from cordon.proxy.fastio import FastStream, connect
-from cordon.proxy.fasttls import TLSConn
 from cordon.proxy.tls import ClientContexts
+from cordon.proxy.transport.fastio import FastStream, connect
+from cordon.proxy.transport.fasttls import TLSConn
 
 IDLE_TTL = 30.0        # drop pooled connections idle longer than this (servers time out ~60 s)
 MAX_IDLE_PER_TARGET = 256   # a burst of parallel clients must not churn upstream handshakes

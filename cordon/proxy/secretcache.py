@@ -6,7 +6,7 @@ on the event loop. A change made by another process is noticed this way:
 - generation file: `cordon secret set|delete` call `bump_generation(path)`,
   which atomically replaces the file; any change of its (inode, mtime, size)
   drops every cached value, so the next request re-resolves. The path is
-  `ProxySettings.secrets_gen_file`; callers use `generation_file(paths.cordon_home)`
+  `ProxySettings.secrets_gen_file`; callers use `cordon.store.generation.generation_file(paths.cordon_home)`
   (one file for all scopes: keyring entries are shared by every scope).
   Once `watch()` runs inside the event loop, an inotify watch
   (`cordon.proxy.filewatch`) reports the change and a cached value costs no
@@ -22,7 +22,6 @@ on the event loop. A change made by another process is noticed this way:
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from typing import Protocol
 import anyio
 import anyio.to_thread
 
-from cordon.model import Route, Secret
+from cordon.core.model import Route, Secret
 from cordon.proxy.filewatch import FileWatch
 
 Sig = tuple[int, int, int] | None
@@ -50,30 +49,6 @@ def _sig(path: Path | None) -> Sig:
     except OSError:
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-
-GENERATION_FILE = "secrets.gen"
-
-
-def generation_file(cordon_home: Path) -> Path:
-    """`$XDG_CONFIG_HOME/cordon/secrets.gen`: the file every secret change replaces."""
-    return cordon_home / GENERATION_FILE
-
-
-def bump_generation(path: Path) -> None:
-    """Tell running proxies that secrets changed (atomic replace: a new inode every time)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".secrets.gen.", dir=path.parent)
-    try:
-        os.write(fd, str(time.time_ns()).encode() + b"\n")
-        os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 @dataclass

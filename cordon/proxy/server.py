@@ -21,29 +21,30 @@ from typing import Any, Protocol
 import anyio
 import anyio.abc
 
-from cordon import __version__, ssrf
-from cordon.errors import ProtocolError
-from cordon.http1 import (
+from cordon import __version__
+from cordon.core import ssrf
+from cordon.core.errors import ProtocolError
+from cordon.core.http1 import (
     RequestHead,
     parse_request_head,
     request_framing,
     simple_response,
     strip_hop_by_hop,
 )
-from cordon.model import Policy, Route, Secret
+from cordon.core.model import Policy, Route, Secret
+from cordon.core.routes import RouteTable, normalize_host, split_host_port
 from cordon.proxy.auth import CHALLENGE, ProxyAuth
 from cordon.proxy.conn import Conn, splice
 from cordon.proxy.eventloop import running_loop_name
-from cordon.proxy.fastio import serve_tcp
 from cordon.proxy.forward import Forwarder, Plan, Timeouts
 from cordon.proxy.mitm import route_request, serve_mitm
 from cordon.proxy.pool import Pool, Target
 from cordon.proxy.secretcache import SecretCache
 from cordon.proxy.stats import ProxyStats
 from cordon.proxy.tls import ClientContexts, Issuer
+from cordon.proxy.transport.fastio import serve_tcp
 from cordon.proxy.tunnel import connect_pinned, guarded_addresses
 from cordon.proxy.websocket import upgrade_token
-from cordon.routes import RouteTable, normalize_host, split_host_port
 
 __all__ = ["ProxyAuth", "ProxySettings", "ProxyStats", "SecretCache", "Timeouts", "serve"]
 

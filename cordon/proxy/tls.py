@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any, Protocol
 
-from cordon import certs
+from cordon.core import certs
 
 ALPN = ["http/1.1"]
 SNI_ATTR = "cordon_sni"

@@ -1,7 +1,7 @@
 """Unmatched hosts: the SSRF guard and connections pinned to the validated address.
 
 `guarded_connect` resolves the name once, refuses it if ANY address is
-forbidden (`cordon.ssrf`), then connects to those same addresses (DNS
+forbidden (`cordon.core.ssrf`), then connects to those same addresses (DNS
 pinning: no second lookup an attacker could answer differently). Used for
 opaque CONNECT tunnels and for absolute-form plain HTTP to unmatched hosts.
 """
@@ -14,11 +14,11 @@ import socket
 import anyio
 import anyio.abc
 
-from cordon import ssrf
-from cordon.errors import ProtocolError
-from cordon.proxy.fastio import FastStream, connect
+from cordon.core import ssrf
+from cordon.core.errors import ProtocolError
+from cordon.core.routes import normalize_host
 from cordon.proxy.pool import os_failure
-from cordon.routes import normalize_host
+from cordon.proxy.transport.fastio import FastStream, connect
 
 
 async def resolve(host: str, port: int, timeout: float) -> list[str]:

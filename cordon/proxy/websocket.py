@@ -9,8 +9,8 @@ either side closes. Requests that cannot be upgraded get 426 from the caller
 
 from __future__ import annotations
 
-from cordon.http1 import RequestHead, ResponseHead, serialize_response_head, tokens
-from cordon.inject import scrub_headers
+from cordon.core.http1 import RequestHead, ResponseHead, serialize_response_head, tokens
+from cordon.core.inject import scrub_headers
 from cordon.proxy.conn import Conn, splice
 
 FRAMING = frozenset({b"content-length", b"transfer-encoding", b"keep-alive", b"proxy-connection"})

@@ -37,8 +37,8 @@ import anyio.abc
 from anyio.from_thread import start_blocking_portal
 from anyio.streams.tls import TLSStream
 
-from cordon import certs
-from cordon.model import Route
+from cordon.core import certs
+from cordon.core.model import Route
 from tests.upstream import UpstreamServer
 
 MB = 1 << 20

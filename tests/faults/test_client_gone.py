@@ -30,8 +30,8 @@ import pytest
 from anyio.from_thread import start_blocking_portal
 from anyio.streams.tls import TLSStream
 
-from cordon import certs
-from cordon.model import Policy
+from cordon.core import certs
+from cordon.core.model import Policy
 from tests.faults.faulty import _server_context
 from tests.faults.test_leaks import abort, open_fds, settle
 from tests.proxy_harness import SECRET, TOKEN, RunningProxy, running_proxy

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from cordon import atomic, castore
+from cordon.store import atomic, castore
 from tests.conftest import cordon_argv, subprocess_env, write
 
 ROUTE_TOML = """
@@ -81,7 +81,7 @@ def test_atomic_write_on_a_full_disk_keeps_the_old_file(tiny_fs: Path) -> None:
 
 
 def test_bundle_on_a_full_disk_keeps_the_old_bundle(tiny_fs: Path) -> None:
-    from cordon import certs
+    from cordon.core import certs
 
     bundle = tiny_fs / "bundle.pem"
     bundle.write_bytes(b"old\n")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from cordon.paths import Paths
+from cordon.store.paths import Paths
 from tests.conftest import REPO, cordon_argv
 
 HOOK = Path(__file__).resolve().parent / "killpoints"

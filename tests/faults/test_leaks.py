@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from cordon.model import Policy
+from cordon.core.model import Policy
 from cordon.proxy.server import Proxy
 from tests.proxy_harness import RunningProxy, running_proxy
 from tests.security.wire import proxy_auth_line, recv_response

@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cordon.model import Auth, Route, SecretSpec
+from cordon.core.model import Auth, Route, SecretSpec
 from cordon.proxy.forward import Timeouts
-from cordon.secrets import SecretResolver
+from cordon.store.secrets import SecretResolver
 from tests.conftest import cordon_argv, subprocess_env, write
 from tests.proxy_harness import running_proxy
 from tests.upstream import UpstreamServer

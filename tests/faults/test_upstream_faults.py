@@ -110,7 +110,7 @@ def test_upstream_refusing_is_502_for_routes_and_tunnels() -> None:
     s.close()   # nothing listens there now
     from dataclasses import replace
 
-    from cordon.model import Policy
+    from cordon.core.model import Policy
     with FaultyUpstream() as f:
         route = f.route()
         route = replace(route, upstream=replace(route.upstream, address=f"127.0.0.1:{port}"))

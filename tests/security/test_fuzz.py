@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cordon.errors import ProtocolError
-from cordon.http1 import (
+from cordon.core.errors import ProtocolError
+from cordon.core.http1 import (
     HOP_BY_HOP,
     ChunkedDecoder,
     parse_request_head,
@@ -25,9 +25,9 @@ from cordon.http1 import (
     strip_hop_by_hop,
     tokens,
 )
-from cordon.inject import rewrite_headers, stripped_names
-from cordon.model import Auth, Route, Secret, SecretSpec
-from cordon.routes import injects_on
+from cordon.core.inject import rewrite_headers, stripped_names
+from cordon.core.model import Auth, Route, Secret, SecretSpec
+from cordon.core.routes import injects_on
 from tests.proxy_harness import SECRET
 from tests.security.wire import HOST, SECRET_FORMS, proxy_auth_line, recv_response, scene
 

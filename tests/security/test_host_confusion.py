@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from cordon.model import Policy
+from cordon.core.model import Policy
 from tests.proxy_harness import PLACEHOLDER, SECRET, running_proxy
 from tests.security.wire import HOST, Scene, proxy_auth_line, recv_response
 from tests.upstream import UpstreamServer

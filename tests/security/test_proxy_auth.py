@@ -9,7 +9,7 @@ import hmac
 
 import pytest
 
-from cordon.model import Policy
+from cordon.core.model import Policy
 from cordon.proxy import auth as auth_mod
 from cordon.proxy.auth import ProxyAuth
 from tests.proxy_harness import TOKEN

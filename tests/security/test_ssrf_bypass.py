@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from cordon.model import Policy
+from cordon.core.model import Policy
 from tests.proxy_harness import running_proxy
 from tests.security.wire import Scene, proxy_auth_line, read_to_eof, recv_response, scene
 

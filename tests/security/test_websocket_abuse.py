@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from cordon.model import Policy
+from cordon.core.model import Policy
 from tests.proxy_harness import PLACEHOLDER, SECRET
 from tests.security.wire import HOST, Scene, proxy_auth_line, recv_response, scene
 from tests.upstream import UpstreamServer

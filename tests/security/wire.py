@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cordon.model import Policy, Route
+from cordon.core.model import Policy, Route
 from cordon.proxy.forward import Timeouts
 from tests.proxy_harness import PLACEHOLDER, SECRET, TOKEN, RunningProxy, running_proxy
 from tests.upstream import UpstreamServer

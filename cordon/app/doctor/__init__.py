@@ -1,0 +1,110 @@
+"""`cordon doctor`: every check for one scope, in order, as data the CLI renders.
+
+Static checks live in `checks`, the live runtime probes (a real proxy and a
+local HTTPS upstream, requests made by curl, python, node, git, codex) in
+`probes`. The report's exit status is 1 when any check failed. Nothing here
+prints, and no secret or token value enters a check's message or details.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cordon.app.doctor.checks import (
+    Check,
+    bundle_file,
+    ca_files,
+    check_bundle,
+    check_ca,
+    check_config,
+    check_integration,
+    check_op,
+    check_port,
+    check_secrets,
+    check_service,
+    check_tokens,
+    integration_files,
+)
+from cordon.app.service import Manager, default_name, names_for_config
+from cordon.core.errors import CordonError
+from cordon.store import castore
+from cordon.store.config import select_config_path
+from cordon.store.paths import Paths
+from cordon.store.tokens import TokenStore
+
+__all__ = ["Check", "Report", "run_doctor", "to_json"]
+
+
+@dataclass(frozen=True)
+class Report:
+    scope: str
+    config_path: Path | None
+    state_dir: Path
+    checks: tuple[Check, ...]
+
+    @property
+    def failed(self) -> bool:
+        return any(c.status == "fail" for c in self.checks)
+
+    @property
+    def exit_status(self) -> int:
+        return 1 if self.failed else 0
+
+    def counts(self) -> dict[str, int]:
+        out = {"ok": 0, "warn": 0, "fail": 0, "skip": 0}
+        for c in self.checks:
+            out[c.status] += 1
+        return out
+
+
+def _tokens(state_dir: Path) -> list[str]:
+    try:
+        return list(TokenStore.for_state_dir(state_dir).load().values())
+    except CordonError:
+        return []
+
+
+def run_doctor(paths: Paths, env: Mapping[str, str], *, config: str | None, scope: str | None,
+               manager: Manager | None, probes: bool = True, now: dt.datetime | None = None) -> Report:
+    now = now or dt.datetime.now(dt.UTC)
+    config_path, sel_scope = select_config_path(paths, config, scope)
+    state_dir = paths.state_dir_for_config(config_path, sel_scope)
+    found, cfg = check_config(config_path, sel_scope)
+    checks: list[Check] = list(found)
+    if cfg is not None:
+        checks.append(check_port(cfg, state_dir))
+    checks += check_ca(cfg, state_dir, now)
+    ca_cert, _ = ca_files(cfg, state_dir)
+    bundle = bundle_file(state_dir)
+    checks.append(check_bundle(bundle, ca_cert, castore.system_roots()))
+    if cfg is not None:
+        checks += check_secrets(cfg, env)
+        checks += check_op(cfg, env)
+    if config_path is not None and cfg is not None:
+        checks.append(check_tokens(state_dir))
+        real_scope = "user" if config_path.resolve() == paths.user_config.resolve() else "project"
+        tokens = _tokens(state_dir)
+        for f in integration_files(config_path, real_scope, paths.home, env):
+            checks.append(check_integration(f, cfg.listen, tokens, bundle, ca_cert))
+        named = names_for_config(manager, config_path) if manager is not None else []
+        checks.append(check_service(manager, named[0] if named else default_name(paths, config_path)))
+    if probes:
+        from cordon.app.doctor.probes import run_probes  # imports anyio and the proxy only when needed
+        checks += run_probes(env)
+    return Report(scope=sel_scope, config_path=config_path, state_dir=state_dir, checks=tuple(checks))
+
+
+def to_json(report: Report) -> dict[str, Any]:
+    return {
+        "ok": not report.failed,
+        "scope": report.scope,
+        "config": str(report.config_path) if report.config_path else None,
+        "state_dir": str(report.state_dir),
+        "summary": report.counts(),
+        "checks": [{"id": c.id, "status": c.status, "message": c.message, "fix": c.fix,
+                    "details": dict(c.details)} for c in report.checks],
+    }

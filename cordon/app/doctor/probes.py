@@ -1,0 +1,359 @@
+"""Live runtime probes: can each runtime on PATH reach a route through cordon, and by which trust variable?
+
+Doctor starts a real proxy on a free port with one throwaway route (a `.invalid`
+host, RFC 6761, so nothing can leak to the internet) whose upstream is a local
+HTTPS server of its own, then runs curl, python (`ssl`, `requests`, `httpx`),
+node, git and codex with the exact `cordon exec` environment. A probe passes
+when the upstream received the request *with the injected credential*. Each
+runtime is then re-run with one trust variable at a time to name the variable
+it trusts cordon through. Throwaway CA, secret and token: nothing persistent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from cordon.app.doctor.checks import Check, fail, ok, skip
+from cordon.app.doctor.probe_upstream import ProbeLog, serve_probe_upstream
+from cordon.core import certs
+from cordon.core.envvars import BUNDLE_VARS, CA_VARS, child_env
+from cordon.core.errors import CordonError
+from cordon.core.model import Auth, Route, SecretSpec, Upstream
+from cordon.proxy.auth import ProxyAuth
+from cordon.proxy.server import ProxySettings, serve
+from cordon.proxy.tls import LeafIssuer
+from cordon.store import castore
+from cordon.store.secrets import SecretResolver
+
+PROBE_HOST = "probe.cordon-doctor.invalid"
+SECRET_VAR = "CORDON_DOCTOR_PROBE_SECRET"
+TRUST_VARS = (*BUNDLE_VARS, *CA_VARS)
+TIMEOUT = 25.0
+EXIT_NOT_IMPORTABLE = 3
+
+PY_PROBE = r"""
+import sys
+mode, url = sys.argv[1], sys.argv[2]
+try:
+    if mode == "ssl":
+        import urllib.request
+        body = urllib.request.urlopen(url, timeout=20).read()
+    else:
+        try:
+            mod = __import__(mode)
+        except ImportError:
+            sys.exit(3)
+        r = mod.get(url, timeout=20)
+        r.raise_for_status()
+        body = r.content
+except Exception as e:
+    print(f"{type(e).__name__}: {e}", file=sys.stderr)
+    sys.exit(1)
+sys.stdout.write(body.decode("utf-8", "replace"))
+"""
+
+# Node's fetch ignores the proxy variables before 22.21 (NODE_USE_ENV_PROXY), so this
+# speaks CONNECT itself: what is probed is Node's TLS trust, the part cordon configures.
+NODE_PROBE = r"""
+const http = require('http'), tls = require('tls');
+const u = new URL(process.argv[process.argv.length - 1]);
+const p = new URL(process.env.HTTPS_PROXY || process.env.https_proxy);
+const cred = decodeURIComponent(p.username) + ':' + decodeURIComponent(p.password);
+const auth = 'Basic ' + Buffer.from(cred).toString('base64');
+const target = u.hostname + ':' + (u.port || 443);
+const fail = (m) => { process.stderr.write(m + '\n'); process.exit(1); };
+setTimeout(() => fail('timed out'), 20000).unref();
+const req = http.request({host: p.hostname, port: p.port, method: 'CONNECT', path: target,
+                          headers: {'Proxy-Authorization': auth, Host: target}});
+req.on('error', (e) => fail(e.message));
+req.on('connect', (res, socket) => {
+  if (res.statusCode !== 200) fail('proxy answered ' + res.statusCode);
+  const s = tls.connect({socket, servername: u.hostname}, () => {
+    s.write('GET ' + u.pathname + ' HTTP/1.1\r\nHost: ' + u.host + '\r\nConnection: close\r\n\r\n');
+  });
+  let buf = '';
+  s.on('data', (d) => { buf += d; });
+  s.on('error', (e) => fail((e.code || 'error') + ': ' + e.message));
+  s.on('end', () => {
+    if (!/^HTTP\/1\.[01] 200/.test(buf)) fail('unexpected answer: ' + buf.split('\r\n')[0]);
+    process.stdout.write(buf.split('\r\n\r\n').slice(1).join('\r\n\r\n'));
+    process.exit(0);
+  });
+});
+req.end();
+"""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str                                   # check id: probe.<name>
+    program: str                                # looked up on PATH
+    argv: Callable[[str, str, str], list[str]]  # (program path, url, work dir) -> argv
+    trust_vars: tuple[str, ...]                 # the variables it is known to read, tried one by one
+    fix: str
+    version_argv: tuple[str, ...] = ("--version",)
+
+
+def _python() -> str:
+    return "python3"
+
+
+RUNTIMES: tuple[Runtime, ...] = (
+    Runtime("curl", "curl", lambda exe, url, wd: [exe, "-sS", "--fail", "--max-time", "20", url],
+            ("CURL_CA_BUNDLE", "SSL_CERT_FILE"),
+            "curl trusts cordon through CURL_CA_BUNDLE (recent curl also reads SSL_CERT_FILE); a "
+            "`cacert`/`capath` line in ~/.curlrc overrides both: remove it"),
+    Runtime("python-ssl", _python(), lambda exe, url, wd: [exe, "-c", PY_PROBE, "ssl", url],
+            ("SSL_CERT_FILE",),
+            "Python's ssl trusts cordon through SSL_CERT_FILE; check nothing (sitecustomize, truststore) "
+            "replaces the default context"),
+    Runtime("python-requests", _python(), lambda exe, url, wd: [exe, "-c", PY_PROBE, "requests", url],
+            ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"),
+            "requests trusts cordon through REQUESTS_CA_BUNDLE; code that passes verify=... overrides it"),
+    Runtime("python-httpx", _python(), lambda exe, url, wd: [exe, "-c", PY_PROBE, "httpx", url],
+            ("SSL_CERT_FILE",),
+            "httpx trusts cordon through SSL_CERT_FILE (trust_env); code that passes verify=... overrides it"),
+    Runtime("node", "node", lambda exe, url, wd: [exe, "-e", NODE_PROBE, url],
+            ("NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE"),
+            "Node trusts cordon through NODE_EXTRA_CA_CERTS (read once at start-up): check it names the CA file"),
+    Runtime("git", "git", lambda exe, url, wd: [exe, "ls-remote", f"{url}/repo.git"],
+            ("GIT_SSL_CAINFO", "SSL_CERT_FILE", "CURL_CA_BUNDLE"),
+            "git trusts cordon through GIT_SSL_CAINFO; an `http.sslCAInfo` or `http.sslBackend` "
+            "setting in your git config can override it"),
+    Runtime("codex", "codex",
+            lambda exe, url, wd: [exe, "exec", "--skip-git-repo-check", "--color", "never", "--ephemeral",
+                                  "-c", f'openai_base_url="{url}/v1"', "-c", "model_provider=\"openai\"",
+                                  "reply with ok"],
+            ("CODEX_CA_CERTIFICATE", "SSL_CERT_FILE"),
+            "the Codex CLI trusts cordon through CODEX_CA_CERTIFICATE or SSL_CERT_FILE; both must name a PEM "
+            "bundle (system roots plus the cordon CA)"),
+)
+
+
+@dataclass(frozen=True)
+class Trial:
+    ok: bool
+    error: str | None
+    seconds: float = 0.0
+
+
+class _Harness:
+    """The running proxy + upstream pair and the files a child needs to trust them."""
+
+    def __init__(self, workdir: Path, env: Mapping[str, str]) -> None:
+        self.workdir = workdir
+        self.secret = secrets.token_urlsafe(24)
+        self.token = secrets.token_urlsafe(32)
+        self.log = ProbeLog()
+        # the MITM CA is name-constrained to the probe host, as a `cordon exec` session's is
+        self.ca = certs.create_ca("cordon doctor probe CA", permitted_hosts=[PROBE_HOST])
+        up_ca = certs.create_ca("cordon doctor upstream CA")
+        leaf = certs.issue_leaf(up_ca, PROBE_HOST)
+        self.upstream_ca = workdir / "upstream-ca.pem"
+        self.upstream_ca.write_bytes(up_ca.cert_pem)
+        self.ca_path = workdir / "ca.pem"
+        self.ca_path.write_bytes(self.ca.cert_pem)
+        self.bundle_path = workdir / "bundle.pem"
+        self.bundle_path.write_bytes(castore.build_bundle([self.ca.cert_pem], env))
+        chain, key = workdir / "upstream-chain.pem", workdir / "upstream-key.pem"
+        chain.write_bytes(leaf.chain_pem)
+        key.write_bytes(leaf.key_pem)
+        self.upstream_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.upstream_ctx.load_cert_chain(chain, key)
+        self.upstream_port = 0
+        self.proxy_port = 0
+
+    def route(self) -> Route:
+        return Route(name="doctor-probe", host=PROBE_HOST,
+                     auth=Auth(type="header", header_name="Authorization", scheme="Bearer",
+                               secret=SecretSpec(source="env", var=SECRET_VAR)),
+                     upstream=Upstream(address=f"127.0.0.1:{self.upstream_port}", ca_file=self.upstream_ca))
+
+    def child_env(self, base: Mapping[str, str]) -> dict[str, str]:
+        env = child_env(base, port=self.proxy_port, token=self.token, bundle_path=self.bundle_path,
+                        ca_path=self.ca_path, routes=[self.route()], remove=(SECRET_VAR,))
+        env["GIT_TERMINAL_PROMPT"] = "0"
+        return env
+
+
+async def _start_proxy(tg: anyio.abc.TaskGroup, h: _Harness) -> int:
+    settings = ProxySettings(routes=(h.route(),), port=0, issuer=LeafIssuer(h.ca),
+                             resolver=SecretResolver({SECRET_VAR: h.secret}),
+                             auth=ProxyAuth.single(h.token, "doctor"))
+    port: int = await tg.start(serve, settings)
+    return port
+
+
+_ERROR_WORDS = re.compile(r"error|fail|unable|refused|certificate|ssl|tls|denied|timed out|\(\d+\)", re.I)
+
+
+def _reason(text: str) -> str:
+    """The line of a runtime's stderr that says what went wrong (curl: first; Python: last)."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    hits = [ln for ln in lines if _ERROR_WORDS.search(ln)]
+    return ((hits or lines or [""])[0])[:240]
+
+
+GRACE = 3.0        # seconds a runtime may take to exit after its request arrived
+
+
+async def _run(argv: Sequence[str], env: Mapping[str, str], cwd: Path, timeout: float,
+               arrived: Callable[[], bool]) -> tuple[int, str]:
+    """Run one probe; stop it `GRACE` s after its request arrived (Codex keeps retrying on a
+    TLS failure, so a probe that never arrives is stopped at `timeout`). (status, stderr)."""
+    errfile = cwd / "stderr.txt"
+    with errfile.open("wb") as err:
+        proc = await anyio.open_process(list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    async with proc:
+        started = anyio.current_time()
+        seen_at: float | None = None
+        timed_out = False
+        while proc.returncode is None:
+            with anyio.move_on_after(0.05):
+                await proc.wait()
+            now = anyio.current_time()
+            if seen_at is None and arrived():
+                seen_at = now
+            if proc.returncode is None and (now - started > timeout or
+                                            (seen_at is not None and now - seen_at > GRACE)):
+                timed_out = seen_at is None
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)   # its whole group: the codex shim has a child
+                await proc.wait()
+    text = errfile.read_text("utf-8", "replace")
+    if timed_out:
+        text += f"\nno request arrived within {timeout:.0f} s (it may be retrying)"
+    return (124 if timed_out else (proc.returncode or 0)), text
+
+
+async def _trial(h: _Harness, rt: Runtime, exe: str, env: Mapping[str, str], label: str,
+                 timeout: float = TIMEOUT) -> Trial:
+    prefix = f"/probe/{rt.name}/{label}"
+    url = f"https://{PROBE_HOST}:{h.upstream_port}{prefix}"
+    home = h.workdir / "home" / rt.name / label
+    home.mkdir(parents=True, exist_ok=True)
+    env = dict(env)
+    if rt.name == "codex":
+        env["CODEX_HOME"] = str(home)    # a throwaway Codex home: no sessions or logs left behind
+    t0 = anyio.current_time()
+    rc, stderr = await _run(rt.argv(exe, url, str(home)), env, home, timeout,
+                            lambda: h.log.injected_under(prefix))
+    took = anyio.current_time() - t0
+    if h.log.injected_under(prefix):
+        return Trial(True, None, took)
+    if rc == EXIT_NOT_IMPORTABLE and rt.name.startswith("python-"):
+        return Trial(False, "not importable", took)
+    err = _reason(stderr) or f"exit status {rc}"
+    if h.log.seen_under(prefix):
+        err = "the request arrived without the injected credential"
+    return Trial(False, err, took)
+
+
+def _version(exe: str, rt: Runtime, env: Mapping[str, str]) -> str:
+    try:
+        p = subprocess.run([exe, *rt.version_argv], capture_output=True, text=True, timeout=10,
+                           env=dict(env), stdin=subprocess.DEVNULL, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    first = (p.stdout or p.stderr).strip().splitlines()
+    # "curl 7.88.1 (x86_64-pc-linux-gnu) libcurl/...", "git version 2.39.5", "v20.1.0", "Python 3.11.7"
+    words = first[0].replace(" version ", " ").split() if first else []
+    return " ".join(words[:2])[:60]
+
+
+async def _probe(h: _Harness, rt: Runtime, base_env: Mapping[str, str], limiter: anyio.CapacityLimiter) -> Check:
+    cid = f"probe.{rt.name}"
+    exe = shutil.which(rt.program, path=base_env.get("PATH"))
+    if exe is None and rt.program == "python3":
+        exe = sys.executable
+    if exe is None:
+        return skip(cid, f"{rt.program} is not on PATH")
+    full = h.child_env(base_env)
+    async with limiter:
+        res = await _trial(h, rt, exe, full, "full")
+    # a variant that has not got through in several times what the full environment took is failing
+    quick = min(TIMEOUT, max(8.0, 4 * res.seconds))
+    version = await anyio.to_thread.run_sync(_version, exe, rt, full)
+    who = _label(rt, version)
+    if not res.ok:
+        if res.error == "not importable":
+            return skip(cid, f"{rt.name.split('-', 1)[1]} is not importable by {exe}")
+        return fail(cid, f"{who}: the request through cordon failed: {res.error}", rt.fix, exe=exe)
+    bare = {k: v for k, v in full.items() if k not in TRUST_VARS}
+    async with limiter:
+        without = await _trial(h, rt, exe, bare, "none", quick)
+    if without.ok:
+        return ok(cid, f"{who}: credential injected; trusts cordon's CA without any variable "
+                       "(the CA is in its default trust store)", exe=exe, version=version, trust_vars=[])
+    carriers: list[str] = []
+    for var in rt.trust_vars:
+        async with limiter:
+            t = await _trial(h, rt, exe, {**bare, var: full[var]}, var, quick)
+        if t.ok:
+            carriers.append(var)
+    via = ", ".join(carriers) if carriers else "the variables together (no single one suffices)"
+    return ok(cid, f"{who}: credential injected; trusts cordon via {via}", exe=exe, version=version,
+              trust_vars=carriers)
+
+
+def _label(rt: Runtime, version: str) -> str:
+    if rt.name.startswith("python-"):
+        lib = rt.name.split("-", 1)[1]
+        return f"{version or 'python'} {lib}"
+    if rt.name == "node":
+        return f"node {version}" if version else "node"
+    return version or rt.name
+
+
+async def _run_all(env: Mapping[str, str], workdir: Path, runtimes: Sequence[Runtime]) -> list[Check]:
+    h = _Harness(workdir, env)
+    results: dict[str, Check] = {}
+    async with anyio.create_task_group() as tg:
+        h.upstream_port = await tg.start(serve_probe_upstream, h.upstream_ctx, "Authorization",
+                                         f"Bearer {h.secret}", h.log)
+        h.proxy_port = await _start_proxy(tg, h)
+        limiter = anyio.CapacityLimiter(max(2, min(4, os.cpu_count() or 2)))
+
+        async def one(rt: Runtime) -> None:
+            results[rt.name] = await _probe(h, rt, env, limiter)
+
+        async with anyio.create_task_group() as probes:
+            for rt in runtimes:
+                probes.start_soon(one, rt)
+        tg.cancel_scope.cancel()
+    return [results[rt.name] for rt in runtimes]
+
+
+def _leaf(e: BaseException) -> BaseException:
+    while isinstance(e, BaseExceptionGroup) and e.exceptions:
+        e = e.exceptions[0]
+    return e
+
+
+def run_probes(env: Mapping[str, str], runtimes: Sequence[Runtime] = RUNTIMES) -> list[Check]:
+    """Every probe, in RUNTIMES order. A harness that cannot start is one failed check."""
+    try:
+        try:
+            with tempfile.TemporaryDirectory(prefix="cordon-doctor-") as d:
+                return anyio.run(_run_all, env, Path(d), runtimes)
+        except BaseExceptionGroup as group:   # anyio wraps what a task group raises
+            raise _leaf(group) from None
+    except CordonError as e:
+        return [fail("probes", f"cannot start the probe proxy: {e.message}", e.hint or "see `cordon doctor --help`")]
+    except OSError as e:
+        return [fail("probes", f"cannot start the probe proxy: {e}", "check that 127.0.0.1 is usable")]

@@ -1,0 +1,592 @@
+"""`cordon exec`: one process runs the proxy and supervises the child (DESIGN.md §2).
+
+Order: preflight every secret -> ephemeral name-constrained CA (key only in
+memory) -> session directory -> proxy task and the child's supervision in one
+anyio task group -> `.codex/.env` (and the proxy entries `cordon setup codex` put
+in Codex's `config.toml`) -> child with the env contract -> teardown that
+restores every file -> the child's exit status. Never prints (the CLI
+does, through `say`); never puts a real secret in the child's env or a file.
+Heavy modules (cryptography, anyio, the proxy) are imported only when needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cordon.core.errors import ConfigError, CordonError, SecretError, UsageError
+from cordon.core.model import DEFAULT_PLACEHOLDER, Config, Route, SecretSpec
+from cordon.store.paths import Paths
+
+if TYPE_CHECKING:
+    from cordon.core.certs import CA
+    from cordon.store.secrets import SecretResolver
+    from cordon.store.session import Session
+    from cordon.store.tomlentries import Key
+
+FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+MIN_SCRUB_LEN = 8          # secrets this long or longer are scrubbed from other variables
+KILL_GRACE = 5.0          # seconds a child gets after SIGTERM in teardown before SIGKILL
+
+Say = Callable[[str], None]
+
+
+class CommandNotFound(CordonError):
+    """The command cannot be found (exit 127, as a shell would)."""
+
+    exit_status = 127
+
+
+class CommandNotExecutable(CordonError):
+    """The command exists but cannot be run (exit 126, as a shell would)."""
+
+    exit_status = 126
+
+
+@dataclass(frozen=True)
+class ExecRequest:
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    paths: Paths
+    config: str | None = None
+    scope: str | None = None
+    sensitive: Callable[[str], None] | None = None   # told every secret and token (log redaction)
+
+
+def exit_status(returncode: int) -> int:
+    """A child's status as a shell reports it: its code, or 128+N for death by signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def set_non_dumpable() -> bool:
+    """prctl(PR_SET_DUMPABLE, 0): the child may not read our memory or /proc/<pid>/environ.
+
+    The flag is reset to 1 by execve, so the child itself stays debuggable.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(4, 0, 0, 0, 0)) == 0     # 4 = PR_SET_DUMPABLE
+    except (OSError, AttributeError):
+        return False
+
+
+def session_ca(hosts: Sequence[str]) -> CA:
+    """The session's CA: EC P-256, its key only in this process's memory, and X.509 name
+    constraints (RFC 5280 §4.2.1.10) permitting only the route hosts, so even a copy of
+    its certificate in a trust store vouches for nothing else."""
+    from cordon.core.certs import create_ca
+    return create_ca("cordon session CA", permitted_hosts=hosts)
+
+
+def _new_token() -> str:
+    """256 random bits, URL-safe (it goes into the proxy URL's password)."""
+    import base64
+    return base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+
+
+def find_command(name: str, env: Mapping[str, str]) -> str:
+    """The executable `name` resolves to with the child's PATH, or CommandNotFound."""
+    import shutil
+    if "/" in name:
+        if not os.path.exists(name):
+            raise CommandNotFound(f"command not found: {name}")
+        if os.path.isdir(name) or not os.access(name, os.X_OK):
+            raise CommandNotExecutable(f"permission denied: {name}")
+        return name
+    found = shutil.which(name, path=env.get("PATH", os.defpath))
+    if found is None:
+        raise CommandNotFound(f"command not found: {name}")
+    return found
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+def zero_config_routes(env: Mapping[str, str]) -> list[Route]:
+    """A route per built-in preset whose variable holds a real-looking value in our own env."""
+    from cordon.core.routes import PRESETS
+    out: list[Route] = []
+    for preset in PRESETS.values():
+        for var in preset.placeholder_env:
+            value = env.get(var, "")
+            if value and value != DEFAULT_PLACEHOLDER:
+                out.append(preset.route(SecretSpec(source="env", var=var)))
+                break
+    return out
+
+
+def load_exec_config(req: ExecRequest) -> Config:
+    if not req.config and not req.scope and req.paths.find_project_config() is None \
+            and not req.paths.user_config.is_file():
+        # zero-config: what select_config_path would conclude, without importing the parser
+        return Config(routes=tuple(zero_config_routes(req.env)), scope="none")
+    from cordon.store.config import load_config, select_config_path
+    path, scope = select_config_path(req.paths, req.config, req.scope)
+    if path is None:
+        return Config(routes=tuple(zero_config_routes(req.env)), scope="none")
+    return load_config(path, scope)
+
+
+def project_dir(config: Config, cwd: Path) -> Path | None:
+    """The project a session belongs to: the project config's directory (None otherwise)."""
+    if config.path is None or config.scope not in ("project", "explicit"):
+        return None
+    d = config.path.resolve().parent
+    if config.scope == "explicit":
+        here = cwd.resolve()
+        if d != here and d not in here.parents:
+            return None
+    return d
+
+
+def env_secret_vars(routes: Sequence[Route]) -> list[str]:
+    return [r.auth.secret.var for r in routes if r.auth.secret.source == "env" and r.auth.secret.var]
+
+
+def preflight(routes: Sequence[Route], resolver: SecretResolver, scope_args: str = "") -> None:
+    """Resolve every secret now; all failures in one error naming each route and its fix.
+
+    `scope_args` (e.g. ` --config x.toml`) is added to the `cordon secret set NAME`
+    commands in the hints, so the command shown is exactly the one that fixes it.
+    """
+    failures = [e for _, e in resolver.check(routes) if e is not None]
+    if not failures:
+        return
+
+    def hint(e: SecretError) -> str | None:
+        if e.hint and scope_args:
+            return re.sub(r"`cordon secret set ([^`]+)`", lambda m: f"`cordon secret set {m.group(1)}{scope_args}`",
+                          e.hint)
+        return e.hint
+    if len(failures) == 1:
+        raise SecretError(failures[0].message, hint(failures[0]))
+    hints = list(dict.fromkeys(h for h in map(hint, failures) if h))
+    raise SecretError("; ".join(e.message for e in failures), "; ".join(hints) or None)
+
+
+def _scope_args(req: ExecRequest) -> str:
+    import shlex
+    if req.config:
+        return f" --config {shlex.quote(req.config)}"
+    if req.scope:
+        return f" --scope {req.scope}"
+    return ""
+
+
+def _port_open(port: int | None) -> bool:
+    import socket
+    if not port:
+        return False
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+def run_exec(req: ExecRequest, say: Say) -> int:
+    """Run `req.argv` under a cordon session; returns the exit status for cordon.
+
+    From the first line, TERM/HUP/QUIT unwind through every `finally` (so a
+    half-built session is cleaned up) and give 128+N; once the event loop runs
+    they are forwarded to the child instead.
+    """
+    try:
+        with _terminating_signals():
+            return _run_exec(req, say)
+    except _Terminated as t:
+        return 128 + t.signum
+
+
+def _run_exec(req: ExecRequest, say: Say) -> int:
+    from cordon.store.session import live_session  # (stale sessions: the CLI repairs them first)
+    if not req.argv:
+        raise UsageError("no command given", "write `cordon exec -- CMD [ARGS...]`")
+    set_non_dumpable()
+    config = load_exec_config(req)
+    routes = list(config.routes)
+    remove = env_secret_vars(routes)
+
+    outer_id = req.env.get("CORDON_SESSION", "")
+    outer = live_session(req.paths, outer_id) if outer_id else None
+    if outer is not None and _port_open(outer.port):
+        # nesting: the outer proxy already covers this process tree; no second MITM
+        missing = sorted({r.host for r in routes} - set(outer.route_hosts))
+        if missing:
+            say(f"cordon: note: reusing the outer session's proxy, which has no route for: {', '.join(missing)}")
+        env = {k: v for k, v in req.env.items() if k not in remove}
+        exe = find_command(req.argv[0], env)
+        return _run_loop(req.argv, exe, env, proxy=None)
+
+    base = {k: v for k, v in req.env.items() if k not in remove}
+    exe = find_command(req.argv[0], base)
+    if config.scope == "none" and routes:
+        what = ", ".join(f"{r.auth.secret.var} ({r.host})" for r in routes)
+        say(f"cordon: no cordon.toml; protecting {what}: the command gets a placeholder")
+    if not routes:
+        say("cordon: no routes: tunnel only (nothing is injected; add one with `cordon route add`)")
+
+    if routes and not config.tls.enabled:
+        raise ConfigError(f"{config.path}: [tls] enabled = false, so cordon cannot intercept "
+                          f"its {len(routes)} route(s)", "remove `enabled = false` from [tls] (or remove the routes)")
+    from cordon.store.secrets import SecretResolver
+    resolver = SecretResolver(req.env, op_path=config.op_path)
+    preflight(routes, resolver, _scope_args(req))
+    token = _new_token()
+    if req.sensitive is not None:
+        for r in routes:
+            req.sensitive(resolver.resolve(r).reveal())
+        req.sensitive(token)
+
+    leaked = _vars_holding_secrets(base, routes, resolver)
+    if leaked:
+        say(f"cordon: note: not passing {', '.join(leaked)} to the command (they hold a route's secret)")
+        for k in leaked:
+            del base[k]
+
+    hosts = [r.host for r in routes]
+    ca = session_ca(hosts)
+    bundle = _build_bundle(ca.cert_pem, req.env)
+
+    from cordon.store.session import create_session
+    session = create_session(req.paths, ca_pem=ca.cert_pem, bundle_pem=bundle, route_hosts=hosts)
+    try:
+        proj = project_dir(config, req.paths.cwd)
+        codex_home = proj / ".codex" if proj is not None else None
+        env_file = _dotenv_target(codex_home, req.env, req.paths)
+        codex_config = _codex_config_target(codex_home, req.env, req.paths)
+        # recorded before either file changes, so a SIGKILL at any point can be repaired
+        files = [str(env_file)] if env_file is not None else []
+        if codex_config is not None:
+            files.append(str(codex_config[0]))
+        if files:
+            session.update(files=tuple(files))
+        plan = _ProxyPlan(config=config, routes=routes, resolver=resolver, ca=ca,
+                          token=token, session=session, base_env=base,
+                          codex_home=codex_home, env_file=env_file, codex_config=codex_config)
+        return _run_loop(req.argv, exe, None, proxy=plan)
+    finally:
+        _teardown(session, req.paths, say)
+
+
+def _vars_holding_secrets(env: Mapping[str, str], routes: Sequence[Route],
+                          resolver: SecretResolver) -> list[str]:
+    # a very short "secret" would match half the environment; those are left to the user
+    values = [v for v in (resolver.resolve(r).reveal() for r in routes) if len(v) >= MIN_SCRUB_LEN]
+    return sorted(k for k, v in env.items() if any(s in v for s in values))
+
+
+def _build_bundle(ca_pem: bytes, env: Mapping[str, str]) -> bytes:
+    """Inherited SSL_CERT_FILE certs, system roots, then the session CA (castore refuses no roots)."""
+    from cordon.store.castore import build_bundle
+    return build_bundle([ca_pem], env)
+
+
+def _dotenv_target(codex_home: Path | None, env: Mapping[str, str], paths: Paths) -> Path | None:
+    """Which Codex .env this session manages.
+
+    Project scope: `<project>/.codex/.env`, and CODEX_HOME points there. Otherwise the
+    user's own Codex home is left as it is, unless its .env exists (it may hold proxy
+    settings from `cordon setup codex` that would override the session's).
+    """
+    if codex_home is not None:
+        return codex_home / ".env"
+    user_home = Path(env["CODEX_HOME"]) if env.get("CODEX_HOME") else paths.home / ".codex"
+    candidate = user_home / ".env"
+    return candidate if candidate.is_file() else None
+
+
+def _codex_config_target(codex_home: Path | None, env: Mapping[str, str],
+                         paths: Paths) -> tuple[Path, dict[Key, str]] | None:
+    """Codex's `config.toml` for this session and the entries `cordon setup codex` wrote in it.
+
+    Codex gives the commands it runs and its MCP servers the variables of
+    `[shell_environment_policy.set]` and `[mcp_servers.<name>.env]`, where setup put
+    the long-lived proxy's port, token and bundle; the session points them at itself
+    (only those entries: the integration's record says which they are). None when
+    there is no such file or no setup record for it: exec never creates one.
+    """
+    if codex_home is not None:
+        home = codex_home
+    elif env.get("CODEX_HOME"):
+        home = Path(env["CODEX_HOME"]).expanduser()
+        home = home if home.is_absolute() else paths.cwd / home
+    else:
+        home = paths.home / ".codex"
+    cfg = home / "config.toml"
+    if not cfg.is_file():
+        return None
+    # the scopes whose setup could have written it: the user's, or the project `home` is in
+    state_dirs = [paths.state_dir("project", home.parent), paths.state_dir("user")]
+    # importing the integrations costs ~20 ms: only where a setup record exists
+    if not any((d / "integrations" / "codex.json").is_file() for d in state_dirs):
+        return None
+    from cordon.app.integrations.state import load_record
+    want = os.path.realpath(cfg)
+    for d in state_dirs:
+        try:
+            record = load_record(d, "codex")
+        except CordonError:
+            continue                 # unreadable: `integration disable` reports it, exec carries on
+        for f in () if record is None else record.files.values():
+            if f.kind == "toml" and os.path.realpath(f.path) == want and f.entries:
+                return cfg, {k: r.value for k, r in f.entries.items()}
+    return None
+
+
+def codex_config_entries(setup_entries: Mapping[Key, str], contract: Mapping[str, str],
+                         routes: Sequence[Route]) -> dict[Key, tuple[str, str]]:
+    """(what setup wrote, the session's value) for setup's proxy and CA entries.
+
+    An entry is swapped when its variable is one of the session's proxy/CA
+    variables; placeholders (the same for both) and every other key stay.
+    """
+    from cordon.core.envvars import SESSION_VAR, placeholder_vars
+    skip = {*placeholder_vars(routes), SESSION_VAR, "CODEX_HOME"}
+    session = {k: v for k, v in contract.items() if k not in skip}
+    return {key: (value, session[key[-1]]) for key, value in setup_entries.items() if key[-1] in session}
+
+
+def _teardown(session: Session, paths: Paths, say: Say) -> None:
+    """Restore every file the session changed, then remove the session.
+
+    A file that cannot be restored now keeps the session's record, so the next
+    cordon command retries it as it would after a crash; cordon still exits
+    with the command's status.
+    """
+    from cordon.store.session import release
+    failed = False
+    try:
+        for p in reversed(session.record.files):
+            try:
+                release(paths, session.id, Path(p))
+            except OSError as e:
+                failed = True
+                say(f"cordon: warning: could not restore {p}: {e.strerror or e}; "
+                    "the next cordon command will retry")
+    finally:
+        session.close(keep_record=failed)
+
+
+@dataclass
+class _ProxyPlan:
+    config: Config
+    routes: list[Route]
+    resolver: SecretResolver
+    ca: CA
+    token: str
+    session: Session
+    base_env: dict[str, str]
+    codex_home: Path | None
+    env_file: Path | None
+    codex_config: tuple[Path, dict[Key, str]] | None
+
+
+@contextlib.contextmanager
+def _terminating_signals() -> Iterator[None]:
+    """Outside the event loop, TERM/HUP/QUIT end cordon through `finally` (cleanup runs)."""
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated(signum)
+    old = {s: signal.signal(s, handler) for s in FORWARDED}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+class _Terminated(BaseException):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, BaseExceptionGroup):
+            stack.extend(e.exceptions)
+        else:
+            leaves.append(e)
+    return leaves[0] if len(leaves) == 1 else None
+
+
+def _run_loop(argv: Sequence[str], exe: str, env: dict[str, str] | None, proxy: _ProxyPlan | None) -> int:
+    import anyio
+    try:
+        from cordon.proxy.eventloop import backend_options
+        status: int = anyio.run(_main, argv, exe, env, proxy, backend_options=backend_options())
+    except BaseExceptionGroup as group:
+        # a task group wraps what its tasks raise; a lone error (command not found,
+        # a proxy that cannot bind) is reported as itself
+        only = _single(group)
+        if only is None:
+            raise
+        raise only from None
+    finally:
+        # the loop left SIG_DFL behind; the child is gone and teardown is short: let it finish
+        for s in FORWARDED:
+            signal.signal(s, signal.SIG_IGN)
+    return status
+
+
+def _terminal_foreground() -> bool:
+    """True when our process group is the foreground of a controlling terminal."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+class _Forwarder:
+    """Owns the signal receiver from the loop's start.
+
+    Before the child exists, INT/TERM/HUP/QUIT stop the start-up (128+N, cleaned up).
+    Afterwards TERM/HUP/QUIT are forwarded; INT, and QUIT while we are a terminal's
+    foreground job, already reached the child from the terminal and are not repeated.
+    """
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.early: int = 0              # a signal that came before the child existed
+        self.scope: Any = None
+
+    async def run(self, signals: Any) -> None:
+        async for signum in signals:
+            if self.proc is None:
+                self.early = self.early or int(signum)
+                if self.scope is not None:
+                    self.scope.cancel()
+                continue
+            if signum == signal.SIGINT or (signum == signal.SIGQUIT and _terminal_foreground()):
+                continue                 # a terminal's Ctrl-C / Ctrl-\ reached the child's group already
+            if self.proc.poll() is None:
+                self.proc.send_signal(signum)
+
+
+async def _main(argv: Sequence[str], exe: str, env: dict[str, str] | None, plan: _ProxyPlan | None) -> int:
+    import anyio
+
+    from cordon.core.envvars import contract_vars
+    fwd = _Forwarder()
+    status = 0
+    # handlers first (STYLE habit 9): from here on TERM/HUP/QUIT are caught, never fatal
+    with anyio.open_signal_receiver(signal.SIGINT, *FORWARDED) as signals:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(fwd.run, signals)
+            with anyio.CancelScope() as setup:
+                fwd.scope = setup
+                if plan is not None:
+                    port = await _start_proxy(tg, plan)
+                    plan.session.update(port=port)
+                    contract = contract_vars(plan.base_env, port=port, token=plan.token,
+                                             bundle_path=plan.session.bundle_path, ca_path=plan.session.ca_path,
+                                             routes=plan.routes, session_id=plan.session.id,
+                                             codex_home=plan.codex_home)
+                    env = {**plan.base_env, **contract}
+                    if plan.env_file is not None:
+                        from cordon.store.session import dotenv_acquire
+                        # Codex ignores CODEX_* in its .env; the rest overrides stale proxy settings there
+                        block = {k: v for k, v in contract.items() if not k.upper().startswith("CODEX_")}
+                        dotenv_acquire(plan.session.paths, plan.session.id, plan.env_file, block)
+                    if plan.codex_config is not None:
+                        from cordon.store.session import toml_acquire
+                        cfg, setup_entries = plan.codex_config
+                        swap = codex_config_entries(setup_entries, contract, plan.routes)
+                        if swap:
+                            toml_acquire(plan.session.paths, plan.session.id, cfg, swap)
+                fwd.scope = None
+            if fwd.early:
+                status = 128 + fwd.early
+            else:
+                assert env is not None
+                status = await _supervise(argv, exe, env, fwd)
+            tg.cancel_scope.cancel()
+    return status
+
+
+async def _start_proxy(tg: Any, plan: _ProxyPlan) -> int:
+    from cordon.proxy import server
+    from cordon.proxy.auth import ProxyAuth
+    from cordon.proxy.tls import LeafIssuer
+    from cordon.store.generation import generation_file
+    settings = server.ProxySettings(routes=tuple(plan.routes), policy=plan.config.policy, port=0,
+                                    issuer=LeafIssuer(plan.ca), resolver=plan.resolver,
+                                    auth=ProxyAuth.single(plan.token, "session"),
+                                    secrets_gen_file=generation_file(plan.session.paths.cordon_home))
+    return int(await tg.start(server.serve, settings))
+
+
+async def _supervise(argv: Sequence[str], exe: str, env: Mapping[str, str], fwd: _Forwarder) -> int:
+    """Start the child with our stdin/stdout/stderr/TTY and wait for it.
+
+    The child shares our process group, so a terminal's Ctrl-C reaches it
+    directly; cordon receives the same SIGINT and only keeps waiting. TERM,
+    HUP and QUIT sent to cordon are forwarded by `fwd`.
+    """
+    try:
+        proc = subprocess.Popen(list(argv), executable=exe, env=dict(env))
+    except FileNotFoundError:
+        raise CommandNotFound(f"command not found: {argv[0]}") from None
+    except PermissionError:
+        raise CommandNotExecutable(f"permission denied: {argv[0]}") from None
+    except OSError as e:
+        raise CommandNotExecutable(f"cannot run {argv[0]}: {e.strerror}") from None
+    fwd.proc = proc
+    try:
+        await _wait(proc)
+    finally:
+        if proc.poll() is None:      # cordon is failing or being cancelled: stop the child too
+            await _stop(proc)
+    return exit_status(proc.returncode)
+
+
+async def _wait(proc: subprocess.Popen[bytes]) -> None:
+    import anyio
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is not None:
+        try:
+            fd = pidfd_open(proc.pid)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            try:
+                await anyio.wait_readable(fd)
+            finally:
+                os.close(fd)
+            proc.wait()
+            return
+    await anyio.to_thread.run_sync(proc.wait, abandon_on_cancel=True)
+
+
+async def _stop(proc: subprocess.Popen[bytes]) -> None:
+    import anyio
+    with anyio.CancelScope(shield=True):
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        with anyio.move_on_after(KILL_GRACE):
+            await _wait(proc)
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait()

@@ -1,0 +1,220 @@
+"""`cordon start`: the long-lived proxy of one scope, from preflight to shutdown.
+
+Order (Cordon's): every route's secret checked, all failures reported together
+-> CA (scope state dir or [tls] paths) and bundle -> bind 127.0.0.1:listen ->
+`on_ready(port)` -> serve until SIGINT/SIGTERM; SIGHUP drops cached secrets.
+While it runs, `proxy.json` in the state dir says where (cordon.store.runrecord).
+Proxy tokens come from tokens.toml and are re-read when it changes. Nothing
+here prints: the CLI renders what the callbacks report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import json
+import logging
+import os
+import signal
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from cordon import __version__
+from cordon.app.scope import Scope, prepare_ca
+from cordon.core.errors import ConfigError, CordonError, SecretError
+from cordon.store.runrecord import live_run_record
+
+if TYPE_CHECKING:
+    import ssl
+
+    from cordon.core.certs import CA
+    from cordon.proxy.auth import ProxyAuth
+    from cordon.store.secrets import SecretResolver
+    from cordon.store.tokens import TokenWatcher
+
+log = logging.getLogger("cordon.start")
+
+
+class ProxyRun:
+    """One `cordon start` of a scope: `preflight()`, then `serve(on_ready)`."""
+
+    def __init__(self, scope: Scope, env: Mapping[str, str]) -> None:
+        self.scope = scope
+        self.env = env
+        self._secret_values: list[str] = []
+        self._watcher: TokenWatcher | None = None
+        self._ca: CA | None = None
+        self._resolver: SecretResolver | None = None
+
+    def sensitive_values(self) -> list[str]:
+        """Every secret and proxy token this run holds (for the log redaction filter only)."""
+        tokens = list(self._watcher.values()) if self._watcher is not None else []
+        return [*self._secret_values, *tokens]
+
+    def preflight(self, report: Callable[[SecretError], None]) -> None:
+        """Refuse a second proxy for the scope, resolve every secret (each failure goes to
+        `report`, then one SecretError), then load or create the CA and the tokens file."""
+        scope = self.scope
+        rec = live_run_record(scope.state_dir)
+        if rec is not None:
+            raise CordonError(f"cordon is already running for this scope (pid {rec.pid}, "
+                              f"127.0.0.1:{rec.port})",
+                              "use that one (`cordon env` points clients at it), or stop it first")
+        from cordon.store.secrets import SecretResolver
+        self._resolver = SecretResolver(self.env, op_path=scope.config.op_path)
+        self._secret_values += check_secrets(scope, self._resolver, report)
+        if scope.config.routes and not scope.config.tls.enabled:
+            n = len(scope.config.routes)
+            raise ConfigError(f"{scope.config_path}: [tls] enabled = false, so cordon cannot intercept "
+                              f"its {n} route{'s' if n != 1 else ''}",
+                              "remove `enabled = false` from [tls] (or remove the routes)")
+        self._ca = prepare_ca(scope, self.env) if scope.config.tls.enabled else None
+        from cordon.store.tokens import TokenStore, TokenWatcher
+        store = TokenStore.for_state_dir(scope.state_dir)
+        store.ensure_default()
+        self._watcher = TokenWatcher(store.path)
+
+    def serve(self, on_ready: Callable[[int], None]) -> int:
+        """Bind, call `on_ready(port)` once connections are accepted, serve until a stop signal.
+        Returns the exit status: 130 after SIGINT, 0 after SIGTERM."""
+        import anyio
+
+        from cordon.proxy.eventloop import backend_options
+        return int(anyio.run(self._serve, on_ready, backend_options=backend_options(self.env)))
+
+    async def _serve(self, on_ready: Callable[[int], None]) -> int:
+        import anyio
+
+        from cordon.proxy.secretcache import SecretCache
+        from cordon.proxy.server import ProxySettings, serve
+        from cordon.proxy.tls import LeafIssuer
+
+        scope, watcher = self.scope, self._watcher
+        assert watcher is not None and self._resolver is not None, "preflight() first"
+        # cached secrets are dropped when the generation file changes (`cordon secret set|delete`
+        # bump it) and on SIGHUP
+        cache = SecretCache(self._resolver, scope.secrets_gen_file)
+        settings = ProxySettings(routes=tuple(scope.config.routes), policy=scope.config.policy,
+                                 port=scope.config.listen,
+                                 issuer=LeafIssuer(self._ca) if self._ca is not None else _NoIssuer(),
+                                 resolver=cast(Any, cache), auth=token_auth(watcher),
+                                 secrets_gen_file=scope.secrets_gen_file)
+        stopped_by: int | None = None
+        bind_error: OSError | None = None
+        # handlers first: a SIGTERM that arrives right after "ready" must stop us cleanly
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+            async with anyio.create_task_group() as tg:
+                try:
+                    port = await tg.start(serve, settings)
+                except OSError as e:
+                    bind_error = e
+                if bind_error is None:
+                    record = _write_record(scope, port)
+                    try:
+                        on_ready(port)
+                        async for signum in signals:
+                            if signum == signal.SIGHUP:
+                                cache.invalidate()
+                                log.info("SIGHUP: cached secrets dropped; the next request re-resolves them")
+                                continue
+                            stopped_by = signum
+                            log.info("stopping on %s", signal.Signals(signum).name)
+                            tg.cancel_scope.cancel()
+                            break
+                    finally:
+                        _remove_record(record)
+        if bind_error is not None:
+            raise _bind_failure(scope, bind_error)
+        return 130 if stopped_by == signal.SIGINT else 0
+
+
+def check_secrets(scope: Scope, resolver: Any, report: Callable[[SecretError], None]) -> list[str]:
+    """Resolve every route's secret; report every failure, then fail. Returns the values
+    (for the log redaction filter only)."""
+    values: list[str] = []
+    failures: list[SecretError] = []
+    for route in scope.config.routes:
+        try:
+            values.append(resolver.resolve(route).reveal())
+        except SecretError as e:
+            failures.append(e)
+    if failures:
+        for failure in failures:
+            report(failure)
+        n = len(scope.config.routes)
+        raise SecretError(f"{len(failures)} of {n} route secret{'s' if n != 1 else ''} could not be resolved "
+                          "(each is listed above); cordon did not start",
+                          "fix each one as its hint says, then run `cordon start` again")
+    return values
+
+
+def token_auth(watcher: TokenWatcher) -> ProxyAuth:
+    """A ProxyAuth that follows tokens.toml: `token rotate|revoke` take effect on the next check."""
+    from cordon.proxy.auth import ProxyAuth
+
+    class TokenFileAuth(ProxyAuth):
+        def __init__(self) -> None:   # no super().__init__: the inner ProxyAuth holds the digests
+            self._gen = -1
+            self._inner: ProxyAuth | None = None
+
+        def _current(self) -> ProxyAuth | None:
+            watcher.reload()
+            if watcher.generation != self._gen:
+                tokens = watcher.tokens()
+                self._inner = ProxyAuth({tok: name for name, tok in tokens.items()}) if tokens else None
+                self._gen = watcher.generation
+            return self._inner
+
+        def check_token(self, token: bytes) -> str | None:
+            inner = self._current()
+            return inner.check_token(token) if inner else None
+
+        def check_header(self, value: bytes | None) -> str | None:
+            inner = self._current()
+            return inner.check_header(value) if inner else None
+
+    return TokenFileAuth()
+
+
+class _NoIssuer:
+    """[tls] enabled = false with no routes: nothing is ever intercepted."""
+
+    def server_context(self, host: str) -> ssl.SSLContext:
+        raise CordonError(f"no CA to intercept {host}", "remove `enabled = false` from [tls]")
+
+
+def _bind_failure(scope: Scope, e: OSError) -> CordonError:
+    port = scope.config.listen
+    if e.errno == errno.EADDRINUSE:
+        rec = live_run_record(scope.state_dir)
+        if rec is not None and rec.port == port:
+            hint = (f"cordon is already running for this scope (pid {rec.pid}); "
+                    "`cordon status` shows it, stop it first")
+        else:
+            hint = (f"another program holds the port (`ss -ltnp 'sport = :{port}'` names it); "
+                    f"stop it, or set a free port with `listen = N` in {scope.config_path}")
+        return CordonError(f"127.0.0.1:{port} is already in use", hint)
+    return CordonError(f"cannot listen on 127.0.0.1:{port}: {e.strerror or e}",
+                       f"pick another port with `listen = N` in {scope.config_path}")
+
+
+def _write_record(scope: Scope, port: int) -> Path:
+    from cordon.store.atomic import atomic_write
+    from cordon.store.paths import ensure_private_dir
+    ensure_private_dir(scope.state_dir)
+    data = {"pid": os.getpid(), "port": port,
+            "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "version": __version__, "config_path": str(scope.config_path), "scope": scope.scope,
+            "state_dir": str(scope.state_dir)}
+    atomic_write(scope.run_record, json.dumps(data, indent=2) + "\n", mode=0o600)
+    return scope.run_record
+
+
+def _remove_record(path: Path) -> None:
+    """Remove the record if it is still ours (a second start may have replaced it)."""
+    try:
+        if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError, AttributeError):
+        pass

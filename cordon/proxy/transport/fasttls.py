@@ -1,0 +1,215 @@
+"""TLS for the proxy's hot path: `ssl.SSLObject` + memory BIOs straight over a `FastStream`.
+
+anyio's `TLSStream` pulls at most 64 KiB from the transport per call (so a
+256 KiB socket read is split, and copied, four times), decrypts one record per
+`receive`, and goes through a generic retry loop with several awaits per
+call. `TLSConn` has a `FastStream` write socket bytes straight into the
+incoming BIO (`attach_bio`: no `bytes` object per socket read), decrypts as
+many records as fit into the caller's `max_bytes` in one call, into the
+thread's scratch buffer (`fastio.scratch`) so that only the bytes decrypted
+are allocated, and writes each encrypted batch to the transport in one `write`.
+
+Semantics follow `TLSStream(standard_compatible=False)`, which the proxy used
+before: no close_notify on close, a ragged EOF is `EndOfStream`, a broken
+transport `BrokenResourceError`, TLS protocol errors `ssl.SSLError`
+(certificate verification failures `ssl.SSLCertVerificationError`).
+Verification itself is OpenSSL's, configured by the `SSLContext` (hostname
+checking through `server_hostname`), exactly as with `TLSStream`.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn
+
+import anyio
+import anyio.abc
+from anyio.streams.tls import TLSAttribute
+
+from cordon.proxy.transport.fastio import FastStream, scratch
+
+READ_MAX = 1 << 18
+
+
+class TLSConn(anyio.abc.ByteStream):
+    """A TLS session over `raw` (a FastStream, or any byte stream via its `receive`)."""
+
+    __slots__ = ("_broken", "_fast", "_in", "_out", "raw", "ssl_object")
+
+    def __init__(self, raw: anyio.abc.ByteStream, ssl_object: ssl.SSLObject, bio_in: ssl.MemoryBIO,
+                 bio_out: ssl.MemoryBIO) -> None:
+        self.raw = raw
+        self.ssl_object = ssl_object
+        self._in = bio_in
+        self._out = bio_out
+        self._broken = False
+        self._fast = type(raw) is FastStream
+
+    @classmethod
+    async def wrap(cls, raw: anyio.abc.ByteStream, ctx: ssl.SSLContext, *, server_side: bool,
+                   hostname: str | None = None, prefix: bytes = b"") -> TLSConn:
+        """Handshake over `raw` (`prefix`: bytes already read from it, e.g. a ClientHello)."""
+        bio_in, bio_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        server_hostname: str | None = None
+        if hostname is not None:
+            from anyio._core._sockets import idna2008_resolve  # as TLSStream does (IDNA 2008)
+
+            server_hostname = idna2008_resolve(hostname).decode("ascii")
+        obj = ctx.wrap_bio(bio_in, bio_out, server_side=server_side, server_hostname=server_hostname)
+        if prefix:
+            bio_in.write(prefix)
+        conn = cls(raw, obj, bio_in, bio_out)
+        if conn._fast:
+            raw.attach_bio(bio_in)  # type: ignore[attr-defined]  # socket bytes straight into the BIO
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                await conn._flush()
+                await conn._fill()
+            except ssl.SSLError as e:
+                conn._fail(e)
+        await conn._flush()
+        return conn
+
+    # -- plumbing -----------------------------------------------------------------
+    def _fail(self, e: ssl.SSLError) -> NoReturn:
+        """Map an SSL error like TLSStream(standard_compatible=False) does; always raises."""
+        self._broken = True
+        self._in.write_eof()
+        self._out.write_eof()
+        if isinstance(e, ssl.SSLSyscallError):
+            raise anyio.BrokenResourceError from e
+        if isinstance(e, ssl.SSLEOFError) or (e.strerror and "UNEXPECTED_EOF_WHILE_READING" in e.strerror):
+            raise anyio.EndOfStream from None
+        raise e
+
+    async def _fill(self) -> None:
+        """Move at least one more chunk of ciphertext from the socket into the BIO."""
+        raw = self.raw
+        try:
+            if self._fast:
+                await raw.drain_into(self._in)  # type: ignore[attr-defined]
+            else:
+                self._in.write(await raw.receive(READ_MAX))
+        except anyio.EndOfStream:
+            self._in.write_eof()
+        except TimeoutError:
+            raise   # a read deadline (FastStream.deadline): the session stays usable
+        except OSError as e:
+            self._broken = True
+            self._in.write_eof()
+            self._out.write_eof()
+            raise anyio.BrokenResourceError from e
+        except anyio.BrokenResourceError:
+            self._broken = True
+            self._in.write_eof()
+            self._out.write_eof()
+            raise
+
+    async def _flush(self) -> None:
+        out = self._out
+        if out.pending:
+            try:
+                await self.raw.send(out.read())
+            except BaseException:
+                # the record's sequence number is spent: nothing after it could be decrypted
+                self._broken = True
+                raise
+
+    # -- ByteStream ---------------------------------------------------------------
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        if self._broken:
+            raise anyio.BrokenResourceError
+        obj = self.ssl_object
+        bio = self._in
+        # decrypt into this thread's scratch buffer and copy out only what arrived:
+        # `obj.read(n)` would allocate n bytes (256 KiB for the proxy's reads) and shrink them,
+        # which fragments the heap under many connections (see fastio)
+        view = scratch()
+        limit = min(max_bytes, len(view))
+        while True:
+            if not bio.pending and not bio.eof and not obj.pending():
+                # nothing to decrypt yet: wait for the socket without raising SSLWantReadError first
+                if self._out.pending:
+                    await self._flush()
+                await self._fill()
+            try:
+                n: int = obj.read(limit, view)  # type: ignore[arg-type,assignment]  # with a buffer: a count
+                break
+            except ssl.SSLWantReadError:
+                if self._out.pending:
+                    await self._flush()   # e.g. a TLS 1.3 key update answer
+                await self._fill()
+            except ssl.SSLError as e:
+                self._fail(e)
+        # more whole records already buffered: hand them out in the same call (no await until
+        # the scratch buffer is copied out)
+        if n and n < limit and bio.pending:
+            while n < limit:
+                try:
+                    more: int = obj.read(limit - n, view[n:limit])  # type: ignore[arg-type,assignment]
+                except ssl.SSLError:   # WantRead (a partial record), or an error the next call reports
+                    break
+                if not more:
+                    break
+                n += more
+        data = bytes(view[:n])
+        if self._out.pending:
+            await self._flush()
+        if not data:
+            raise anyio.EndOfStream
+        return data
+
+    async def _write(self, data: bytes) -> None:
+        """Encrypt `data` into the outgoing BIO (a TLS 1.2 renegotiation may need a read first)."""
+        while True:
+            try:
+                self.ssl_object.write(data)
+                return
+            except ssl.SSLWantReadError:
+                await self._flush()
+                await self._fill()
+            except ssl.SSLError as e:
+                self._fail(e)
+
+    async def send(self, item: bytes) -> None:
+        if self._broken:
+            raise anyio.BrokenResourceError
+        await self._write(item)
+        await self._flush()
+
+    async def send_parts(self, parts: tuple[bytes, ...]) -> None:
+        """`send(b"".join(parts))` without the join: one record per part, one transport write."""
+        if self._broken:
+            raise anyio.BrokenResourceError
+        for part in parts:
+            if part:
+                await self._write(part)
+        await self._flush()
+
+    async def send_eof(self) -> None:
+        raise NotImplementedError("send_eof() is not implemented for TLS streams")
+
+    async def aclose(self) -> None:
+        # standard_compatible=False: no closing handshake (HTTP framing delimits every message)
+        self._broken = True
+        await self.raw.aclose()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        obj = self.ssl_object
+        return {
+            **self.raw.extra_attributes,
+            TLSAttribute.ssl_object: lambda: obj,
+            TLSAttribute.server_side: lambda: obj.server_side,
+            TLSAttribute.alpn_protocol: obj.selected_alpn_protocol,
+            TLSAttribute.tls_version: obj.version,
+            TLSAttribute.cipher: obj.cipher,
+            TLSAttribute.peer_certificate: lambda: obj.getpeercert(False),
+            TLSAttribute.peer_certificate_binary: lambda: obj.getpeercert(True),
+            TLSAttribute.shared_ciphers: lambda: obj.shared_ciphers() if obj.server_side else None,
+            TLSAttribute.standard_compatible: lambda: False,
+        }

@@ -1,0 +1,522 @@
+"""Load, validate and discover `cordon.toml`.
+
+Parsing is tomllib; every validation error names the file, the line (found by
+a small line locator, since tomllib keeps no positions) and the fix. Writing
+with preserved comments lives in `configedit`; this module only reads.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cordon.core.errors import ConfigError, UsageError
+from cordon.core.model import (
+    DEFAULT_KEYRING_SERVICE,
+    DEFAULT_LISTEN,
+    DEFAULT_PLACEHOLDER,
+    Auth,
+    Config,
+    Policy,
+    Route,
+    SecretSpec,
+    TlsConfig,
+    Upstream,
+)
+from cordon.core.routes import normalize_host
+from cordon.store.paths import Paths
+
+RESERVED_HEADERS = frozenset(
+    h.lower()
+    for h in ("Host", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive", "TE",
+              "Trailer", "Upgrade", "Proxy-Authorization", "Proxy-Authenticate")
+)
+_TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")   # RFC 9110 §5.6.2 token
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
+
+TOP_KEYS = {"listen", "tls", "routes", "policy", "secrets", "listeners"}
+TLS_KEYS = {"enabled", "ca_cert_path", "ca_key_path"}
+POLICY_KEYS = {"unmatched", "allow_hosts", "allow_private"}
+ROUTE_KEYS = {"name", "match", "auth", "upstream"}
+MATCH_KEYS = {"host", "paths"}
+AUTH_KEYS = {"type", "header_name", "scheme", "username", "placeholder_env", "placeholder", "secret"}
+UPSTREAM_KEYS = {"address", "ca_file", "scheme"}
+SECRET_KEYS: dict[str, set[str]] = {
+    "keyring": {"source", "account", "service", "decode"},
+    "1password": {"source", "account", "vault", "item", "field", "timeout"},
+    "env": {"source", "var"},
+    "file": {"source", "path"},
+    "command": {"source", "command", "ttl", "timeout"},
+}
+
+
+class _Locator:
+    """Finds the line of a table or key in TOML source text (1-based)."""
+
+    _header = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\" ]+?)\s*\]\]?\s*(#.*)?$")
+    # a bare or quoted key, possibly dotted (match.host = ...)
+    _part = r"(?:[A-Za-z0-9_\-]+|\"[^\"]*\"|'[^']*')"
+    _key = re.compile(rf"^\s*({_part}(?:\s*\.\s*{_part})*)\s*=")
+
+    def __init__(self, text: str) -> None:
+        self.tables: dict[tuple[Any, ...], int] = {}
+        self.keys: dict[tuple[Any, ...], int] = {}
+        counts: dict[str, int] = {}
+        current: tuple[Any, ...] = ()
+        last_array: dict[str, tuple[Any, ...]] = {}
+        for lineno, line in enumerate(text.splitlines(), 1):
+            m = self._header.match(line)
+            if m:
+                dotted = [p.strip().strip('"') for p in m.group(2).split(".")]
+                if m.group(1) == "[[":
+                    key = ".".join(dotted)
+                    idx = counts.get(key, 0)
+                    counts[key] = idx + 1
+                    current = (*dotted, idx)
+                    last_array[key] = current
+                else:
+                    # [routes.match] belongs to the latest [[routes]]
+                    path: tuple[Any, ...] = ()
+                    for i in range(len(dotted), 0, -1):
+                        prefix = ".".join(dotted[:i])
+                        if prefix in last_array:
+                            path = (*last_array[prefix], *dotted[i:])
+                            break
+                    else:
+                        path = tuple(dotted)
+                    current = path
+                self.tables.setdefault(current, lineno)
+                continue
+            k = self._key.match(line)
+            if k:
+                parts = [p.strip("\"'") for p in re.findall(self._part, k.group(1))]
+                for i in range(1, len(parts) + 1):   # match.host also locates [match]
+                    self.keys.setdefault((*current, *parts[:i]), lineno)
+
+    def line(self, path: tuple[Any, ...]) -> int | None:
+        if path in self.keys:
+            return self.keys[path]
+        if path in self.tables:
+            return self.tables[path]
+        # dotted keys written inline (match.host = "...") or a parent table
+        for i in range(len(path) - 1, 0, -1):
+            head = path[:i]
+            if head in self.keys:      # inside an inline table: auth = { ... }
+                return self.keys[head]
+            if head in self.tables:
+                return self.tables[head]
+        return None
+
+
+@dataclass
+class _Ctx:
+    file: Path | None          # None: a route built from command-line flags, not read from a file
+    loc: _Locator
+    base: Path                 # relative paths resolve against this directory
+
+    def error(self, path: tuple[Any, ...], what: str, hint: str) -> ConfigError:
+        if self.file is None:
+            return ConfigError(what, hint)
+        line = self.loc.line(path)
+        where = f"{self.file}:{line}" if line else str(self.file)
+        return ConfigError(f"{where}: {what}", hint)
+
+
+def _dotted(path: tuple[Any, ...]) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (("." if out else "") + str(p))
+    return out
+
+
+def _check_keys(ctx: _Ctx, table: Mapping[str, Any], allowed: set[str], path: tuple[Any, ...]) -> None:
+    for k in table:
+        if k not in allowed:
+            where = _dotted(path) or "top level"
+            raise ctx.error((*path, k), f"unknown key '{k}' in {where}",
+                            f"remove it or use one of: {', '.join(sorted(allowed))}")
+
+
+def _need_table(ctx: _Ctx, v: Any, path: tuple[Any, ...]) -> Mapping[str, Any]:
+    if not isinstance(v, dict):
+        raise ctx.error(path, f"'{_dotted(path)}' must be a table", f"write it as [{_dotted(path)}]")
+    return v
+
+
+def _str(ctx: _Ctx, table: Mapping[str, Any], key: str, path: tuple[Any, ...], *,
+         required: bool = False, default: str | None = None) -> str | None:
+    if key not in table:
+        if required:
+            raise ctx.error(path, f"'{_dotted(path)}' is missing '{key}'",
+                            f"add {key} = \"...\" to [{_dotted(path)}]")
+        return default
+    v = table[key]
+    if not isinstance(v, str):
+        raise ctx.error((*path, key), f"'{_dotted((*path, key))}' must be a string",
+                        f"quote the value: {key} = \"...\"")
+    if "\r" in v or "\n" in v or "\x00" in v:
+        raise ctx.error((*path, key), f"'{_dotted((*path, key))}' contains a line break or NUL",
+                        "remove the control character from the value")
+    return v
+
+
+def _str_list(ctx: _Ctx, table: Mapping[str, Any], key: str, path: tuple[Any, ...]) -> tuple[str, ...]:
+    v = table.get(key, [])
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ctx.error((*path, key), f"'{_dotted((*path, key))}' must be a list of strings",
+                        f'write {key} = ["...", "..."]')
+    return tuple(v)
+
+
+def _resolve_path(base: Path, p: str) -> Path:
+    pp = Path(p)
+    return pp if pp.is_absolute() else (base / pp)
+
+
+def _parse_secret(ctx: _Ctx, t: Mapping[str, Any], path: tuple[Any, ...], route_name: str) -> SecretSpec:
+    source = _str(ctx, t, "source", path, default="keyring")
+    if source not in SECRET_KEYS:
+        raise ctx.error((*path, "source"), f"unknown secret source '{source}' in route '{route_name}'",
+                        "use one of: " + ", ".join(SECRET_KEYS))
+    _check_keys(ctx, t, SECRET_KEYS[source], path)
+    if source == "keyring":
+        decode = _str(ctx, t, "decode", path)
+        if decode not in (None, "go-keyring"):
+            raise ctx.error((*path, "decode"), f"route '{route_name}': unknown decode '{decode}'",
+                            'remove it, or write decode = "go-keyring"')
+        return SecretSpec(source="keyring",
+                          account=_str(ctx, t, "account", path, default=route_name),
+                          service=_str(ctx, t, "service", path, default=DEFAULT_KEYRING_SERVICE)
+                          or DEFAULT_KEYRING_SERVICE, decode=decode)
+    if source == "1password":
+        return SecretSpec(source="1password",
+                          vault=_str(ctx, t, "vault", path, required=True),
+                          item=_str(ctx, t, "item", path, required=True),
+                          field=_str(ctx, t, "field", path, default="credential"),
+                          account=_str(ctx, t, "account", path),
+                          timeout=_num(ctx, t, "timeout", path, 30.0))
+    if source == "env":
+        var = _str(ctx, t, "var", path, required=True) or ""
+        if not _ENV_NAME_RE.match(var):
+            raise ctx.error((*path, "var"), f"'{var}' is not a valid environment variable name",
+                            "use letters, digits and underscores, not starting with a digit")
+        return SecretSpec(source="env", var=var)
+    if source == "file":
+        p = _str(ctx, t, "path", path, required=True) or ""
+        return SecretSpec(source="file", path=_resolve_path(ctx.base, p))
+    cmd = t.get("command")
+    if isinstance(cmd, str) or not isinstance(cmd, list) or not cmd or \
+            not all(isinstance(x, str) for x in cmd):
+        raise ctx.error((*path, "command"), f"route '{route_name}': command must be a non-empty list",
+                        'write command = ["program", "arg", ...] (no shell is involved)')
+    return SecretSpec(source="command", command=tuple(cmd), ttl=_num(ctx, t, "ttl", path, 0.0),
+                      timeout=_num(ctx, t, "timeout", path, 10.0))
+
+
+def _num(ctx: _Ctx, t: Mapping[str, Any], key: str, path: tuple[Any, ...], default: float) -> float:
+    v = t.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+        raise ctx.error((*path, key), f"'{_dotted((*path, key))}' must be a non-negative number",
+                        f"write {key} = 30")
+    return float(v)
+
+
+def _parse_route(ctx: _Ctx, t: Mapping[str, Any], i: int) -> Route:
+    path: tuple[Any, ...] = ("routes", i)
+    _check_keys(ctx, t, ROUTE_KEYS, path)
+    match = _need_table(ctx, t.get("match"), (*path, "match")) if "match" in t else None
+    if match is None:
+        raise ctx.error(path, f"route #{i + 1} has no [routes.match] table",
+                        'add [routes.match] with host = "api.example.com"')
+    _check_keys(ctx, match, MATCH_KEYS, (*path, "match"))
+    raw_host = _str(ctx, match, "host", (*path, "match"), required=True) or ""
+    host = normalize_host(raw_host)
+    if not _HOST_RE.match(host) and not _is_ip(host):
+        raise ctx.error((*path, "match", "host"), f"'{raw_host}' is not a host name",
+                        "give an exact host such as api.openai.com (no scheme, port, path or wildcard)")
+    name = _str(ctx, t, "name", path) or host
+    if not _NAME_RE.match(name):
+        raise ctx.error((*path, "name"), f"route name '{name}' is not valid",
+                        "use letters, digits, '.', '_' and '-'")
+    paths = _str_list(ctx, match, "paths", (*path, "match"))
+    for p in paths:
+        if not p.startswith("/"):
+            raise ctx.error((*path, "match", "paths"), f"path prefix '{p}' must start with '/'",
+                            'write paths = ["/v1/"]')
+    if "auth" not in t:
+        raise ctx.error(path, f"route '{name}' has no [routes.auth] table",
+                        'add [routes.auth] with type = "header" and a [routes.auth.secret]')
+    auth_t = _need_table(ctx, t["auth"], (*path, "auth"))
+    apath = (*path, "auth")
+    _check_keys(ctx, auth_t, AUTH_KEYS, apath)
+    atype = _str(ctx, auth_t, "type", apath, required=True)
+    header_name = _str(ctx, auth_t, "header_name", apath)
+    scheme = _str(ctx, auth_t, "scheme", apath)
+    # earlier Cordon schema: bearer / api_key
+    if atype == "bearer":
+        atype, header_name, scheme = "header", header_name or "Authorization", scheme or "Bearer"
+    elif atype == "api_key":
+        atype = "header"
+    if atype not in ("header", "basic"):
+        raise ctx.error((*apath, "type"), f"route '{name}': unknown auth type '{atype}'",
+                        'use type = "header" or type = "basic"')
+    username = _str(ctx, auth_t, "username", apath)
+    if atype == "header":
+        if not header_name:
+            raise ctx.error(apath, f"route '{name}': header auth needs header_name",
+                            'add header_name = "Authorization" (with scheme = "Bearer") or e.g. "x-api-key"')
+        if not _TOKEN_RE.match(header_name):
+            raise ctx.error((*apath, "header_name"), f"route '{name}': '{header_name}' is not a valid header name",
+                            "use letters, digits and '-' only")
+        if header_name.lower() in RESERVED_HEADERS:
+            raise ctx.error((*apath, "header_name"),
+                            f"route '{name}': header '{header_name}' is reserved and cannot carry a credential",
+                            "use Authorization or the provider's own header (e.g. x-api-key)")
+        if header_name.lower() == "authorization" and not scheme:
+            raise ctx.error(apath, f"route '{name}': header_name = \"Authorization\" needs a scheme",
+                            'add scheme = "Bearer" (or "Token", "Basic", ...)')
+        if scheme is not None and not _TOKEN_RE.match(scheme):
+            raise ctx.error((*apath, "scheme"), f"route '{name}': scheme '{scheme}' is not a single word",
+                            'write scheme = "Bearer"')
+        if username is not None:
+            raise ctx.error((*apath, "username"), f"route '{name}': username is only used with type = \"basic\"",
+                            'remove username, or set type = "basic"')
+    else:
+        if header_name is not None and header_name.lower() != "authorization":
+            raise ctx.error((*apath, "header_name"),
+                            f"route '{name}': basic auth always uses the Authorization header",
+                            'remove header_name, or use type = "header" for a custom header')
+        if scheme is not None:
+            raise ctx.error((*apath, "scheme"), f"route '{name}': basic auth has no scheme setting",
+                            "remove scheme (basic auth sends `Authorization: Basic base64(user:secret)`)")
+        header_name = "Authorization"
+        if username is None:
+            raise ctx.error(apath, f"route '{name}': basic auth needs username",
+                            'add username = "..." to [routes.auth]')
+        if ":" in username:
+            raise ctx.error((*apath, "username"), f"route '{name}': username cannot contain ':'",
+                            "remove the colon (RFC 7617 §2)")
+    placeholder_env = _str_list(ctx, auth_t, "placeholder_env", apath)
+    for v in placeholder_env:
+        if not _ENV_NAME_RE.match(v):
+            raise ctx.error((*apath, "placeholder_env"), f"'{v}' is not a valid environment variable name",
+                            "use letters, digits and underscores")
+    placeholder = _str(ctx, auth_t, "placeholder", apath, default=DEFAULT_PLACEHOLDER) or DEFAULT_PLACEHOLDER
+    secret_t = _need_table(ctx, auth_t.get("secret", {"source": "keyring"}), (*apath, "secret"))
+    secret = _parse_secret(ctx, secret_t, (*apath, "secret"), name)
+
+    upstream = Upstream()
+    if "upstream" in t:
+        ut = _need_table(ctx, t["upstream"], (*path, "upstream"))
+        upath = (*path, "upstream")
+        _check_keys(ctx, ut, UPSTREAM_KEYS, upath)
+        address = _str(ctx, ut, "address", upath)
+        if address is not None:
+            from cordon.core.routes import split_host_port
+            try:
+                split_host_port(address, 443)
+            except ValueError:
+                raise ctx.error((*upath, "address"), f"route '{name}': bad upstream address '{address}'",
+                                'write address = "127.0.0.1:8443"') from None
+        ca = _str(ctx, ut, "ca_file", upath)
+        uscheme = _str(ctx, ut, "scheme", upath, default="https")
+        if uscheme not in ("https", "http"):
+            raise ctx.error((*upath, "scheme"), f"route '{name}': upstream scheme '{uscheme}' is not valid",
+                            'use scheme = "https" (default) or "http"')
+        upstream = Upstream(address=address, ca_file=_resolve_path(ctx.base, ca) if ca else None,
+                            scheme="http" if uscheme == "http" else "https")
+    auth = Auth(type="basic" if atype == "basic" else "header", secret=secret,
+                header_name=header_name or "Authorization", scheme=scheme, username=username,
+                placeholder_env=placeholder_env, placeholder=placeholder)
+    return Route(name=name, host=host, auth=auth, paths=paths, upstream=upstream)
+
+
+def _is_ip(s: str) -> bool:
+    try:
+        ipaddress.ip_address(s)
+    except ValueError:
+        return False
+    return True
+
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost")
+
+
+def _parse_listen(ctx: _Ctx, listen: Any) -> int:
+    """A port; "127.0.0.1:PORT" is accepted, any other address is refused (it would expose the proxy)."""
+    if isinstance(listen, str):
+        raw = listen.strip()
+        if raw.isdigit():
+            listen = int(raw)
+        else:
+            from cordon.core.routes import split_host_port
+            try:
+                host, listen = split_host_port(raw, DEFAULT_LISTEN)
+            except ValueError:
+                raise ctx.error(("listen",), f"listen '{raw}' is not a port",
+                                "write listen = 6790 (cordon always binds 127.0.0.1)") from None
+            if normalize_host(host) not in LOOPBACK_NAMES:
+                raise ctx.error(("listen",), f"listen address '{raw}' is not loopback",
+                                "cordon only listens on 127.0.0.1, which keeps injected credentials off the "
+                                "network; write listen = 6790 (a port)")
+    if isinstance(listen, bool) or not isinstance(listen, int) or not 0 <= listen < 65536:
+        raise ctx.error(("listen",), f"listen must be a port number, got {listen!r}", "write listen = 6790")
+    return listen
+
+
+def parse_config(text: str, file: Path, scope: str = "explicit") -> Config:
+    """Parse and validate TOML text; raise ConfigError naming file:line and the fix."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"\(at line (\d+), column \d+\)|\(at end of document\)", str(e))
+        line = m.group(1) if m and m.group(1) else (str(text.count("\n") + 1) if m else None)
+        where = f"{file}:{line}" if line else str(file)
+        raise ConfigError(f"{where}: invalid TOML: {e}",
+                          "fix the syntax at that line (strings need quotes, tables need [brackets], "
+                          "each key once per table)") from None
+    ctx = _Ctx(file=file, loc=_Locator(text), base=file.parent)
+    _check_keys(ctx, data, TOP_KEYS, ())
+    if data.get("listeners"):
+        # Cordon's PostgreSQL listeners: loading the file without them would leave
+        # the user believing their database password is injected when it is not.
+        raise ctx.error(("listeners", 0), "[[listeners]] (PostgreSQL credential listeners) is not supported by cordon",
+                        "remove the [[listeners]] tables; cordon injects HTTP credentials only")
+    listen = _parse_listen(ctx, data.get("listen", DEFAULT_LISTEN))
+
+    tls = TlsConfig()
+    if "tls" in data:
+        tt = _need_table(ctx, data["tls"], ("tls",))
+        _check_keys(ctx, tt, TLS_KEYS, ("tls",))
+        enabled = tt.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ctx.error(("tls", "enabled"), "tls.enabled must be true or false", "write enabled = true")
+        cert = _str(ctx, tt, "ca_cert_path", ("tls",))
+        key = _str(ctx, tt, "ca_key_path", ("tls",))
+        if (cert is None) != (key is None):
+            raise ctx.error(("tls",), "tls needs both ca_cert_path and ca_key_path, or neither",
+                            "add the missing path, or remove both to use cordon's own CA")
+        tls = TlsConfig(enabled=enabled,
+                        ca_cert_path=_resolve_path(file.parent, cert) if cert else None,
+                        ca_key_path=_resolve_path(file.parent, key) if key else None)
+
+    policy = Policy()
+    if "policy" in data:
+        pt = _need_table(ctx, data["policy"], ("policy",))
+        _check_keys(ctx, pt, POLICY_KEYS, ("policy",))
+        unmatched = _str(ctx, pt, "unmatched", ("policy",), default="tunnel")
+        if unmatched not in ("tunnel", "deny"):
+            raise ctx.error(("policy", "unmatched"), f"policy.unmatched '{unmatched}' is not valid",
+                            'use "tunnel" (default) or "deny"')
+        allow_private = _str_list(ctx, pt, "allow_private", ("policy",))
+        for entry in allow_private:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                if not _HOST_RE.match(normalize_host(entry)):
+                    raise ctx.error(("policy", "allow_private"), f"'{entry}' is neither a network nor a host",
+                                    'write e.g. "127.0.0.1/32", "10.0.0.0/8" or "intranet.local"') from None
+        allow_hosts = tuple(normalize_host(h) for h in _str_list(ctx, pt, "allow_hosts", ("policy",)))
+        for h in allow_hosts:
+            if not _HOST_RE.match(h) and not _is_ip(h):
+                raise ctx.error(("policy", "allow_hosts"), f"'{h}' in policy.allow_hosts is not a host name",
+                                'write exact hosts such as "github.com" (no scheme, port or wildcard)')
+        policy = Policy(unmatched="deny" if unmatched == "deny" else "tunnel",
+                        allow_hosts=allow_hosts, allow_private=allow_private)
+
+    op_path = None
+    if "secrets" in data:
+        st = _need_table(ctx, data["secrets"], ("secrets",))
+        _check_keys(ctx, st, {"providers"}, ("secrets",))
+        provs = st.get("providers", [])
+        if not isinstance(provs, list):
+            raise ctx.error(("secrets", "providers"), "secrets.providers must be an array of tables",
+                            'write [[secrets.providers]] with type = "1password" and path = "/usr/bin/op"')
+        for j, prov in enumerate(provs):
+            ppath = ("secrets", "providers", j)
+            prov = _need_table(ctx, prov, ppath)
+            _check_keys(ctx, prov, {"type", "path"}, ppath)
+            if _str(ctx, prov, "type", ppath, required=True) != "1password":
+                raise ctx.error((*ppath, "type"), "only type = \"1password\" providers are known",
+                                'write type = "1password"')
+            op_path = _str(ctx, prov, "path", ppath, required=True)
+
+    raw_routes = data.get("routes", [])
+    if not isinstance(raw_routes, list):
+        raise ctx.error(("routes",), "routes must be an array of tables", "write each route as [[routes]]")
+    routes: list[Route] = []
+    names: dict[str, int] = {}
+    hosts: dict[str, int] = {}
+    for i, rt in enumerate(raw_routes):
+        r = _parse_route(ctx, _need_table(ctx, rt, ("routes", i)), i)
+        if r.name in names:
+            raise ctx.error(("routes", i, "name"), f"duplicate route name '{r.name}'",
+                            "give every route a unique name")
+        if r.host in hosts:
+            raise ctx.error(("routes", i, "match", "host"),
+                            f"host '{r.host}' already has route '{routes[hosts[r.host]].name}'",
+                            "one route per host: merge them or remove one")
+        names[r.name] = i
+        hosts[r.host] = i
+        routes.append(r)
+    sc = scope if scope in ("project", "user", "explicit") else "explicit"
+    return Config(routes=tuple(routes), listen=listen, tls=tls, policy=policy, op_path=op_path,
+                  path=file, scope=sc)  # type: ignore[arg-type]
+
+
+def check_route(table: Mapping[str, Any], base: Path) -> Route:
+    """Validate one route given as a `[[routes]]` table (e.g. built from CLI flags); ConfigError without file:line."""
+    return _parse_route(_Ctx(file=None, loc=_Locator(""), base=base), table, 0)
+
+
+def load_config(path: Path, scope: str = "explicit") -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file",
+                          "create it with `cordon route add` or `cordon setup`") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read: {e}", "check the file's permissions and encoding") from None
+    return parse_config(text, path, scope)
+
+
+def select_config_path(paths: Paths, config: str | None, scope: str | None) -> tuple[Path | None, str]:
+    """Which cordon.toml a command uses: --config, --scope, nearest project file, user file.
+
+    Returns (path or None when nothing exists yet, scope name).
+    """
+    if config and scope:
+        raise UsageError("--config and --scope cannot be used together", "pass only one of them")
+    if config:
+        p = Path(config)
+        return (p if p.is_absolute() else paths.cwd / p), "explicit"
+    if scope == "user":
+        return paths.user_config, "user"
+    if scope == "project":
+        found = paths.find_project_config()
+        return (found or paths.cwd / "cordon.toml"), "project"
+    found = paths.find_project_config()
+    if found:
+        return found, "project"
+    if paths.user_config.is_file():
+        return paths.user_config, "user"
+    return None, "none"
+
+
+def load_selected(paths: Paths, config: str | None, scope: str | None) -> Config:
+    """The Config a command works on (select_config_path + load_config); ConfigError if there is none."""
+    path, sc = select_config_path(paths, config, scope)
+    if path is None:
+        raise ConfigError(f"no cordon.toml in {paths.cwd} or its parents, and no user config at {paths.user_config}",
+                          "add a route with `cordon route add --preset openai` (or run `cordon setup`)")
+    return load_config(path, sc)

@@ -1,0 +1,35 @@
+"""The secrets generation file: every secret change replaces it, and running proxies watch it.
+
+Writers (`cordon secret set|delete`, `route remove --delete-secret`) call
+`bump_generation`; the proxy is handed the path and only watches it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+GENERATION_FILE = "secrets.gen"
+
+
+def generation_file(cordon_home: Path) -> Path:
+    """`$XDG_CONFIG_HOME/cordon/secrets.gen`: the file every secret change replaces."""
+    return cordon_home / GENERATION_FILE
+
+
+def bump_generation(path: Path) -> None:
+    """Tell running proxies that secrets changed (atomic replace: a new inode every time)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".secrets.gen.", dir=path.parent)
+    try:
+        os.write(fd, str(time.time_ns()).encode() + b"\n")
+        os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
