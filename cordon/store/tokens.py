@@ -5,7 +5,7 @@ directory 0700; writes are atomic and serialised by a lock file, so two
 `cordon token` commands cannot lose each other's change. Token values are
 never returned by `list()` and never appear in an error message.
 
-INTERFACE (owned by the proxy-commands issue):
+Interface:
     TokenStore(path).load() -> dict[name, token]; .ensure(name) -> token (creates 0600 file)
     .rotate(name) -> token; .revoke(name); .list() -> [(name, created)]
     check(tokens, header_value) -> client name | None   (constant time)
