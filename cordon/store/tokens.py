@@ -47,7 +47,7 @@ from cordon.store.paths import ensure_private_dir
 TOKENS_FILE = "tokens.toml"
 DEFAULT_TOKEN = "default"
 FORMAT_VERSION = 1
-TOKEN_BYTES = 32                     # 256 bits (DESIGN.md §1)
+TOKEN_BYTES = 32                     # 256 bits (SECURITY.md)
 # names become TOML keys, log fields and URL user names: keep them plain
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _HEADER = (
