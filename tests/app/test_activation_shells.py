@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import pexpect
 import pytest
 
 from cordon.core.shellhooks import quote
+from tests import configs
 from tests.conftest import REPO, cordon_argv, subprocess_env, write
 from tests.upstream import UpstreamServer
 
@@ -94,23 +94,8 @@ def world(home: Path, tmp_path: Path, upstream: UpstreamServer) -> World:
                        "dumpenv": DUMPENV, "codex": FAKE_CODEX}.items():
         write(b / name, text).chmod(0o755)
     proj = tmp_path / "proj"
-    write(proj / "cordon.toml", textwrap.dedent(f"""\
-        [[routes]]
-        name = "openai"
-        [routes.match]
-        host = "api.openai.com"
-        [routes.auth]
-        type = "header"
-        header_name = "Authorization"
-        scheme = "Bearer"
-        placeholder_env = ["OPENAI_API_KEY", "CODEX_API_KEY"]
-        [routes.auth.secret]
-        source = "keyring"
-        account = "openai"
-        [routes.upstream]
-        address = "{upstream.address}"
-        ca_file = "{upstream.ca_file}"
-        """))
+    configs.write(proj / "cordon.toml", configs.openai(keyring="openai", placeholder_env=configs.CODEX_VARS,
+                                                       upstream=upstream))
     (proj / "sub").mkdir()
     outside = tmp_path / "elsewhere"
     outside.mkdir()

@@ -247,15 +247,14 @@ def test_status_of_a_real_cordon_start(project: Path, home: Path, cordon_proc) -
 
     import httpx
 
-    from tests.startproc import route_toml, started
+    from tests.startproc import started
     from tests.upstream import UpstreamServer
 
     with UpstreamServer("api.openai.com") as up:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             listen = probe.getsockname()[1]
-        write(project / "cordon.toml", f"listen = {listen}\n" + route_toml("openai", "api.openai.com", "REAL_KEY",
-                                                                    address=up.address, ca_file=up.ca_file))
+        configs.write(project / "cordon.toml", configs.openai(env="REAL_KEY", upstream=up), listen=listen)
         state = _state_dir(project, home)
         env = {"REAL_KEY": SECRET_VALUE}
         with started(env=env, cwd=project) as sp:

@@ -21,6 +21,7 @@ from cordon.proxy.secretcache import SecretCache
 from cordon.proxy.server import ProxySettings, serve
 from cordon.proxy.tls import LeafIssuer
 from cordon.store.generation import bump_generation
+from tests import configs
 from tests.conftest import REPO
 from tests.proxy_harness import PLACEHOLDER, SECRET, TOKEN, DictResolver, RunningProxy, running_proxy
 from tests.upstream import UpstreamServer
@@ -184,10 +185,7 @@ def test_cordon_secret_set_bumps_the_generation_file(project: Path, home: Path, 
     from cordon.proxy.secretcache import _sig
     from cordon.store.generation import generation_file
 
-    (project / "cordon.toml").write_text(
-        '[[routes]]\nname = "openai"\n[routes.match]\nhost = "api.openai.com"\n[routes.auth]\n'
-        'type = "header"\nheader_name = "Authorization"\nscheme = "Bearer"\n'
-        '[routes.auth.secret]\nsource = "keyring"\naccount = "openai"\n')
+    configs.write(project / "cordon.toml", configs.openai(keyring="openai"))
     gen = generation_file(home / ".config" / "cordon")
     r = cordon("secret", "set", "openai", stdin="sk-first-value\n")
     assert r.status == 0, r.stderr
