@@ -20,11 +20,16 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from cordon.cli.context import Context
 from cordon.cli.main import main
+
+if TYPE_CHECKING:
+    from tests.proxy_harness import RunningProxy
+    from tests.upstream import UpstreamServer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -358,3 +363,21 @@ def write(path: Path, text: str) -> Path:
 
 def argv_str(argv: Sequence[str]) -> str:
     return " ".join(argv)
+
+
+@pytest.fixture
+def up() -> Iterator[UpstreamServer]:
+    """The recording HTTPS upstream, playing api.openai.com on loopback (tests/upstream.py)."""
+    from tests.upstream import UpstreamServer
+
+    with UpstreamServer("api.openai.com") as u:
+        yield u
+
+
+@pytest.fixture
+def px(up: UpstreamServer) -> Iterator[RunningProxy]:
+    """The real proxy in front of `up`, with its one route (tests/proxy_harness.py)."""
+    from tests.proxy_harness import running_proxy
+
+    with running_proxy([up.route()]) as p:
+        yield p

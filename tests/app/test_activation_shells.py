@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,20 +81,14 @@ def _need(*binaries: str) -> None:
 
 
 @pytest.fixture
-def upstream() -> Iterator[UpstreamServer]:
-    with UpstreamServer("api.openai.com") as up:
-        yield up
-
-
-@pytest.fixture
-def world(home: Path, tmp_path: Path, upstream: UpstreamServer) -> World:
+def world(home: Path, tmp_path: Path, up: UpstreamServer) -> World:
     b = tmp_path / "bin"
     for name, text in {"cordon": f'#!/bin/sh\nexec {sys.executable} -m cordon "$@"\n',
                        "dumpenv": DUMPENV, "codex": FAKE_CODEX}.items():
         write(b / name, text).chmod(0o755)
     proj = tmp_path / "proj"
     configs.write(proj / "cordon.toml", configs.openai(keyring="openai", placeholder_env=configs.CODEX_VARS,
-                                                       upstream=upstream))
+                                                       upstream=up))
     (proj / "sub").mkdir()
     outside = tmp_path / "elsewhere"
     outside.mkdir()
@@ -179,7 +172,7 @@ def _stable(env: dict[str, str]) -> dict[str, str]:
 
 @pytest.mark.network_tools
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_activation_scenario(variant: str, world: World, upstream: UpstreamServer) -> None:
+def test_activation_scenario(variant: str, world: World, up: UpstreamServer) -> None:
     shell, activation = VARIANTS[variant]
     _need(shell, "curl", *(["direnv"] if activation == "direnv" else []))
     argv, env = _rc(world, shell, activation)
@@ -215,7 +208,7 @@ def test_activation_scenario(variant: str, world: World, upstream: UpstreamServe
     assert not leaked, f"a key reached the agent in {leaked}"
     assert agent["curl_status"] == 0, agent["curl_stderr"]
     # the upstream got the real key, from the keyring, through the proxy
-    seen = [r for r in upstream.requests if r.path == "/echo"]
+    seen = [r for r in up.requests if r.path == "/echo"]
     assert [r.header("authorization") for r in seen] == [f"Bearer {SECRET}"]
     assert SECRET not in agent["curl_stdout"]
     # after leaving: exactly the environment we started with

@@ -49,12 +49,6 @@ def connect_status(port: int, token: str | None, target: str = "api.openai.com:4
         return int(s.recv(128).split(b" ", 2)[1])
 
 
-@pytest.fixture
-def up() -> UpstreamServer:  # type: ignore[misc]
-    with UpstreamServer("api.openai.com") as u:
-        yield u
-
-
 def write_config(project: Path, up: UpstreamServer | None = None, listen: int = 0,
                  extra: tuple[configs.RouteSpec, ...] = ()) -> Path:
     routes = (configs.openai(env="REAL_KEY", upstream=up),) if up is not None else ()

@@ -7,7 +7,6 @@ import json
 import shutil
 import ssl
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -27,18 +26,6 @@ from tests.proxy_harness import PLACEHOLDER, SECRET, TOKEN, DictResolver, Runnin
 from tests.upstream import UpstreamServer
 
 NODE_DIR = REPO / "tests" / "node"
-
-
-@pytest.fixture
-def up() -> Iterator[UpstreamServer]:
-    with UpstreamServer("api.openai.com") as u:
-        yield u
-
-
-@pytest.fixture
-def px(up: UpstreamServer) -> Iterator[RunningProxy]:
-    with running_proxy([up.route()]) as p:
-        yield p
 
 
 def test_health_needs_no_token_and_tells_nothing_secret(px: RunningProxy) -> None:
