@@ -21,10 +21,11 @@ from cordon.proxy.secretcache import SecretCache
 from cordon.proxy.server import ProxySettings, serve
 from cordon.proxy.tls import LeafIssuer
 from cordon.store.generation import bump_generation
+from tests.conftest import REPO
 from tests.proxy_harness import PLACEHOLDER, SECRET, TOKEN, DictResolver, RunningProxy, running_proxy
 from tests.upstream import UpstreamServer
 
-NODE_DIR = Path(__file__).parent / "node"
+NODE_DIR = REPO / "tests" / "node"
 
 
 @pytest.fixture
