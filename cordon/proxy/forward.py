@@ -235,7 +235,9 @@ class Forwarder:
                         await up.send(encode_chunk(out))
                         st.sent += len(out)
                     if dec.done:
-                        await up.send(end_chunks(dec.trailers))
+                        # request trailers are dropped (RFC 9110 §6.5.1 lets a recipient discard them):
+                        # they could carry a credential, the proxy token or a Host past the head's checks
+                        await up.send(end_chunks())
                     st.client_side = True
                 client.unread(dec.unused)
             st.complete = True
