@@ -59,8 +59,13 @@ class Upstream(Conn):
         self.idle_since = 0.0
 
     def looks_dead(self) -> bool:
-        """An idle connection that received anything (EOF, junk) is not reused."""
-        return self.stream.looks_dead()
+        """A connection holding any unread byte (EOF, junk, an unsolicited response) is not reused.
+
+        HTTP/1.1 has no request ids: whatever is waiting would be read as the
+        answer to the next client's request. The bytes may be in our buffer, in
+        the TLS session (ciphertext or decrypted records) or on the socket.
+        """
+        return bool(self.buf) or self.stream.looks_dead()
 
 
 # How a pool opens a connection: (target, timeout) -> a connected (for TLS: handshaken) Upstream.
@@ -187,7 +192,7 @@ class Pool:
 
     async def release(self, up: Upstream) -> None:
         """Return a connection whose last exchange ended cleanly."""
-        if up.closed or up.buf:
+        if up.closed or up.looks_dead():
             await up.aclose()
             return
         idle = self._idle.setdefault(up.target, [])

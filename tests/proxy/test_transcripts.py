@@ -162,7 +162,8 @@ def test_the_clients_own_credentials_are_stripped() -> None:
 
 
 def test_a_path_outside_the_routes_paths_gets_no_credential() -> None:
-    """The client's copy is still stripped, nothing is injected, and the secret is never looked up."""
+    """The client's copy is still stripped and nothing is injected (the secret is looked up all
+    the same: echo scrubbing covers every response of a route host)."""
     async def body(t: ProxyOverMemory) -> None:
         client = await t.connect_tls(HOST)
         await client.send(b"GET /public/status HTTP/1.1\r\n"
@@ -187,5 +188,4 @@ def test_a_path_outside_the_routes_paths_gets_no_credential() -> None:
         await up.send(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
         await expect(client, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
 
-    t = run(route(paths=("/v1/",)), body)
-    assert t.resolver.calls == 0
+    run(route(paths=("/v1/",)), body)
