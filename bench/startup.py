@@ -13,7 +13,8 @@ re-installed on every run), then times, each in a throwaway HOME/XDG:
 - `cordon exec -- true` with two routes whose secrets are in the keyring
   (keyrings.alt's file backend, so no Secret Service daemon takes part);
 - `cordon start` with those two routes: from spawn to its "ready" line on
-  stderr, and to the first `GET /health` answered 200.
+  stderr, and to the first `GET /health` answered 200 (cpu: the process's own
+  user+sys time at that moment, from /proc).
 
 Wall time is the median over N runs after one warm-up; cpu is the user+sys
 time of the process tree (less sensitive to other load on the machine). Not a
@@ -95,8 +96,14 @@ def timed(argv: Sequence[str], env: dict[str, str], cwd: Path) -> tuple[float, f
     return wall * 1000, ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) * 1000
 
 
-def start_until_ready(cordon: str, cfg: Path, env: dict[str, str], cwd: Path) -> tuple[float, float]:
-    """(ms to the ready line, ms to the first /health 200) for one `cordon start`."""
+def proc_cpu_ms(pid: int) -> float:
+    """user+sys CPU time of a running process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def start_until_ready(cordon: str, cfg: Path, env: dict[str, str], cwd: Path) -> tuple[float, float, float]:
+    """(ms to the ready line, ms to the first /health 200, cpu ms by then) for one `cordon start`."""
     t0 = time.perf_counter()
     p = subprocess.Popen([cordon, "start", "--config", str(cfg), "--log-level", "warn"], env=env, cwd=cwd,
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -114,10 +121,38 @@ def start_until_ready(cordon: str, cfg: Path, env: dict[str, str], cwd: Path) ->
         conn.close()
         if status != 200:
             raise SystemExit(f"/health answered {status}")
-        return ready * 1000, health * 1000
+        return ready * 1000, health * 1000, proc_cpu_ms(p.pid)
     finally:
         p.terminate()
         p.wait(10)
+
+
+def import_profile(py: str, argv: Sequence[str], env: dict[str, str], cwd: Path, runs: int = 5) -> dict[str, float]:
+    """Median self time (ms) of `python -X importtime` per top-level package (cordon per layer)."""
+    per_run: list[dict[str, float]] = []
+    for _ in range(runs):
+        r = subprocess.run([py, "-X", "importtime", *argv], env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+        groups: dict[str, float] = {}
+        for line in r.stderr.splitlines():
+            m = re.match(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)", line)
+            if not m:
+                continue
+            parts = m.group(2).split(".")
+            key = ".".join(parts[:2]) if parts[0] == "cordon" else parts[0].lstrip("_")
+            groups[key] = groups.get(key, 0.0) + int(m.group(1)) / 1000
+        per_run.append(groups)
+    keys = set().union(*per_run)
+    return {k: statistics.median(g.get(k, 0.0) for g in per_run) for k in keys}
+
+
+def print_profile(name: str, prof: dict[str, float], top: int = 14) -> None:
+    total = sum(prof.values())
+    print(f"\n`{name}`: {total:.0f} ms importing (self time, median of 5 runs under -X importtime)\n")
+    print("| package | ms | share |")
+    print("|---|---|---|")
+    for k, v in sorted(prof.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"| {k} | {v:.1f} | {v / total:.0%} |")
 
 
 def median_of(n: int, fn: Callable[[], tuple[float, float]]) -> tuple[float, float]:
@@ -132,6 +167,8 @@ def main() -> int:
     ap.add_argument("--repo", type=Path, default=HERE.parent, help="the cordon tree to install (default: this one)")
     ap.add_argument("--venv", type=Path, default=HERE / ".startup-venv",
                     help="the virtualenv to install it into (default bench/.startup-venv)")
+    ap.add_argument("--profile", action="store_true",
+                    help="also print what each cordon command spends importing, by package")
     args = ap.parse_args()
     py = str(prepare(args.venv.resolve(), args.repo.resolve()))
     cordon = str(Path(py).parent / "cordon")
@@ -162,16 +199,27 @@ def main() -> int:
         rows.append(("cordon exec -- true, no routes", wall, cpu))
         wall, cpu = median_of(args.n, lambda: timed([cordon, "exec", "--", "true"], env, routed))
         rows.append(("cordon exec -- true, two keyring routes", wall, cpu))
-        ready, health = median_of(args.n, lambda: start_until_ready(cordon, cfg, env, routed))
-        rows.append(("cordon start: ready line", ready, None))
-        rows.append(("cordon start: first /health 200", health, None))
+        start_until_ready(cordon, cfg, env, routed)   # warm-up: creates the store's CA
+        starts = [start_until_ready(cordon, cfg, env, routed) for _ in range(args.n)]
+        rows.append(("cordon start: ready line", statistics.median(s[0] for s in starts), None))
+        rows.append(("cordon start: first /health 200", statistics.median(s[1] for s in starts),
+                     statistics.median(s[2] for s in starts)))
+        profiles = []
+        if args.profile:
+            profiles = [("cordon --version", import_profile(py, [cordon, "--version"], env, bare)),
+                        ("cordon exec -- true, no routes",
+                         import_profile(py, [cordon, "exec", "--", "true"], env, bare)),
+                        ("cordon exec -- true, two keyring routes",
+                         import_profile(py, [cordon, "exec", "--", "true"], env, routed))]
     load = os.getloadavg()
     print(f"| command | wall ms (median of {args.n}) | cpu ms | target |")
     print("|---|---|---|---|")
-    for name, wall, cpu in rows:
+    for name, w, c in rows:
         target = TARGETS.get(name)
-        print(f"| `{name}` | {wall:.0f} | {'' if cpu is None else f'{cpu:.0f}'} | "
+        print(f"| `{name}` | {w:.0f} | {'' if c is None else f'{c:.0f}'} | "
               f"{'' if target is None else f'≤ {target:.0f}'} |")
+    for name, prof in profiles:
+        print_profile(name, prof)
     print(f"\nPython {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / "
           f"{load[2]:.1f}; cordon from {args.repo.resolve()} installed non-editable in {args.venv}")
     return 0
