@@ -10,6 +10,7 @@ import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import pytest
@@ -48,14 +49,14 @@ def client(px: RunningProxy) -> httpx.Client:
 def free_port() -> int:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
+    port: int = s.getsockname()[1]
     s.close()
     return port
 
 
-def with_address(route: Route, address: str, ca_file: object = "keep") -> Route:
+def with_address(route: Route, address: str, ca_file: Path | str | None = "keep") -> Route:
     upstream = replace(route.upstream, address=address)
-    if ca_file != "keep":
+    if not isinstance(ca_file, str):
         upstream = replace(upstream, ca_file=ca_file)
     return replace(route, upstream=upstream)
 
@@ -156,9 +157,9 @@ def test_missing_secret_is_502_naming_the_route(up: UpstreamServer) -> None:
 # -- malformed client requests -------------------------------------------------------------
 
 def test_malformed_request_is_400(px: RunningProxy, up: UpstreamServer) -> None:
-    s = mitm_socket(px)
-    s.sendall(b"NOT A REQUEST\r\n\r\n")
-    assert read_all(s).startswith(b"HTTP/1.1 400 ")
+    t = mitm_socket(px)
+    t.sendall(b"NOT A REQUEST\r\n\r\n")
+    assert read_all(t).startswith(b"HTTP/1.1 400 ")
     s = raw(px)
     s.sendall(b"GET /x HTTP/1.1\r\nBad Header\r\n\r\n")
     assert read_all(s).startswith(b"HTTP/1.1 400 ")
@@ -166,9 +167,9 @@ def test_malformed_request_is_400(px: RunningProxy, up: UpstreamServer) -> None:
 
 
 def test_head_over_64k_is_431(px: RunningProxy, up: UpstreamServer) -> None:
-    s = mitm_socket(px)
-    s.sendall(b"GET / HTTP/1.1\r\nHost: api.openai.com\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n")
-    assert read_all(s).startswith(b"HTTP/1.1 431 ")
+    t = mitm_socket(px)
+    t.sendall(b"GET / HTTP/1.1\r\nHost: api.openai.com\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n")
+    assert read_all(t).startswith(b"HTTP/1.1 431 ")
     s = raw(px)
     s.sendall(b"CONNECT api.openai.com:443 HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n")
     assert read_all(s).startswith(b"HTTP/1.1 431 ")
