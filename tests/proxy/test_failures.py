@@ -17,6 +17,7 @@ import pytest
 
 from cordon.core.model import Route
 from cordon.proxy.forward import Timeouts
+from tests.ports import refused_port
 from tests.proxy_harness import PLACEHOLDER, SECRET, TOKEN, RunningProxy, running_proxy
 from tests.upstream import UpstreamServer
 
@@ -44,14 +45,6 @@ def px(up: UpstreamServer) -> Iterator[RunningProxy]:
 
 def client(px: RunningProxy) -> httpx.Client:
     return httpx.Client(proxy=px.url, verify=ssl.create_default_context(cafile=str(px.ca_file)), timeout=20)
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port: int = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def with_address(route: Route, address: str, ca_file: Path | str | None = "keep") -> Route:
@@ -93,7 +86,8 @@ def read_all(s: socket.socket) -> bytes:
 # -- upstream failures ---------------------------------------------------------------------
 
 def test_upstream_refused_is_502(up: UpstreamServer) -> None:
-    with running_proxy([with_address(up.route(), f"127.0.0.1:{free_port()}")]) as px, client(px) as c:
+    with refused_port() as port, running_proxy([with_address(up.route(), f"127.0.0.1:{port}")]) as px, \
+            client(px) as c:
         r = c.get("https://api.openai.com/v1/models")
     assert r.status_code == 502
     assert r.text.count("\n") == 1 and "refused" in r.text
