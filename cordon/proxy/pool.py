@@ -66,7 +66,11 @@ class Upstream(Conn):
         the TLS session (ciphertext or decrypted records) or on the socket.
         """
         s = self.stream
-        return bool(self.buf) or (isinstance(s, TLSConn) and s.has_unread()) or self.raw.looks_dead()
+        if isinstance(s, TLSConn):
+            # the socket's bytes go straight into the TLS session: has_unread tells
+            # post-handshake messages (TLS 1.3 session tickets, harmless) from data
+            return bool(self.buf) or s.has_unread() or self.raw.peer_closed()
+        return bool(self.buf) or self.raw.looks_dead()
 
 
 def os_failure(e: OSError) -> tuple[bool, str]:
