@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from cordon.cli.context import Context
 from cordon.cli.main import main
@@ -32,6 +33,11 @@ if TYPE_CHECKING:
     from tests.upstream import UpstreamServer
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Property tests assert results, never speed: no per-example deadline and no "too slow"
+# health check, which a loaded machine running the suite in parallel would trip at random.
+settings.register_profile("cordon", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("cordon")
 
 
 @dataclass
