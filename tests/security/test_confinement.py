@@ -29,7 +29,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FILE_BACKEND, REPO, SECRET_SERVICE_BACKEND, KeyringSession, subprocess_env
+from tests.conftest import (
+    FILE_BACKEND,
+    REPO,
+    SECRET_SERVICE_BACKEND,
+    KeyringSession,
+    cordon_argv,
+    subprocess_env,
+)
 from tests.upstream import UpstreamServer
 
 ATTACK = Path(__file__).with_name("confinement_attack.py")
@@ -312,3 +319,198 @@ def test_sandbox_off_gives_the_unprivileged_user_its_secrets_back(user_scene: Sc
         assert s["keyring"] in report["secret_tool"] and report["gdbus_reached"] is True
     # not dumpable: an unprivileged child cannot read cordon's memory even unconfined
     assert report["proc"] == []
+
+
+# --- an abstract-socket bus: no path to mount over; Landlock's scope hides it ---------------------
+
+@pytest.fixture
+def abstract_bus(tmp_path: Path) -> Iterator[str]:
+    if not shutil.which("dbus-daemon") or not shutil.which("gdbus"):
+        pytest.skip("needs dbus-daemon and gdbus (scripts/test installs them)")
+    proc = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--print-address=1",
+                             f"--address=unix:abstract=/tmp/cordon-test-{secrets.token_hex(6)}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    address = proc.stdout.readline().strip()
+    try:
+        assert address.startswith("unix:abstract="), address
+        yield address
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        proc.stdout.close()
+
+
+def test_an_abstract_socket_bus_is_out_of_reach(project: Path, home: Path, abstract_bus: str) -> None:
+    from cordon.app.sandbox import landlock
+    call = ["gdbus", "call", "--session", "--dest", "org.freedesktop.DBus", "--object-path",
+            "/org/freedesktop/DBus", "--method", "org.freedesktop.DBus.GetId"]
+    # the child puts the address back itself: dropping the variable alone would hide nothing
+    script = f"DBUS_SESSION_BUS_ADDRESS='{abstract_bus}' {' '.join(call)} >/dev/null 2>&1 && echo reached || echo cut"
+    env = subprocess_env({"DBUS_SESSION_BUS_ADDRESS": abstract_bus})
+    off = subprocess.run(cordon_argv("exec", "--sandbox", "off", "--", "sh", "-c", script), cwd=project, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert off.stdout.split()[-1] == "reached", off.stderr
+    r = subprocess.run(cordon_argv("exec", "--", "sh", "-c", script), cwd=project, env=env,
+                       capture_output=True, text=True, timeout=60)
+    if landlock.abi() < landlock.SCOPE_ABI:
+        # no way to hide it: auto says so and runs unconfined; required refuses
+        assert "abstract socket" in r.stderr and "running unconfined" in r.stderr
+        return
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-1] == "cut"
+
+
+# --- when confinement is unavailable ----------------------------------------------------------------
+
+def _path_without_bwrap(tmp_path: Path) -> str:
+    """PATH with every tool but bwrap: links to each directory's commands except bwrap."""
+    keep = tmp_path / "no-bwrap-bin"
+    keep.mkdir()
+    for d in os.environ["PATH"].split(os.pathsep):
+        if not os.path.isdir(d):
+            continue
+        for name in os.listdir(d):
+            target = keep / name
+            if name != "bwrap" and not target.exists():
+                target.symlink_to(os.path.join(d, name))
+    return str(keep)
+
+
+def read_secret_file(project: Path, env: dict[str, str], *options: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cordon_argv("exec", *options, "--", "cat", str(project / "secret.key")), cwd=project,
+                          env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def file_routed(project: Path) -> Path:
+    (project / "secret.key").write_text("sk-file-route-0123456789\n")
+    (project / "secret.key").chmod(0o600)
+    (project / "cordon.toml").write_text(textwrap.dedent(f"""\
+        [[routes]]
+        name = "openai"
+        [routes.match]
+        host = "api.openai.com"
+        [routes.auth]
+        type = "header"
+        header_name = "Authorization"
+        scheme = "Bearer"
+        [routes.auth.secret]
+        source = "file"
+        path = "{project / 'secret.key'}"
+        """))
+    return project
+
+
+def test_without_bwrap_auto_warns_once_and_required_refuses(file_routed: Path, tmp_path: Path) -> None:
+    env = subprocess_env({"PATH": _path_without_bwrap(tmp_path)})
+    r = read_secret_file(file_routed, env)
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if "unconfined" in line]
+    assert warnings == ["cordon: warning: running unconfined: bubblewrap (bwrap) is not on PATH; to confine it: "
+                        "install it (Debian/Ubuntu: apt install bubblewrap; Fedora: dnf install bubblewrap), "
+                        "or pass --sandbox off (or set [exec] sandbox = \"off\") to run unconfined"]
+    assert "sk-file-route-0123456789" in r.stdout       # it really ran unconfined
+    r = read_secret_file(file_routed, env, "--sandbox", "required")
+    assert r.returncode == 1
+    assert r.stderr.splitlines()[-2:] == [
+        "cordon: error: bubblewrap (bwrap) is not on PATH",
+        "hint: install it (Debian/Ubuntu: apt install bubblewrap; Fedora: dnf install bubblewrap), "
+        "or pass --sandbox off (or set [exec] sandbox = \"off\") to run unconfined"]
+    assert "sk-file-route" not in r.stdout               # the command never ran
+
+
+def test_a_bwrap_that_cannot_make_namespaces_is_reported(file_routed: Path, tmp_path: Path) -> None:
+    """What a kernel without unprivileged user namespaces does to bwrap, played by a stand-in."""
+    bindir = tmp_path / "fake-bwrap"
+    bindir.mkdir()
+    fake = bindir / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    env = subprocess_env({"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"})
+    (file_routed / "cordon.toml").write_text((file_routed / "cordon.toml").read_text()
+                                             + '\n[exec]\nsandbox = "required"\n')
+    r = read_secret_file(file_routed, env)
+    assert r.returncode == 1
+    assert ("cordon: error: bubblewrap cannot create the sandbox here "
+            "(bwrap: No permissions to create new namespace)") in r.stderr
+    assert "hint: allow unprivileged user namespaces" in r.stderr
+    assert "sk-file-route" not in r.stdout
+
+
+def test_config_sandbox_off_and_the_flag_over_it(file_routed: Path) -> None:
+    env = subprocess_env()
+    assert "sk-file-route-0123456789" not in read_secret_file(file_routed, env).stdout
+    (file_routed / "cordon.toml").write_text((file_routed / "cordon.toml").read_text()
+                                             + '\n[exec]\nsandbox = "off"\n')
+    assert "sk-file-route-0123456789" in read_secret_file(file_routed, env).stdout
+    assert "sk-file-route-0123456789" not in read_secret_file(file_routed, env, "--sandbox", "auto").stdout
+
+
+def test_nested_exec_inside_a_confined_session_reuses_its_proxy(file_routed: Path) -> None:
+    inner = f"{sys.executable} -m cordon exec -- sh -c 'echo \"$CORDON_SESSION $HTTPS_PROXY\"'"
+    r = subprocess.run(cordon_argv("exec", "--sandbox", "required", "--", "sh", "-c",
+                                   f"echo \"$CORDON_SESSION $HTTPS_PROXY\"; {inner}"),
+                       cwd=file_routed, env=subprocess_env(), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    outer, nested = r.stdout.splitlines()
+    assert outer == nested and outer.split()[0]          # same session, same proxy
+    assert "sk-file-route" not in r.stdout + r.stderr
+
+
+# --- egress -------------------------------------------------------------------------------------------
+
+EGRESS_PROBE = textwrap.dedent("""\
+    import socket, subprocess, sys
+    def reach(port):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            return "open"
+        except OSError as e:
+            return type(e).__name__
+    direct, listed = int(sys.argv[1]), int(sys.argv[2])
+    via = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", sys.argv[3]],
+                         capture_output=True, text=True).stdout
+    print(reach(direct), reach(listed), via)
+    """)
+
+
+def test_egress_proxy_lets_only_the_proxy_and_listed_ports_through(project: Path, tmp_path: Path) -> None:
+    with UpstreamServer("api.openai.com") as up, UpstreamServer("127.0.0.1", tls=False) as listed:
+        route = textwrap.dedent(f"""\
+            [[routes]]
+            name = "openai"
+            [routes.match]
+            host = "api.openai.com"
+            [routes.auth]
+            type = "header"
+            header_name = "Authorization"
+            scheme = "Bearer"
+            [routes.auth.secret]
+            source = "env"
+            var = "CORDON_TEST_SECRET"
+            [routes.upstream]
+            address = "{up.address}"
+            ca_file = "{up.ca_file}"
+            """)
+        (project / "cordon.toml").write_text(route)
+        probe = tmp_path / "probe.py"
+        probe.write_text(EGRESS_PROBE)
+        env = subprocess_env({"CORDON_TEST_SECRET": "sk-egress-secret-42"})
+
+        def run(*options: str) -> list[str]:
+            r = subprocess.run(cordon_argv("exec", *options, "--", sys.executable, str(probe), str(up.port),
+                                           str(listed.port), "https://api.openai.com/json"),
+                               cwd=project, env=env, capture_output=True, text=True, timeout=90)
+            assert r.returncode == 0, r.stderr
+            return r.stdout.split()
+
+        # without egress limits the upstream's port is directly reachable (the control)
+        assert run() == ["open", "open", "200"]
+        direct, listed_port, via = run("--egress", "proxy", "--egress-port", str(listed.port))
+        assert direct == "ConnectionRefusedError"         # nothing listens there inside the sandbox
+        assert listed_port == "open" and via == "200"
+        assert up.requests[-1].header("authorization") == "Bearer sk-egress-secret-42"
+        # the same from [exec], with no listed port: only the proxy
+        (project / "cordon.toml").write_text(route + '\n[exec]\negress = "proxy"\n')
+        assert run() == ["ConnectionRefusedError", "ConnectionRefusedError", "200"]
