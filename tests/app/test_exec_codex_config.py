@@ -242,9 +242,12 @@ def test_sigkilled_session_is_repaired_by_any_command(setup_project: tuple[Path,
 def test_a_restore_that_fails_is_retried_by_the_next_command(setup_project: tuple[Path, bytes, bytes],
                                                              project: Path) -> None:
     config, _, before = setup_project
-    # the child blocks the name of cordon's temporary file (cordon is its parent): the restore fails
+    # the child blocks the name of cordon's temporary file (cordon is its parent, seen unconfined: a
+    # sandbox's pid namespace hides it): the restore fails
     blocker = ".codex/.config.toml.cordon-tmp-$PPID"
-    r = run_exec(project, f'mkdir {blocker} && echo "$PPID" > cordon.pid; exit 7')
+    r = subprocess.run(cordon_argv("exec", "--sandbox", "off", "--", "sh", "-c",
+                                   f'mkdir {blocker} && echo "$PPID" > cordon.pid; exit 7'),
+                       cwd=project, env=env(), capture_output=True, text=True, timeout=60)
     assert r.returncode == 7, r.stderr                      # the command's status, all the same
     assert "could not restore" in r.stderr and "config.toml" in r.stderr
     assert b"127.0.0.1:7000" not in config.read_bytes()     # still the session's entries
