@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ EGRESS = ("open", "proxy")
 # bwrap's monitor process must outlive a terminal's Ctrl-C and cordon's forwarded signals
 # (it would die and orphan the child): it ignores them, and the child gets them back as defaults
 SIGNALS = "INT,QUIT,TERM,HUP"
-HELPER = Path(__file__).with_name("egress_helper.py")
+INNER = Path(__file__).with_name("inner.py")
 OFF_HINT = "or pass --sandbox off (or set [exec] sandbox = \"off\") to run unconfined"
 
 
@@ -48,11 +48,20 @@ class Sandbox:
     mask: Mask
     landlock: bool
     egress_ports: tuple[int, ...] | None      # None: the host's network; else relayed loopback ports
+    root: bool = False                        # the command runs as root: give it a user namespace
+
+    def _inner(self, helper_fd: int | None, ports: str) -> list[str]:
+        """The inner step's argv (see inner.py), or nothing when neither part is needed."""
+        opts = ["--userns"] if self.root else []
+        if self.egress_ports is not None:
+            opts += ["--egress", str(helper_fd), ports]
+        return [sys.executable, "-I", "-S", str(INNER), *opts, "--"] if opts else []
 
     def command(self, argv: Sequence[str], expose: Sequence[tuple[str, bool]] = (),
                 helper_fd: int | None = None, proxy_port: int | None = None) -> list[str]:
         """The argv that runs `argv` confined (a list for Popen, no shell)."""
-        cmd = [self.env_cmd, f"--ignore-signal={SIGNALS}", self.bwrap, *_namespace_args(self.egress_ports is not None)]
+        cmd = [self.env_cmd, f"--ignore-signal={SIGNALS}", self.bwrap,
+               *_namespace_args(self.egress_ports is not None, self.root)]
         for d in self.mask.dirs:
             cmd += ["--tmpfs", d]
         for f in self.mask.files:
@@ -62,11 +71,8 @@ class Sandbox:
         for d in self.mask.dirs:
             cmd += ["--remount-ro", d]
         cmd.append("--")
-        if self.egress_ports is not None:
-            assert helper_fd is not None and proxy_port is not None
-            ports = ",".join(str(p) for p in (proxy_port, *self.egress_ports))
-            cmd += [sys.executable, "-I", "-S", str(HELPER), str(helper_fd), ports, "--"]
-        return [*cmd, self.env_cmd, f"--default-signal={SIGNALS}", "--", *argv]
+        ports = ",".join(str(p) for p in (proxy_port, *(self.egress_ports or ())))
+        return [*cmd, *self._inner(helper_fd, ports), self.env_cmd, f"--default-signal={SIGNALS}", "--", *argv]
 
     def child_env(self, env: Mapping[str, str]) -> dict[str, str]:
         return {k: v for k, v in env.items() if k not in self.mask.drop_env}
@@ -78,12 +84,15 @@ class Sandbox:
         return _spawn(cmd, self.child_env(env), fds, self.landlock)
 
 
-def _namespace_args(net: bool) -> list[str]:
+def _namespace_args(net: bool, root: bool) -> list[str]:
     # --bind / / keeps everything the agent works with (project, $HOME, /tmp, caches) writable;
-    # a fresh /dev has no disks (root could read them raw), --cap-drop ALL keeps root from
-    # unmounting what hides the secrets
+    # a fresh /dev has no disks (root could read them raw). Root keeps its capabilities only
+    # until inner.py moves it into a user namespace of its own, where they no longer reach
+    # the mounts that hide the secrets; anyone else keeps none.
     args = ["--bind", "/", "/", "--dev", "/dev", "--tmpfs", "/dev/shm", "--unshare-pid", "--proc", "/proc",
-            "--unshare-ipc", "--cap-drop", "ALL"]
+            "--unshare-ipc"]
+    if not root:
+        args += ["--cap-drop", "ALL"]
     return [*args, "--unshare-net"] if net else args
 
 
@@ -214,7 +223,7 @@ def prepare(mode: str, egress: str, egress_ports: Sequence[int], config: Config,
                                  "scoping (Linux 6.12+) can hide, and this kernel lacks it",
                                  f"use a bus on a path socket (a systemd user session's), {OFF_HINT}")
     box = Sandbox(bwrap=bwrap, env_cmd=env_cmd, mask=mask, landlock=scope,
-                  egress_ports=tuple(egress_ports) if egress == "proxy" else None)
+                  egress_ports=tuple(egress_ports) if egress == "proxy" else None, root=os.geteuid() == 0)
     _probe(box, env)
     return box
 
@@ -222,8 +231,10 @@ def prepare(mode: str, egress: str, egress_ports: Sequence[int], config: Config,
 def _probe(box: Sandbox, env: Mapping[str, str]) -> None:
     """Run `true` in the same namespaces: user namespaces may be off, AppArmor may deny bwrap,
     or GNU env may lack --ignore-signal; bwrap's own message says which."""
-    cmd = [box.env_cmd, f"--ignore-signal={SIGNALS}", box.bwrap, *_namespace_args(box.egress_ports is not None),
-           "--", box.env_cmd, f"--default-signal={SIGNALS}", "true"]
+    # the egress hand-over is left out (it needs cordon's end of the socket pair)
+    cmd = [box.env_cmd, f"--ignore-signal={SIGNALS}", box.bwrap,
+           *_namespace_args(box.egress_ports is not None, box.root), "--",
+           *replace(box, egress_ports=None)._inner(None, ""), box.env_cmd, f"--default-signal={SIGNALS}", "true"]
     try:
         r = subprocess.run(cmd, env={"PATH": env.get("PATH", os.defpath)}, stdin=subprocess.DEVNULL,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=10)
