@@ -202,7 +202,10 @@ def _binfmt_misc() -> bool:
 
 def prepare(mode: str, egress: str, egress_ports: Sequence[int], config: Config, routes: Sequence[Route],
             env: Mapping[str, str], paths: Paths) -> Sandbox | None:
-    """The sandbox for this session, None under `off`; SandboxUnavailable when it cannot be had."""
+    """The sandbox for this session, None under `off`; SandboxUnavailable when it cannot be had.
+
+    Checks what needs no process; the probe that runs bwrap is `Probe`'s.
+    """
     if mode == "off":
         return None
     if not sys.platform.startswith("linux"):
@@ -222,51 +225,86 @@ def prepare(mode: str, egress: str, egress_ports: Sequence[int], config: Config,
         raise SandboxUnavailable("the keyring's D-Bus session bus is an abstract socket, which only Landlock "
                                  "scoping (Linux 6.12+) can hide, and this kernel lacks it",
                                  f"use a bus on a path socket (a systemd user session's), {OFF_HINT}")
-    box = Sandbox(bwrap=bwrap, env_cmd=env_cmd, mask=mask, landlock=scope,
-                  egress_ports=tuple(egress_ports) if egress == "proxy" else None, root=os.geteuid() == 0)
-    _probe(box, env)
-    return box
+    return Sandbox(bwrap=bwrap, env_cmd=env_cmd, mask=mask, landlock=scope,
+                   egress_ports=tuple(egress_ports) if egress == "proxy" else None, root=os.geteuid() == 0)
 
 
-def _probe(box: Sandbox, env: Mapping[str, str]) -> None:
-    """Run `true` in the same namespaces: user namespaces may be off, AppArmor may deny bwrap,
-    or GNU env may lack --ignore-signal; bwrap's own message says which."""
-    # the egress hand-over is left out (it needs cordon's end of the socket pair)
-    cmd = [box.env_cmd, f"--ignore-signal={SIGNALS}", box.bwrap,
-           *_namespace_args(box.egress_ports is not None, box.root), "--",
-           *replace(box, egress_ports=None)._inner(None, ""), box.env_cmd, f"--default-signal={SIGNALS}", "true"]
-    try:
-        r = subprocess.run(cmd, env={"PATH": env.get("PATH", os.defpath)}, stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise SandboxUnavailable(f"bubblewrap could not run: {e}", OFF_HINT) from None
-    if r.returncode != 0:
-        lines = r.stderr.decode(errors="replace").strip().splitlines()
-        why = lines[-1] if lines else f"exit status {r.returncode}"
-        raise SandboxUnavailable(f"bubblewrap cannot create the sandbox here ({why})",
-                                 "allow unprivileged user namespaces (sysctl user.max_user_namespaces, "
-                                 "kernel.unprivileged_userns_clone; on Ubuntu an AppArmor profile for bwrap), "
-                                 + OFF_HINT)
+class Probe:
+    """`true` run in the same namespaces, while the session starts: user namespaces may be off,
+    a container may forbid them, AppArmor may deny bwrap, GNU env may lack --ignore-signal;
+    bwrap's own message says which. `result` waits for it; `close` ends it if never asked."""
+
+    def __init__(self, box: Sandbox, mode: str, env: Mapping[str, str], say: Any) -> None:
+        self.box, self.mode, self.say = box, mode, say
+        # the egress hand-over is left out (it needs cordon's end of the socket pair)
+        cmd = [box.env_cmd, f"--ignore-signal={SIGNALS}", box.bwrap,
+               *_namespace_args(box.egress_ports is not None, box.root), "--",
+               *replace(box, egress_ports=None)._inner(None, ""), box.env_cmd, f"--default-signal={SIGNALS}", "true"]
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._error: SandboxUnavailable | None = None
+        try:
+            self._proc = subprocess.Popen(cmd, env={"PATH": env.get("PATH", os.defpath)}, stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        except OSError as e:
+            self._error = SandboxUnavailable(f"bubblewrap could not run: {e.strerror}", OFF_HINT)
+
+    def result(self) -> Sandbox | None:
+        """The sandbox; None under `auto` when the probe failed (said once); raises under `required`."""
+        if self._proc is not None:
+            try:
+                _, err = self._proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.close()
+                err = b"bwrap did not finish within 10 s"
+            code, self._proc = self._proc.returncode, None
+            if code != 0:
+                lines = err.decode(errors="replace").strip().splitlines()
+                why = lines[-1] if lines else f"exit status {code}"
+                self._error = SandboxUnavailable(
+                    f"bubblewrap cannot create the sandbox here ({why})",
+                    "allow unprivileged user namespaces (sysctl user.max_user_namespaces, "
+                    "kernel.unprivileged_userns_clone; on Ubuntu an AppArmor profile for bwrap), " + OFF_HINT)
+        if self._error is None:
+            return self.box
+        _unavailable(self._error, self.mode, self.say)
+        return None
+
+    def close(self) -> None:
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.kill()
+            self._proc.communicate()
+            self._proc = None
+
+
+def _unavailable(e: SandboxUnavailable, mode: str, say: Any) -> None:
+    if mode == "required":
+        raise e
+    say(f"cordon: warning: running unconfined: {e.message}; to confine it: {e.hint}")
 
 
 def choose(mode: str | None, egress: str | None, egress_ports: Sequence[int], config: Config,
-           routes: Sequence[Route], env: Mapping[str, str], paths: Paths, say: Any) -> Sandbox | None:
-    """The command line's choice over `[exec]`'s; under `auto`, one line on stderr when it falls back."""
+           routes: Sequence[Route], env: Mapping[str, str], paths: Paths, say: Any) -> Probe | None:
+    """The command line's choice over `[exec]`'s, its probe started; under `auto`, one line on
+    stderr when it falls back (here, or from `Probe.result`)."""
     settings = config.exec
     mode = mode or settings.sandbox
     ports = tuple(dict.fromkeys((*settings.egress_ports, *egress_ports)))
     try:
-        return prepare(mode, egress or settings.egress, ports, config, routes, env, paths)
+        box = prepare(mode, egress or settings.egress, ports, config, routes, env, paths)
     except SandboxUnavailable as e:
-        if mode == "required":
-            raise
-        say(f"cordon: warning: running unconfined: {e.message}; to confine it: {e.hint}")
+        _unavailable(e, mode, say)
         return None
+    return None if box is None else Probe(box, mode, env, say)
 
 
-async def start(tg: Any, box: Sandbox, expose: Sequence[tuple[str, bool]],
+async def start(tg: Any, probe: Probe, expose: Sequence[tuple[str, bool]],
                 proxy_port: int) -> Any:
-    """Start what the sandbox needs beside the child (the egress relay); returns its spawn function."""
+    """The sandbox's spawn function once the probe passed, with what it needs beside the child
+    (the egress relay) started in `tg`; None to run unconfined."""
+    box = probe.result()
+    if box is None:
+        return None
     relay = None
     if box.egress_ports is not None:
         from cordon.proxy.relay import EgressRelay
