@@ -1,4 +1,4 @@
-"""`cordon exec`: one process runs the proxy and supervises the child (DESIGN.md §2).
+"""`cordon exec`: one process runs the proxy and supervises the child (docs/exec.md).
 
 Order: preflight every secret -> ephemeral name-constrained CA (key only in
 memory) -> session directory -> proxy task and the child's supervision in one
