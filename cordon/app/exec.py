@@ -27,7 +27,7 @@ from cordon.core.model import DEFAULT_PLACEHOLDER, Config, Route, SecretSpec
 from cordon.store.paths import Paths
 
 if TYPE_CHECKING:
-    from cordon.app.sandbox import Sandbox
+    from cordon.app.sandbox import Probe
     from cordon.core.certs import CA
     from cordon.store.secrets import SecretResolver
     from cordon.store.session import Session
@@ -260,16 +260,16 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
         for k in leaked:
             del base[k]
 
-    from cordon.app.sandbox import choose
-    box = choose(req.sandbox, req.egress, req.egress_ports, config, routes, req.env, req.paths, say)
-
     hosts = [r.host for r in routes]
     ca = session_ca(hosts)
     bundle = _build_bundle(ca.cert_pem, req.env)
 
     from cordon.store.session import create_session
     session = create_session(req.paths, ca_pem=ca.cert_pem, bundle_pem=bundle, route_hosts=hosts)
+    box = None
     try:
+        from cordon.app.sandbox import choose
+        box = choose(req.sandbox, req.egress, req.egress_ports, config, routes, req.env, req.paths, say)
         proj = project_dir(config, req.paths.cwd)
         codex_home = proj / ".codex" if proj is not None else None
         env_file = _dotenv_target(codex_home, req.env, req.paths)
@@ -285,6 +285,8 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
                           codex_home=codex_home, env_file=env_file, codex_config=codex_config, sandbox=box)
         return _run_loop(req.argv, exe, None, proxy=plan)
     finally:
+        if box is not None:
+            box.close()
         _teardown(session, req.paths, say)
 
 
@@ -399,7 +401,7 @@ class _ProxyPlan:
     codex_home: Path | None
     env_file: Path | None
     codex_config: tuple[Path, dict[Key, str]] | None
-    sandbox: Sandbox | None = None
+    sandbox: Probe | None = None
 
 
 @contextlib.contextmanager
