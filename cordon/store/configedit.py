@@ -9,6 +9,7 @@ concurrent edits from losing one. Never prints; never reads secrets.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import re
@@ -113,6 +114,24 @@ def _locked(directory: Path) -> Iterator[None]:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Turn a failure to create or replace the config file into one ConfigError naming it."""
+    try:
+        yield
+    except OSError as e:
+        where = str(e.filename) if e.filename else str(path)
+        if e.errno in (errno.EEXIST, errno.ENOTDIR):
+            why = f"{path.parent} is not a directory"
+        elif where in (str(path), str(path.parent)) or ".cordon-tmp-" in where:
+            why = e.strerror or str(e)
+        else:
+            why = f"{where}: {e.strerror or e}"
+        raise ConfigError(f"cannot write {path}: {why}",
+                          f"make sure {path.parent} exists and is writable by you (the file is unchanged), "
+                          "or pick another file with --config PATH or --scope") from None
+
+
 def _read(path: Path) -> tuple[str, tomlkit.TOMLDocument]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -175,7 +194,12 @@ def add_route(path: Path, route: Route) -> bool:
     path = Path(path)
     desired = route_table(route)
     check_route(desired, path.parent)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with _writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return _add_route(path, route, desired)
+
+
+def _add_route(path: Path, route: Route, desired: dict[str, Any]) -> bool:
     with _locked(path.parent):
         created = not path.exists()
         _, doc = _read(path)
@@ -256,7 +280,9 @@ def update_route(path: Path, name: str, route: Route) -> None:
     path = Path(path)
     desired = route_table(route)
     check_route(desired, path.parent)
-    with _locked(path.parent):
+    if not path.exists():
+        raise ConfigError(f"{path}: no such file", "add a route first with `cordon route add`")
+    with _writing(path), _locked(path.parent):
         if not path.exists():
             raise ConfigError(f"{path}: no such file", "add a route first with `cordon route add`")
         _, doc = _read(path)
@@ -302,7 +328,9 @@ def _cut_route_block(text: str, index: int) -> str | None:
 def remove_route(path: Path, name: str) -> Route:
     """Delete the route called `name`; returns it as it was."""
     path = Path(path)
-    with _locked(path.parent):
+    if not path.exists():
+        raise ConfigError(f"{path}: no such file", "there are no routes to remove")
+    with _writing(path), _locked(path.parent):
         if not path.exists():
             raise ConfigError(f"{path}: no such file", "there are no routes to remove")
         text, doc = _read(path)

@@ -316,3 +316,22 @@ def test_console_entry_point_and_version() -> None:
     out = subprocess.run([sys.executable, "-m", "cordon", "--version"], capture_output=True, text=True,
                          env=subprocess_env(), cwd=str(REPO))
     assert out.returncode == 0 and out.stdout.startswith("cordon ")
+
+
+@pytest.mark.parametrize("where", ["parent-is-a-file", "proc"])
+def test_an_unwritable_config_is_one_line_error(cordon_proc: Any, project: Path, where: str) -> None:
+    """No `internal error: FileNotFoundError` (exit 70): the file, the reason and a fix."""
+    if where == "parent-is-a-file":
+        (project / "afile").write_text("x\n")
+        target = project / "afile" / "cordon.toml"
+        reason = f"{project / 'afile'} is not a directory"
+    else:
+        target = Path("/proc/cordon.toml")     # a directory nobody may create files in
+        reason = "No such file or directory"
+    p = cordon_proc("route", "add", "--preset", "openai", "--config", str(target), cwd=project)
+    assert p.returncode == 1, p.stderr
+    lines = p.stderr.splitlines()
+    assert lines[0] == f"cordon: error: cannot write {target}: {reason}"
+    assert lines[1].startswith("hint: ") and "--config PATH" in lines[1]
+    assert len(lines) == 2 and "Traceback" not in p.stderr
+
