@@ -189,6 +189,23 @@ def _last_table(t: Table) -> Table:
     return _last_table(last) if isinstance(last, Table) else t
 
 
+def _end_with_blank_line(doc: tomlkit.TOMLDocument) -> None:
+    """Separate what the file ends with from an appended table by a blank line: a comment
+    right above a header belongs to that header (see _cut_route_block), so a comment that
+    ended the file must not end up touching the new table."""
+    for _ in range(2):     # the file may not even end with a newline
+        text = tomlkit.dumps(doc)
+        if not text.strip() or text.endswith("\n\n"):
+            return
+        last = doc.body[-1][1] if doc.body else None
+        if isinstance(last, AoT) and len(last):
+            last = last[-1]
+        if isinstance(last, Table):
+            _last_table(last).add(tomlkit.nl())
+        else:
+            doc.add(tomlkit.nl())
+
+
 def add_route(path: Path, route: Route) -> bool:
     """Append a route to `path` (created if missing). Returns True when the file was created."""
     path = Path(path)
@@ -207,6 +224,7 @@ def _add_route(path: Path, route: Route, desired: dict[str, Any]) -> bool:
         routes = doc.get("routes")
         new = _to_tomlkit(desired)
         _last_table(new).add(tomlkit.nl())  # a blank line before whatever follows in the file
+        _end_with_blank_line(doc)
         if routes is None:
             aot = tomlkit.aot()
             aot.append(new)
@@ -254,7 +272,9 @@ def _merge(table: Any, desired: Mapping[str, Any], defaults: Mapping[str, Any], 
                     sub_defaults = {}   # another source: none of the old keys apply
                 _merge(table[k], v, sub_defaults, base, k)
             else:
-                table[k] = _to_tomlkit(v)
+                new = _to_tomlkit(v)
+                _last_table(new).add(tomlkit.nl())  # a blank line before whatever follows, as add_route does
+                table[k] = new
         elif k in table:
             if not _same(k, table[k], v, base):
                 table[k] = v
