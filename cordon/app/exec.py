@@ -248,6 +248,8 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
     from cordon.store.secrets import SecretResolver
     resolver = SecretResolver(req.env, op_path=config.op_path)
     preflight(routes, resolver, _scope_args(req))
+    from cordon.store.upstreamca import check_ca_files
+    check_ca_files(routes, config.path)
     token = _new_token()
     if req.sensitive is not None:
         for r in routes:

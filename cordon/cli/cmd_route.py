@@ -18,6 +18,7 @@ from cordon.core.model import Auth, Route, SecretSpec, Upstream
 from cordon.core.routes import PRESETS, derive_name
 from cordon.store.config import check_route, load_config, select_config_path
 from cordon.store.configedit import add_route, remove_route, route_table, update_route
+from cordon.store.upstreamca import check_ca_files
 
 SOURCES = ("keyring", "1password", "env", "file", "command")
 
@@ -252,6 +253,7 @@ def run_add(args: argparse.Namespace, ctx: Context) -> int:
         from cordon.cli.route_wizard import wizard
         args = wizard(args, ctx, None)
     route = build_route(args, None, cwd)
+    check_ca_files([route], path)
     created = add_route(path, route)
     if created:
         ctx.out(f"created {path}")
@@ -285,6 +287,7 @@ def run_edit(args: argparse.Namespace, ctx: Context) -> int:
         from cordon.cli.route_wizard import wizard
         args = wizard(args, ctx, base)
     route = build_route(args, base, ctx.paths.cwd)
+    check_ca_files([route], path)
     update_route(path, args.name, route)
     ctx.out(f"updated route '{route.name}' ({route.host}) in {path}")
     return 0

@@ -63,6 +63,8 @@ def test_preset_with_overrides(cordon: Any, project: Path) -> None:
 
 
 def test_custom_routes_for_every_source(cordon: Any, project: Path) -> None:
+    from cordon.core import certs
+    (project / "ca.pem").write_bytes(certs.create_ca("upstream").cert_pem)   # route add checks it
     cases = [
         ("--host", "api.stripe.com", "--source", "1password", "--vault", "Eng", "--item", "Stripe Key",
          "--field", "secret", "--op-account", "team", "--timeout", "15"),

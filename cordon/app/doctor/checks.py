@@ -205,6 +205,23 @@ def check_secrets(config: Config, env: Mapping[str, str]) -> list[Check]:
     return out
 
 
+def check_upstream_ca_files(config: Config) -> list[Check]:
+    """One check per route with `[routes.upstream] ca_file`: the file exists and holds PEM certificates."""
+    from cordon.store.upstreamca import check_ca_file
+    out = []
+    for r in config.routes:
+        if r.upstream is None or r.upstream.ca_file is None:
+            continue
+        cid = f"upstream_ca.{r.name}"
+        try:
+            check_ca_file(r.upstream.ca_file, r.name, config.path)
+        except CordonError as e:
+            out.append(fail(cid, e.message, e.hint or "fix ca_file"))
+        else:
+            out.append(ok(cid, f"route '{r.name}': upstream ca_file {r.upstream.ca_file} holds PEM certificates"))
+    return out
+
+
 Run = Callable[[Sequence[str], Mapping[str, str]], "subprocess.CompletedProcess[str]"]
 
 
