@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cordon.app import reaper
 from cordon.core.errors import ConfigError, CordonError, SecretError, UsageError
 from cordon.core.model import DEFAULT_PLACEHOLDER, Config, Route, SecretSpec
 from cordon.core.wording import plural
@@ -447,6 +448,7 @@ def _run_loop(argv: Sequence[str], exe: str, env: dict[str, str] | None, proxy: 
         # the loop left SIG_DFL behind; the child is gone and teardown is short: let it finish
         for s in FORWARDED:
             signal.signal(s, signal.SIG_IGN)
+        reaper.end_descendants()    # daemons the child left behind (cordon is their subreaper)
     return status
 
 
@@ -550,6 +552,7 @@ async def _supervise(argv: Sequence[str], exe: str, env: Mapping[str, str], fwd:
     directly; cordon receives the same SIGINT and only keeps waiting. TERM,
     HUP and QUIT sent to cordon are forwarded by `fwd`.
     """
+    reaper.become_subreaper()
     try:
         proc = subprocess.Popen(list(argv), executable=exe, env=dict(env))
     except FileNotFoundError:
