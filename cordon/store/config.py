@@ -180,7 +180,8 @@ def _str_list(ctx: _Ctx, table: Mapping[str, Any], key: str, path: tuple[Any, ..
 
 
 def _resolve_path(base: Path, p: str) -> Path:
-    pp = Path(p)
+    """An absolute path: `~` and `~user` expanded, a relative one against the file's directory."""
+    pp = Path(p).expanduser()
     return pp if pp.is_absolute() else (base / pp)
 
 

@@ -241,7 +241,7 @@ def _same(key: str, old: Any, new: Any, base: Path) -> bool:
     """Whether the value written in the file already means `new`."""
     old = old.unwrap() if hasattr(old, "unwrap") else old
     if key in ("path", "ca_file") and isinstance(old, str):
-        p = Path(old)
+        p = Path(old).expanduser()
         return str(p if p.is_absolute() else base / p) == str(new)
     if key == "host" and isinstance(old, str):
         return normalize_host(old) == str(new)
