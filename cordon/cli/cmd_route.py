@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cordon.cli.context import Context, add_scope_args
+from cordon.core.credlike import looks_like_credential
 from cordon.core.errors import ConfigError, SecretError, UsageError
 from cordon.core.model import Auth, Route, SecretSpec, Upstream
 from cordon.core.routes import PRESETS, derive_name
@@ -134,6 +135,10 @@ def _abs(p: str, cwd: Path) -> Path:
 
 
 def build_route(args: argparse.Namespace, base: Route | None, cwd: Path) -> Route:
+    if getattr(args, "account", None) and looks_like_credential(args.account):
+        raise UsageError("--account looks like a secret key, not a keyring account name (it was not stored)",
+                         "give a label such as `--account openai`; store the key itself with "
+                         "`cordon secret set NAME` (input hidden)")
     """The route the flags describe, on top of `base` (the route being edited, or None)."""
     preset = PRESETS[args.preset] if args.preset else None
     host = args.host or (preset.host if preset else None) or (base.host if base else None)

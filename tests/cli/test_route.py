@@ -337,3 +337,57 @@ def test_an_unwritable_config_is_one_line_error(cordon_proc: Any, project: Path,
     assert lines[1].startswith("hint: ") and "--config PATH" in lines[1]
     assert len(lines) == 2 and "Traceback" not in p.stderr
 
+
+
+def test_wizard_refuses_a_key_typed_as_the_keyring_account(project: Path) -> None:
+    """A key pasted at the `Keyring account` prompt is refused, wiped from the terminal, never
+    repeated by cordon and never written to cordon.toml; the next answer is used instead."""
+    pasted = "sk-proj-Q3x9Lm2Vt7Rb4Nw8Kc1Zp6Hy5"
+    c = spawn(project, "route", "add")
+    c.expect(r"Provider .*: ")
+    c.sendline("openai")
+    c.expect(r"Route name \[openai\]: ")
+    c.sendline("")
+    c.expect(r"Secret source .*\[keyring\]: ")
+    c.sendline("")
+    c.expect(r"Keyring account \[openai\]: ")
+    c.sendline(pasted)
+    c.expect_exact("\x1b[1A\x1b[2K")                   # the echoed line is erased
+    c.expect(r"that looks like a secret key, not a name: it was not kept\.")
+    refusal = c.before + c.after
+    c.expect(r"Keyring account \[openai\]: ")
+    assert pasted not in refusal + c.before
+    c.sendline("work-openai")
+    c.expect(r"Store the secret in the keyring now\? \(Y/n\): ")
+    c.sendline("n")
+    status, out = finish(c)
+    assert status == 0, out
+    assert pasted not in out
+    text = (project / "cordon.toml").read_text()
+    assert pasted not in text and 'account = "work-openai"' in text
+
+
+@pytest.mark.parametrize("account", ["sk-proj-Q3x9Lm2Vt7Rb4Nw8Kc1Zp6Hy5", "ghp_0123456789abcdefghijABCDEFGHIJ",
+                                     "xoxb-2412-9941-abcdefGHIJ", "a8f5f167f44f4964e6c998dee827110c"])
+def test_account_flag_that_looks_like_a_key_is_refused(cordon: Any, project: Path, account: str) -> None:
+    r = cordon("route", "add", "--preset", "openai", "--account", account)
+    assert r.status == 2
+    assert account not in r.stdout + r.stderr
+    assert not (project / "cordon.toml").exists()
+
+
+@pytest.mark.parametrize("account", ["openai", "me@example.com", "team_openai_prod_key_2025", "gh:github.com"])
+def test_account_names_people_choose_are_accepted(cordon: Any, project: Path, account: str) -> None:
+    r = cordon("route", "add", "--preset", "openai", "--account", account)
+    assert r.status == 0, r.stderr
+
+
+def test_setup_without_a_terminal_needs_yes(cordon_proc: Any, project: Path) -> None:
+    p = cordon_proc("setup", "codex", input="", cwd=project)     # stdin is not a terminal, and empty
+    assert p.returncode == 2
+    assert "cordon: error: cordon setup has a question and no terminal to answer it" in p.stderr
+    assert "hint: pass --yes" in p.stderr
+    assert not (project / "cordon.toml").exists() and not (project / ".codex").exists()
+    p = cordon_proc("setup", "codex", "--yes", cwd=project)
+    assert p.returncode == 0, p.stderr
+    assert [r.host for r in load_config(project / "cordon.toml").routes] == ["api.openai.com"]

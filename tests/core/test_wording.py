@@ -11,3 +11,4 @@ def test_plural() -> None:
     assert plural(2, "request") == "2 requests"
     assert plural(1, "entry", "entries") == "1 entry"
     assert plural(3, "entry", "entries") == "3 entries"
+
