@@ -8,6 +8,7 @@ from typing import Any
 from cordon.app.integrations import INTEGRATIONS, SetupResult, prepare, resolve_scope, route_missing, setup
 from cordon.cli.context import Context, add_scope_args
 from cordon.core.errors import UsageError
+from cordon.store.knownscopes import remember
 from cordon.store.runrecord import live_run_record
 
 LABELS = {"codex": "Codex CLI", "claude-code": "Claude Code"}
@@ -61,6 +62,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                        f"({preset.description}; the real key comes from the keyring entry "
                        f"'{preset.name}')?")
     render(ctx, setup(ctx.paths, ctx.env, args.integration, scope, add_route=add))
+    remember(ctx.paths, scope.config_path)     # a known config: `route remove --delete-secret` checks it
     return 0
 
 

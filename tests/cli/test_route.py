@@ -391,3 +391,54 @@ def test_setup_without_a_terminal_needs_yes(cordon_proc: Any, project: Path) -> 
     p = cordon_proc("setup", "codex", "--yes", cwd=project)
     assert p.returncode == 0, p.stderr
     assert [r.host for r in load_config(project / "cordon.toml").routes] == ["api.openai.com"]
+
+
+def _two_projects_sharing_openai(cordon_proc: Any, tmp_path: Path) -> tuple[Path, Path]:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        d.mkdir()
+        assert cordon_proc("route", "add", "--preset", "openai", cwd=d).returncode == 0
+    assert cordon_proc("secret", "set", "openai", input="sk-shared-value-1234\n", cwd=a).returncode == 0
+    return a, b
+
+
+def test_removing_a_shared_keyring_entry_warns_and_keeps_it_without_force(cordon_proc: Any, home: Path,
+                                                                          tmp_path: Path) -> None:
+    import keyring
+    a, b = _two_projects_sharing_openai(cordon_proc, tmp_path)
+    p = cordon_proc("route", "remove", "openai", "--delete-secret", input="", cwd=b)
+    assert p.returncode == 0, p.stderr
+    assert (f"cordon: warning: keyring cordon/openai is also used by route 'openai' in {a / 'cordon.toml'}"
+            in p.stderr)
+    assert "hint: pass --force to delete it anyway" in p.stderr
+    assert keyring.get_password("cordon", "openai") == "sk-shared-value-1234"
+    assert cordon_proc("secret", "check", cwd=a).returncode == 0       # project a still works
+    # put it back in b, then --force deletes it (after the same warning)
+    assert cordon_proc("route", "add", "--preset", "openai", cwd=b).returncode == 0
+    p = cordon_proc("route", "remove", "openai", "--delete-secret", "--force", input="", cwd=b)
+    assert p.returncode == 0 and "is also used by route 'openai'" in p.stderr
+    assert keyring.get_password("cordon", "openai") is None
+
+
+@pytest.mark.parametrize(("answer", "kept"), [("n", True), ("y", False)])
+def test_removing_a_shared_keyring_entry_asks_on_a_terminal(cordon_proc: Any, home: Path, tmp_path: Path,
+                                                            answer: str, kept: bool) -> None:
+    import keyring
+    a, b = _two_projects_sharing_openai(cordon_proc, tmp_path)
+    c = spawn(b, "route", "remove", "openai", "--delete-secret")
+    c.expect(f"is also used by route 'openai' in {a / 'cordon.toml'}")
+    c.expect(r"Delete it anyway\? \[y/N\] ")
+    c.sendline(answer)
+    status, _ = finish(c)
+    assert status == 0
+    assert (keyring.get_password("cordon", "openai") is not None) == kept
+
+
+def test_an_entry_no_other_config_uses_is_deleted_without_a_question(cordon_proc: Any, home: Path,
+                                                                     project: Path) -> None:
+    import keyring
+    assert cordon_proc("route", "add", "--preset", "openai", cwd=project).returncode == 0
+    assert cordon_proc("secret", "set", "openai", input="sk-only-here-1234\n", cwd=project).returncode == 0
+    p = cordon_proc("route", "remove", "openai", "--delete-secret", input="", cwd=project)
+    assert p.returncode == 0 and "warning" not in p.stderr
+    assert keyring.get_password("cordon", "openai") is None
