@@ -252,6 +252,19 @@ def test_invalid_toml_names_the_line() -> None:
     assert e.message.startswith(f"{FILE}:3: invalid TOML")
 
 
+def test_invalid_toml_names_line_and_column_once() -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config("listen = 0\n[[routes]\n", FILE)
+    assert e.value.message == (f"{FILE}:2: invalid TOML: Expected ']]' at the end of an array declaration "
+                               "(column 9)")
+
+
+def test_unknown_key_hint_never_offers_a_key_that_is_always_refused() -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config("listen = 0\nbogus = 1\n", FILE)
+    assert e.value.hint == "remove it or use one of: listen, policy, routes, secrets, tls"
+
+
 def test_invalid_toml_duplicate_key() -> None:
     e = error("listen = 1\nlisten = 2\n")
     assert e.message.startswith(f"{FILE}:2: ")
