@@ -253,7 +253,12 @@ class TLSConn(anyio.abc.ByteStream):
         raise NotImplementedError("send_eof() is not implemented for TLS streams")
 
     def looks_dead(self) -> bool:
-        return self._broken or self.has_unread() or self.raw.looks_dead()
+        """Unread application data, a close, or a closed carrier. Over a FastStream the socket's
+        bytes go straight into the session: its byte count would also count post-handshake
+        messages (TLS 1.3 session tickets, harmless), so only the carrier's end counts there."""
+        raw = self.raw
+        closed = raw.peer_closed() if isinstance(raw, FastStream) else raw.looks_dead()
+        return self._broken or self.has_unread() or closed
 
     async def aclose(self) -> None:
         # standard_compatible=False: no closing handshake (HTTP framing delimits every message)
