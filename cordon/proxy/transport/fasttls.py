@@ -1,14 +1,15 @@
 """TLS for the proxy's hot path: `ssl.SSLObject` + memory BIOs, a `stream.Stream` over another.
 
-Hand-written instead of anyio's `TLSStream` because that one pulls at most 64 KiB from the transport per call (so a
-256 KiB socket read is split, and copied, four times), decrypts one record per
-`receive`, and goes through a generic retry loop with several awaits per
-call (docs/performance.md has the measurements). Over a `FastStream`,
-`TLSConn` has the socket write its bytes straight into the
-incoming BIO (`attach_bio`: no `bytes` object per socket read), decrypts as
-many records as fit into the caller's `max_bytes` in one call, into the
-thread's scratch buffer (`fastio.scratch`) so that only the bytes decrypted
-are allocated, and writes each encrypted batch to the transport in one `write`.
+Hand-written instead of anyio's `TLSStream` because that one pulls at most
+64 KiB from the transport per call (so a 256 KiB socket read is split, and
+copied, four times), decrypts one record per `receive`, and goes through a
+generic retry loop with several awaits per call (docs/performance.md has the
+measurements). Over a `FastStream`, `TLSConn` has the socket write its bytes
+straight into the incoming BIO (`attach_bio`: no `bytes` object per socket
+read), decrypts as many records as fit into the caller's `max_bytes` in one
+call, into the thread's scratch buffer (`fastio.scratch`) so that only the
+bytes decrypted are allocated, and writes each encrypted batch to the
+transport in one `write`.
 Over any other `Stream` (an in-memory one in the tests) it reads with `receive`.
 
 Semantics follow `TLSStream(standard_compatible=False)`, which the proxy used
