@@ -128,13 +128,13 @@ def zero_config_routes(env: Mapping[str, str]) -> list[Route]:
 def load_exec_config(req: ExecRequest) -> Config:
     if not req.config and not req.scope and req.paths.find_project_config() is None \
             and not req.paths.user_config.is_file():
-        # zero-config: what select_config_path would conclude, without importing the parser
+        # zero-config: what resolve_scope would conclude, without importing the parser
         return Config(routes=tuple(zero_config_routes(req.env)), scope="none")
-    from cordon.store.config import load_config, select_config_path
-    path, scope = select_config_path(req.paths, req.config, req.scope)
-    if path is None:
+    from cordon.store.scope import resolve_scope
+    scope = resolve_scope(req.paths, req.config, req.scope)
+    if scope.config_path is None:
         return Config(routes=tuple(zero_config_routes(req.env)), scope="none")
-    return load_config(path, scope)
+    return scope.config
 
 
 def project_dir(config: Config, cwd: Path) -> Path | None:

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from cordon import __version__
-from cordon.app.scope import Scope, prepare_ca
+from cordon.app.scope import prepare_ca
 from cordon.core.errors import ConfigError, CordonError, SecretError
 from cordon.store.runrecord import live_run_record
+from cordon.store.scope import Scope
 
 if TYPE_CHECKING:
     import ssl
@@ -205,7 +206,7 @@ def _write_record(scope: Scope, port: int) -> Path:
     ensure_private_dir(scope.state_dir)
     data = {"pid": os.getpid(), "port": port,
             "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "version": __version__, "config_path": str(scope.config_path), "scope": scope.scope,
+            "version": __version__, "config_path": str(scope.config_path), "scope": scope.name,
             "state_dir": str(scope.state_dir)}
     atomic_write(scope.run_record, json.dumps(data, indent=2) + "\n", mode=0o600)
     return scope.run_record

@@ -19,7 +19,8 @@ from cordon.app.integrations.state import Target
 from cordon.store.paths import Paths
 
 if TYPE_CHECKING:
-    from cordon.app.integrations import Context, Scope
+    from cordon.app.integrations import Context
+    from cordon.store.scope import Scope
 
 NAME = "claude-code"
 TOKEN = "claude-code"
@@ -29,7 +30,7 @@ KEY_VAR = "ANTHROPIC_API_KEY"
 
 
 def settings_path(scope: Scope, paths: Paths) -> Path:
-    if scope.name == "project":
+    if scope.kind == "project":
         assert scope.project_dir is not None
         return scope.project_dir / ".claude" / "settings.local.json"
     return paths.home / ".claude" / "settings.json"
@@ -62,7 +63,7 @@ def notes(ctx: Context) -> Iterator[str]:
     if ctx.scope.project_dir is not None and exposed_to_git(ctx.scope.project_dir, path):
         yield (f"{path} holds the proxy token but git does not ignore it: add "
                "`.claude/settings.local.json` to .gitignore")
-    if ctx.scope.name == "user":
+    if ctx.scope.kind == "user":
         yield "Claude Code also reads a project's .claude/settings*.json, whose env entries win over these"
 
 

@@ -22,7 +22,8 @@ from cordon.core.model import DEFAULT_PLACEHOLDER
 from cordon.store.paths import Paths
 
 if TYPE_CHECKING:
-    from cordon.app.integrations import Context, Scope
+    from cordon.app.integrations import Context
+    from cordon.store.scope import Scope
 
 NAME = "codex"
 TOKEN = "codex"
@@ -38,7 +39,7 @@ def auth_json(placeholder: str = DEFAULT_PLACEHOLDER) -> str:
 
 def codex_home(scope: Scope, env: Mapping[str, str], paths: Paths) -> Path:
     """`<project>/.codex`; user scope: `$CODEX_HOME`, else `~/.codex` (where Codex looks)."""
-    if scope.name == "project":
+    if scope.kind == "project":
         assert scope.project_dir is not None
         return scope.project_dir / ".codex"
     v = env.get("CODEX_HOME")
@@ -116,7 +117,7 @@ def notes(ctx: Context) -> Iterator[str]:
 
 def next_steps(ctx: Context) -> list[str]:
     home = codex_home(ctx.scope, ctx.env, ctx.paths)
-    if ctx.scope.name == "project":
+    if ctx.scope.kind == "project":
         return [f"point Codex at this project's settings (in your shell profile, or in .envrc with "
                 f"direnv): `export CODEX_HOME={shlex.quote(str(home))}`"]
     if ctx.env.get("CODEX_HOME") is None and home != ctx.paths.home / ".codex":
