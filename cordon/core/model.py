@@ -7,7 +7,7 @@ repr/str/format so it cannot leak into a log line or a traceback by accident.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -139,3 +139,21 @@ class Config:
             if r.name == name:
                 return r
         return None
+
+
+class SecretReader(Protocol):
+    """Reads a route's secret from where it lives, every call (blocking: keyring, files, `op`,
+    commands). `cordon.store.secrets.SecretResolver` is the real one."""
+
+    def resolve(self, route: Route) -> Secret: ...
+
+
+class Resolver(SecretReader, Protocol):
+    """The one secret cache in front of a reader (`cordon.proxy.secretcache.SecretCache`).
+
+    `resolve` answers from the cache while the value is fresh (see that module for
+    what makes it stale); `invalidate` drops one route's value, or all with None,
+    so the next `resolve` reads the source again.
+    """
+
+    def invalidate(self, route_name: str | None = None) -> None: ...
