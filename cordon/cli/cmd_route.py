@@ -14,7 +14,7 @@ from typing import Any
 
 from cordon.cli.context import Context, add_scope_args
 from cordon.core.errors import ConfigError, SecretError, UsageError
-from cordon.core.model import Auth, Route, SecretSpec, Upstream
+from cordon.core.model import Auth, Route, SecretSpec, UpstreamSpec
 from cordon.core.routes import PRESETS, derive_name
 from cordon.store.config import check_route, load_config
 from cordon.store.configedit import add_route, remove_route, route_table, update_route
@@ -172,7 +172,7 @@ def build_route(args: argparse.Namespace, base: Route | None, cwd: Path) -> Rout
     if paths is None:
         paths = base.paths if base else ()
 
-    up = base.upstream if base else Upstream()
+    up = base.upstream if base else UpstreamSpec()
     address = up.address if args.upstream_address is None else (args.upstream_address or None)
     ca_file = up.ca_file if args.upstream_ca_file is None else (
         _abs(args.upstream_ca_file, cwd) if args.upstream_ca_file else None)
@@ -184,7 +184,8 @@ def build_route(args: argparse.Namespace, base: Route | None, cwd: Path) -> Rout
     route = Route(name=name, host=host, paths=paths,
                   auth=Auth(type="basic" if atype == "basic" else "header", secret=secret, header_name=header,
                             scheme=scheme, username=username, placeholder_env=placeholder_env, **auth_kw),
-                  upstream=Upstream(address=address, ca_file=ca_file, scheme="http" if uscheme == "http" else "https"))
+                  upstream=UpstreamSpec(address=address, ca_file=ca_file,
+                                        scheme="http" if uscheme == "http" else "https"))
     # the same validation as a file (reserved headers, CR/LF, host syntax, ...), without a file:line
     return check_route(route_table(route), cwd)
 

@@ -95,7 +95,7 @@ class Auth:
 
 
 @dataclass(frozen=True)
-class Upstream:
+class UpstreamSpec:
     address: str | None = None           # "host:port" to connect to instead of resolving the route host
     ca_file: Path | None = None          # extra trust anchors, added to the system roots
     scheme: Literal["https", "http"] = "https"
@@ -107,7 +107,7 @@ class Route:
     host: str                            # normalised: lower case, no trailing dot
     auth: Auth
     paths: tuple[str, ...] = ()          # empty: inject on every path
-    upstream: Upstream = field(default_factory=Upstream)
+    upstream: UpstreamSpec = field(default_factory=UpstreamSpec)
 
 
 @dataclass(frozen=True)

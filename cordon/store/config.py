@@ -26,7 +26,7 @@ from cordon.core.model import (
     Route,
     SecretSpec,
     TlsConfig,
-    Upstream,
+    UpstreamSpec,
 )
 from cordon.core.routes import normalize_host
 
@@ -314,7 +314,7 @@ def _parse_route(ctx: _Ctx, t: Mapping[str, Any], i: int) -> Route:
     secret_t = _need_table(ctx, auth_t.get("secret", {"source": "keyring"}), (*apath, "secret"))
     secret = _parse_secret(ctx, secret_t, (*apath, "secret"), name)
 
-    upstream = Upstream()
+    upstream = UpstreamSpec()
     if "upstream" in t:
         ut = _need_table(ctx, t["upstream"], (*path, "upstream"))
         upath = (*path, "upstream")
@@ -332,7 +332,7 @@ def _parse_route(ctx: _Ctx, t: Mapping[str, Any], i: int) -> Route:
         if uscheme not in ("https", "http"):
             raise ctx.error((*upath, "scheme"), f"route '{name}': upstream scheme '{uscheme}' is not valid",
                             'use scheme = "https" (default) or "http"')
-        upstream = Upstream(address=address, ca_file=_resolve_path(ctx.base, ca) if ca else None,
+        upstream = UpstreamSpec(address=address, ca_file=_resolve_path(ctx.base, ca) if ca else None,
                             scheme="http" if uscheme == "http" else "https")
     auth = Auth(type="basic" if atype == "basic" else "header", secret=secret,
                 header_name=header_name or "Authorization", scheme=scheme, username=username,

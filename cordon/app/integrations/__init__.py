@@ -67,7 +67,7 @@ def route_missing(scope: Scope, name: str) -> Preset | None:
 
 
 @dataclass(frozen=True)
-class Context:
+class IntegrationContext:
     """What an integration module builds its files from."""
 
     scope: Scope
@@ -123,7 +123,7 @@ def setup(paths: Paths, env: Mapping[str, str], name: str, scope: Scope, *, add_
         token = scaffold.client_token(scope.state_dir, mod.TOKEN)
     vars_ = envcontract.contract_vars(port=cfg.listen, token=token, bundle_path=material.bundle_path,
                                       ca_path=material.ca_path, routes=cfg.routes, env=env)
-    ctx = Context(scope=scope, config=cfg, env=env, paths=paths, vars=vars_,
+    ctx = IntegrationContext(scope=scope, config=cfg, env=env, paths=paths, vars=vars_,
                   proxy_vars=envcontract.without_placeholders(vars_, cfg.routes))
     record = load_record(scope.state_dir, name) or Record(name, scope.kind)
     changes = [apply_target(t, record, lambda: save_record(scope.state_dir, record)) for t in mod.targets(ctx)]
