@@ -1,4 +1,4 @@
-"""`cordon exec`: one process runs the proxy and supervises the child (DESIGN.md §2).
+"""`cordon exec`: one process runs the proxy and supervises the child (docs/exec.md).
 
 Order: preflight every secret -> ephemeral name-constrained CA (key only in
 memory) -> session directory -> proxy task and the child's supervision in one
@@ -22,11 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cordon.app import reaper
 from cordon.core.errors import ConfigError, CordonError, SecretError, UsageError
 from cordon.core.model import DEFAULT_PLACEHOLDER, Config, Resolver, Route, SecretSpec
+from cordon.core.wording import plural
 from cordon.store.paths import Paths
 
 if TYPE_CHECKING:
+    from cordon.app.sandbox import Probe
     from cordon.core.certs import CA
     from cordon.store.session import Session
     from cordon.store.tomlentries import Key
@@ -58,6 +61,9 @@ class ExecRequest:
     config: str | None = None
     scope: str | None = None
     sensitive: Callable[[str], None] | None = None   # told every secret and token (log redaction)
+    sandbox: str | None = None         # auto|required|off; None: [exec] sandbox
+    egress: str | None = None          # open|proxy; None: [exec] egress
+    egress_ports: tuple[int, ...] = ()
 
 
 def exit_status(returncode: int) -> int:
@@ -100,7 +106,9 @@ def find_command(name: str, env: Mapping[str, str]) -> str:
     if "/" in name:
         if not os.path.exists(name):
             raise CommandNotFound(f"command not found: {name}")
-        if os.path.isdir(name) or not os.access(name, os.X_OK):
+        if os.path.isdir(name):
+            raise CommandNotExecutable(f"is a directory: {name}")     # as bash says it (exit 126)
+        if not os.access(name, os.X_OK):
             raise CommandNotExecutable(f"permission denied: {name}")
         return name
     found = shutil.which(name, path=env.get("PATH", os.defpath))
@@ -126,7 +134,7 @@ def zero_config_routes(env: Mapping[str, str]) -> list[Route]:
 
 def load_exec_config(req: ExecRequest) -> Config:
     if not req.config and not req.scope and req.paths.find_project_config() is None \
-            and not req.paths.user_config.is_file():
+            and not req.paths.user_config.exists():
         # zero-config: what resolve_scope would conclude, without importing the parser
         return Config(routes=tuple(zero_config_routes(req.env)), scope="none")
     from cordon.store.scope import resolve_scope
@@ -247,13 +255,16 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
 
     if routes and not config.tls.enabled:
         raise ConfigError(f"{config.path}: [tls] enabled = false, so cordon cannot intercept "
-                          f"its {len(routes)} route(s)", "remove `enabled = false` from [tls] (or remove the routes)")
+                          f"its {plural(len(routes), 'route')}",
+                          "remove `enabled = false` from [tls] (or remove the routes)")
     from cordon.proxy.secretcache import SecretCache
     from cordon.store.generation import generation_file
     from cordon.store.secrets import SecretResolver
     # the session's one cache: preflight fills it, the proxy serves from it
     resolver = SecretCache(SecretResolver(req.env, op_path=config.op_path), generation_file(req.paths.cordon_home))
     values = preflight(routes, resolver, _scope_args(req))
+    from cordon.store.upstreamca import check_ca_files
+    check_ca_files(routes, config.path)
     token = _new_token()
     if req.sensitive is not None:
         for v in values:
@@ -272,7 +283,10 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
 
     from cordon.store.session import create_session
     session = create_session(req.paths, ca_pem=ca.cert_pem, bundle_pem=bundle, route_hosts=hosts)
+    box = None
     try:
+        from cordon.app.sandbox import choose
+        box = choose(req.sandbox, req.egress, req.egress_ports, config, routes, req.env, req.paths, say)
         proj = project_dir(config, req.paths.cwd)
         codex_home = proj / ".codex" if proj is not None else None
         env_file = _dotenv_target(codex_home, req.env, req.paths)
@@ -285,9 +299,11 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
             session.update(files=tuple(files))
         plan = _ProxyPlan(config=config, routes=routes, resolver=resolver, ca=ca,
                           token=token, session=session, base_env=base,
-                          codex_home=codex_home, env_file=env_file, codex_config=codex_config)
+                          codex_home=codex_home, env_file=env_file, codex_config=codex_config, sandbox=box)
         return _run_loop(req.argv, exe, None, proxy=plan)
     finally:
+        if box is not None:
+            box.close()
         _teardown(session, req.paths, say)
 
 
@@ -401,6 +417,7 @@ class _ProxyPlan:
     codex_home: Path | None
     env_file: Path | None
     codex_config: tuple[Path, dict[Key, str]] | None
+    sandbox: Probe | None = None
 
 
 @contextlib.contextmanager
@@ -450,6 +467,7 @@ def _run_loop(argv: Sequence[str], exe: str, env: dict[str, str] | None, proxy: 
         # the loop left SIG_DFL behind; the child is gone and teardown is short: let it finish
         for s in FORWARDED:
             signal.signal(s, signal.SIG_IGN)
+        reaper.end_descendants()    # daemons the child left behind (cordon is their subreaper)
     return status
 
 
@@ -499,6 +517,7 @@ async def _main(argv: Sequence[str], exe: str, env: dict[str, str] | None, plan:
     from cordon.core.envvars import contract_vars
     fwd = _Forwarder()
     status = 0
+    spawn = None
     # handlers first (STYLE habit 9): from here on TERM/HUP/QUIT are caught, never fatal
     with anyio.open_signal_receiver(signal.SIGINT, *FORWARDED) as signals:
         async with anyio.create_task_group() as tg:
@@ -524,12 +543,15 @@ async def _main(argv: Sequence[str], exe: str, env: dict[str, str] | None, plan:
                         swap = codex_config_entries(setup_entries, contract, plan.routes)
                         if swap:
                             toml_acquire(plan.session.paths, plan.session.id, cfg, swap)
+                    if plan.sandbox is not None:
+                        from cordon.app.sandbox import start
+                        spawn = await start(tg, plan.sandbox, plan.session.shared_files(), port)
                 fwd.scope = None
             if fwd.early:
                 status = 128 + fwd.early
             else:
                 assert env is not None
-                status = await _supervise(argv, exe, env, fwd)
+                status = await _supervise(argv, exe, env, fwd, spawn)
             tg.cancel_scope.cancel()
     return status
 
@@ -546,15 +568,17 @@ async def _start_proxy(tg: Any, plan: _ProxyPlan) -> int:
     return int(await tg.start(server.serve, settings))
 
 
-async def _supervise(argv: Sequence[str], exe: str, env: Mapping[str, str], fwd: _Forwarder) -> int:
+async def _supervise(argv: Sequence[str], exe: str, env: Mapping[str, str], fwd: _Forwarder,
+                     spawn: Callable[..., subprocess.Popen[bytes]] | None = None) -> int:
     """Start the child with our stdin/stdout/stderr/TTY and wait for it.
 
     The child shares our process group, so a terminal's Ctrl-C reaches it
     directly; cordon receives the same SIGINT and only keeps waiting. TERM,
     HUP and QUIT sent to cordon are forwarded by `fwd`.
     """
+    reaper.become_subreaper()
     try:
-        proc = subprocess.Popen(list(argv), executable=exe, env=dict(env))
+        proc = spawn(argv, exe, env) if spawn else subprocess.Popen(list(argv), executable=exe, env=dict(env))
     except FileNotFoundError:
         raise CommandNotFound(f"command not found: {argv[0]}") from None
     except PermissionError:

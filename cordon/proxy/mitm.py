@@ -18,9 +18,9 @@ import anyio
 
 from cordon.core.errors import ProtocolError, SecretError
 from cordon.core.http1 import RequestHead, request_framing, strip_hop_by_hop
-from cordon.core.inject import SCRUB_MIN, InjectionError, rewrite_headers, wants_secret
-from cordon.core.model import Route
-from cordon.core.routes import normalize_host, split_host_port
+from cordon.core.inject import InjectionError, echo_scrub, rewrite_headers, wants_secret
+from cordon.core.model import Route, Secret
+from cordon.core.routes import normalize_host, server_name_host, split_host_port
 from cordon.proxy.conn import Conn
 from cordon.proxy.forward import ClientGone, Plan
 from cordon.proxy.tls import sni_of
@@ -79,7 +79,7 @@ def _origin_path(req: RequestHead, host: str) -> bytes:
 
 def check_host(req: RequestHead, host: str, port: int, sni: str | None) -> None:
     """421 unless the Host header and the TLS SNI both name the CONNECT host."""
-    if sni is not None and normalize_host(sni) != normalize_host(host):
+    if sni is not None and normalize_host(server_name_host(sni)) != normalize_host(host):
         raise ProtocolError(f"TLS server name does not match the CONNECT host {host}", 421)
     hosts = [v for k, v in req.headers if k.lower() == b"host"]
     if len(hosts) > 1:
@@ -118,22 +118,14 @@ async def route_request(px: Proxy, client: Conn, req: RequestHead, route: Route,
             check_host(req, host, port, sni)
             headers = strip_hop_by_hop(req.headers)
         request_framing(req)  # 400 for smuggling-prone framing before any secret lookup
-        secret = None
-        if wants_secret(route, path):
-            try:
-                secret = await px.secrets.get(route)
-            except SecretError as e:
-                raise ProtocolError(f"{e.message}; {e.hint}" if e.hint else e.message, 502)
-            except Exception as e:  # a keyring backend failing in its own way: name it, never its text
-                raise ProtocolError(f"route '{route.name}': the secret lookup failed ({type(e).__name__}); "
-                                    f"run `cordon secret check`", 502)
+        inject = wants_secret(route, path)
+        secret = await _secret(px, route, required=inject)
         try:
-            headers, _ = rewrite_headers(headers, route, path, secret)
+            headers, _ = rewrite_headers(headers, route, path, secret if inject else None)
         except InjectionError as e:
             raise ProtocolError(str(e), 502)
-        scrub = None
-        if secret is not None and len(secret) >= SCRUB_MIN:
-            scrub = (secret.reveal().encode(), route.auth.placeholder.encode())
+        # every response from a route host is scrubbed, injected or not: the upstream may echo the key anyway
+        scrub = echo_scrub(route, secret) if secret is not None else None
         plan = Plan(target=px.route_target(route, port), method=req.method, path=path, headers=headers,
                     scrub=scrub, upgrade=upgrade)
         result = await px.forwarder.exchange(client, req, plan)
@@ -156,6 +148,21 @@ async def route_request(px: Proxy, client: Conn, req: RequestHead, route: Route,
         st.errors += 1
     px.log_exchange(route.name, host, req, status, nbytes, t0, result.error, who)
     return result.keep_alive
+
+
+async def _secret(px: Proxy, route: Route, *, required: bool) -> Secret | None:
+    """The route's secret; when it is only wanted for scrubbing, a failed lookup is None, not an error."""
+    try:
+        return await px.secrets.get(route)
+    except SecretError as e:
+        if not required:
+            return None
+        raise ProtocolError(f"{e.message}; {e.hint}" if e.hint else e.message, 502)
+    except Exception as e:  # a keyring backend failing in its own way: name it, never its text
+        if not required:
+            return None
+        raise ProtocolError(f"route '{route.name}': the secret lookup failed ({type(e).__name__}); "
+                            f"run `cordon secret check`", 502)
 
 
 def request_framing_is_empty(req: RequestHead) -> bool:

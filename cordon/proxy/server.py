@@ -33,6 +33,7 @@ from cordon.core.http1 import (
 )
 from cordon.core.model import Policy, Route, SecretReader
 from cordon.core.routes import RouteTable, normalize_host, split_host_port
+from cordon.core.wording import plural
 from cordon.proxy.auth import CHALLENGE, ProxyAuth
 from cordon.proxy.conn import Conn, splice
 from cordon.proxy.eventloop import running_loop_name
@@ -84,7 +85,7 @@ async def serve(settings: ProxySettings, *,
 
     def started(port: int) -> None:
         settings.stats.port = port
-        log.info("proxy listening on 127.0.0.1:%d (%d routes)", port, len(settings.routes))
+        log.info("proxy listening on 127.0.0.1:%d (%s)", port, plural(len(settings.routes), "route"))
         task_status.started(port)
 
     px.secrets.watch()   # secret changes by inotify where it works, else a stat() per request
@@ -270,7 +271,7 @@ class Proxy:
         try:
             await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
             # copied through the lean streams (256 KiB reads); splice(2) through a pipe measured
-            # ~10 % slower on uvloop and no faster on asyncio's loop (README: performance)
+            # ~10 % slower on uvloop and no faster on asyncio's loop (docs/performance.md)
             _sent, received = await splice(client, up)
         finally:
             await up.aclose()

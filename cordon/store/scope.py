@@ -104,7 +104,7 @@ def resolve_scope(paths: Paths, config: str | None, scope: str | None, *,
         path, name = (paths.find_project_config() or paths.cwd / CONFIG_NAME), "project"
     else:
         path, name = paths.find_project_config(), "project"
-        if path is None and paths.user_config.is_file():
+        if path is None and paths.user_config.exists():
             path, name = paths.user_config, "user"
         elif path is None:
             name = "none"

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from cordon.core.errors import CordonError
 from cordon.store.atomic import TEMP_MARK, atomic_write, remove_stale_temps
-from cordon.store.dotenvfile import apply_block, has_block, read_block, remove_block
+from cordon.store.dotenvfile import SESSION_BEGIN, apply_block, has_block, read_block, remove_block
 from cordon.store.paths import Paths, ensure_private_dir
 from cordon.store.runrecord import pid_alive
 
@@ -104,6 +104,10 @@ class Session:
     @property
     def bundle_path(self) -> Path:
         return self.dir / BUNDLE_NAME
+
+    def shared_files(self) -> tuple[tuple[str, bool], ...]:
+        """(path, writable) of the record and lock a nested `cordon exec` reads to find this session."""
+        return ((str(_record_path(self.paths, self.id)), False), (str(_lock_path(self.paths, self.id)), True))
 
     def update(self, **changes: Any) -> None:
         """Rewrite the record (e.g. once the proxy's port is known)."""
@@ -341,7 +345,7 @@ def _render(state: dict[str, Any], current: bytes | None) -> bytes | None:
     newest = state["holders"][-1]
     if state.get("kind", "dotenv") == "toml":
         return _toml_render(state, current)
-    return _encode(apply_block(_decode(current or b""), newest["vars"]))
+    return _encode(apply_block(_decode(current or b""), newest["vars"], SESSION_BEGIN))
 
 
 def _write(path: Path, current: bytes | None, data: bytes | None, state: dict[str, Any], *,

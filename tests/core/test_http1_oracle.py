@@ -81,7 +81,7 @@ def _h11_needs_data(conn: h11.Connection) -> bool:
 
 def _h11_framing(method: bytes, event: h11.Request | h11.Response) -> tuple[str, int]:
     kind, args = _body_framing(method, event)
-    return ("length", args[0]) if kind == "content-length" else (kind, 0)
+    return (("length", args[0]) if args else ("length", 0)) if kind == "content-length" else (kind, 0)
 
 
 def _ours(f: Framing) -> tuple[str, int]:
