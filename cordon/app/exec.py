@@ -31,8 +31,8 @@ from cordon.store.paths import Paths
 if TYPE_CHECKING:
     from cordon.app.sandbox import Probe
     from cordon.core.certs import CA
+    from cordon.store.edits import Key
     from cordon.store.session import Session
-    from cordon.store.tomlentries import Key
 
 FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 MIN_SCRUB_LEN = 8          # secrets this long or longer are scrubbed from other variables

@@ -12,10 +12,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cordon.app.integrations.edits import Editor
 from cordon.app.integrations.jsonedit import JsonEntries
 from cordon.app.integrations.scaffold import exposed_to_git
 from cordon.app.integrations.state import DesiredFile
+from cordon.store.edits import Editor
 from cordon.store.paths import Paths
 
 if TYPE_CHECKING:

@@ -15,11 +15,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cordon.app.integrations.edits import CreateOnly, DotenvBlock, Editor, Key, TomlEntries
 from cordon.app.integrations.scaffold import exposed_to_git
 from cordon.app.integrations.state import DesiredFile
 from cordon.core.model import DEFAULT_PLACEHOLDER
+from cordon.store.edits import CreateOnly, DotenvBlock, Editor, Key
 from cordon.store.paths import Paths
+from cordon.store.tomlentries import TomlEntries
 
 if TYPE_CHECKING:
     from cordon.app.integrations import IntegrationContext

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cordon.app.integrations.edits import CreateOnly, Editor, Key, Recorded
 from cordon.core.errors import CordonError
 from cordon.store.atomic import atomic_write, backup_once
+from cordon.store.edits import CreateOnly, Editor, Key, Recorded
 from cordon.store.paths import ensure_private_dir
 
 RECORD_VERSION = 1
