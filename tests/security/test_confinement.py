@@ -547,3 +547,13 @@ def test_sockets_that_run_commands_outside_are_hidden(file_routed: Path, tmp_pat
         assert r.stdout.split()[0] == "cut"
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("user_scene", [FILE_BACKEND], indirect=True, ids=["keyrings.alt-file"])
+def test_an_agents_own_bubblewrap_runs_inside_for_a_user(user_scene: Scene) -> None:
+    """What Claude Code's sandbox runs (its bwrap flags), nested in cordon's, as a normal user."""
+    nested = ("bwrap --bind / / --dev /dev --unshare-user --unshare-pid --unshare-net --proc /proc "
+              "--new-session --die-with-parent -- sh -c 'echo nested-ok'")
+    r = user_scene.run("exec", "--sandbox", "required", "--", "sh", "-c", nested)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["nested-ok"]
