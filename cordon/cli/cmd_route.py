@@ -15,11 +15,12 @@ from typing import Any
 from cordon.cli.context import Context, add_scope_args
 from cordon.core.credlike import looks_like_credential
 from cordon.core.errors import ConfigError, SecretError, UsageError
-from cordon.core.model import Auth, Route, SecretSpec, Upstream
+from cordon.core.model import Auth, Route, SecretSpec, UpstreamSpec
 from cordon.core.routes import PRESETS, derive_name
-from cordon.store.config import check_route, load_config, select_config_path
+from cordon.store.config import check_route, load_config
 from cordon.store.configedit import add_route, remove_route, route_table, update_route
 from cordon.store.knownscopes import keyring_users, remember
+from cordon.store.scope import resolve_scope
 from cordon.store.upstreamca import check_ca_files
 
 SOURCES = ("keyring", "1password", "env", "file", "command")
@@ -181,7 +182,7 @@ def build_route(args: argparse.Namespace, base: Route | None, cwd: Path) -> Rout
     if paths is None:
         paths = base.paths if base else ()
 
-    up = base.upstream if base else Upstream()
+    up = base.upstream if base else UpstreamSpec()
     address = up.address if args.upstream_address is None else (args.upstream_address or None)
     ca_file = up.ca_file if args.upstream_ca_file is None else (
         _abs(args.upstream_ca_file, cwd) if args.upstream_ca_file else None)
@@ -193,7 +194,8 @@ def build_route(args: argparse.Namespace, base: Route | None, cwd: Path) -> Rout
     route = Route(name=name, host=host, paths=paths,
                   auth=Auth(type="basic" if atype == "basic" else "header", secret=secret, header_name=header,
                             scheme=scheme, username=username, placeholder_env=placeholder_env, **auth_kw),
-                  upstream=Upstream(address=address, ca_file=ca_file, scheme="http" if uscheme == "http" else "https"))
+                  upstream=UpstreamSpec(address=address, ca_file=ca_file,
+                                        scheme="http" if uscheme == "http" else "https"))
     # the same validation as a file (reserved headers, CR/LF, host syntax, ...), without a file:line
     return check_route(route_table(route), cwd)
 
@@ -242,13 +244,11 @@ def _build_secret(args: argparse.Namespace, old: SecretSpec | None, name: str, c
 
 def _target(args: argparse.Namespace, ctx: Context, *, creating: bool) -> Path:
     paths = ctx.paths
-    path, _scope = select_config_path(paths, args.config, args.scope)
-    if path is None:
-        if not creating:
-            raise ConfigError(f"no cordon.toml in {paths.cwd} or its parents, and no user config",
-                              "add a route first: `cordon route add --preset openai`")
-        path = paths.cwd / "cordon.toml"   # neither flag: project scope, as in Cordon
-    return path
+    scope = resolve_scope(paths, args.config, args.scope)
+    if scope.config_path is None and not creating:
+        raise ConfigError(f"no cordon.toml in {paths.cwd} or its parents, and no user config",
+                          "add a route first: `cordon route add --preset openai`")
+    return scope.config_file   # neither flag and no file yet: the project scope's, as in Cordon
 
 
 def run_add(args: argparse.Namespace, ctx: Context) -> int:
@@ -305,10 +305,11 @@ def run_edit(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _load(args: argparse.Namespace, ctx: Context) -> tuple[Path | None, list[Route]]:
-    path, scope = select_config_path(ctx.paths, args.config, args.scope)
+    scope = resolve_scope(ctx.paths, args.config, args.scope)
+    path = scope.config_path
     if path is None or (not path.exists() and args.config is None):
         return path, []
-    return path, list(load_config(path, scope).routes)
+    return path, list(scope.config.routes)
 
 
 def describe_auth(route: Route) -> str:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -31,7 +31,7 @@ from cordon.core.http1 import (
     simple_response,
     strip_hop_by_hop,
 )
-from cordon.core.model import Policy, Route, Secret
+from cordon.core.model import Policy, Route, SecretReader
 from cordon.core.routes import RouteTable, normalize_host, split_host_port
 from cordon.core.wording import plural
 from cordon.proxy.auth import CHALLENGE, ProxyAuth
@@ -53,18 +53,14 @@ __all__ = ["ProxyAuth", "ProxySettings", "ProxyStats", "SecretCache", "Timeouts"
 log = logging.getLogger("cordon.proxy")
 
 
-class Resolver(Protocol):
-    def resolve(self, route: Route) -> Secret: ...
-
-
 @dataclass(frozen=True)
 class ProxySettings:
     """Everything a running proxy needs; it reads no files or keyrings itself.
 
     routes: the route hosts to intercept. issuer: `.server_context(host)` (e.g.
-    `cordon.proxy.tls.LeafIssuer(ca)`). resolver: blocking `.resolve(route) ->
-    Secret`, called in a worker thread and cached (a `SecretCache` is used as is,
-    anything else is wrapped in one watching `secrets_gen_file`). auth: None for
+    `cordon.proxy.tls.LeafIssuer(ca)`). resolver: a `SecretCache` (used as is: it
+    may hold values read at preflight), or any blocking `SecretReader`, which is
+    wrapped in one watching `secrets_gen_file`. auth: None for
     an open proxy, else the tokens clients must present. upstream_ca_file:
     replaces the system roots upstream (tests, doctor); a route's own ca_file
     is added on top.
@@ -72,7 +68,7 @@ class ProxySettings:
 
     routes: tuple[Route, ...]
     issuer: Issuer
-    resolver: Resolver
+    resolver: SecretReader
     auth: ProxyAuth | None = None
     policy: Policy = Policy()  # noqa: RUF009 (frozen, shared safely)
     port: int = 0

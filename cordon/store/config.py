@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cordon.core.errors import ConfigError, UsageError
+from cordon.core.errors import ConfigError
 from cordon.core.model import (
     DEFAULT_KEYRING_SERVICE,
     DEFAULT_LISTEN,
@@ -27,10 +27,9 @@ from cordon.core.model import (
     Route,
     SecretSpec,
     TlsConfig,
-    Upstream,
+    UpstreamSpec,
 )
 from cordon.core.routes import normalize_host
-from cordon.store.paths import Paths
 
 RESERVED_HEADERS = frozenset(
     h.lower()
@@ -319,7 +318,7 @@ def _parse_route(ctx: _Ctx, t: Mapping[str, Any], i: int) -> Route:
     secret_t = _need_table(ctx, auth_t.get("secret", {"source": "keyring"}), (*apath, "secret"))
     secret = _parse_secret(ctx, secret_t, (*apath, "secret"), name)
 
-    upstream = Upstream()
+    upstream = UpstreamSpec()
     if "upstream" in t:
         ut = _need_table(ctx, t["upstream"], (*path, "upstream"))
         upath = (*path, "upstream")
@@ -337,7 +336,7 @@ def _parse_route(ctx: _Ctx, t: Mapping[str, Any], i: int) -> Route:
         if uscheme not in ("https", "http"):
             raise ctx.error((*upath, "scheme"), f"route '{name}': upstream scheme '{uscheme}' is not valid",
                             'use scheme = "https" (default) or "http"')
-        upstream = Upstream(address=address, ca_file=_resolve_path(ctx.base, ca) if ca else None,
+        upstream = UpstreamSpec(address=address, ca_file=_resolve_path(ctx.base, ca) if ca else None,
                             scheme="http" if uscheme == "http" else "https")
     auth = Auth(type="basic" if atype == "basic" else "header", secret=secret,
                 header_name=header_name or "Authorization", scheme=scheme, username=username,
@@ -520,35 +519,3 @@ def load_config(path: Path, scope: str = "explicit") -> Config:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read: {e}", "check the file's permissions and encoding") from None
     return parse_config(text, path, scope)
-
-
-def select_config_path(paths: Paths, config: str | None, scope: str | None) -> tuple[Path | None, str]:
-    """Which cordon.toml a command uses: --config, --scope, nearest project file, user file.
-
-    Returns (path or None when nothing exists yet, scope name).
-    """
-    if config and scope:
-        raise UsageError("--config and --scope cannot be used together", "pass only one of them")
-    if config:
-        p = Path(config)
-        return (p if p.is_absolute() else paths.cwd / p), "explicit"
-    if scope == "user":
-        return paths.user_config, "user"
-    if scope == "project":
-        found = paths.find_project_config()
-        return (found or paths.cwd / "cordon.toml"), "project"
-    found = paths.find_project_config()
-    if found:
-        return found, "project"
-    if paths.user_config.exists():
-        return paths.user_config, "user"
-    return None, "none"
-
-
-def load_selected(paths: Paths, config: str | None, scope: str | None) -> Config:
-    """The Config a command works on (select_config_path + load_config); ConfigError if there is none."""
-    path, sc = select_config_path(paths, config, scope)
-    if path is None:
-        raise ConfigError(f"no cordon.toml in {paths.cwd} or its parents, and no user config at {paths.user_config}",
-                          "add a route with `cordon route add --preset openai` (or run `cordon setup`)")
-    return load_config(path, sc)

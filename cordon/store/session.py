@@ -33,7 +33,7 @@ from cordon.store.paths import Paths, ensure_private_dir
 from cordon.store.runrecord import pid_alive
 
 if TYPE_CHECKING:
-    from cordon.store.tomlentries import Key, Recorded
+    from cordon.store.edits import Key, Recorded
 
 CA_NAME = "ca.pem"
 BUNDLE_NAME = "bundle.pem"
@@ -486,12 +486,13 @@ def _restore(path: Path, state: Mapping[str, Any], state_path: Path) -> None:
 # --- the "toml" kind (tomlkit is imported only when a session edits a config.toml) ----------
 
 def _swapped(state: Mapping[str, Any]) -> dict[Key, Recorded]:
-    from cordon.store.tomlentries import Recorded
+    from cordon.store.edits import Recorded
     return {tuple(k): Recorded(v, p) for k, v, p in state.get("swapped", [])}
 
 
 def _toml_render(state: dict[str, Any], current: bytes | None) -> bytes | None:
-    from cordon.store.tomlentries import Recorded, TomlEntries, value_at
+    from cordon.store.edits import Recorded
+    from cordon.store.tomlentries import TomlEntries, value_at
     if current is None:
         return None
     text = _decode(current)
