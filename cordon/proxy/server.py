@@ -45,7 +45,7 @@ from cordon.proxy.stats import ProxyStats
 from cordon.proxy.tls import ClientContexts, Issuer
 from cordon.proxy.transport.fastio import serve_tcp
 from cordon.proxy.transport.stream import Stream
-from cordon.proxy.tunnel import connect_pinned, guarded_addresses
+from cordon.proxy.tunnel import GuardMemo, connect_pinned, guarded_addresses
 from cordon.proxy.websocket import upgrade_token
 
 __all__ = ["ProxyAuth", "ProxySettings", "ProxyStats", "SecretCache", "Timeouts", "serve"]
@@ -210,6 +210,7 @@ class Proxy:
             return None
 
     async def _client_loop(self, client: Conn) -> None:
+        memo: GuardMemo | None = None   # plain HTTP's last SSRF decision on this connection
         while True:
             req = await self.read_request(client, count_refused=True)
             if req is None:
@@ -221,7 +222,9 @@ class Proxy:
                 if not await self._self_request(client, req):
                     return
             elif b"://" in req.target[:10]:
-                if not await self._absolute(client, req):
+                if memo is None:
+                    memo = GuardMemo()
+                if not await self._absolute(client, req, memo):
                     return
             else:
                 await self.send_error(client, 400, "malformed request target", close=True)
@@ -281,14 +284,16 @@ class Proxy:
         self.log_exchange(None, host, req, 200, received, t0, who=who)
         return False
 
-    async def _vet_unmatched(self, host: str, port: int) -> list[str]:
+    async def _vet_unmatched(self, host: str, port: int, memo: GuardMemo | None = None) -> list[str]:
         """Policy (`unmatched = "deny"` + allow_hosts), then the SSRF guard: 403 or addresses."""
         pol = self.settings.policy
         if pol.unmatched == "deny" and normalize_host(host) not in self.allow_hosts:
             raise ProtocolError(f"{host} is not an allowed host ([policy] unmatched = \"deny\")", 403)
+        if memo is not None:
+            return await memo.addresses(host, port, self.exemptions, self.timeouts.connect)
         return await guarded_addresses(host, port, self.exemptions, self.timeouts.connect)
 
-    async def _absolute(self, client: Conn, req: RequestHead) -> bool:
+    async def _absolute(self, client: Conn, req: RequestHead, memo: GuardMemo | None = None) -> bool:
         """`GET http://host/path` (absolute-form): route hosts never get a cleartext credential."""
         t0 = time.monotonic()
         scheme, _, rest = req.target.partition(b"://")
@@ -321,7 +326,7 @@ class Proxy:
         upgrade = upgrade_token(req)
         try:
             request_framing(req)
-            addrs = await self._vet_unmatched(host, port)
+            addrs = await self._vet_unmatched(host, port, memo)
             headers = [(k, v) for k, v in strip_hop_by_hop(req.headers) if k.lower() != b"host"]
             headers.insert(0, (b"Host", authority))
             target = Target(host=normalize_host(host), port=port, connect_host=addrs[0], connect_port=port,
