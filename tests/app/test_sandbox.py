@@ -138,3 +138,11 @@ def test_check_format_refuses_what_execve_would(tmp_path: Path) -> None:
     with pytest.raises(OSError) as e:
         check_format(str(bad))
     assert e.value.errno == errno.ENOEXEC
+
+
+def test_an_egress_port_out_of_range_is_a_usage_error(paths: Paths) -> None:
+    from cordon.app.sandbox import choose
+    from cordon.core.errors import UsageError
+    with pytest.raises(UsageError) as e:
+        choose("auto", "proxy", [70000], Config(), [], {"PATH": os.defpath}, paths, print)
+    assert "70000" in e.value.message and e.value.exit_status == 2

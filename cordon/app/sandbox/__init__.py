@@ -24,12 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from cordon.app.sandbox.hidden import Mask, build_mask
-from cordon.core.errors import CordonError
+from cordon.core.errors import CordonError, UsageError
 from cordon.core.model import Config, Route
 from cordon.store.paths import Paths
 
-MODES = ("auto", "required", "off")
-EGRESS = ("open", "proxy")
 # bwrap's monitor process must outlive a terminal's Ctrl-C and cordon's forwarded signals
 # (it would die and orphan the child): it ignores them, and the child gets them back as defaults
 SIGNALS = "INT,QUIT,TERM,HUP"
@@ -310,6 +308,9 @@ def choose(mode: str | None, egress: str | None, egress_ports: Sequence[int], co
     stderr when it falls back (here, or from `Probe.result`)."""
     settings = config.exec
     mode = mode or settings.sandbox
+    bad = [p for p in egress_ports if not 0 < p < 65536]
+    if bad:
+        raise UsageError(f"--egress-port {bad[0]} is not a port number", "give a port from 1 to 65535")
     ports = tuple(dict.fromkeys((*settings.egress_ports, *egress_ports)))
     try:
         box = prepare(mode, egress or settings.egress, ports, config, routes, env, paths)
