@@ -26,6 +26,7 @@ import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,7 +70,7 @@ class Scene:
         return subprocess.run([*self.prefix, self.python, "-m", "cordon", *args], input=input, capture_output=True,
                               text=True, env=self.env, cwd=self.project, timeout=timeout)
 
-    def attack(self, *options: str) -> tuple[dict[str, object], subprocess.CompletedProcess[str]]:
+    def attack(self, *options: str) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
         spec = {"pattern": PATTERN, "bus": self.bus, "accounts": ["kr"], "secret_file": str(self.secret_file),
                 "walk": [self.env["HOME"], str(self.secret_file.parent)],
                 "hosts": sorted(self.upstreams),
@@ -191,7 +192,7 @@ def test_sandbox_off_gives_every_attempt_back(root_scene: Scene) -> None:
         assert s["keyring"] in report["secret_tool"] and report["gdbus_reached"] is True
     if os.geteuid() == 0:
         # root reads cordon's memory and environ despite PR_SET_DUMPABLE = 0
-        assert {s["env"], s["keyring"], s["file"]} <= set(report["proc"])  # type: ignore[arg-type]
+        assert {s["env"], s["keyring"], s["file"]} <= set(report["proc"])
     root_scene.assert_injected()
 
 
