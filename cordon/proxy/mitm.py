@@ -18,7 +18,7 @@ import anyio
 
 from cordon.core.errors import ProtocolError, SecretError
 from cordon.core.http1 import RequestHead, request_framing, strip_hop_by_hop
-from cordon.core.inject import SCRUB_MIN, InjectionError, rewrite_headers, wants_secret
+from cordon.core.inject import SCRUB_MIN, InjectionError, rewrite_request, wants_secret
 from cordon.core.model import Route
 from cordon.core.routes import normalize_host, split_host_port
 from cordon.proxy.conn import Conn
@@ -35,15 +35,16 @@ log = logging.getLogger("cordon.proxy")
 
 async def serve_mitm(px: Proxy, client: Conn, route: Route, host: str, port: int, who: str = "-") -> None:
     """Run the intercepted connection until either side is done."""
-    # cached per host; the first call signs a leaf (about a millisecond with EC keys)
-    ctx = px.settings.issuer.server_context(route.host)
+    # cached per host; the first call signs a leaf (about a millisecond with EC keys). The
+    # leaf names the CONNECT host: a route may cover several names or a `*.suffix` pattern
+    ctx = px.settings.issuer.server_context(normalize_host(host))
     try:
         with anyio.fail_after(px.timeouts.handshake):
             tls = await TLSConn.wrap(client.stream, ctx, server_side=True, prefix=bytes(client.buf))
     except (TimeoutError, ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream, OSError) as e:
         reason = e.reason if isinstance(e, ssl.SSLError) and e.reason else type(e).__name__
         log.info("TLS handshake with the client for %s failed: %s (does the client trust cordon's CA?)",
-                 route.host, reason)
+                 normalize_host(host), reason)
         return
     client.buf.clear()
     ssl_object = tls.ssl_object
@@ -112,7 +113,7 @@ async def route_request(px: Proxy, client: Conn, req: RequestHead, route: Route,
         if absolute:
             headers = [(k, v) for k, v in strip_hop_by_hop(req.headers) if k.lower() != b"host"]
             # the route's own spelling (no trailing dot or client casing reaches the upstream)
-            name = route.host.encode("idna")
+            name = normalize_host(host).encode("idna")
             headers.insert(0, (b"Host", name if port in (80, 443) else b"%s:%d" % (name, port)))
         else:
             check_host(req, host, port, sni)
@@ -128,13 +129,13 @@ async def route_request(px: Proxy, client: Conn, req: RequestHead, route: Route,
                 raise ProtocolError(f"route '{route.name}': the secret lookup failed ({type(e).__name__}); "
                                     f"run `cordon secret check`", 502)
         try:
-            headers, _ = rewrite_headers(headers, route, path, secret)
+            headers, path, _ = rewrite_request(headers, route, path, secret)
         except InjectionError as e:
             raise ProtocolError(str(e), 502)
         scrub = None
         if secret is not None and len(secret) >= SCRUB_MIN:
             scrub = (secret.reveal().encode(), route.auth.placeholder.encode())
-        plan = Plan(target=px.route_target(route, port), method=req.method, path=path, headers=headers,
+        plan = Plan(target=px.route_target(route, port, host), method=req.method, path=path, headers=headers,
                     scrub=scrub, upgrade=upgrade)
         result = await px.forwarder.exchange(client, req, plan)
     except ClientGone as e:
