@@ -91,6 +91,7 @@ class Recorded:
     headers: list[tuple[str, str]]
     body: bytes
     sni: str | None
+    trailers: list[tuple[str, str]] = field(default_factory=list)   # of a chunked request body
 
     @property
     def path(self) -> str:
@@ -336,17 +337,19 @@ class UpstreamServer(LoopbackServer):
             if conn.they_are_waiting_for_100_continue:
                 await send(h11.InformationalResponse(status_code=100, headers=[]))
             body = bytearray()
+            trailers: list[tuple[str, str]] = []
             while True:
                 ev = await next_event()
                 if isinstance(ev, h11.Data):
                     body += ev.data
                 elif isinstance(ev, h11.EndOfMessage):
+                    trailers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in ev.headers.raw_items()]
                     break
                 elif isinstance(ev, h11.ConnectionClosed):
                     return
             target = req.target.decode("latin-1")
             rec = Recorded(conn_id=conn_id, method=req.method.decode(), target=target,
-                           headers=headers, body=bytes(body), sni=sni)
+                           headers=headers, body=bytes(body), sni=sni, trailers=trailers)
             with self._state.lock:
                 self._state.requests.append(rec)
             url = urlsplit(target)

@@ -27,6 +27,7 @@ from cordon.core.model import DEFAULT_PLACEHOLDER, Config, Route, SecretSpec
 from cordon.store.paths import Paths
 
 if TYPE_CHECKING:
+    from cordon.app.sandbox import Sandbox
     from cordon.core.certs import CA
     from cordon.store.secrets import SecretResolver
     from cordon.store.session import Session
@@ -59,6 +60,9 @@ class ExecRequest:
     config: str | None = None
     scope: str | None = None
     sensitive: Callable[[str], None] | None = None   # told every secret and token (log redaction)
+    sandbox: str | None = None         # auto|required|off; None: [exec] sandbox
+    egress: str | None = None          # open|proxy; None: [exec] egress
+    egress_ports: tuple[int, ...] = ()
 
 
 def exit_status(returncode: int) -> int:
@@ -260,6 +264,9 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
         for k in leaked:
             del base[k]
 
+    from cordon.app.sandbox import choose
+    box = choose(req.sandbox, req.egress, req.egress_ports, config, routes, req.env, req.paths, say)
+
     hosts = [h for r in routes for h in r.hosts]
     ca = session_ca(hosts)
     bundle = _build_bundle(ca.cert_pem, req.env)
@@ -279,7 +286,7 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
             session.update(files=tuple(files))
         plan = _ProxyPlan(config=config, routes=routes, resolver=resolver, ca=ca,
                           token=token, session=session, base_env=base,
-                          codex_home=codex_home, env_file=env_file, codex_config=codex_config)
+                          codex_home=codex_home, env_file=env_file, codex_config=codex_config, sandbox=box)
         return _run_loop(req.argv, exe, None, proxy=plan)
     finally:
         _teardown(session, req.paths, say)
@@ -423,6 +430,7 @@ class _ProxyPlan:
     codex_home: Path | None
     env_file: Path | None
     codex_config: tuple[Path, dict[Key, str]] | None
+    sandbox: Sandbox | None = None
 
 
 @contextlib.contextmanager
@@ -521,6 +529,7 @@ async def _main(argv: Sequence[str], exe: str, env: dict[str, str] | None, plan:
     from cordon.core.envvars import contract_vars
     fwd = _Forwarder()
     status = 0
+    spawn = None
     # handlers first (STYLE habit 9): from here on TERM/HUP/QUIT are caught, never fatal
     with anyio.open_signal_receiver(signal.SIGINT, *FORWARDED) as signals:
         async with anyio.create_task_group() as tg:
@@ -546,12 +555,15 @@ async def _main(argv: Sequence[str], exe: str, env: dict[str, str] | None, plan:
                         swap = codex_config_entries(setup_entries, contract, plan.routes)
                         if swap:
                             toml_acquire(plan.session.paths, plan.session.id, cfg, swap)
+                    if plan.sandbox is not None:
+                        from cordon.app.sandbox import start
+                        spawn = await start(tg, plan.sandbox, plan.session.shared_files(), port)
                 fwd.scope = None
             if fwd.early:
                 status = 128 + fwd.early
             else:
                 assert env is not None
-                status = await _supervise(argv, exe, env, fwd)
+                status = await _supervise(argv, exe, env, fwd, spawn)
             tg.cancel_scope.cancel()
     return status
 
@@ -568,7 +580,8 @@ async def _start_proxy(tg: Any, plan: _ProxyPlan) -> int:
     return int(await tg.start(server.serve, settings))
 
 
-async def _supervise(argv: Sequence[str], exe: str, env: Mapping[str, str], fwd: _Forwarder) -> int:
+async def _supervise(argv: Sequence[str], exe: str, env: Mapping[str, str], fwd: _Forwarder,
+                     spawn: Callable[..., subprocess.Popen[bytes]] | None = None) -> int:
     """Start the child with our stdin/stdout/stderr/TTY and wait for it.
 
     The child shares our process group, so a terminal's Ctrl-C reaches it
@@ -576,7 +589,7 @@ async def _supervise(argv: Sequence[str], exe: str, env: Mapping[str, str], fwd:
     HUP and QUIT sent to cordon are forwarded by `fwd`.
     """
     try:
-        proc = subprocess.Popen(list(argv), executable=exe, env=dict(env))
+        proc = spawn(argv, exe, env) if spawn else subprocess.Popen(list(argv), executable=exe, env=dict(env))
     except FileNotFoundError:
         raise CommandNotFound(f"command not found: {argv[0]}") from None
     except PermissionError:

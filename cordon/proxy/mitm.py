@@ -18,8 +18,8 @@ import anyio
 
 from cordon.core.errors import ProtocolError, SecretError
 from cordon.core.http1 import RequestHead, request_framing, strip_hop_by_hop
-from cordon.core.inject import SCRUB_MIN, InjectionError, rewrite_request, wants_secret
-from cordon.core.model import Route
+from cordon.core.inject import InjectionError, echo_scrub, rewrite_request, wants_secret
+from cordon.core.model import Route, Secret
 from cordon.core.routes import normalize_host, split_host_port
 from cordon.proxy.conn import Conn
 from cordon.proxy.forward import ClientGone, Plan
@@ -119,22 +119,14 @@ async def route_request(px: Proxy, client: Conn, req: RequestHead, route: Route,
             check_host(req, host, port, sni)
             headers = strip_hop_by_hop(req.headers)
         request_framing(req)  # 400 for smuggling-prone framing before any secret lookup
-        secret = None
-        if wants_secret(route, path):
-            try:
-                secret = await px.secrets.get(route)
-            except SecretError as e:
-                raise ProtocolError(f"{e.message}; {e.hint}" if e.hint else e.message, 502)
-            except Exception as e:  # a keyring backend failing in its own way: name it, never its text
-                raise ProtocolError(f"route '{route.name}': the secret lookup failed ({type(e).__name__}); "
-                                    f"run `cordon secret check`", 502)
+        inject = wants_secret(route, path)
+        secret = await _secret(px, route, required=inject)
         try:
-            headers, path, _ = rewrite_request(headers, route, path, secret)
+            headers, path, _ = rewrite_request(headers, route, path, secret if inject else None)
         except InjectionError as e:
             raise ProtocolError(str(e), 502)
-        scrub = None
-        if secret is not None and len(secret) >= SCRUB_MIN:
-            scrub = (secret.reveal().encode(), route.auth.placeholder.encode())
+        # every response from a route host is scrubbed, injected or not: the upstream may echo the key anyway
+        scrub = echo_scrub(route, secret) if secret is not None else None
         plan = Plan(target=px.route_target(route, port, host), method=req.method, path=path, headers=headers,
                     scrub=scrub, upgrade=upgrade)
         result = await px.forwarder.exchange(client, req, plan)
@@ -157,6 +149,21 @@ async def route_request(px: Proxy, client: Conn, req: RequestHead, route: Route,
         st.errors += 1
     px.log_exchange(route.name, host, req, status, nbytes, t0, result.error, who)
     return result.keep_alive
+
+
+async def _secret(px: Proxy, route: Route, *, required: bool) -> Secret | None:
+    """The route's secret; when it is only wanted for scrubbing, a failed lookup is None, not an error."""
+    try:
+        return await px.secrets.get(route)
+    except SecretError as e:
+        if not required:
+            return None
+        raise ProtocolError(f"{e.message}; {e.hint}" if e.hint else e.message, 502)
+    except Exception as e:  # a keyring backend failing in its own way: name it, never its text
+        if not required:
+            return None
+        raise ProtocolError(f"route '{route.name}': the secret lookup failed ({type(e).__name__}); "
+                            f"run `cordon secret check`", 502)
 
 
 def request_framing_is_empty(req: RequestHead) -> bool:

@@ -105,6 +105,10 @@ class Session:
     def bundle_path(self) -> Path:
         return self.dir / BUNDLE_NAME
 
+    def shared_files(self) -> tuple[tuple[str, bool], ...]:
+        """(path, writable) of the record and lock a nested `cordon exec` reads to find this session."""
+        return ((str(_record_path(self.paths, self.id)), False), (str(_lock_path(self.paths, self.id)), True))
+
     def update(self, **changes: Any) -> None:
         """Rewrite the record (e.g. once the proxy's port is known)."""
         d = {**self.record.__dict__, **changes}
