@@ -164,3 +164,32 @@ def test_copilot_cli(project: Path, home: Path) -> None:
         paths = {(q.header("host"), q.path.split("?")[0]) for q in mock.requests}
         assert ("api.github.com", "/copilot_internal/user") in paths
         assert ("api.individual.githubcopilot.com", "/chat/completions") in paths
+
+
+# --- activation shims -----------------------------------------------------------------------------
+
+VERSIONS = {"gemini": "0.61.0", "opencode": "1.18.33", "copilot": "1.0.102", "aider": "0.86.2"}
+
+
+def test_activation_shims_run_each_agent_under_cordon(project: Path, tmp_path: Path) -> None:
+    """The shims `cordon hook` / `use cordon` put on PATH find each agent and run it under exec."""
+    from cordon.app.activation import resolve_agents, write_shims
+    from cordon.core.shellhooks import DEFAULT_AGENTS
+    assert set(VERSIONS) <= set(DEFAULT_AGENTS)
+    installed = {"gemini": NODE_BIN / "gemini", "opencode": NODE_BIN / "opencode",
+                 "copilot": NODE_BIN / "copilot", "aider": AIDER}
+    for name, path in installed.items():
+        tool(path, name)
+    shims = tmp_path / "shims"
+    env = subprocess_env()
+    path = os.pathsep.join([str(NODE_BIN), str(AIDER.parent), env["PATH"]])
+    found, _ = resolve_agents(list(DEFAULT_AGENTS), path, shims)
+    assert {a.name: a.real for a in found if a.name in VERSIONS} == {k: str(v) for k, v in installed.items()}
+    write_shims(shims, found, cordon_argv())
+    env["PATH"] = os.pathsep.join([str(shims), path])
+    for name, version in VERSIONS.items():
+        r = subprocess.run([name, "--version"], cwd=project, env={**env, "HOME": str(tmp_path / f"home-{name}")},
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, (name, r.stderr[-2000:])
+        assert version in r.stdout, (name, r.stdout)
+        assert "cordon: no routes: tunnel only" in r.stderr      # it ran under `cordon exec`
