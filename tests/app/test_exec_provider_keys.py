@@ -102,3 +102,21 @@ def test_exec_warns_of_an_opencode_key_no_route_covers(project: Path, home: Path
     assert r.stdout == "[]\n"                                   # nothing to replace: the file is opencode's
     assert f"opencode keeps its own anthropic API key in {f}, which no route covers" in r.stderr
     assert "sk-ant-stored-in-opencode" not in r.stderr
+
+
+def test_doctor_reports_opencode_keys_with_the_fix(home: Path) -> None:
+    from cordon.app.doctor.checks import check_agent_keys
+    from cordon.core.model import Config
+    env = {"XDG_DATA_HOME": str(home / ".local" / "share")}
+    [c] = check_agent_keys(None, env, home)
+    assert c.status == "ok"
+    f = opencode_auth(home, {"openai": {"type": "api", "key": "sk-stored-in-opencode-1"},
+                             "google": {"type": "api", "key": "AIza-stored-in-opencode-2"}})
+    routed = Config(routes=(PRESETS["openai"].route(SecretSpec(source="keyring", account="openai")),))
+    by_id = {c.id: c for c in check_agent_keys(routed, env, home)}
+    assert set(by_id) == {"agent_keys.opencode.openai", "agent_keys.opencode.google"}
+    assert all(c.status == "warn" and c.details["where"] == str(f) for c in by_id.values())
+    assert "hands it the placeholder" in by_id["agent_keys.opencode.openai"].message
+    assert by_id["agent_keys.opencode.google"].fix is not None
+    assert "`cordon route add --preset gemini`" in by_id["agent_keys.opencode.google"].fix
+    assert not any("stored-in-opencode" in (c.message + (c.fix or "")) for c in by_id.values())
