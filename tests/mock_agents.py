@@ -35,8 +35,8 @@ from tests.mock_openai import PLACEHOLDER, MockOpenAI, Request, chat_chunks, res
 REPLY = "Hello from the cordon mock upstream"
 
 
-def anthropic_events(reply: str, model: str) -> list[tuple[str, dict[str, Any]]]:
-    msg = {"id": "msg_mock1", "type": "message", "role": "assistant", "model": model, "content": [],
+def anthropic_events(reply: str, model: str) -> list[tuple[str | None, dict[str, Any]]]:
+    msg: dict[str, Any] = {"id": "msg_mock1", "type": "message", "role": "assistant", "model": model, "content": [],
            "stop_reason": None, "stop_sequence": None,
            "usage": {"input_tokens": 10, "output_tokens": 1}}
     return [

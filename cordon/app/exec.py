@@ -22,16 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cordon.app import reaper
 from cordon.core.errors import ConfigError, CordonError, SecretError, UsageError
-from cordon.core.model import DEFAULT_PLACEHOLDER, Config, Route, SecretSpec
+from cordon.core.model import DEFAULT_PLACEHOLDER, Config, Resolver, Route, SecretSpec
+from cordon.core.wording import plural
 from cordon.store.paths import Paths
 
 if TYPE_CHECKING:
-    from cordon.app.sandbox import Sandbox
+    from cordon.app.sandbox import Probe
     from cordon.core.certs import CA
-    from cordon.store.secrets import SecretResolver
+    from cordon.store.edits import Key
     from cordon.store.session import Session
-    from cordon.store.tomlentries import Key
 
 FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 MIN_SCRUB_LEN = 8          # secrets this long or longer are scrubbed from other variables
@@ -106,7 +107,9 @@ def find_command(name: str, env: Mapping[str, str]) -> str:
     if "/" in name:
         if not os.path.exists(name):
             raise CommandNotFound(f"command not found: {name}")
-        if os.path.isdir(name) or not os.access(name, os.X_OK):
+        if os.path.isdir(name):
+            raise CommandNotExecutable(f"is a directory: {name}")     # as bash says it (exit 126)
+        if not os.access(name, os.X_OK):
             raise CommandNotExecutable(f"permission denied: {name}")
         return name
     found = shutil.which(name, path=env.get("PATH", os.defpath))
@@ -132,14 +135,14 @@ def zero_config_routes(env: Mapping[str, str]) -> list[Route]:
 
 def load_exec_config(req: ExecRequest) -> Config:
     if not req.config and not req.scope and req.paths.find_project_config() is None \
-            and not req.paths.user_config.is_file():
-        # zero-config: what select_config_path would conclude, without importing the parser
+            and not req.paths.user_config.exists():
+        # zero-config: what resolve_scope would conclude, without importing the parser
         return Config(routes=tuple(zero_config_routes(req.env)), scope="none")
-    from cordon.store.config import load_config, select_config_path
-    path, scope = select_config_path(req.paths, req.config, req.scope)
-    if path is None:
+    from cordon.store.scope import resolve_scope
+    scope = resolve_scope(req.paths, req.config, req.scope)
+    if scope.config_path is None:
         return Config(routes=tuple(zero_config_routes(req.env)), scope="none")
-    return load_config(path, scope)
+    return scope.config
 
 
 def project_dir(config: Config, cwd: Path) -> Path | None:
@@ -158,15 +161,23 @@ def env_secret_vars(routes: Sequence[Route]) -> list[str]:
     return [r.auth.secret.var for r in routes if r.auth.secret.source == "env" and r.auth.secret.var]
 
 
-def preflight(routes: Sequence[Route], resolver: SecretResolver, scope_args: str = "") -> None:
+def preflight(routes: Sequence[Route], resolver: Resolver, scope_args: str = "") -> list[str]:
     """Resolve every secret now; all failures in one error naming each route and its fix.
 
-    `scope_args` (e.g. ` --config x.toml`) is added to the `cordon secret set NAME`
-    commands in the hints, so the command shown is exactly the one that fixes it.
+    Returns the values (for log redaction and the leak scan: each secret is read
+    once per session). `scope_args` (e.g. ` --config x.toml`) is added to the
+    `cordon secret set NAME` commands in the hints, so the command shown is
+    exactly the one that fixes it.
     """
-    failures = [e for _, e in resolver.check(routes) if e is not None]
+    values: list[str] = []
+    failures: list[SecretError] = []
+    for r in routes:
+        try:
+            values.append(resolver.resolve(r).reveal())
+        except SecretError as e:
+            failures.append(e)
     if not failures:
-        return
+        return values
 
     def hint(e: SecretError) -> str | None:
         if e.hint and scope_args:
@@ -247,25 +258,28 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
 
     if routes and not config.tls.enabled:
         raise ConfigError(f"{config.path}: [tls] enabled = false, so cordon cannot intercept "
-                          f"its {len(routes)} route(s)", "remove `enabled = false` from [tls] (or remove the routes)")
+                          f"its {plural(len(routes), 'route')}",
+                          "remove `enabled = false` from [tls] (or remove the routes)")
+    from cordon.proxy.secretcache import SecretCache
+    from cordon.store.generation import generation_file
     from cordon.store.secrets import SecretResolver
-    resolver = SecretResolver(req.env, op_path=config.op_path)
-    preflight(routes, resolver, _scope_args(req))
+    # the session's one cache: preflight fills it, the proxy serves from it
+    resolver = SecretCache(SecretResolver(req.env, op_path=config.op_path), generation_file(req.paths.cordon_home))
+    values = preflight(routes, resolver, _scope_args(req))
+    from cordon.store.upstreamca import check_ca_files
+    check_ca_files(routes, config.path)
     token = _new_token()
     if req.sensitive is not None:
-        for r in routes:
-            req.sensitive(resolver.resolve(r).reveal())
+        for v in values:
+            req.sensitive(v)
         req.sensitive(token)
 
     _agent_auth(req, routes, base, say)
-    leaked = _vars_holding_secrets(base, routes, resolver)
+    leaked = _vars_holding_secrets(base, values)
     if leaked:
         say(f"cordon: note: not passing {', '.join(leaked)} to the command (they hold a route's secret)")
         for k in leaked:
             del base[k]
-
-    from cordon.app.sandbox import choose
-    box = choose(req.sandbox, req.egress, req.egress_ports, config, routes, req.env, req.paths, say)
 
     hosts = [h for r in routes for h in r.hosts]
     ca = session_ca(hosts)
@@ -273,7 +287,10 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
 
     from cordon.store.session import create_session
     session = create_session(req.paths, ca_pem=ca.cert_pem, bundle_pem=bundle, route_hosts=hosts)
+    box = None
     try:
+        from cordon.app.sandbox import choose
+        box = choose(req.sandbox, req.egress, req.egress_ports, config, routes, req.env, req.paths, say)
         proj = project_dir(config, req.paths.cwd)
         codex_home = proj / ".codex" if proj is not None else None
         env_file = _dotenv_target(codex_home, req.env, req.paths)
@@ -289,6 +306,8 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
                           codex_home=codex_home, env_file=env_file, codex_config=codex_config, sandbox=box)
         return _run_loop(req.argv, exe, None, proxy=plan)
     finally:
+        if box is not None:
+            box.close()
         _teardown(session, req.paths, say)
 
 
@@ -319,10 +338,9 @@ def _agent_auth(req: ExecRequest, routes: Sequence[Route], base: dict[str, str],
             f"cordon: `cordon route add --preset {k.preset}`, `cordon secret set {k.preset}`, `opencode auth logout`")
 
 
-def _vars_holding_secrets(env: Mapping[str, str], routes: Sequence[Route],
-                          resolver: SecretResolver) -> list[str]:
+def _vars_holding_secrets(env: Mapping[str, str], secrets: Sequence[str]) -> list[str]:
     # a very short "secret" would match half the environment; those are left to the user
-    values = [v for v in (resolver.resolve(r).reveal() for r in routes) if len(v) >= MIN_SCRUB_LEN]
+    values = [v for v in secrets if len(v) >= MIN_SCRUB_LEN]
     return sorted(k for k, v in env.items() if any(s in v for s in values))
 
 
@@ -422,7 +440,7 @@ def _teardown(session: Session, paths: Paths, say: Say) -> None:
 class _ProxyPlan:
     config: Config
     routes: list[Route]
-    resolver: SecretResolver
+    resolver: Resolver
     ca: CA
     token: str
     session: Session
@@ -430,7 +448,7 @@ class _ProxyPlan:
     codex_home: Path | None
     env_file: Path | None
     codex_config: tuple[Path, dict[Key, str]] | None
-    sandbox: Sandbox | None = None
+    sandbox: Probe | None = None
 
 
 @contextlib.contextmanager
@@ -480,6 +498,7 @@ def _run_loop(argv: Sequence[str], exe: str, env: dict[str, str] | None, proxy: 
         # the loop left SIG_DFL behind; the child is gone and teardown is short: let it finish
         for s in FORWARDED:
             signal.signal(s, signal.SIG_IGN)
+        reaper.end_descendants()    # daemons the child left behind (cordon is their subreaper)
     return status
 
 
@@ -588,6 +607,7 @@ async def _supervise(argv: Sequence[str], exe: str, env: Mapping[str, str], fwd:
     directly; cordon receives the same SIGINT and only keeps waiting. TERM,
     HUP and QUIT sent to cordon are forwarded by `fwd`.
     """
+    reaper.become_subreaper()
     try:
         proc = spawn(argv, exe, env) if spawn else subprocess.Popen(list(argv), executable=exe, env=dict(env))
     except FileNotFoundError:

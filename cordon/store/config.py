@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cordon.core.errors import ConfigError, UsageError
+from cordon.core.errors import ConfigError
 from cordon.core.model import (
     DEFAULT_KEYRING_SERVICE,
     DEFAULT_LISTEN,
@@ -27,10 +27,9 @@ from cordon.core.model import (
     Route,
     SecretSpec,
     TlsConfig,
-    Upstream,
+    UpstreamSpec,
 )
 from cordon.core.routes import normalize_host
-from cordon.store.paths import Paths
 
 RESERVED_HEADERS = frozenset(
     h.lower()
@@ -45,6 +44,7 @@ _HOST_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
 _QUERY_PARAM_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 TOP_KEYS = {"listen", "tls", "routes", "policy", "secrets", "listeners", "exec"}
+UNSUPPORTED_KEYS = {"listeners"}   # known (Cordon's), always refused with their own error: never suggested
 EXEC_KEYS = {"sandbox", "egress", "egress_ports"}
 TLS_KEYS = {"enabled", "ca_cert_path", "ca_key_path"}
 POLICY_KEYS = {"unmatched", "allow_hosts", "allow_private"}
@@ -146,7 +146,7 @@ def _check_keys(ctx: _Ctx, table: Mapping[str, Any], allowed: set[str], path: tu
         if k not in allowed:
             where = _dotted(path) or "top level"
             raise ctx.error((*path, k), f"unknown key '{k}' in {where}",
-                            f"remove it or use one of: {', '.join(sorted(allowed))}")
+                            f"remove it or use one of: {', '.join(sorted(allowed - UNSUPPORTED_KEYS))}")
 
 
 def _need_table(ctx: _Ctx, v: Any, path: tuple[Any, ...]) -> Mapping[str, Any]:
@@ -183,7 +183,8 @@ def _str_list(ctx: _Ctx, table: Mapping[str, Any], key: str, path: tuple[Any, ..
 
 
 def _resolve_path(base: Path, p: str) -> Path:
-    pp = Path(p)
+    """An absolute path: `~` and `~user` expanded, a relative one against the file's directory."""
+    pp = Path(p).expanduser()
     return pp if pp.is_absolute() else (base / pp)
 
 
@@ -330,7 +331,7 @@ def _parse_route(ctx: _Ctx, t: Mapping[str, Any], i: int) -> Route:
     secret_t = _need_table(ctx, auth_t.get("secret", {"source": "keyring"}), (*apath, "secret"))
     secret = _parse_secret(ctx, secret_t, (*apath, "secret"), name)
 
-    upstream = Upstream()
+    upstream = UpstreamSpec()
     if "upstream" in t:
         ut = _need_table(ctx, t["upstream"], (*path, "upstream"))
         upath = (*path, "upstream")
@@ -348,7 +349,7 @@ def _parse_route(ctx: _Ctx, t: Mapping[str, Any], i: int) -> Route:
         if uscheme not in ("https", "http"):
             raise ctx.error((*upath, "scheme"), f"route '{name}': upstream scheme '{uscheme}' is not valid",
                             'use scheme = "https" (default) or "http"')
-        upstream = Upstream(address=address, ca_file=_resolve_path(ctx.base, ca) if ca else None,
+        upstream = UpstreamSpec(address=address, ca_file=_resolve_path(ctx.base, ca) if ca else None,
                             scheme="http" if uscheme == "http" else "https")
     auth = Auth(type="basic" if atype == "basic" else "query" if atype == "query" else "header", secret=secret,
                 header_name=header_name or "Authorization", scheme=scheme, username=username,
@@ -419,10 +420,13 @@ def parse_config(text: str, file: Path, scope: str = "explicit") -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        m = re.search(r"\(at line (\d+), column \d+\)|\(at end of document\)", str(e))
+        m = re.search(r"\s*\(at line (\d+), column (\d+)\)|\s*\(at end of document\)", str(e))
         line = m.group(1) if m and m.group(1) else (str(text.count("\n") + 1) if m else None)
         where = f"{file}:{line}" if line else str(file)
-        raise ConfigError(f"{where}: invalid TOML: {e}",
+        what = str(e)[:m.start()] + str(e)[m.end():] if m else str(e)   # the line is in `where` already
+        if m and m.group(2):
+            what += f" (column {m.group(2)})"
+        raise ConfigError(f"{where}: invalid TOML: {what}",
                           "fix the syntax at that line (strings need quotes, tables need [brackets], "
                           "each key once per table)") from None
     ctx = _Ctx(file=file, loc=_Locator(text), base=file.parent)
@@ -547,38 +551,10 @@ def load_config(path: Path, scope: str = "explicit") -> Config:
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file",
                           "create it with `cordon route add` or `cordon setup`") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a directory, not a file",
+                          "rename or remove that directory: cordon reads its configuration from a file "
+                          "of that name") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read: {e}", "check the file's permissions and encoding") from None
     return parse_config(text, path, scope)
-
-
-def select_config_path(paths: Paths, config: str | None, scope: str | None) -> tuple[Path | None, str]:
-    """Which cordon.toml a command uses: --config, --scope, nearest project file, user file.
-
-    Returns (path or None when nothing exists yet, scope name).
-    """
-    if config and scope:
-        raise UsageError("--config and --scope cannot be used together", "pass only one of them")
-    if config:
-        p = Path(config)
-        return (p if p.is_absolute() else paths.cwd / p), "explicit"
-    if scope == "user":
-        return paths.user_config, "user"
-    if scope == "project":
-        found = paths.find_project_config()
-        return (found or paths.cwd / "cordon.toml"), "project"
-    found = paths.find_project_config()
-    if found:
-        return found, "project"
-    if paths.user_config.is_file():
-        return paths.user_config, "user"
-    return None, "none"
-
-
-def load_selected(paths: Paths, config: str | None, scope: str | None) -> Config:
-    """The Config a command works on (select_config_path + load_config); ConfigError if there is none."""
-    path, sc = select_config_path(paths, config, scope)
-    if path is None:
-        raise ConfigError(f"no cordon.toml in {paths.cwd} or its parents, and no user config at {paths.user_config}",
-                          "add a route with `cordon route add --preset openai` (or run `cordon setup`)")
-    return load_config(path, sc)

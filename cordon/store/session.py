@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 from cordon.core.errors import CordonError
 from cordon.store.atomic import TEMP_MARK, atomic_write, remove_stale_temps
-from cordon.store.dotenvfile import apply_block, has_block, read_block, remove_block
+from cordon.store.dotenvfile import SESSION_BEGIN, apply_block, has_block, read_block, remove_block
 from cordon.store.paths import Paths, ensure_private_dir
 from cordon.store.runrecord import pid_alive
 
 if TYPE_CHECKING:
-    from cordon.store.tomlentries import Key, Recorded
+    from cordon.store.edits import Key, Recorded
 
 CA_NAME = "ca.pem"
 BUNDLE_NAME = "bundle.pem"
@@ -345,7 +345,7 @@ def _render(state: dict[str, Any], current: bytes | None) -> bytes | None:
     newest = state["holders"][-1]
     if state.get("kind", "dotenv") == "toml":
         return _toml_render(state, current)
-    return _encode(apply_block(_decode(current or b""), newest["vars"]))
+    return _encode(apply_block(_decode(current or b""), newest["vars"], SESSION_BEGIN))
 
 
 def _write(path: Path, current: bytes | None, data: bytes | None, state: dict[str, Any], *,
@@ -486,12 +486,13 @@ def _restore(path: Path, state: Mapping[str, Any], state_path: Path) -> None:
 # --- the "toml" kind (tomlkit is imported only when a session edits a config.toml) ----------
 
 def _swapped(state: Mapping[str, Any]) -> dict[Key, Recorded]:
-    from cordon.store.tomlentries import Recorded
+    from cordon.store.edits import Recorded
     return {tuple(k): Recorded(v, p) for k, v, p in state.get("swapped", [])}
 
 
 def _toml_render(state: dict[str, Any], current: bytes | None) -> bytes | None:
-    from cordon.store.tomlentries import Recorded, TomlEntries, value_at
+    from cordon.store.edits import Recorded
+    from cordon.store.tomlentries import TomlEntries, value_at
     if current is None:
         return None
     text = _decode(current)

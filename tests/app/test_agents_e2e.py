@@ -182,11 +182,11 @@ def test_activation_shims_run_each_agent_under_cordon(project: Path, tmp_path: P
         tool(path, name)
     shims = tmp_path / "shims"
     env = subprocess_env()
-    path = os.pathsep.join([str(NODE_BIN), str(AIDER.parent), env["PATH"]])
-    found, _ = resolve_agents(list(DEFAULT_AGENTS), path, shims)
+    search = os.pathsep.join([str(NODE_BIN), str(AIDER.parent), env["PATH"]])
+    found, _ = resolve_agents(list(DEFAULT_AGENTS), search, shims)
     assert {a.name: a.real for a in found if a.name in VERSIONS} == {k: str(v) for k, v in installed.items()}
     write_shims(shims, found, cordon_argv())
-    env["PATH"] = os.pathsep.join([str(shims), path])
+    env["PATH"] = os.pathsep.join([str(shims), search])
     for name, version in VERSIONS.items():
         r = subprocess.run([name, "--version"], cwd=project, env={**env, "HOME": str(tmp_path / f"home-{name}")},
                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
