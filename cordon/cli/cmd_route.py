@@ -329,7 +329,10 @@ def describe_auth(route: Route) -> str:
     a = route.auth
     if a.type == "basic":
         return f"basic ({a.username})"
-    return f"{a.header_name}: {a.scheme}" if a.scheme else a.header_name
+    if a.type == "query":
+        return f"?{a.query_param}="
+    header = f"{a.header_name}: {a.scheme}" if a.scheme else a.header_name
+    return f"{header} (or ?{a.query_param}=)" if a.query_param else header
 
 
 def run_list(args: argparse.Namespace, ctx: Context) -> int:
@@ -342,7 +345,7 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
         ctx.err(f"no routes in {where}; add one with `cordon route add`")
         return 0
     rows = [("NAME", "HOST", "AUTH", "SECRET")] + [
-        (r.name, r.host + (" " + ",".join(r.paths) if r.paths else ""), describe_auth(r),
+        (r.name, ",".join(r.hosts) + (" " + ",".join(r.paths) if r.paths else ""), describe_auth(r),
          r.auth.secret.describe()) for r in routes]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
@@ -368,7 +371,7 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
     u = r.upstream
     lines = [
         ("name", r.name),
-        ("host", r.host),
+        ("host", ", ".join(r.hosts)),
         ("paths", ", ".join(r.paths) if r.paths else "(all)"),
         ("auth", describe_auth(r) + " <secret>" if r.auth.type == "header" else describe_auth(r)),
         ("placeholder_env", ", ".join(r.auth.placeholder_env) or "(none)"),

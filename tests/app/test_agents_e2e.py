@@ -8,7 +8,7 @@ the built-in preset, its secret the variable the user exported (as zero-config
 makes it), so the agent sees only the placeholder. Every test checks that:
 - the mock got the real key exactly once per request and never the placeholder;
 - the reply reached the agent's output;
-- the agent's output, cordon's log (at debug level), every file the agent wrote under
+- the agent's output, cordon's log (at its chattiest, trace), every file the agent wrote under
   HOME and the project, and the environment the agent was started with never held
   the key.
 """
@@ -49,7 +49,7 @@ def run_agent(project: Path, var: str, *cmd: str, extra_env: dict[str, str] | No
     """`cordon exec -- <agent>` with the user's key in `var`; the agent's own environment is
     saved to child.env first (by a shell that then execs the agent)."""
     env = subprocess_env({var: SECRET, **(extra_env or {})})
-    argv = cordon_argv("exec", "--log-level", "debug", "--", "sh", "-c",
+    argv = cordon_argv("exec", "--log-level", "trace", "--", "sh", "-c",
                        'env > "$CHILD_ENV_FILE.tmp" && mv "$CHILD_ENV_FILE.tmp" "$CHILD_ENV_FILE" && exec "$@"',
                        "agent", *cmd)
     env["CHILD_ENV_FILE"] = str(project.parent / "child.env")
