@@ -91,7 +91,8 @@ def session_ca(hosts: Sequence[str]) -> CA:
     constraints (RFC 5280 §4.2.1.10) permitting only the route hosts, so even a copy of
     its certificate in a trust store vouches for nothing else."""
     from cordon.core.certs import create_ca
-    return create_ca("cordon session CA", permitted_hosts=hosts)
+    from cordon.core.routes import constraint_names
+    return create_ca("cordon session CA", permitted_hosts=constraint_names(hosts))
 
 
 def _new_token() -> str:
@@ -232,13 +233,15 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
     set_non_dumpable()
     config = load_exec_config(req)
     routes = list(config.routes)
+    if config.scope != "none":
+        routes = _protect_provider_keys(req.env, routes, say)
     remove = env_secret_vars(routes)
 
     outer_id = req.env.get("CORDON_SESSION", "")
     outer = live_session(req.paths, outer_id) if outer_id else None
     if outer is not None and _port_open(outer.port):
         # nesting: the outer proxy already covers this process tree; no second MITM
-        missing = sorted({r.host for r in routes} - set(outer.route_hosts))
+        missing = sorted({h for r in routes for h in r.hosts} - set(outer.route_hosts))
         if missing:
             say(f"cordon: note: reusing the outer session's proxy, which has no route for: {', '.join(missing)}")
         env = {k: v for k, v in req.env.items() if k not in remove}
@@ -271,13 +274,14 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
             req.sensitive(v)
         req.sensitive(token)
 
+    _agent_auth(req, routes, base, say)
     leaked = _vars_holding_secrets(base, values)
     if leaked:
         say(f"cordon: note: not passing {', '.join(leaked)} to the command (they hold a route's secret)")
         for k in leaked:
             del base[k]
 
-    hosts = [r.host for r in routes]
+    hosts = [h for r in routes for h in r.hosts]
     ca = session_ca(hosts)
     bundle = _build_bundle(ca.cert_pem, req.env)
 
@@ -305,6 +309,33 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
         if box is not None:
             box.close()
         _teardown(session, req.paths, say)
+
+
+def _protect_provider_keys(env: Mapping[str, str], routes: list[Route], say: Say) -> list[Route]:
+    """A provider key in our environment that the config does not route still never reaches
+    the child in clear: it gets a route for this session, as with no cordon.toml."""
+    from cordon.core.providerkeys import protect
+    p = protect(env, routes)
+    for preset, r in p.added:
+        say(f"cordon: {r.auth.secret.var} is set but no route in the config covers {r.host}; "
+            f"protecting it for this session (to keep it: `cordon route add --preset {preset}` "
+            f"and `cordon secret set {preset}`)")
+    for var, name in p.covered:
+        say(f"cordon: note: {var} gets route '{name}''s placeholder")
+    return list(p.routes)
+
+
+def _agent_auth(req: ExecRequest, routes: Sequence[Route], base: dict[str, str], say: Say) -> None:
+    """Keys an agent keeps in its own files (opencode's auth.json) give way to the placeholders."""
+    from cordon.app.agentauth import describe, for_session
+    found = for_session(req.env, req.paths.home, routes)
+    base.update(found.env)
+    for k in found.replaced:
+        say(f"cordon: note: {describe(k)}; it gets the placeholder instead for this session "
+            f"(remove it with `opencode auth logout`: see docs/agents.md)")
+    for k in found.unrouted:
+        say(f"cordon: warning: {describe(k)}, which no route covers: it goes out in clear; move it into "
+            f"cordon: `cordon route add --preset {k.preset}`, `cordon secret set {k.preset}`, `opencode auth logout`")
 
 
 def _vars_holding_secrets(env: Mapping[str, str], secrets: Sequence[str]) -> list[str]:
