@@ -170,9 +170,9 @@ def token_auth(watcher: TokenWatcher) -> ProxyAuth:
             inner = self._current()
             return inner.check_token(token) if inner else None
 
-        def check_header(self, value: bytes | None) -> str | None:
+        def check_header(self, value: bytes | None, *, bearer: bool = False) -> str | None:
             inner = self._current()
-            return inner.check_header(value) if inner else None
+            return inner.check_header(value, bearer=bearer) if inner else None
 
     return TokenFileAuth()
 
