@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from cordon.store.tomlentries import Key
 
 FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-MIN_SCRUB_LEN = 8          # secrets this long or longer are scrubbed from other variables
 KILL_GRACE = 5.0          # seconds a child gets after SIGTERM in teardown before SIGKILL
 
 Say = Callable[[str], None]
@@ -283,9 +282,8 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
 
 def _vars_holding_secrets(env: Mapping[str, str], routes: Sequence[Route],
                           resolver: SecretResolver) -> list[str]:
-    # a very short "secret" would match half the environment; those are left to the user
-    values = [v for v in (resolver.resolve(r).reveal() for r in routes) if len(v) >= MIN_SCRUB_LEN]
-    return sorted(k for k, v in env.items() if any(s in v for s in values))
+    from cordon.core.leaks import vars_holding  # short secrets: whole values and tokens only
+    return vars_holding(env, (resolver.resolve(r).reveal() for r in routes))
 
 
 def _build_bundle(ca_pem: bytes, env: Mapping[str, str]) -> bytes:
