@@ -16,12 +16,12 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cordon.app.hardening import set_non_dumpable
 from cordon.core.errors import ConfigError, CordonError, SecretError, UsageError
 from cordon.core.model import DEFAULT_PLACEHOLDER, Config, Route, SecretSpec
 from cordon.store.paths import Paths
@@ -63,21 +63,6 @@ class ExecRequest:
 def exit_status(returncode: int) -> int:
     """A child's status as a shell reports it: its code, or 128+N for death by signal N."""
     return 128 - returncode if returncode < 0 else returncode
-
-
-def set_non_dumpable() -> bool:
-    """prctl(PR_SET_DUMPABLE, 0): the child may not read our memory or /proc/<pid>/environ.
-
-    The flag is reset to 1 by execve, so the child itself stays debuggable.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(4, 0, 0, 0, 0)) == 0     # 4 = PR_SET_DUMPABLE
-    except (OSError, AttributeError):
-        return False
 
 
 def session_ca(hosts: Sequence[str]) -> CA:

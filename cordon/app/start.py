@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from cordon import __version__
+from cordon.app.hardening import set_non_dumpable
 from cordon.app.scope import Scope, prepare_ca
 from cordon.core.errors import ConfigError, CordonError, SecretError
 from cordon.store.runrecord import live_run_record
@@ -55,6 +56,7 @@ class ProxyRun:
     def preflight(self, report: Callable[[SecretError], None]) -> None:
         """Refuse a second proxy for the scope, resolve every secret (each failure goes to
         `report`, then one SecretError), then load or create the CA and the tokens file."""
+        set_non_dumpable()   # before any secret or token is in memory (the service runs this too)
         scope = self.scope
         rec = live_run_record(scope.state_dir)
         if rec is not None:
