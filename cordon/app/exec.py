@@ -200,6 +200,8 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
         raise UsageError("no command given", "write `cordon exec -- CMD [ARGS...]`")
     set_non_dumpable()
     config = load_exec_config(req)
+    from cordon.store.approvals import require_approved
+    require_approved(req.paths.cordon_home, config)   # a project file only as the user approved it
     routes = list(config.routes)
     remove = env_secret_vars(routes)
 

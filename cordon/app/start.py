@@ -58,6 +58,8 @@ class ProxyRun:
         `report`, then one SecretError), then load or create the CA and the tokens file."""
         set_non_dumpable()   # before any secret or token is in memory (the service runs this too)
         scope = self.scope
+        from cordon.store.approvals import require_approved
+        require_approved(scope.cordon_home, scope.config)   # a project file only as the user approved it
         rec = live_run_record(scope.state_dir)
         if rec is not None:
             raise CordonError(f"cordon is already running for this scope (pid {rec.pid}, "

@@ -12,6 +12,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from cordon.app.allow import approve_written
 from cordon.cli.context import Context, add_scope_args
 from cordon.core.errors import ConfigError, SecretError, UsageError
 from cordon.core.model import Auth, Route, SecretSpec, Upstream
@@ -253,6 +254,7 @@ def run_add(args: argparse.Namespace, ctx: Context) -> int:
         args = wizard(args, ctx, None)
     route = build_route(args, None, cwd)
     created = add_route(path, route)
+    approve_written(ctx.paths, path, [route.name])   # what cordon wrote is what the user asked for
     if created:
         ctx.out(f"created {path}")
     ctx.out(f"added route '{route.name}' ({route.host}) to {path}")
@@ -286,6 +288,7 @@ def run_edit(args: argparse.Namespace, ctx: Context) -> int:
         args = wizard(args, ctx, base)
     route = build_route(args, base, ctx.paths.cwd)
     update_route(path, args.name, route)
+    approve_written(ctx.paths, path, [route.name])
     ctx.out(f"updated route '{route.name}' ({route.host}) in {path}")
     return 0
 

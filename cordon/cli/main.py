@@ -31,6 +31,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("hook", "cmd_hook"),
     ("trust", "cmd_trust"),
     ("untrust", "cmd_trust"),
+    ("allow", "cmd_allow"),
+    ("deny", "cmd_allow"),
 )
 
 
