@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cordon.core.errors import ConfigError
-from cordon.core.model import Config, Route
+from cordon.core.model import Route
 from cordon.store import approvals
-from cordon.store.config import load_config, select_config_path
+from cordon.store.config import load_config
 from cordon.store.paths import Paths
+from cordon.store.scope import Scope, resolve_scope
 
 
 @dataclass(frozen=True)
@@ -26,16 +27,16 @@ class AllowResult:
     routes: tuple[Route, ...]    # every route now approved
 
 
-def _config(paths: Paths, config: str | None, scope: str | None) -> Config:
-    path, sc = select_config_path(paths, config, scope)
-    if path is None:
+def _scope(paths: Paths, config: str | None, scope: str | None) -> Scope:
+    sc = resolve_scope(paths, config, scope)
+    if sc.config_path is None:
         raise ConfigError("no cordon.toml here, in a parent directory, or in the user scope",
                           "pass --config PATH, or run it in the project's directory")
-    return load_config(path, sc)
+    return sc
 
 
 def allow(paths: Paths, config: str | None = None, scope: str | None = None) -> AllowResult:
-    cfg = _config(paths, config, scope)
+    cfg = _scope(paths, config, scope).config
     assert cfg.path is not None
     if not approvals.needs_approval(paths.cordon_home, cfg):
         return AllowResult(cfg.path, False, (), cfg.routes)
@@ -46,10 +47,7 @@ def allow(paths: Paths, config: str | None = None, scope: str | None = None) -> 
 
 def deny(paths: Paths, config: str | None = None, scope: str | None = None) -> tuple[Path, bool]:
     """(the file, whether an approval was withdrawn). The file need not parse."""
-    path, _ = select_config_path(paths, config, scope)
-    if path is None:
-        raise ConfigError("no cordon.toml here, in a parent directory, or in the user scope",
-                          "pass --config PATH, or run it in the project's directory")
+    path = _scope(paths, config, scope).config_file
     return path, approvals.revoke(paths.cordon_home, path)
 
 

@@ -1,4 +1,4 @@
-"""`cordon exec`: one process runs the proxy and supervises the child (DESIGN.md §2).
+"""`cordon exec`: one process runs the proxy and supervises the child (docs/exec.md).
 
 Order: preflight every secret -> ephemeral name-constrained CA (key only in
 memory) -> session directory -> proxy task and the child's supervision in one
@@ -21,16 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cordon.app import reaper
 from cordon.app.hardening import set_non_dumpable
 from cordon.core.errors import ConfigError, CordonError, SecretError, UsageError
-from cordon.core.model import DEFAULT_PLACEHOLDER, Config, Route, SecretSpec
+from cordon.core.model import DEFAULT_PLACEHOLDER, Config, Resolver, Route, SecretSpec
+from cordon.core.wording import plural
 from cordon.store.paths import Paths
 
 if TYPE_CHECKING:
+    from cordon.app.sandbox import Probe
     from cordon.core.certs import CA
-    from cordon.store.secrets import SecretResolver
+    from cordon.store.edits import Key
     from cordon.store.session import Session
-    from cordon.store.tomlentries import Key
 
 FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 KILL_GRACE = 5.0          # seconds a child gets after SIGTERM in teardown before SIGKILL
@@ -58,6 +60,9 @@ class ExecRequest:
     config: str | None = None
     scope: str | None = None
     sensitive: Callable[[str], None] | None = None   # told every secret and token (log redaction)
+    sandbox: str | None = None         # auto|required|off; None: [exec] sandbox
+    egress: str | None = None          # open|proxy; None: [exec] egress
+    egress_ports: tuple[int, ...] = ()
 
 
 def exit_status(returncode: int) -> int:
@@ -85,7 +90,9 @@ def find_command(name: str, env: Mapping[str, str]) -> str:
     if "/" in name:
         if not os.path.exists(name):
             raise CommandNotFound(f"command not found: {name}")
-        if os.path.isdir(name) or not os.access(name, os.X_OK):
+        if os.path.isdir(name):
+            raise CommandNotExecutable(f"is a directory: {name}")     # as bash says it (exit 126)
+        if not os.access(name, os.X_OK):
             raise CommandNotExecutable(f"permission denied: {name}")
         return name
     found = shutil.which(name, path=env.get("PATH", os.defpath))
@@ -111,14 +118,14 @@ def zero_config_routes(env: Mapping[str, str]) -> list[Route]:
 
 def load_exec_config(req: ExecRequest) -> Config:
     if not req.config and not req.scope and req.paths.find_project_config() is None \
-            and not req.paths.user_config.is_file():
-        # zero-config: what select_config_path would conclude, without importing the parser
+            and not req.paths.user_config.exists():
+        # zero-config: what resolve_scope would conclude, without importing the parser
         return Config(routes=tuple(zero_config_routes(req.env)), scope="none")
-    from cordon.store.config import load_config, select_config_path
-    path, scope = select_config_path(req.paths, req.config, req.scope)
-    if path is None:
+    from cordon.store.scope import resolve_scope
+    scope = resolve_scope(req.paths, req.config, req.scope)
+    if scope.config_path is None:
         return Config(routes=tuple(zero_config_routes(req.env)), scope="none")
-    return load_config(path, scope)
+    return scope.config
 
 
 def project_dir(config: Config, cwd: Path) -> Path | None:
@@ -137,15 +144,23 @@ def env_secret_vars(routes: Sequence[Route]) -> list[str]:
     return [r.auth.secret.var for r in routes if r.auth.secret.source == "env" and r.auth.secret.var]
 
 
-def preflight(routes: Sequence[Route], resolver: SecretResolver, scope_args: str = "") -> None:
+def preflight(routes: Sequence[Route], resolver: Resolver, scope_args: str = "") -> list[str]:
     """Resolve every secret now; all failures in one error naming each route and its fix.
 
-    `scope_args` (e.g. ` --config x.toml`) is added to the `cordon secret set NAME`
-    commands in the hints, so the command shown is exactly the one that fixes it.
+    Returns the values (for log redaction and the leak scan: each secret is read
+    once per session). `scope_args` (e.g. ` --config x.toml`) is added to the
+    `cordon secret set NAME` commands in the hints, so the command shown is
+    exactly the one that fixes it.
     """
-    failures = [e for _, e in resolver.check(routes) if e is not None]
+    values: list[str] = []
+    failures: list[SecretError] = []
+    for r in routes:
+        try:
+            values.append(resolver.resolve(r).reveal())
+        except SecretError as e:
+            failures.append(e)
     if not failures:
-        return
+        return values
 
     def hint(e: SecretError) -> str | None:
         if e.hint and scope_args:
@@ -200,8 +215,6 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
         raise UsageError("no command given", "write `cordon exec -- CMD [ARGS...]`")
     set_non_dumpable()
     config = load_exec_config(req)
-    from cordon.store.approvals import require_approved
-    require_approved(req.paths.cordon_home, config)   # a project file only as the user approved it
     routes = list(config.routes)
     remove = env_secret_vars(routes)
 
@@ -216,6 +229,9 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
         exe = find_command(req.argv[0], env)
         return _run_loop(req.argv, exe, env, proxy=None)
 
+    # a project file only as the user approved it (nesting above uses none of its routes)
+    from cordon.store.approvals import require_approved
+    require_approved(req.paths.cordon_home, config)
     base = {k: v for k, v in req.env.items() if k not in remove}
     exe = find_command(req.argv[0], base)
     if config.scope == "none" and routes:
@@ -226,17 +242,23 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
 
     if routes and not config.tls.enabled:
         raise ConfigError(f"{config.path}: [tls] enabled = false, so cordon cannot intercept "
-                          f"its {len(routes)} route(s)", "remove `enabled = false` from [tls] (or remove the routes)")
+                          f"its {plural(len(routes), 'route')}",
+                          "remove `enabled = false` from [tls] (or remove the routes)")
+    from cordon.proxy.secretcache import SecretCache
+    from cordon.store.generation import generation_file
     from cordon.store.secrets import SecretResolver
-    resolver = SecretResolver(req.env, op_path=config.op_path)
-    preflight(routes, resolver, _scope_args(req))
+    # the session's one cache: preflight fills it, the proxy serves from it
+    resolver = SecretCache(SecretResolver(req.env, op_path=config.op_path), generation_file(req.paths.cordon_home))
+    values = preflight(routes, resolver, _scope_args(req))
+    from cordon.store.upstreamca import check_ca_files
+    check_ca_files(routes, config.path)
     token = _new_token()
     if req.sensitive is not None:
-        for r in routes:
-            req.sensitive(resolver.resolve(r).reveal())
+        for v in values:
+            req.sensitive(v)
         req.sensitive(token)
 
-    leaked = _vars_holding_secrets(base, routes, resolver)
+    leaked = _vars_holding_secrets(base, values)
     if leaked:
         say(f"cordon: note: not passing {', '.join(leaked)} to the command (they hold a route's secret)")
         for k in leaked:
@@ -248,7 +270,10 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
 
     from cordon.store.session import create_session
     session = create_session(req.paths, ca_pem=ca.cert_pem, bundle_pem=bundle, route_hosts=hosts)
+    box = None
     try:
+        from cordon.app.sandbox import choose
+        box = choose(req.sandbox, req.egress, req.egress_ports, config, routes, req.env, req.paths, say)
         proj = project_dir(config, req.paths.cwd)
         codex_home = proj / ".codex" if proj is not None else None
         env_file = _dotenv_target(codex_home, req.env, req.paths)
@@ -261,16 +286,17 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
             session.update(files=tuple(files))
         plan = _ProxyPlan(config=config, routes=routes, resolver=resolver, ca=ca,
                           token=token, session=session, base_env=base,
-                          codex_home=codex_home, env_file=env_file, codex_config=codex_config)
+                          codex_home=codex_home, env_file=env_file, codex_config=codex_config, sandbox=box)
         return _run_loop(req.argv, exe, None, proxy=plan)
     finally:
+        if box is not None:
+            box.close()
         _teardown(session, req.paths, say)
 
 
-def _vars_holding_secrets(env: Mapping[str, str], routes: Sequence[Route],
-                          resolver: SecretResolver) -> list[str]:
+def _vars_holding_secrets(env: Mapping[str, str], secrets: Sequence[str]) -> list[str]:
     from cordon.core.leaks import vars_holding  # short secrets: whole values and tokens only
-    return vars_holding(env, (resolver.resolve(r).reveal() for r in routes))
+    return vars_holding(env, secrets)
 
 
 def _build_bundle(ca_pem: bytes, env: Mapping[str, str]) -> bytes:
@@ -369,7 +395,7 @@ def _teardown(session: Session, paths: Paths, say: Say) -> None:
 class _ProxyPlan:
     config: Config
     routes: list[Route]
-    resolver: SecretResolver
+    resolver: Resolver
     ca: CA
     token: str
     session: Session
@@ -377,6 +403,7 @@ class _ProxyPlan:
     codex_home: Path | None
     env_file: Path | None
     codex_config: tuple[Path, dict[Key, str]] | None
+    sandbox: Probe | None = None
 
 
 @contextlib.contextmanager
@@ -426,6 +453,7 @@ def _run_loop(argv: Sequence[str], exe: str, env: dict[str, str] | None, proxy: 
         # the loop left SIG_DFL behind; the child is gone and teardown is short: let it finish
         for s in FORWARDED:
             signal.signal(s, signal.SIG_IGN)
+        reaper.end_descendants()    # daemons the child left behind (cordon is their subreaper)
     return status
 
 
@@ -475,6 +503,7 @@ async def _main(argv: Sequence[str], exe: str, env: dict[str, str] | None, plan:
     from cordon.core.envvars import contract_vars
     fwd = _Forwarder()
     status = 0
+    spawn = None
     # handlers first (STYLE habit 9): from here on TERM/HUP/QUIT are caught, never fatal
     with anyio.open_signal_receiver(signal.SIGINT, *FORWARDED) as signals:
         async with anyio.create_task_group() as tg:
@@ -500,12 +529,15 @@ async def _main(argv: Sequence[str], exe: str, env: dict[str, str] | None, plan:
                         swap = codex_config_entries(setup_entries, contract, plan.routes)
                         if swap:
                             toml_acquire(plan.session.paths, plan.session.id, cfg, swap)
+                    if plan.sandbox is not None:
+                        from cordon.app.sandbox import start
+                        spawn = await start(tg, plan.sandbox, plan.session.shared_files(), port)
                 fwd.scope = None
             if fwd.early:
                 status = 128 + fwd.early
             else:
                 assert env is not None
-                status = await _supervise(argv, exe, env, fwd)
+                status = await _supervise(argv, exe, env, fwd, spawn)
             tg.cancel_scope.cancel()
     return status
 
@@ -522,15 +554,17 @@ async def _start_proxy(tg: Any, plan: _ProxyPlan) -> int:
     return int(await tg.start(server.serve, settings))
 
 
-async def _supervise(argv: Sequence[str], exe: str, env: Mapping[str, str], fwd: _Forwarder) -> int:
+async def _supervise(argv: Sequence[str], exe: str, env: Mapping[str, str], fwd: _Forwarder,
+                     spawn: Callable[..., subprocess.Popen[bytes]] | None = None) -> int:
     """Start the child with our stdin/stdout/stderr/TTY and wait for it.
 
     The child shares our process group, so a terminal's Ctrl-C reaches it
     directly; cordon receives the same SIGINT and only keeps waiting. TERM,
     HUP and QUIT sent to cordon are forwarded by `fwd`.
     """
+    reaper.become_subreaper()
     try:
-        proc = subprocess.Popen(list(argv), executable=exe, env=dict(env))
+        proc = spawn(argv, exe, env) if spawn else subprocess.Popen(list(argv), executable=exe, env=dict(env))
     except FileNotFoundError:
         raise CommandNotFound(f"command not found: {argv[0]}") from None
     except PermissionError:

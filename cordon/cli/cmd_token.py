@@ -10,7 +10,6 @@ its next connection (it watches the file); clients must restart to use it.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,50 +18,31 @@ from typing import Any
 
 from cordon.cli.context import Context, add_scope_args
 from cordon.core.errors import UsageError
-from cordon.store.config import select_config_path
+from cordon.store.scope import Scope, resolve_scope
 from cordon.store.tokens import DEFAULT_TOKEN, TokenStore, new_token, validate_name
 
 
 @dataclass(frozen=True)
 class TokenScope:
-    """Which tokens.toml a command works on, and the config it belongs to."""
+    """Which tokens.toml a command works on, and the scope it belongs to."""
 
-    config_path: Path | None
-    scope: str
-    state_dir: Path
+    scope: Scope
     store: TokenStore
 
 
 def token_scope(args: argparse.Namespace, ctx: Context) -> TokenScope:
-    paths = ctx.paths
-    config_path, scope = select_config_path(paths, getattr(args, "config", None), getattr(args, "scope", None))
-    state_dir = paths.state_dir_for_config(config_path, scope)
-    return TokenScope(config_path, scope, state_dir, TokenStore.for_state_dir(state_dir))
+    scope = resolve_scope(ctx.paths, getattr(args, "config", None), getattr(args, "scope", None))
+    return TokenScope(scope, TokenStore.for_state_dir(scope.state_dir))
 
 
 def update_client_integrations(ctx: Context, ts: TokenScope, client: str, token: str) -> list[Path]:
-    """HOOK for the integrations issue: rewrite `client`'s files with its new token.
+    """Rewrite `client`'s files with its new token (before tokens.toml changes).
 
-    Called by `token rotate` BEFORE tokens.toml changes. If the integrations
-    package defines
-
-        on_token_rotated(client: str, token: str, *, scope: str, config_path: Path | None,
-                         state_dir: Path, env: Mapping[str, str], paths: Paths) -> list[Path]
-
-    it is called and the files it rewrote are reported (names only). It returns
-    [] for a client it does not manage; an exception aborts the rotation before
-    the old token stops working. Without that function this is a no-op.
+    Returns the files rewritten ([] for a client no integration of this scope
+    manages); an exception aborts the rotation before the old token stops working.
     """
-    try:
-        mod = importlib.import_module("cordon.app.integrations")
-    except ModuleNotFoundError:
-        return []
-    fn = getattr(mod, "on_token_rotated", None)
-    if fn is None:
-        return []
-    changed = fn(client, token, scope=ts.scope, config_path=ts.config_path, state_dir=ts.state_dir,
-                 env=ctx.env, paths=ctx.paths)
-    return [Path(p) for p in (changed or [])]
+    from cordon.app.integrations import on_token_rotated
+    return on_token_rotated(client, token, scope=ts.scope, env=ctx.env, paths=ctx.paths)
 
 
 def register(sub: Any, name: str) -> None:

@@ -7,7 +7,7 @@ repr/str/format so it cannot leak into a log line or a traceback by accident.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -96,7 +96,7 @@ class Auth:
 
 
 @dataclass(frozen=True)
-class Upstream:
+class UpstreamSpec:
     address: str | None = None           # "host:port" to connect to instead of resolving the route host
     ca_file: Path | None = None          # extra trust anchors, added to the system roots
     scheme: Literal["https", "http"] = "https"
@@ -108,7 +108,7 @@ class Route:
     host: str                            # normalised: lower case, no trailing dot
     auth: Auth
     paths: tuple[str, ...] = ()          # empty: inject on every path
-    upstream: Upstream = field(default_factory=Upstream)
+    upstream: UpstreamSpec = field(default_factory=UpstreamSpec)
 
 
 @dataclass(frozen=True)
@@ -116,6 +116,15 @@ class Policy:
     unmatched: Literal["tunnel", "deny"] = "tunnel"
     allow_hosts: tuple[str, ...] = ()
     allow_private: tuple[str, ...] = ()  # CIDRs or host names exempt from the SSRF guard
+
+
+@dataclass(frozen=True)
+class ExecSettings:
+    """`[exec]`: how `cordon exec` confines its child (docs/confinement.md)."""
+
+    sandbox: Literal["auto", "required", "off"] = "auto"
+    egress: Literal["open", "proxy"] = "open"
+    egress_ports: tuple[int, ...] = ()   # loopback ports the child may reach besides the proxy
 
 
 @dataclass(frozen=True)
@@ -132,6 +141,7 @@ class Config:
     tls: TlsConfig = field(default_factory=TlsConfig)
     policy: Policy = field(default_factory=Policy)
     op_path: str | None = None           # [[secrets.providers]] type = "1password", path = ...
+    exec: ExecSettings = field(default_factory=ExecSettings)
     path: Path | None = None             # the file it came from (None: zero-config)
     scope: Literal["project", "user", "explicit", "none"] = "none"
 
@@ -140,3 +150,21 @@ class Config:
             if r.name == name:
                 return r
         return None
+
+
+class SecretReader(Protocol):
+    """Reads a route's secret from where it lives, every call (blocking: keyring, files, `op`,
+    commands). `cordon.store.secrets.SecretResolver` is the real one."""
+
+    def resolve(self, route: Route) -> Secret: ...
+
+
+class Resolver(SecretReader, Protocol):
+    """The one secret cache in front of a reader (`cordon.proxy.secretcache.SecretCache`).
+
+    `resolve` answers from the cache while the value is fresh (see that module for
+    what makes it stale); `invalidate` drops one route's value, or all with None,
+    so the next `resolve` reads the source again.
+    """
+
+    def invalidate(self, route_name: str | None = None) -> None: ...

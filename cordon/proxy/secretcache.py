@@ -1,7 +1,11 @@
-"""Secrets for a running proxy: resolved in a worker thread, cached, invalidated on change.
+"""The one secret cache: each secret is read once per session, and again only when it changed.
 
-The resolver is blocking (keyring, `op`, subprocesses), so a lookup never runs
-on the event loop. A change made by another process is noticed this way:
+`SecretCache` implements `cordon.core.model.Resolver` in front of a blocking
+`SecretReader` (keyring, `op`, subprocesses). Before the event loop runs
+(`cordon exec`'s and `cordon start`'s preflight) `resolve()` is called directly;
+the proxy then calls `get()`, which reads a stale value in a worker thread so a
+lookup never blocks the event loop. A value read at preflight serves the
+requests that follow. A change made by another process is noticed this way:
 
 - generation file: `cordon secret set|delete` call `bump_generation(path)`,
   which atomically replaces the file; any change of its (inode, mtime, size)
@@ -19,30 +23,26 @@ on the event loop. A change made by another process is noticed this way:
   mount that swaps a symlink elsewhere is only seen by `stat()`), else by a
   `stat()` per request.
 - `command` sources: a value lives `spec.ttl` seconds (0: resolved per request).
-- in-process: `SecretCache.invalidate(route_name=None)`.
+- in-process: `SecretCache.invalidate(route_name=None)` (SIGHUP of `cordon start`).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import anyio
 import anyio.to_thread
 
-from cordon.core.model import Route, Secret
+from cordon.core.model import Route, Secret, SecretReader
 from cordon.proxy.filewatch import FileWatch
 
 Sig = tuple[int, int, int] | None
 RUNS_A_PROGRAM = frozenset({"command", "1password"})   # not re-resolved on a generation bump
-
-
-class Resolver(Protocol):
-    def resolve(self, route: Route) -> Secret: ...
 
 
 def _sig(path: Path | None) -> Sig:
@@ -65,16 +65,18 @@ class _Entry:
 
 
 class SecretCache:
-    """Per-route cache in front of a blocking resolver (see module docstring)."""
+    """Per-route cache in front of a blocking reader (see module docstring); a `Resolver`."""
 
-    def __init__(self, resolver: Resolver, gen_file: Path | None = None,
+    def __init__(self, reader: SecretReader, gen_file: Path | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.resolver = resolver
+        self.reader = reader
         self.gen_file = gen_file
         self._clock = clock
         self._gen = _sig(gen_file)
         self._entries: dict[str, _Entry] = {}
-        self._locks: dict[str, anyio.Lock] = {}
+        self._locks: dict[str, anyio.Lock] = {}          # requests wait on the loop, not in threads
+        self._guard = threading.Lock()
+        self._reads: dict[str, threading.Lock] = {}      # one read of a route at a time
         self._watch: FileWatch | None = None
         self._watching_files = False                 # watch() ran: watch `file` sources as they are cached
         self._file_watches: dict[Path, FileWatch] = {}
@@ -132,18 +134,12 @@ class SecretCache:
             for name, e in list(self._entries.items()):
                 if e.source not in RUNS_A_PROGRAM:
                     del self._entries[name]
-            inv = getattr(self.resolver, "invalidate_keyring", None)
-            if callable(inv):
-                inv()
 
     def invalidate(self, route_name: str | None = None) -> None:
         if route_name is None:
             self._entries.clear()
         else:
             self._entries.pop(route_name, None)
-        inv = getattr(self.resolver, "invalidate", None)
-        if callable(inv):
-            inv(route_name)
 
     def _fresh(self, route: Route) -> Secret | None:
         e = self._entries.get(route.name)
@@ -157,11 +153,36 @@ class SecretCache:
                 return None
         return e.secret
 
-    async def get(self, route: Route) -> Secret:
-        """The route's secret; raises whatever the resolver raises (SecretError)."""
+    def _check(self, route: Route) -> Secret | None:
         if self.gen_file is not None and not self.watching:
             self._check_generation()
-        s = self._fresh(route)
+        return self._fresh(route)
+
+    def resolve(self, route: Route) -> Secret:
+        """The route's secret, read now if not fresh (blocking); raises what the reader raises
+        (SecretError). Thread-safe: concurrent callers for one route read it once."""
+        s = self._check(route)
+        if s is not None:
+            return s
+        with self._guard:
+            read_lock = self._reads.setdefault(route.name, threading.Lock())
+        with read_lock:
+            s = self._fresh(route)   # another thread may have read it meanwhile
+            if s is not None:
+                return s
+            spec = route.auth.secret
+            file_path = spec.path if spec.source == "file" else None
+            file_sig = _sig(file_path)
+            secret = self.reader.resolve(route)
+            expires = None
+            if spec.source == "command":
+                expires = self._clock() + spec.ttl
+            self._entries[route.name] = _Entry(secret, expires, file_sig, file_path, spec.source)
+            return secret
+
+    async def get(self, route: Route) -> Secret:
+        """`resolve` for the event loop: a fresh value at once, else read in a worker thread."""
+        s = self._check(route)
         if s is not None:
             return s
         lock = self._locks.get(route.name)
@@ -172,16 +193,6 @@ class SecretCache:
             if s is not None:
                 return s
             spec = route.auth.secret
-            file_path = spec.path if spec.source == "file" else None
-            if file_path is not None and self._watching_files:
-                self._watch_file(file_path)   # before the read: a change after it is not missed
-            file_sig = _sig(file_path)
-            inv = getattr(self.resolver, "invalidate", None)
-            if callable(inv) and route.name in self._entries:
-                inv(route.name)       # stale here: the resolver's own cache is stale too
-            secret = await anyio.to_thread.run_sync(self.resolver.resolve, route)
-            expires = None
-            if spec.source == "command":
-                expires = self._clock() + spec.ttl
-            self._entries[route.name] = _Entry(secret, expires, file_sig, file_path, spec.source)
-            return secret
+            if spec.source == "file" and spec.path is not None and self._watching_files:
+                self._watch_file(spec.path)   # on the loop, before the read: a later change is not missed
+            return await anyio.to_thread.run_sync(self.resolve, route)

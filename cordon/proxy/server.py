@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -31,18 +31,20 @@ from cordon.core.http1 import (
     simple_response,
     strip_hop_by_hop,
 )
-from cordon.core.model import Policy, Route, Secret
+from cordon.core.model import Policy, Route, SecretReader
 from cordon.core.routes import RouteTable, normalize_host, split_host_port
+from cordon.core.wording import plural
 from cordon.proxy.auth import CHALLENGE, ProxyAuth
 from cordon.proxy.conn import Conn, splice
 from cordon.proxy.eventloop import running_loop_name
 from cordon.proxy.forward import Forwarder, Plan, Timeouts
 from cordon.proxy.mitm import route_request, serve_mitm
-from cordon.proxy.pool import Pool, Target
+from cordon.proxy.pool import Opener, Pool, Target
 from cordon.proxy.secretcache import SecretCache
 from cordon.proxy.stats import ProxyStats
 from cordon.proxy.tls import ClientContexts, Issuer
 from cordon.proxy.transport.fastio import serve_tcp
+from cordon.proxy.transport.stream import Stream
 from cordon.proxy.tunnel import connect_pinned, guarded_addresses
 from cordon.proxy.websocket import upgrade_token
 
@@ -51,18 +53,14 @@ __all__ = ["ProxyAuth", "ProxySettings", "ProxyStats", "SecretCache", "Timeouts"
 log = logging.getLogger("cordon.proxy")
 
 
-class Resolver(Protocol):
-    def resolve(self, route: Route) -> Secret: ...
-
-
 @dataclass(frozen=True)
 class ProxySettings:
     """Everything a running proxy needs; it reads no files or keyrings itself.
 
     routes: the route hosts to intercept. issuer: `.server_context(host)` (e.g.
-    `cordon.proxy.tls.LeafIssuer(ca)`). resolver: blocking `.resolve(route) ->
-    Secret`, called in a worker thread and cached (a `SecretCache` is used as is,
-    anything else is wrapped in one watching `secrets_gen_file`). auth: None for
+    `cordon.proxy.tls.LeafIssuer(ca)`). resolver: a `SecretCache` (used as is: it
+    may hold values read at preflight), or any blocking `SecretReader`, which is
+    wrapped in one watching `secrets_gen_file`. auth: None for
     an open proxy, else the tokens clients must present. upstream_ca_file:
     replaces the system roots upstream (tests, doctor); a route's own ca_file
     is added on top.
@@ -70,7 +68,7 @@ class ProxySettings:
 
     routes: tuple[Route, ...]
     issuer: Issuer
-    resolver: Resolver
+    resolver: SecretReader
     auth: ProxyAuth | None = None
     policy: Policy = Policy()  # noqa: RUF009 (frozen, shared safely)
     port: int = 0
@@ -88,7 +86,7 @@ async def serve(settings: ProxySettings, *,
 
     def started(port: int) -> None:
         settings.stats.port = port
-        log.info("proxy listening on 127.0.0.1:%d (%d routes)", port, len(settings.routes))
+        log.info("proxy listening on 127.0.0.1:%d (%s)", port, plural(len(settings.routes), "route"))
         task_status.started(port)
 
     px.secrets.watch()   # secret changes by inotify where it works, else a stat() per request
@@ -114,12 +112,14 @@ class _Started:
 class Proxy:
     """Per-`serve` state: route table, pool, secret cache, stats."""
 
-    def __init__(self, settings: ProxySettings) -> None:
+    def __init__(self, settings: ProxySettings, *, opener: Opener | None = None) -> None:
+        """`opener`: how upstream connections are opened (default: TCP and verified TLS)."""
         self.settings = settings
+        self.issuer = settings.issuer
         self.table = RouteTable(settings.routes)
         self.timeouts = settings.timeouts
         self.stats = settings.stats
-        self.pool = Pool(ClientContexts(settings.upstream_ca_file), settings.timeouts.connect)
+        self.pool = Pool(ClientContexts(settings.upstream_ca_file), settings.timeouts.connect, opener)
         self.forwarder = Forwarder(self.pool, settings.timeouts)
         r = settings.resolver
         self.secrets = r if isinstance(r, SecretCache) else SecretCache(r, settings.secrets_gen_file)
@@ -175,7 +175,7 @@ class Proxy:
         log.info(msg, *args, extra={"cordon": extra})
 
     # -- connection handling -------------------------------------------------------
-    async def handle(self, sock: anyio.abc.ByteStream) -> None:
+    async def handle(self, sock: Stream) -> None:
         self.stats.connections += 1
         client = Conn(sock)
         try:
@@ -273,8 +273,8 @@ class Proxy:
         up = Conn(upstream)
         try:
             await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            # copied through the lean streams (256 KiB reads); splice(2) through a pipe measured
-            # ~10 % slower on uvloop and no faster on asyncio's loop (README: performance)
+            # copied through the lean streams (256 KiB reads), not splice(2) through a pipe, which
+            # was slower on uvloop and no faster on asyncio's loop (docs/performance.md)
             _sent, received = await splice(client, up)
         finally:
             await up.aclose()

@@ -1,8 +1,8 @@
 """Unmatched hosts: the SSRF guard and connections pinned to the validated address.
 
-`guarded_connect` resolves the name once, refuses it if ANY address is
-forbidden (`cordon.core.ssrf`), then connects to those same addresses (DNS
-pinning: no second lookup an attacker could answer differently). Used for
+`guarded_addresses` resolves the name once and refuses it if ANY address is
+forbidden (`cordon.core.ssrf`); `connect_pinned` then connects to those same
+addresses (DNS pinning: no second lookup an attacker could answer differently). Used for
 opaque CONNECT tunnels and for absolute-form plain HTTP to unmatched hosts.
 """
 
@@ -18,7 +18,8 @@ from cordon.core import ssrf
 from cordon.core.errors import ProtocolError
 from cordon.core.routes import normalize_host
 from cordon.proxy.pool import os_failure
-from cordon.proxy.transport.fastio import FastStream, connect
+from cordon.proxy.transport.fastio import connect
+from cordon.proxy.transport.stream import Stream
 
 
 async def resolve(host: str, port: int, timeout: float) -> list[str]:
@@ -53,7 +54,7 @@ async def guarded_addresses(host: str, port: int, exemptions: ssrf.Exemptions, t
     return addrs
 
 
-async def connect_pinned(host: str, addrs: list[str], port: int, timeout: float) -> FastStream:
+async def connect_pinned(host: str, addrs: list[str], port: int, timeout: float) -> Stream:
     """TCP to the first validated address that answers; 502 refused/unreachable, 504 timeout."""
     last: OSError | None = None
     try:

@@ -6,9 +6,7 @@ is handed (tests pass a throwaway environment). No sockets, no keyring.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,8 @@ CONFIG_NAME = "cordon.toml"
 
 def namespace_for(project_dir: Path) -> str:
     """`<dirname>-<sha256(abs dir)[:8]>`, Cordon's per-project name."""
+    import hashlib  # (imported here: every command loads this module, few hash a path)
+
     absdir = str(project_dir.resolve())
     digest = hashlib.sha256(absdir.encode()).hexdigest()[:8]
     return f"{project_dir.resolve().name or 'root'}-{digest}"
@@ -54,11 +54,12 @@ class Paths:
         return self.cordon_home / CONFIG_NAME
 
     def find_project_config(self) -> Path | None:
-        """cordon.toml in the working directory or its nearest parent."""
+        """cordon.toml in the working directory or its nearest parent (a directory of that
+        name counts too, so that loading it fails loudly instead of being skipped)."""
         here = self.cwd.resolve()
         for d in (here, *here.parents):
             cand = d / CONFIG_NAME
-            if cand.is_file():
+            if cand.exists():
                 return cand
         return None
 
@@ -87,6 +88,8 @@ class Paths:
         """Parent of per-session directories: $XDG_RUNTIME_DIR/cordon or a private temp dir."""
         if self.runtime_dir is not None:
             return self.runtime_dir / "cordon"
+        import tempfile  # (imported here: it pulls in shutil, random and hashlib)
+
         return Path(tempfile.gettempdir()) / f"cordon-{os.getuid()}"
 
 

@@ -4,18 +4,17 @@ Blocking by nature (keyring, subprocesses): callers on an event loop run these
 in a worker thread. Never logs or returns a value except as a `Secret`, and no
 error message carries one. `keyring` is imported lazily (it costs ~70 ms).
 
-INTERFACE (owned by the foundation issue; other code may rely on these names):
-    SecretResolver(env, op_path=None)
+Interface (other code relies on these names):
+    SecretResolver(env, op_path=None)      a `cordon.core.model.SecretReader`
         .resolve(route) -> Secret          raises SecretError (names route + fix)
         .check(routes) -> list[tuple[Route, SecretError | None]]   all failures together
-        .invalidate(route_name=None)       drop cached values
     set_keyring_secret(spec, value) / delete_keyring_secret(spec)
     fix_hint(route) -> str                 e.g. "run `cordon secret set openai`"
 
-Caching: keyring and 1Password values are kept until `invalidate()` (a running
-proxy calls it when `cordon secret set` tells it to); `command` values for
-their `ttl`; `env` is a snapshot; `file` is read on every resolve (cheap, and
-a rotated file takes effect at once).
+No caching here: every `resolve` reads the source (`env` is a snapshot taken
+at construction). The one cache, with what makes a value stale (`ttl` of a
+`command`, a changed file, `cordon secret set`), is
+`cordon.proxy.secretcache.SecretCache`.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ import base64
 import binascii
 import contextlib
 import os
+import re
 import selectors
 import shutil
 import signal
@@ -32,7 +32,7 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cordon.core.errors import SecretError
@@ -54,6 +54,20 @@ def fix_hint(route: Route) -> str:
     if s.source == "1password":
         return "sign in with `op signin` and check vault/item/field in cordon.toml"
     return "check that the command in cordon.toml prints the secret"
+
+
+def no_keyring_hint(route_name: str) -> str:
+    """Three ways to give a route its secret where there is no OS keyring, ready to paste."""
+    var = re.sub(r"[^A-Z0-9]+", "_", route_name.upper()).strip("_") + "_REAL_KEY"
+    return (f"no OS keyring here; any one of these works for route '{route_name}':\n"
+            f"  1. from the environment: `cordon route edit {route_name} --source env --var {var}`, "
+            f"then `export {var}=...` in the shell that runs cordon\n"
+            f"  2. from a file: `cordon route edit {route_name} --source file "
+            f"--path ~/.config/cordon/{route_name}.key`, then write the key alone into that file "
+            f"(`chmod 600` it)\n"
+            f"  3. a headless keyring: `dbus-run-session -- $SHELL`, in it "
+            f"`printf '' | gnome-keyring-daemon --unlock --components=secrets`, then "
+            f"`cordon secret set {route_name}`, and run cordon from that shell")
 
 
 def _clean(value: str, what: str, hint: str) -> Secret:
@@ -95,10 +109,14 @@ def _keyring_backend(env: Mapping[str, str] | None) -> Any:
         return _backends[name]
 
 
+class NoKeyring(SecretError):
+    """No usable OS keyring on this machine (a headless box, an SSH session, a container)."""
+
+
 def _keyring_error(e: Exception, spec: SecretSpec) -> SecretError:
     name = type(e).__name__
     if name in ("NoKeyringError", "InitError"):
-        return SecretError(f"no usable OS keyring for {spec.describe()} ({name})",
+        return NoKeyring(f"no usable OS keyring for {spec.describe()} ({name})",
                            "start a Secret Service (gnome-keyring, KeePassXC) in a desktop session, "
                            "or use source = \"file\" / \"1password\" / \"command\" for this route")
     if name == "KeyringLocked":
@@ -243,46 +261,25 @@ def _which(program: str, env: Mapping[str, str]) -> str | None:
 
 
 class SecretResolver:
-    """Resolves secrets per route. Thread-safe; cheap to call repeatedly (cached)."""
+    """Reads secrets per route from their sources, every call (no cache; thread-safe)."""
 
-    def __init__(self, env: Mapping[str, str], op_path: str | None = None, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, env: Mapping[str, str], op_path: str | None = None) -> None:
         self._env = dict(env)
         self._op_path = op_path
-        self._clock = clock
-        self._lock = threading.Lock()
-        # (route name, spec) -> (value, expiry or None for "until invalidated")
-        self._cache: dict[tuple[str, SecretSpec], tuple[Secret, float | None]] = {}
-        # one lock per key so two threads needing the same 1Password item run `op` once
-        self._key_locks: dict[tuple[str, SecretSpec], threading.Lock] = {}
 
     # -- public --
 
     def resolve(self, route: Route) -> Secret:
-        spec = route.auth.secret
-        if spec.source == "env":
+        source = route.auth.secret.source
+        if source == "env":
             return self._from_env(route)
-        if spec.source == "file":
+        if source == "file":
             return self._from_file(route)
-        key = (route.name, spec)
-        with self._lock:
-            klock = self._key_locks.setdefault(key, threading.Lock())
-        with klock:
-            with self._lock:
-                hit = self._cache.get(key)
-            if hit is not None and (hit[1] is None or self._clock() < hit[1]):
-                return hit[0]
-            if spec.source == "keyring":
-                value, ttl = self._from_keyring(route), None
-            elif spec.source == "1password":
-                value, ttl = self._from_op(route), None
-            else:
-                value, ttl = self._from_command(route), spec.ttl
-            if ttl is None or ttl > 0:
-                expiry = None if ttl is None else self._clock() + ttl
-                with self._lock:
-                    self._cache[key] = (value, expiry)
-            return value
+        if source == "keyring":
+            return self._from_keyring(route)
+        if source == "1password":
+            return self._from_op(route)
+        return self._from_command(route)
 
     def check(self, routes: Sequence[Route]) -> list[tuple[Route, SecretError | None]]:
         out: list[tuple[Route, SecretError | None]] = []
@@ -293,20 +290,6 @@ class SecretResolver:
             except SecretError as e:
                 out.append((r, e))
         return out
-
-    def invalidate_keyring(self) -> None:
-        """Drop cached keyring values only (what `cordon secret set|delete` change)."""
-        with self._lock:
-            for k in [k for k in self._cache if k[1].source == "keyring"]:
-                del self._cache[k]
-
-    def invalidate(self, route_name: str | None = None) -> None:
-        with self._lock:
-            if route_name is None:
-                self._cache.clear()
-            else:
-                for k in [k for k in self._cache if k[0] == route_name]:
-                    del self._cache[k]
 
     # -- sources --
 
@@ -348,6 +331,8 @@ class SecretResolver:
         spec = route.auth.secret
         try:
             value = get_keyring_secret(spec, self._env)
+        except NoKeyring as e:
+            raise self._fail(route, e.message, no_keyring_hint(route.name)) from None
         except SecretError as e:
             raise self._fail(route, e.message, e.hint) from None
         if value is None:

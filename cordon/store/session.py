@@ -26,14 +26,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cordon.core.errors import CordonError
-from cordon.store.atomic import atomic_write, remove_stale_temps
-from cordon.store.dotenvfile import apply_block, has_block, read_block, remove_block
+from cordon.store.atomic import TEMP_MARK, atomic_write, remove_stale_temps
+from cordon.store.dotenvfile import SESSION_BEGIN, apply_block, has_block, read_block, remove_block
 from cordon.store.paths import Paths, ensure_private_dir
 from cordon.store.privatedir import open_private_dir, remove_in, remove_private_subdir
 from cordon.store.runrecord import pid_alive
 
 if TYPE_CHECKING:
-    from cordon.store.tomlentries import Key, Recorded
+    from cordon.store.edits import Key, Recorded
 
 CA_NAME = "ca.pem"
 BUNDLE_NAME = "bundle.pem"
@@ -75,21 +75,10 @@ def _record_path(paths: Paths, sid: str) -> Path:
 def _write_private(path: Path, data: bytes | str) -> None:
     """Owner-only file, replaced by rename (a reader never sees half of it).
 
-    No fsync: these files only need to outlive the process (SIGKILL keeps the
+    Not durable: these files only need to outlive the process (SIGKILL keeps the
     page cache), not a power cut, and fsync was a fifth of exec's start-up.
     """
-    if isinstance(data, str):
-        data = data.encode()
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, data, mode=0o600, durable=False)
 
 
 @dataclass
@@ -115,6 +104,10 @@ class Session:
     @property
     def bundle_path(self) -> Path:
         return self.dir / BUNDLE_NAME
+
+    def shared_files(self) -> tuple[tuple[str, bool], ...]:
+        """(path, writable) of the record and lock a nested `cordon exec` reads to find this session."""
+        return ((str(_record_path(self.paths, self.id)), False), (str(_lock_path(self.paths, self.id)), True))
 
     def update(self, **changes: Any) -> None:
         """Rewrite the record (e.g. once the proxy's port is known)."""
@@ -217,8 +210,8 @@ def _drop_orphans(paths: Paths, names: list[str]) -> None:
                 pass                                  # held: a session being created right now
             finally:
                 os.close(fd)
-        elif name.startswith(".") and ".tmp-" in name:
-            pid = name.rsplit(".tmp-", 1)[1]
+        elif name.startswith(".") and TEMP_MARK in name:
+            pid = name.rsplit(TEMP_MARK, 1)[1]
             if pid.isdigit() and not pid_alive(int(pid)):
                 with contextlib.suppress(OSError):
                     (paths.sessions_dir / name).unlink()
@@ -349,7 +342,7 @@ def _render(state: dict[str, Any], current: bytes | None) -> bytes | None:
     newest = state["holders"][-1]
     if state.get("kind", "dotenv") == "toml":
         return _toml_render(state, current)
-    return _encode(apply_block(_decode(current or b""), newest["vars"]))
+    return _encode(apply_block(_decode(current or b""), newest["vars"], SESSION_BEGIN))
 
 
 def _write(path: Path, current: bytes | None, data: bytes | None, state: dict[str, Any], *,
@@ -490,12 +483,13 @@ def _restore(path: Path, state: Mapping[str, Any], state_path: Path) -> None:
 # --- the "toml" kind (tomlkit is imported only when a session edits a config.toml) ----------
 
 def _swapped(state: Mapping[str, Any]) -> dict[Key, Recorded]:
-    from cordon.store.tomlentries import Recorded
+    from cordon.store.edits import Recorded
     return {tuple(k): Recorded(v, p) for k, v, p in state.get("swapped", [])}
 
 
 def _toml_render(state: dict[str, Any], current: bytes | None) -> bytes | None:
-    from cordon.store.tomlentries import Recorded, TomlEntries, value_at
+    from cordon.store.edits import Recorded
+    from cordon.store.tomlentries import TomlEntries, value_at
     if current is None:
         return None
     text = _decode(current)

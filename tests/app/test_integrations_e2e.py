@@ -15,15 +15,16 @@ import re
 import shutil
 import socket
 import subprocess
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import configs
 from tests.conftest import REPO, cordon_argv, subprocess_env, write
 from tests.mock_openai import PLACEHOLDER, MockOpenAI
+from tests.ports import reserved_port
 from tests.upstream import UpstreamServer
 
 OPENAI_KEY = "sk-proj-REAL-integrations-7c1e"
@@ -75,40 +76,10 @@ def free_port() -> int:
 
 
 def config_toml(port: int, openai: MockOpenAI, anthropic: UpstreamServer) -> str:
-    return textwrap.dedent(f"""\
-        listen = {port}
-
-        [[routes]]
-        name = "openai"
-        [routes.match]
-        host = "api.openai.com"
-        [routes.auth]
-        type = "header"
-        header_name = "Authorization"
-        scheme = "Bearer"
-        placeholder_env = ["OPENAI_API_KEY", "CODEX_API_KEY"]
-        [routes.auth.secret]
-        source = "env"
-        var = "REAL_OPENAI_KEY"
-        [routes.upstream]
-        address = "{openai.address}"
-        ca_file = "{openai.ca_file}"
-
-        [[routes]]
-        name = "anthropic"
-        [routes.match]
-        host = "api.anthropic.com"
-        [routes.auth]
-        type = "header"
-        header_name = "x-api-key"
-        placeholder_env = ["ANTHROPIC_API_KEY"]
-        [routes.auth.secret]
-        source = "env"
-        var = "REAL_ANTHROPIC_KEY"
-        [routes.upstream]
-        address = "{anthropic.address}"
-        ca_file = "{anthropic.ca_file}"
-        """)
+    return configs.render(
+        configs.openai(env="REAL_OPENAI_KEY", placeholder_env=configs.CODEX_VARS, upstream=openai),
+        configs.anthropic(env="REAL_ANTHROPIC_KEY", placeholder_env=["ANTHROPIC_API_KEY"], upstream=anthropic),
+        listen=port)
 
 
 class Started:
@@ -121,8 +92,9 @@ class Started:
 def started(project: Path, home: Path) -> Iterator[Started]:
     if shutil.which("node") is None:
         pytest.skip("needs node")
-    with MockOpenAI(expected_key=OPENAI_KEY) as openai, UpstreamServer("api.anthropic.com") as anthropic:
-        write(project / "cordon.toml", config_toml(free_port(), openai, anthropic))
+    with MockOpenAI(expected_key=OPENAI_KEY) as openai, UpstreamServer("api.anthropic.com") as anthropic, \
+            reserved_port() as port:
+        write(project / "cordon.toml", config_toml(port, openai, anthropic))
         write(project / ".codex" / "config.toml", QUIET_CODEX_CONFIG)
         for name in ("codex", "claude-code"):
             r = subprocess.run(cordon_argv("setup", name, "--yes"), cwd=project, env=subprocess_env(),

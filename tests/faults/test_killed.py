@@ -18,25 +18,13 @@ from pathlib import Path
 import pytest
 
 from cordon.store.paths import Paths
+from tests import configs
 from tests.conftest import REPO, approve_as_user, cordon_argv
 
 HOOK = Path(__file__).resolve().parent / "killpoints"
 USER_ENV = b"# my settings\nKEEP=1\nOPENAI_BASE_URL=https://example.invalid/v1\n"
 USER_CONFIG = b'model = "o3"\n\n[mcp_servers.mine]\ncommand = "my-server"\n'
-ROUTE_TOML = """
-[[routes]]
-name = "openai"
-[routes.match]
-host = "api.openai.com"
-[routes.auth]
-type = "header"
-header_name = "Authorization"
-scheme = "Bearer"
-placeholder_env = ["OPENAI_API_KEY", "CODEX_API_KEY"]
-[routes.auth.secret]
-source = "env"
-var = "CORDON_TEST_REAL_KEY"
-"""
+ROUTE_TOML = configs.render(configs.openai(placeholder_env=configs.CODEX_VARS))   # CORDON_TEST_REAL_KEY
 SAMPLE = int(os.environ.get("CORDON_KILL_POINTS", "12"))   # raise it to try every point
 
 
@@ -103,7 +91,7 @@ def leftovers(*dirs: Path) -> list[Path]:
 
 
 def test_setup_killed_anywhere_is_repaired_by_running_it_again(tmp_path: Path) -> None:
-    args = ("setup", "codex", "--scope", "project")
+    args = ("setup", "codex", "--scope", "project", "--yes")
     for n in kill_points(tmp_path, args, config=False):
         home, proj, where = killed(tmp_path, n, args, config=False)
         env = env_for(home)
@@ -148,6 +136,6 @@ def test_exec_killed_anywhere_is_repaired_by_the_next_command(tmp_path: Path) ->
 @pytest.mark.parametrize("kind", ["setup", "exec"])
 def test_the_hook_really_kills(tmp_path: Path, kind: str) -> None:
     """The kill-point machinery itself: the process dies at exactly the chosen change."""
-    args = ("setup", "codex", "--scope", "project") if kind == "setup" else ("exec", "--", "true")
+    args = ("setup", "codex", "--scope", "project", "--yes") if kind == "setup" else ("exec", "--", "true")
     _, _, last = killed(tmp_path, 3, args, config=kind == "exec")
     assert last.startswith("3 ")

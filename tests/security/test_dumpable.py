@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from tests import configs
 from tests.conftest import cordon_argv, subprocess_env, write
-from tests.startproc import READY_RE, route_toml
+from tests.startproc import READY_RE
 
 SECRET = "sk-start-SECRET-0c9d1e"
 
@@ -47,11 +48,13 @@ def wait_ready(p: subprocess.Popen[bytes]) -> None:
 
 
 def test_cordon_start_is_not_dumpable(project: Path) -> None:
-    write(project / "cordon.toml", "listen = 0\n" + route_toml("openai", "api.openai.com", "REAL_KEY"))
+    write(project / "cordon.toml", configs.render(configs.openai(env="REAL_KEY"), listen=0))
     env = subprocess_env({"REAL_KEY": SECRET})
-    control = subprocess.Popen([*no_caps(), sys.executable, "-c", "import sys; sys.stdin.read()"],
-                               stdin=subprocess.PIPE, env=env)
+    code = "import sys; print('up', flush=True); sys.stdin.read()"
+    control = subprocess.Popen([*no_caps(), sys.executable, "-c", code], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, env=env)
     try:
+        assert control.stdout is not None and control.stdout.readline() == b"up\n"   # past execve
         r = read_environ(control.pid)
         assert SECRET.encode() in r.stdout, "the check sees a dumpable process of the same user"
     finally:

@@ -34,7 +34,7 @@ def test_leaf_keys_are_loaded_without_a_file(monkeypatch: pytest.MonkeyPatch, tm
         return real_builtin_open(file, mode, *a, **kw)
 
     def spy_mkdtemp(*a: Any, **kw: Any) -> str:
-        d = real_mkdtemp(*a, **kw)
+        d = str(real_mkdtemp(*a, **kw))
         created.append(d)
         return d
 
@@ -55,5 +55,6 @@ def test_leaf_keys_are_loaded_without_a_file(monkeypatch: pytest.MonkeyPatch, tm
     with a, b, ThreadPoolExecutor(1) as pool:
         server = pool.submit(lambda: ctx.wrap_socket(b, server_side=True).close())
         with client.wrap_socket(a, server_hostname="api.openai.com") as s:
-            assert s.getpeercert()["subject"]
+            peer = s.getpeercert()
+            assert peer is not None and peer["subject"]
         server.result(timeout=10)

@@ -1,7 +1,8 @@
 """A secret command (or `op`) that cordon runs while an agent is watching gives the agent nothing:
 its environment is minimal (never another route's `env` secret), its output goes through sockets
 that `/proc/<pid>/fd/1` cannot open, and the agent cannot make cordon run it again by replacing the
-secrets generation file."""
+secrets generation file. Run with `--sandbox off`: in the sandbox the agent cannot see cordon's
+other children at all (tests/security/test_confinement.py)."""
 
 from __future__ import annotations
 
@@ -92,7 +93,7 @@ def test_secret_command_exposes_neither_environment_nor_output_to_the_agent(proj
             address = "{up.address}"
             ca_file = "{up.ca_file}"
         """))
-        r = subprocess.run(cordon_argv("exec", "--", sys.executable, "-c", AGENT, str(d)),
+        r = subprocess.run(cordon_argv("exec", "--sandbox", "off", "--", sys.executable, "-c", AGENT, str(d)),
                            cwd=project, capture_output=True, text=True, timeout=120,
                            env=subprocess_env({"CORDON_TEST_REAL_KEY": ENV_SECRET, "CMD_SECRET_SOURCE": CMD_SECRET}))
         assert r.returncode == 0, r.stderr

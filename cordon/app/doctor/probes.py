@@ -32,7 +32,7 @@ from cordon.app.doctor.probe_upstream import ProbeLog, serve_probe_upstream
 from cordon.core import certs
 from cordon.core.envvars import BUNDLE_VARS, CA_VARS, child_env
 from cordon.core.errors import CordonError
-from cordon.core.model import Auth, Route, SecretSpec, Upstream
+from cordon.core.model import Auth, Route, SecretSpec, UpstreamSpec
 from cordon.proxy.auth import ProxyAuth
 from cordon.proxy.server import ProxySettings, serve
 from cordon.proxy.tls import LeafIssuer
@@ -181,7 +181,7 @@ class _Harness:
         return Route(name="doctor-probe", host=PROBE_HOST,
                      auth=Auth(type="header", header_name="Authorization", scheme="Bearer",
                                secret=SecretSpec(source="env", var=SECRET_VAR)),
-                     upstream=Upstream(address=f"127.0.0.1:{self.upstream_port}", ca_file=self.upstream_ca))
+                     upstream=UpstreamSpec(address=f"127.0.0.1:{self.upstream_port}", ca_file=self.upstream_ca))
 
     def child_env(self, base: Mapping[str, str]) -> dict[str, str]:
         env = child_env(base, port=self.proxy_port, token=self.token, bundle_path=self.bundle_path,

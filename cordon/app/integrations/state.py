@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cordon.app.integrations.edits import CreateOnly, Editor, Key, Recorded
 from cordon.core.errors import CordonError
 from cordon.store.atomic import atomic_write, backup_once
+from cordon.store.edits import CreateOnly, Editor, Key, Recorded
 from cordon.store.paths import ensure_private_dir
 
 RECORD_VERSION = 1
@@ -132,7 +132,7 @@ def delete_record(state_dir: Path, integration: str) -> None:
 # -- applying and undoing ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Target:
+class DesiredFile:
     """One file an integration wants: its editor and the entries cordon owns in it."""
 
     path: Path
@@ -183,7 +183,7 @@ def _real(path: Path) -> Path:
     return path.resolve() if path.is_symlink() else path
 
 
-def apply_target(target: Target, record: Record, persist: Callable[[], None] | None = None) -> Change:
+def apply_target(target: DesiredFile, record: Record, persist: Callable[[], None] | None = None) -> Change:
     """Bring one file to the wanted state, backing it up first and noting what changed.
 
     `persist` saves the record; it is called before the file changes (write-ahead), so a
