@@ -130,7 +130,8 @@ def render(*routes: RouteSpec, listen: int | None = None, policy: Mapping[str, A
 
 
 def write(path: Path, *routes: RouteSpec, **kw: Any) -> Path:
-    """`render(...)` written to `path` (its folders made)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(*routes, **kw))
-    return path
+    """`render(...)` written to `path` (its folders made), and approved as `cordon allow` would
+    (tests.conftest.write)."""
+    from tests.conftest import write as write_text
+
+    return write_text(path, render(*routes, **kw))

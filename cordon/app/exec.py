@@ -16,13 +16,13 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cordon.app import reaper
+from cordon.app.hardening import set_non_dumpable
 from cordon.core.errors import ConfigError, CordonError, SecretError, UsageError
 from cordon.core.model import DEFAULT_PLACEHOLDER, Config, Resolver, Route, SecretSpec
 from cordon.core.wording import plural
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from cordon.store.session import Session
 
 FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-MIN_SCRUB_LEN = 8          # secrets this long or longer are scrubbed from other variables
 KILL_GRACE = 5.0          # seconds a child gets after SIGTERM in teardown before SIGKILL
 
 Say = Callable[[str], None]
@@ -69,21 +68,6 @@ class ExecRequest:
 def exit_status(returncode: int) -> int:
     """A child's status as a shell reports it: its code, or 128+N for death by signal N."""
     return 128 - returncode if returncode < 0 else returncode
-
-
-def set_non_dumpable() -> bool:
-    """prctl(PR_SET_DUMPABLE, 0): the child may not read our memory or /proc/<pid>/environ.
-
-    The flag is reset to 1 by execve, so the child itself stays debuggable.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(4, 0, 0, 0, 0)) == 0     # 4 = PR_SET_DUMPABLE
-    except (OSError, AttributeError):
-        return False
 
 
 def session_ca(hosts: Sequence[str]) -> CA:
@@ -248,6 +232,9 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
         exe = find_command(req.argv[0], env)
         return _run_loop(req.argv, exe, env, proxy=None)
 
+    # a project file only as the user approved it (nesting above uses none of its routes)
+    from cordon.store.approvals import require_approved
+    require_approved(req.paths.cordon_home, config)
     base = {k: v for k, v in req.env.items() if k not in remove}
     exe = find_command(req.argv[0], base)
     if config.scope == "none" and routes:
@@ -339,9 +326,8 @@ def _agent_auth(req: ExecRequest, routes: Sequence[Route], base: dict[str, str],
 
 
 def _vars_holding_secrets(env: Mapping[str, str], secrets: Sequence[str]) -> list[str]:
-    # a very short "secret" would match half the environment; those are left to the user
-    values = [v for v in secrets if len(v) >= MIN_SCRUB_LEN]
-    return sorted(k for k, v in env.items() if any(s in v for s in values))
+    from cordon.core.leaks import vars_holding  # short secrets: whole values and tokens only
+    return vars_holding(env, secrets)
 
 
 def _build_bundle(ca_pem: bytes, env: Mapping[str, str]) -> bytes:

@@ -12,6 +12,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from cordon.app.allow import approve_written
 from cordon.cli.context import Context, add_scope_args
 from cordon.core.credlike import looks_like_credential
 from cordon.core.errors import ConfigError, SecretError, UsageError
@@ -278,6 +279,7 @@ def run_add(args: argparse.Namespace, ctx: Context) -> int:
     check_ca_files([route], path)
     created = add_route(path, route)
     remember(ctx.paths, path)
+    approve_written(ctx.paths, path, [route.name])   # what cordon wrote is what the user asked for
     if created:
         ctx.out(f"created {path}")
     ctx.out(f"added route '{route.name}' ({route.host}) to {path}")
@@ -313,6 +315,7 @@ def run_edit(args: argparse.Namespace, ctx: Context) -> int:
     check_ca_files([route], path)
     update_route(path, args.name, route)
     remember(ctx.paths, path)
+    approve_written(ctx.paths, path, [route.name])
     ctx.out(f"updated route '{route.name}' ({route.host}) in {path}")
     return 0
 

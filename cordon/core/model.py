@@ -68,6 +68,7 @@ class SecretSpec:
     command: tuple[str, ...] = ()       # command argv
     ttl: float = 0.0                    # command: seconds to cache (0: every resolve runs it)
     timeout: float = 10.0               # command / 1password: seconds before giving up
+    env: tuple[str, ...] = ()           # command / 1password: variables passed beyond the minimal set
 
     def describe(self) -> str:
         """A short description naming the location, never the value."""

@@ -354,7 +354,7 @@ class Proxy:
         if path == b"/status" and req.method in (b"GET", b"HEAD"):
             auth = self.settings.auth
             if auth is not None and auth.check_header(req.get(b"proxy-authorization")) is None \
-                    and auth.check_header(req.get(b"authorization")) is None:
+                    and auth.check_header(req.get(b"authorization"), bearer=True) is None:
                 self.stats.refused += 1
                 await self.send_error(client, 401, "/status needs the proxy token "
                                       "(Authorization: Bearer <token>)", close=not keep,

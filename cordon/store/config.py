@@ -55,10 +55,10 @@ AUTH_KEYS = {"type", "header_name", "scheme", "username", "placeholder_env", "pl
 UPSTREAM_KEYS = {"address", "ca_file", "scheme"}
 SECRET_KEYS: dict[str, set[str]] = {
     "keyring": {"source", "account", "service", "decode"},
-    "1password": {"source", "account", "vault", "item", "field", "timeout"},
+    "1password": {"source", "account", "vault", "item", "field", "timeout", "env"},
     "env": {"source", "var"},
     "file": {"source", "path"},
-    "command": {"source", "command", "ttl", "timeout"},
+    "command": {"source", "command", "ttl", "timeout", "env"},
 }
 
 
@@ -209,7 +209,7 @@ def _parse_secret(ctx: _Ctx, t: Mapping[str, Any], path: tuple[Any, ...], route_
                           item=_str(ctx, t, "item", path, required=True),
                           field=_str(ctx, t, "field", path, default="credential"),
                           account=_str(ctx, t, "account", path),
-                          timeout=_num(ctx, t, "timeout", path, 30.0))
+                          timeout=_num(ctx, t, "timeout", path, 30.0), env=_env_names(ctx, t, path))
     if source == "env":
         var = _str(ctx, t, "var", path, required=True) or ""
         if not _ENV_NAME_RE.match(var):
@@ -225,7 +225,16 @@ def _parse_secret(ctx: _Ctx, t: Mapping[str, Any], path: tuple[Any, ...], route_
         raise ctx.error((*path, "command"), f"route '{route_name}': command must be a non-empty list",
                         'write command = ["program", "arg", ...] (no shell is involved)')
     return SecretSpec(source="command", command=tuple(cmd), ttl=_num(ctx, t, "ttl", path, 0.0),
-                      timeout=_num(ctx, t, "timeout", path, 10.0))
+                      timeout=_num(ctx, t, "timeout", path, 10.0), env=_env_names(ctx, t, path))
+
+
+def _env_names(ctx: _Ctx, t: Mapping[str, Any], path: tuple[Any, ...]) -> tuple[str, ...]:
+    """`env = ["NAME", ...]`: what a secret command or `op` gets beyond the minimal environment."""
+    v = t.get("env", [])
+    if not isinstance(v, list) or not all(isinstance(x, str) and _ENV_NAME_RE.match(x) for x in v):
+        raise ctx.error((*path, "env"), f"'{_dotted((*path, 'env'))}' must be a list of variable names",
+                        'write env = ["VAULT_ADDR", "VAULT_TOKEN"]')
+    return tuple(v)
 
 
 def _num(ctx: _Ctx, t: Mapping[str, Any], key: str, path: tuple[Any, ...], default: float) -> float:
@@ -516,6 +525,14 @@ def parse_config(text: str, file: Path, scope: str = "explicit") -> Config:
             hosts[h] = i
         names[r.name] = i
         routes.append(r)
+    env_sources = {r.auth.secret.var: r.name for r in routes if r.auth.secret.source == "env"}
+    for i, r in enumerate(routes):
+        for var in r.auth.secret.env:
+            if var in env_sources:
+                # a secret command would hold another route's secret in its /proc/<pid>/environ
+                raise ctx.error(("routes", i, "auth", "secret", "env"),
+                                f"route '{r.name}': env passes {var}, the secret of route '{env_sources[var]}'",
+                                f"remove {var} from env: a secret command never gets another route's secret")
     sc = scope if scope in ("project", "user", "explicit") else "explicit"
     return Config(routes=tuple(routes), listen=listen, tls=tls, policy=policy, op_path=op_path,
                   exec=exec_settings, path=file, scope=sc)  # type: ignore[arg-type]
