@@ -132,7 +132,17 @@ def _internal_error(e: BaseException, args: argparse.Namespace, ctx: Context) ->
 
 
 def _repair_stale_sessions(ctx: Context) -> None:
-    """Undo what a SIGKILLed `cordon exec` left (its .env edits, its directory): every command does it."""
+    """Undo what a SIGKILLed `cordon exec` left (its .env edits, its directory): every command does it.
+
+    Usually there is nothing to repair: one directory listing answers that, before the
+    session module (and what it imports) is loaded."""
+    try:
+        if not os.listdir(ctx.paths.sessions_dir):
+            return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass   # repair_stale reports it
     from cordon.store.session import repair_stale
     try:
         repair_stale(ctx.paths)

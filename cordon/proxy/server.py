@@ -39,11 +39,12 @@ from cordon.proxy.conn import Conn, splice
 from cordon.proxy.eventloop import running_loop_name
 from cordon.proxy.forward import Forwarder, Plan, Timeouts
 from cordon.proxy.mitm import route_request, serve_mitm
-from cordon.proxy.pool import Pool, Target
+from cordon.proxy.pool import Opener, Pool, Target
 from cordon.proxy.secretcache import SecretCache
 from cordon.proxy.stats import ProxyStats
 from cordon.proxy.tls import ClientContexts, Issuer
 from cordon.proxy.transport.fastio import serve_tcp
+from cordon.proxy.transport.stream import Stream
 from cordon.proxy.tunnel import connect_pinned, guarded_addresses
 from cordon.proxy.websocket import upgrade_token
 
@@ -111,12 +112,14 @@ class _Started:
 class Proxy:
     """Per-`serve` state: route table, pool, secret cache, stats."""
 
-    def __init__(self, settings: ProxySettings) -> None:
+    def __init__(self, settings: ProxySettings, *, opener: Opener | None = None) -> None:
+        """`opener`: how upstream connections are opened (default: TCP and verified TLS)."""
         self.settings = settings
+        self.issuer = settings.issuer
         self.table = RouteTable(settings.routes)
         self.timeouts = settings.timeouts
         self.stats = settings.stats
-        self.pool = Pool(ClientContexts(settings.upstream_ca_file), settings.timeouts.connect)
+        self.pool = Pool(ClientContexts(settings.upstream_ca_file), settings.timeouts.connect, opener)
         self.forwarder = Forwarder(self.pool, settings.timeouts)
         r = settings.resolver
         self.secrets = r if isinstance(r, SecretCache) else SecretCache(r, settings.secrets_gen_file)
@@ -172,7 +175,7 @@ class Proxy:
         log.info(msg, *args, extra={"cordon": extra})
 
     # -- connection handling -------------------------------------------------------
-    async def handle(self, sock: anyio.abc.ByteStream) -> None:
+    async def handle(self, sock: Stream) -> None:
         self.stats.connections += 1
         client = Conn(sock)
         try:
@@ -270,8 +273,8 @@ class Proxy:
         up = Conn(upstream)
         try:
             await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            # copied through the lean streams (256 KiB reads); splice(2) through a pipe measured
-            # ~10 % slower on uvloop and no faster on asyncio's loop (docs/performance.md)
+            # copied through the lean streams (256 KiB reads), not splice(2) through a pipe, which
+            # was slower on uvloop and no faster on asyncio's loop (docs/performance.md)
             _sent, received = await splice(client, up)
         finally:
             await up.aclose()

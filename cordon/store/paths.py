@@ -6,9 +6,7 @@ is handed (tests pass a throwaway environment). No sockets, no keyring.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,8 @@ CONFIG_NAME = "cordon.toml"
 
 def namespace_for(project_dir: Path) -> str:
     """`<dirname>-<sha256(abs dir)[:8]>`, Cordon's per-project name."""
+    import hashlib  # (imported here: every command loads this module, few hash a path)
+
     absdir = str(project_dir.resolve())
     digest = hashlib.sha256(absdir.encode()).hexdigest()[:8]
     return f"{project_dir.resolve().name or 'root'}-{digest}"
@@ -86,6 +86,8 @@ class Paths:
         """Parent of per-session directories: $XDG_RUNTIME_DIR/cordon or a private temp dir."""
         if self.runtime_dir is not None:
             return self.runtime_dir / "cordon"
+        import tempfile  # (imported here: it pulls in shutil, random and hashlib)
+
         return Path(tempfile.gettempdir()) / f"cordon-{os.getuid()}"
 
 

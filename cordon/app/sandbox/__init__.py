@@ -34,6 +34,8 @@ EGRESS = ("open", "proxy")
 # (it would die and orphan the child): it ignores them, and the child gets them back as defaults
 SIGNALS = "INT,QUIT,TERM,HUP"
 INNER = Path(__file__).with_name("inner.py")
+PROC_KNOBS = [a for p in ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus")
+              for a in ("--ro-bind-try", p, p)]
 OFF_HINT = "or pass --sandbox off (or set [exec] sandbox = \"off\") to run unconfined"
 
 
@@ -89,8 +91,13 @@ def _namespace_args(net: bool, root: bool) -> list[str]:
     # a fresh /dev has no disks (root could read them raw). Root keeps its capabilities only
     # until inner.py moves it into a user namespace of its own, where they no longer reach
     # the mounts that hide the secrets; anyone else keeps none.
-    args = ["--bind", "/", "/", "--dev", "/dev", "--tmpfs", "/dev/shm", "--unshare-pid", "--proc", "/proc",
-            "--unshare-ipc"]
+    # /sys and, for root, the kernel's knobs in /proc read-only: root's writes there (core_pattern,
+    # uevent_helper, sysrq, cgroups) would act outside the sandbox. Being locked, the knobs also keep
+    # root from mounting a proc of its own, which would give /proc/sys back writable (so, as root, an
+    # agent's own sandbox that mounts /proc cannot start). Anyone else cannot write them anyway, and
+    # keeps nested sandboxes.
+    args = ["--bind", "/", "/", "--ro-bind", "/sys", "/sys", "--dev", "/dev", "--tmpfs", "/dev/shm",
+            "--unshare-pid", "--proc", "/proc", *(PROC_KNOBS if root else ()), "--unshare-ipc"]
     if not root:
         args += ["--cap-drop", "ALL"]
     return [*args, "--unshare-net"] if net else args
