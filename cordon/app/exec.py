@@ -375,7 +375,7 @@ def _codex_config_target(codex_home: Path | None, env: Mapping[str, str],
     # importing the integrations costs ~20 ms: only where a setup record exists
     if not any((d / "integrations" / "codex.json").is_file() for d in state_dirs):
         return None
-    from cordon.app.integrations.state import load_record
+    from cordon.store.userfiles import load_record
     want = os.path.realpath(cfg)
     for d in state_dirs:
         try:
@@ -408,7 +408,7 @@ def _teardown(session: Session, paths: Paths, say: Say) -> None:
     cordon command retries it as it would after a crash; cordon still exits
     with the command's status.
     """
-    from cordon.store.session import release
+    from cordon.store.userfiles import release
     failed = False
     try:
         for p in reversed(session.record.files):
@@ -550,12 +550,12 @@ async def _main(argv: Sequence[str], exe: str, env: dict[str, str] | None, plan:
                                              codex_home=plan.codex_home)
                     env = {**plan.base_env, **contract}
                     if plan.env_file is not None:
-                        from cordon.store.session import dotenv_acquire
+                        from cordon.store.userfiles import dotenv_acquire
                         # Codex ignores CODEX_* in its .env; the rest overrides stale proxy settings there
                         block = {k: v for k, v in contract.items() if not k.upper().startswith("CODEX_")}
                         dotenv_acquire(plan.session.paths, plan.session.id, plan.env_file, block)
                     if plan.codex_config is not None:
-                        from cordon.store.session import toml_acquire
+                        from cordon.store.userfiles import toml_acquire
                         cfg, setup_entries = plan.codex_config
                         swap = codex_config_entries(setup_entries, contract, plan.routes)
                         if swap:
