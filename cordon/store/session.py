@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cordon.core.errors import CordonError
 from cordon.store.atomic import TEMP_MARK, atomic_write
 from cordon.store.paths import Paths, ensure_private_dir
 from cordon.store.privatedir import open_private_dir, remove_in, remove_private_subdir
