@@ -1,6 +1,6 @@
 """Plain `http://` forwarding for unmatched hosts: cordon against direct and a CONNECT tunnel.
 
-    bench/.venv/bin/python bench/plain.py [--rounds 5] [--requests 3000] [--concurrency 16]
+    bench/.venv/bin/python bench/plain.py [--rounds 5] [--requests 3000] [--concurrency 16] [--repo TREE]
 
 A cleartext upstream (bench/upstream.py --plain) on 127.0.0.1, and one `cordon
 start` whose only route is for another host, so every request here is
@@ -17,6 +17,7 @@ over keep-alive connections. In each round, interleaved:
 Figures: req/s and its ratio to direct (wall clock, moved by whatever else
 runs on the machine), and the proxy process's own CPU time per request
 (/proc/<pid>/stat), which other load moves far less. Medians of the rounds.
+`--repo` runs cordon from another tree, for a before/after.
 Not a test: it asserts nothing.
 """
 
@@ -74,6 +75,7 @@ scheme = "Bearer"
 source = "env"
 var = "BENCH_SECRET"
 """)
+        R.approve(cfg, env)
         return [sys.executable, "-m", "cordon", "start", "--config", str(cfg), "--log-level", "warn"]
 
     cached: dict[str, tuple[str, str | None]] = {}
@@ -108,7 +110,10 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--requests", type=int, default=3000, help="requests per batch")
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--repo", type=Path, help="run cordon from another tree (e.g. a worktree of main)")
     args = ap.parse_args()
+    if args.repo:
+        R.REPO = args.repo.resolve()
     with tempfile.TemporaryDirectory(prefix="cordon-plain-") as tmp:
         up, port = start_plain_upstream()
         c = None

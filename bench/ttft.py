@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import os
 import re
 import socket
@@ -171,7 +170,7 @@ def main() -> int:
             kinds = {"direct": (upstream_ca, None), "cordon": (cordon_ca, (c.port, header))}
             first: dict[str, list[float]] = {k: [] for k in kinds}
             events: dict[str, list[float]] = {k: [] for k in kinds}
-            for name, (ca, px) in kinds.items():   # warm-up: leaf certificate, pooled upstream
+            for ca, px in kinds.values():   # warm-up: leaf certificate, pooled upstream
                 cl = Client(port, ca, px)
                 cl.one([], [])
                 cl.close()

@@ -68,7 +68,7 @@ def main() -> int:
             cols = ("client", "upstream", "relay", "total", "MB/s")
             figs: dict[str, dict[str, list[float]]] = {w: {k: [] for k in cols} for w in who}
             f = R.Figures()
-            for name, (proxy, _) in who.items():   # warm-up
+            for proxy, _ in who.values():   # warm-up
                 R.bulk(up.tunnel_base, 10**7, 1, proxy, ca, f, "tunnel", 60)
             for i in range(args.rounds):
                 order = list(who.items())

@@ -43,7 +43,7 @@ from cordon.proxy.pool import Opener, Pool, Target
 from cordon.proxy.secretcache import SecretCache
 from cordon.proxy.stats import ProxyStats
 from cordon.proxy.tls import ClientContexts, Issuer
-from cordon.proxy.transport.fastio import serve_tcp
+from cordon.proxy.transport.fastio import FastStream, pipe, serve_tcp
 from cordon.proxy.transport.stream import Stream
 from cordon.proxy.tunnel import GuardMemo, connect_pinned, guarded_addresses
 from cordon.proxy.websocket import upgrade_token
@@ -279,9 +279,13 @@ class Proxy:
         up = Conn(upstream)
         try:
             await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            # copied through the lean streams (256 KiB reads), not splice(2) through a pipe, which
-            # was slower on uvloop and no faster on asyncio's loop (docs/performance.md)
-            _sent, received = await splice(client, up)
+            # copied by the loop's callbacks (fastio.pipe), not splice(2) through a pipe, which was
+            # slower on uvloop and no faster on asyncio's loop (docs/performance.md)
+            if isinstance(client.stream, FastStream) and isinstance(upstream, FastStream):
+                buffered, client.buf = bytes(client.buf), bytearray()
+                _sent, received = await pipe(client.stream, upstream, buffered)
+            else:
+                _sent, received = await splice(client, up)
         finally:
             await up.aclose()
         self.log_exchange(None, host, req, 200, received, t0, who=who)
