@@ -165,7 +165,7 @@ class BlastServer(LoopbackServer):
                                conn_id: int) -> None:
         from tests.upstream import pattern_bytes
 
-        data = memoryview(pattern_bytes(self.N))
+        data = pattern_bytes(self.N)
         for i in range(0, self.N, 1 << 20):
             await stream.send(data[i:i + (1 << 20)])
 
