@@ -49,7 +49,7 @@ def start_plain_upstream() -> tuple[subprocess.Popen[str], int]:
     return p, int(p.stdout.readline())
 
 
-def start_cordon(d: Path, up_port: int) -> R.Contender:
+def start_cordon(d: Path, up_port: int, log_level: str = "warn") -> R.Contender:
     """`cordon start` with one route for a host no request here names: all traffic is unmatched."""
     d.mkdir(parents=True, exist_ok=True)
     home = d / "home"
@@ -76,7 +76,7 @@ source = "env"
 var = "BENCH_SECRET"
 """)
         R.approve(cfg, env)
-        return [sys.executable, "-m", "cordon", "start", "--config", str(cfg), "--log-level", "warn"]
+        return [sys.executable, "-m", "cordon", "start", "--config", str(cfg), "--log-level", log_level]
 
     cached: dict[str, tuple[str, str | None]] = {}
 
@@ -110,6 +110,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--requests", type=int, default=3000, help="requests per batch")
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--log-level", default="warn",
+                    help="cordon's --log-level (default warn, as run.py; info, cordon's default, logs each exchange)")
     ap.add_argument("--repo", type=Path, help="run cordon from another tree (e.g. a worktree of main)")
     args = ap.parse_args()
     if args.repo:
@@ -118,7 +120,7 @@ def main() -> int:
         up, port = start_plain_upstream()
         c = None
         try:
-            c = start_cordon(Path(tmp), port)
+            c = start_cordon(Path(tmp), port, args.log_level)
             assert c.proc is not None
             pid = c.proc.pid
             proxy = c.proxy_url()
@@ -156,7 +158,8 @@ def main() -> int:
         cell = "—" if name == "direct" else f"{statistics.median(cpu[name]):.0f} µs"
         print(f"| {name} | {r:,.0f} | {r / d:.2f}× | {cell} |")  # noqa: RUF001
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"\n{args.rounds} rounds of {args.requests} requests per row, interleaved (order flipped every "
+    print(f"\ncordon --log-level {args.log_level}; {args.rounds} rounds of {args.requests} requests per row, "
+          "interleaved (order flipped every "
           f"round), medians; ran {elapsed:.0f} s; load average at the end {load}")
     return 0
 
