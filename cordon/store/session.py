@@ -15,16 +15,15 @@ import contextlib
 import fcntl
 import json
 import os
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cordon.core.errors import CordonError
 from cordon.store.atomic import TEMP_MARK, atomic_write
 from cordon.store.paths import Paths, ensure_private_dir
+from cordon.store.privatedir import open_private_dir, remove_in, remove_private_subdir
 from cordon.store.runrecord import pid_alive
 from cordon.store.userfiles import LEASE_PREFIXES, lock_held, release
 
@@ -116,7 +115,7 @@ class Session:
 
         `keep_record`: a file could not be restored; the next `repair_stale` retries it.
         """
-        shutil.rmtree(self.dir, ignore_errors=True)
+        remove_private_subdir(self.dir.parent, self.dir.name)
         if not keep_record:
             with contextlib.suppress(FileNotFoundError):
                 _record_path(self.paths, self.id).unlink()
@@ -140,33 +139,30 @@ def create_session(paths: Paths, *, ca_pem: bytes, bundle_pem: bytes,
     """
     sid = session_id or new_session_id()
     ensure_private_dir(paths.sessions_dir)
-    root = ensure_private_dir(paths.session_root)
-    if root.stat().st_uid != os.getuid():
-        # a shared temp dir: someone else made this name first
-        raise CordonError(f"{root} belongs to another user",
-                          "set XDG_RUNTIME_DIR to a private directory, or remove that directory")
-    fd = _lock_new(_lock_path(paths, sid))
+    root = paths.session_root
+    root_fd = open_private_dir(root)   # may be in a shared /tmp: no link followed, owner checked on the fd
+    fd = -1
     try:
+        fd = _lock_new(_lock_path(paths, sid))
         record = SessionRecord(id=sid, pid=os.getpid(), created=time.time(), dir=str(root / sid),
                                route_hosts=tuple(route_hosts))
         _write_private(_record_path(paths, sid), record.to_json())
         s = Session(paths, record, fd)
-        old = os.umask(0o077)
-        try:
-            s.dir.mkdir(mode=0o700)
-        finally:
-            os.umask(old)
+        os.mkdir(sid, 0o700, dir_fd=root_fd)
         _write_private(s.ca_path, ca_pem)
         _write_private(s.bundle_path, bundle_pem)
         return s
     except BaseException:
-        shutil.rmtree(root / sid, ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):
-            _record_path(paths, sid).unlink()
-        with contextlib.suppress(FileNotFoundError):
-            _lock_path(paths, sid).unlink()
-        os.close(fd)
+        remove_in(root_fd, sid)
+        if fd >= 0:
+            with contextlib.suppress(FileNotFoundError):
+                _record_path(paths, sid).unlink()
+            with contextlib.suppress(FileNotFoundError):
+                _lock_path(paths, sid).unlink()
+            os.close(fd)
         raise
+    finally:
+        os.close(root_fd)
 
 
 def _lock_new(lock: Path) -> int:
@@ -274,7 +270,7 @@ def repair_stale(paths: Paths) -> list[str]:
             d = Path(rec.dir)
             # only ever delete a directory that has the shape cordon gave it
             if d.name == sid and d.parent.name.startswith("cordon"):
-                shutil.rmtree(d, ignore_errors=True)
+                remove_private_subdir(d.parent, sid)   # through a descriptor: never via a planted link
             with contextlib.suppress(FileNotFoundError):
                 _record_path(paths, sid).unlink()
             with contextlib.suppress(FileNotFoundError):

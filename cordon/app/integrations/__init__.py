@@ -113,6 +113,9 @@ def setup(paths: Paths, env: Mapping[str, str], name: str, scope: Scope, *, add_
     preset = preset_for(name)
     preflight(paths, env, name, scope, command)
     config_created, route_added = scaffold.ensure_config(scope.config_file, preset, add_route=add_route)
+    if route_added:
+        from cordon.app.allow import approve_written
+        approve_written(paths, scope.config_file, [route_added])
     cfg = load_config(scope.config_file, scope.kind)
     if cfg.listen == 0:
         raise CordonError(f"{scope.config_file}: listen = 0 picks a new port on every start, so "
