@@ -3,6 +3,7 @@ setsid, SIGTERM ignored) are ended at teardown, and nothing that is not a descen
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -16,10 +17,11 @@ import pytest
 from cordon.app import reaper
 from tests.conftest import cordon_argv, subprocess_env
 
-# the classic daemon: fork, setsid, fork again, the parent exits; the grandchild writes its pid
+# the classic daemon: fork, setsid, fork again, the parent exits; the grandchild holds a lock on
+# a file for as long as it lives (a lock is visible from outside a sandbox's pid namespace, a pid is not)
 DAEMON = textwrap.dedent("""\
-    import os, signal, sys, time
-    out, ignore_term = sys.argv[1], sys.argv[2] == "1"
+    import fcntl, os, signal, sys, time
+    lock, ignore_term = sys.argv[1], sys.argv[2] == "1"
     if os.fork():
         os._exit(0)
     os.setsid()
@@ -27,58 +29,53 @@ DAEMON = textwrap.dedent("""\
         os._exit(0)
     if ignore_term:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    with open(out + ".tmp", "w") as f:
-        f.write(str(os.getpid()))
-    os.rename(out + ".tmp", out)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.rename(lock + ".starting", lock + ".ready")
     while True:
         time.sleep(1)
 """)
 
 
-def alive(pid: int) -> bool:
-    """Running (a zombie waiting for its parent counts as gone)."""
+def held(lock: Path) -> bool:
+    """Whether some process still holds the daemon's lock."""
+    fd = os.open(lock, os.O_RDWR)
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except FileNotFoundError:
-        return False
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
-def wait_for(path: Path) -> int:
-    for _ in range(500):
-        if path.exists():
-            return int(path.read_text())
-        time.sleep(0.01)
-    raise AssertionError(f"{path} never appeared")
-
-
-@pytest.mark.parametrize("ignore_term", ["0", "1"])
-def test_a_daemon_the_child_started_ends_with_the_session(project: Path, tmp_path: Path, ignore_term: str) -> None:
-    pidfile = tmp_path / "daemon.pid"
+def run_with_daemon(project: Path, tmp_path: Path, ignore_term: str, sandbox: str, exit_code: int = 0):  # type: ignore[no-untyped-def]
+    lock = tmp_path / "daemon.lock"
+    (tmp_path / "daemon.lock.starting").write_text("")
     script = tmp_path / "daemon.py"
     script.write_text(DAEMON)
-    # the child starts the daemon, waits until it runs, and exits 0: the daemon is an orphan by then
-    cmd = f'"{sys.executable}" "{script}" "{pidfile}" {ignore_term}; while [ ! -e "{pidfile}" ]; do sleep 0.01; done'
-    r = subprocess.run(cordon_argv("exec", "--", "sh", "-c", cmd), cwd=project, env=subprocess_env(),
-                       capture_output=True, text=True, timeout=60)
+    # the child starts the daemon, waits until it holds its lock, and exits: the daemon is an orphan by then
+    cmd = (f'"{sys.executable}" "{script}" "{lock}" {ignore_term}; '
+           f'while [ ! -e "{lock}.ready" ]; do sleep 0.01; done; exit {exit_code}')
+    r = subprocess.run(cordon_argv("exec", "--sandbox", sandbox, "--", "sh", "-c", cmd), cwd=project,
+                       env=subprocess_env(), capture_output=True, text=True, timeout=60)
+    assert (tmp_path / "daemon.lock.ready").exists(), r.stderr
+    return r, lock
+
+
+@pytest.mark.parametrize("sandbox", ["off", "auto"])
+@pytest.mark.parametrize("ignore_term", ["0", "1"])
+def test_a_daemon_the_child_started_ends_with_the_session(project: Path, tmp_path: Path, ignore_term: str,
+                                                         sandbox: str) -> None:
+    r, lock = run_with_daemon(project, tmp_path, ignore_term, sandbox)
     assert r.returncode == 0, r.stderr
-    pid = wait_for(pidfile)
-    try:
-        assert not alive(pid), "the daemon outlived the session"
-    finally:
-        if alive(pid):
-            os.kill(pid, signal.SIGKILL)
+    assert not held(lock), "the daemon outlived the session"
 
 
 def test_the_session_exit_status_is_the_childs_even_with_a_daemon_left(project: Path, tmp_path: Path) -> None:
-    pidfile = tmp_path / "daemon.pid"
-    script = tmp_path / "daemon.py"
-    script.write_text(DAEMON)
-    cmd = f'"{sys.executable}" "{script}" "{pidfile}" 0; while [ ! -e "{pidfile}" ]; do sleep 0.01; done; exit 7'
-    r = subprocess.run(cordon_argv("exec", "--", "sh", "-c", cmd), cwd=project, env=subprocess_env(),
-                       capture_output=True, text=True, timeout=60)
+    r, lock = run_with_daemon(project, tmp_path, "0", "off", exit_code=7)
     assert r.returncode == 7, r.stderr
-    assert not alive(wait_for(pidfile))
+    assert not held(lock)
 
 
 def test_processes_that_are_not_descendants_are_left_alone(tmp_path: Path) -> None:
