@@ -278,7 +278,8 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
     session = create_session(req.paths, ca_pem=ca.cert_pem, bundle_pem=bundle, route_hosts=hosts)
     try:
         proj = project_dir(config, req.paths.cwd)
-        codex_home = proj / ".codex" if proj is not None else None
+        codex_home = _codex_home(proj if proj is not None or config.scope != "none" else req.paths.cwd,
+                                 routes, req)
         env_file = _dotenv_target(codex_home, req.env, req.paths)
         codex_config = _codex_config_target(codex_home, req.env, req.paths)
         # recorded before either file changes, so a SIGKILL at any point can be repaired
@@ -306,6 +307,18 @@ def _build_bundle(ca_pem: bytes, env: Mapping[str, str]) -> bytes:
     """Inherited SSL_CERT_FILE certs, system roots, then the session CA (castore refuses no roots)."""
     from cordon.store.castore import build_bundle
     return build_bundle([ca_pem], env)
+
+
+def _codex_home(proj: Path | None, routes: Sequence[Route], req: ExecRequest) -> Path | None:
+    """The session's CODEX_HOME (cordon.app.codexhome), ready; None outside a project."""
+    if proj is None:
+        return None
+    from cordon.app import codexhome
+    from cordon.app.integrations.codex import API_HOST, auth_json
+    placeholder = next((r.auth.placeholder for r in routes if r.host == API_HOST), DEFAULT_PLACEHOLDER)
+    home = codexhome.choose(proj, req.env, req.paths)
+    codexhome.prepare(home, req.env, req.paths, auth_json(placeholder))
+    return home.path
 
 
 def _dotenv_target(codex_home: Path | None, env: Mapping[str, str], paths: Paths) -> Path | None:

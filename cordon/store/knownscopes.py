@@ -34,7 +34,13 @@ def remember(paths: Paths, config_path: Path) -> None:
         if real == paths.user_config.resolve():
             return
         d = ensure_private_dir(paths.state_dir("project", real.parent))
-        atomic_write(d / MARKER, str(real) + "\n", mode=0o600)
+        text = str(real) + "\n"
+        try:
+            if (d / MARKER).read_text(encoding="utf-8") == text:
+                return                   # already known: a repeated command rewrites nothing
+        except (OSError, UnicodeDecodeError):
+            pass
+        atomic_write(d / MARKER, text, mode=0o600)
     except OSError:
         pass
 
