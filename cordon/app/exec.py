@@ -271,7 +271,10 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
     box = choose(req.sandbox, req.egress, req.egress_ports, config, routes, req.env, req.paths, say)
 
     hosts = [r.host for r in routes]
-    ca = session_ca(hosts)
+    from cordon.proxy.refuse import answered_hosts
+    # denied hosts answered inside TLS (Codex's model discovery) need a leaf from this CA too
+    answered = answered_hosts(config.policy.unmatched, frozenset(config.policy.allow_hosts))
+    ca = session_ca([*hosts, *sorted(answered)])
     bundle = _build_bundle(ca.cert_pem, req.env)
 
     from cordon.store.session import create_session

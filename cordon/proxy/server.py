@@ -40,6 +40,7 @@ from cordon.proxy.eventloop import running_loop_name
 from cordon.proxy.forward import Forwarder, Plan, Timeouts
 from cordon.proxy.mitm import route_request, serve_mitm
 from cordon.proxy.pool import Pool, Target
+from cordon.proxy.refuse import answered_hosts, serve_refusal
 from cordon.proxy.secretcache import SecretCache
 from cordon.proxy.stats import ProxyStats
 from cordon.proxy.tls import ClientContexts, Issuer
@@ -126,6 +127,7 @@ class Proxy:
         self.secrets = r if isinstance(r, SecretCache) else SecretCache(r, settings.secrets_gen_file)
         self.exemptions = ssrf.Exemptions.parse(settings.policy.allow_private)
         self.allow_hosts = frozenset(normalize_host(h) for h in settings.policy.allow_hosts)
+        self.answered = answered_hosts(settings.policy.unmatched, self.allow_hosts)
         self._targets: dict[tuple[int, int], tuple[Route, Target]] = {}
 
     # -- helpers used by mitm --------------------------------------------------------
@@ -257,6 +259,10 @@ class Proxy:
         if route is not None:
             await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
             await serve_mitm(self, client, route, host, port, who)
+            return False
+        if normalize_host(host) in self.answered:   # denied, but refused inside TLS (cordon.proxy.refuse)
+            await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            await serve_refusal(self, client, normalize_host(host), who)
             return False
         # unmatched: policy, SSRF guard, then an opaque tunnel to the validated address
         try:
