@@ -81,6 +81,17 @@ class ProxySettings:
     timeouts: Timeouts = Timeouts()  # noqa: RUF009 (frozen, shared safely)
     version: str = __version__
     stats: ProxyStats = field(default_factory=ProxyStats)
+    config: ConfigSource | None = None    # `cordon start`: the config file, re-read when it changes
+
+
+class ConfigSource(Protocol):
+    """Where a long-lived proxy's routes and policy come from (cordon.app.liveconfig)."""
+
+    def current(self) -> tuple[tuple[Route, ...], Policy] | None:
+        """New routes and policy when the source changed and loads; None otherwise (cheap)."""
+
+    def health(self) -> dict[str, Any]:
+        """What /health says about it: which configuration is live, and a pending error."""
 
 
 async def serve(settings: ProxySettings, *,
@@ -118,17 +129,33 @@ class Proxy:
 
     def __init__(self, settings: ProxySettings) -> None:
         self.settings = settings
-        self.table = RouteTable(settings.routes)
+        self._apply(settings.routes, settings.policy)
         self.timeouts = settings.timeouts
         self.stats = settings.stats
         self.pool = Pool(ClientContexts(settings.upstream_ca_file), settings.timeouts.connect)
         self.forwarder = Forwarder(self.pool, settings.timeouts)
         r = settings.resolver
         self.secrets = r if isinstance(r, SecretCache) else SecretCache(r, settings.secrets_gen_file)
-        self.exemptions = ssrf.Exemptions.parse(settings.policy.allow_private)
-        self.allow_hosts = frozenset(normalize_host(h) for h in settings.policy.allow_hosts)
-        self.answered = answered_hosts(settings.policy.unmatched, self.allow_hosts)
         self._targets: dict[tuple[int, int], tuple[Route, Target]] = {}
+
+    def _apply(self, routes: tuple[Route, ...], policy: Policy) -> None:
+        """The routes and policy new connections are served with (start, or a reloaded config)."""
+        self.routes = routes
+        self.policy = policy
+        self.table = RouteTable(routes)
+        self.exemptions = ssrf.Exemptions.parse(policy.allow_private)
+        self.allow_hosts = frozenset(normalize_host(h) for h in policy.allow_hosts)
+        self.answered = answered_hosts(policy.unmatched, self.allow_hosts)
+
+    def _reload(self) -> None:
+        """A changed config (settings.config) takes effect on the next connection."""
+        source = self.settings.config
+        if source is None:
+            return
+        fresh = source.current()
+        if fresh is not None:
+            self._apply(*fresh)
+            self.secrets.invalidate()     # cached by route name: an edited route may read another source
 
     # -- helpers used by mitm --------------------------------------------------------
     def route_target(self, route: Route, port: int) -> Target:
@@ -180,6 +207,7 @@ class Proxy:
     # -- connection handling -------------------------------------------------------
     async def handle(self, sock: anyio.abc.ByteStream) -> None:
         self.stats.connections += 1
+        self._reload()
         client = Conn(sock)
         try:
             await self._client_loop(client)
@@ -290,7 +318,7 @@ class Proxy:
 
     async def _vet_unmatched(self, host: str, port: int) -> list[str]:
         """Policy (`unmatched = "deny"` + allow_hosts), then the SSRF guard: 403 or addresses."""
-        pol = self.settings.policy
+        pol = self.policy
         if pol.unmatched == "deny" and normalize_host(host) not in self.allow_hosts:
             raise ProtocolError(f"{host} is not an allowed host ([policy] unmatched = \"deny\")", 403)
         return await guarded_addresses(host, port, self.exemptions, self.timeouts.connect)
@@ -352,7 +380,9 @@ class Proxy:
         if path == b"/health" and req.method in (b"GET", b"HEAD"):
             body = json.dumps({"status": "ok", "version": self.settings.version,
                                "uptime": round(self.stats.uptime, 3),
-                               "routes": len(self.table), "loop": running_loop_name()}).encode() + b"\n"
+                               "routes": len(self.table), "loop": running_loop_name(),
+                               **({"config": self.settings.config.health()} if self.settings.config else {}),
+                               }).encode() + b"\n"
             await self._send_json(client, req, 200, body, keep)
             return keep
         if path == b"/status" and req.method in (b"GET", b"HEAD"):
@@ -365,7 +395,7 @@ class Proxy:
                                       extra=[(b"WWW-Authenticate", b'Bearer realm="cordon"')])
                 return keep
             snap = self.stats.snapshot(version=self.settings.version,
-                                       route_names=[r.name for r in self.settings.routes])
+                                       route_names=[r.name for r in self.routes])
             await self._send_json(client, req, 200, json.dumps(snap).encode() + b"\n", keep)
             return keep
         await self.send_error(client, 400, "this is cordon's proxy: send CONNECT or absolute-form requests "

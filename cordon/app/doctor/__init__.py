@@ -22,6 +22,7 @@ from cordon.app.doctor.checks import (
     check_ca,
     check_config,
     check_integration,
+    check_live_config,
     check_op,
     check_port,
     check_secrets,
@@ -108,6 +109,7 @@ def run_doctor(paths: Paths, env: Mapping[str, str], *, config: str | None, scop
     checks += found
     if cfg is not None:
         checks.append(check_port(cfg, state_dir))
+    checks += check_live_config(state_dir)
     checks += check_ca(cfg, state_dir, now)
     ca_cert, _ = ca_files(cfg, state_dir)
     bundle = bundle_file(state_dir)
