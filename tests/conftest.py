@@ -17,21 +17,28 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from cordon.cli.context import Context
 from cordon.cli.main import main
+from cordon.store.paths import Paths
 
 if TYPE_CHECKING:
     from tests.proxy_harness import RunningProxy
     from tests.upstream import UpstreamServer
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Property tests assert results, never speed: no per-example deadline and no "too slow"
+# health check, which a loaded machine running the suite in parallel would trip at random.
+settings.register_profile("cordon", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("cordon")
 
 
 @dataclass
@@ -234,12 +241,26 @@ def keyring_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keyrin
         session.stop()
 
 
+_WORKER_RESTARTS: list[str] = []   # under xdist: the restarts the workers reported
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:       # an xdist worker: hand the restarts to the controller
+        workeroutput["secret_service_restarts"] = [r for s in _KEYRING_SESSIONS for r in s.restarts]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    _WORKER_RESTARTS.extend(getattr(node, "workeroutput", {}).get("secret_service_restarts", []))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    for session in _KEYRING_SESSIONS:
-        for i, stderr in enumerate(session.restarts, 1):
-            terminalreporter.write_line(
-                f"note: gnome-keyring's Secret Service stopped answering and was restarted ({i}); "
-                f"its stderr: {stderr}")
+    restarts = [r for s in _KEYRING_SESSIONS for r in s.restarts] + _WORKER_RESTARTS
+    for i, stderr in enumerate(restarts, 1):
+        terminalreporter.write_line(
+            f"note: gnome-keyring's Secret Service stopped answering and was restarted ({i}); "
+            f"its stderr: {stderr}")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -295,7 +316,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixtur
                 "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy", "SSL_CERT_FILE", "CODEX_HOME",
                 "OPENAI_API_KEY", "CODEX_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY",
                 "GOOGLE_API_KEY", "GITHUB_TOKEN", "GH_TOKEN", "OPENROUTER_API_KEY",
-                "MISTRAL_API_KEY", "GROQ_API_KEY"):
+                "MISTRAL_API_KEY", "GROQ_API_KEY", "GOOGLE_GENERATIVE_AI_API_KEY",
+                "OPENCODE_AUTH_CONTENT", "COPILOT_GITHUB_TOKEN"):
         monkeypatch.delenv(var, raising=False)
     try:
         yield h
@@ -356,9 +378,29 @@ def cordon_proc(home: Path):  # type: ignore[no-untyped-def]
 
 
 def write(path: Path, text: str) -> Path:
+    """Write a file. A `cordon.toml` is then approved as `cordon allow` would (the user wrote it);
+    tests of the approval itself write with `Path.write_text`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+    if path.name.endswith("cordon.toml"):
+        approve_as_user(path)
     return path
+
+
+def approve_as_user(path: Path, env: Mapping[str, str] | None = None) -> None:
+    """`cordon allow --config path` for `env`'s HOME/XDG (default: the current test's); invalid
+    files are left alone."""
+    from cordon.core.errors import CordonError
+    from cordon.store import approvals
+    from cordon.store.config import load_config
+
+    try:
+        cfg = load_config(path, "explicit")
+    except (CordonError, OSError):
+        return
+    home = Paths.from_env(dict(os.environ) if env is None else env).cordon_home
+    if approvals.needs_approval(home, cfg):
+        approvals.approve(home, cfg)
 
 
 def argv_str(argv: Sequence[str]) -> str:

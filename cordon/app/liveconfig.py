@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cordon.core.errors import ConfigError
+from cordon.core.errors import ConfigError, CordonError
 from cordon.core.model import Config, Policy, Route
 
 log = logging.getLogger("cordon.start")
@@ -32,9 +32,11 @@ def _digest(data: bytes) -> str:
 
 
 class LiveConfig:
-    def __init__(self, config: Config, path: Path, scope: str) -> None:
+    def __init__(self, config: Config, path: Path, scope: str, cordon_home: Path) -> None:
         self.path = path
         self.scope = scope
+        self.cordon_home = cordon_home   # approvals: a project file is used only as the user approved it
+        self._awaiting_approval = False
         self._stat = self._stat_of()
         try:
             data = path.read_bytes()
@@ -55,7 +57,7 @@ class LiveConfig:
 
     def current(self) -> tuple[tuple[Route, ...], Policy] | None:
         st = self._stat_of()
-        if st == self._stat:
+        if st == self._stat and not self._awaiting_approval:
             return None
         self._stat = st
         try:
@@ -67,7 +69,9 @@ class LiveConfig:
         if digest == self.live_digest:
             self.error = self._failed_digest = None    # edited back to what runs
             return None
+        from cordon.store.approvals import require_approved
         from cordon.store.config import parse_config
+        self._awaiting_approval = False
         try:
             cfg = parse_config(data.decode("utf-8"), self.path, self.scope)
             if cfg.routes and not cfg.tls.enabled:
@@ -77,6 +81,14 @@ class LiveConfig:
             return None
         except ConfigError as e:
             self._failed(digest, e.message)
+            return None
+        try:
+            # an edit (by an agent, say) that adds or redirects a route waits for `cordon allow`;
+            # until then every new connection checks again, so the approval takes effect at once
+            require_approved(self.cordon_home, cfg)
+        except CordonError as e:
+            self._awaiting_approval = True
+            self._failed(digest, f"{e.message} ({e.hint})" if e.hint else e.message)
             return None
         self.live_digest, self.loaded_at, self.routes = digest, _now(), len(cfg.routes)
         self.error = self._failed_digest = None

@@ -54,7 +54,7 @@ async def serve_refusal(px: Proxy, client: Conn, host: str, who: str) -> None:
         log.info("refusing %s inside TLS failed: %s", host, reason)
         return
     client.buf.clear()
-    inner = Conn(tls, ssl_object=tls.ssl_object)
+    inner = Conn(tls)
     try:
         req = await px.read_request(inner)
         if req is None:

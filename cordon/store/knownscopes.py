@@ -34,13 +34,13 @@ def remember(paths: Paths, config_path: Path) -> None:
         if real == paths.user_config.resolve():
             return
         d = ensure_private_dir(paths.state_dir("project", real.parent))
-        text = str(real) + "\n"
+        line = str(real) + "\n"
         try:
-            if (d / MARKER).read_text(encoding="utf-8") == text:
-                return                   # already known: a repeated command rewrites nothing
+            if (d / MARKER).read_text(encoding="utf-8") == line:
+                return   # already known: a command that changes nothing writes nothing
         except (OSError, UnicodeDecodeError):
             pass
-        atomic_write(d / MARKER, text, mode=0o600)
+        atomic_write(d / MARKER, line, mode=0o600)
     except OSError:
         pass
 

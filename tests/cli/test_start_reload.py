@@ -78,12 +78,12 @@ def test_an_invalid_edit_keeps_the_last_good_config_and_says_so(project: Path, u
     with started(env=ENV, cwd=project) as sp:
         env = _env_json(project)
         port = sp.port or 0
-        live = health(port)[1]["config"]
+        live: Any = health(port)[1]["config"]
         assert live["path"] == str(cfg.resolve()) and live["error"] is None
         rewrite(cfg, good + "\n[[routes]]\nname = \"broken\"\nbogus = 1\n")
         for _ in range(3):                                    # each on a new connection
             assert seen(env, a, "https://api.openai.com/x") == "Bearer sk-openai-first"
-        body = health(port)[1]["config"]
+        body: Any = health(port)[1]["config"]
         assert body["live"] == live["live"] and body["loaded_at"] == live["loaded_at"]
         assert body["error"] is not None and "cordon.toml:" in body["error"]
         # one error line, naming the file and the line, however many connections came
@@ -103,6 +103,6 @@ def test_an_invalid_edit_keeps_the_last_good_config_and_says_so(project: Path, u
         # fixed: the fix is live, the flag is gone
         rewrite(cfg, good.replace("OPENAI_REAL", "OPENAI_OTHER"))
         assert seen(env, a, "https://api.openai.com/x") == "Bearer sk-openai-second"
-        assert health(port)[1]["config"]["error"] is None
+        assert health(port)[1]["config"]["error"] is None  # type: ignore[index]
         assert sp.stop() == 0
     assert state_dir(project).exists()

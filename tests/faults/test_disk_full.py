@@ -164,11 +164,12 @@ def test_atomic_write_with_injected_enospc(tmp_path: Path, monkeypatch: pytest.M
     os.chmod(target, 0o640)
     if fault == "write":
         real_fdopen = os.fdopen
-        monkeypatch.setattr(atomic.os, "fdopen", lambda fd, mode="r", *a, **k: HalfWriter(real_fdopen(fd, mode)))
+        monkeypatch.setattr("cordon.store.atomic.os.fdopen",
+                            lambda fd, mode="r", *a, **k: HalfWriter(real_fdopen(fd, mode)))
     else:
         def no_space(fd: int) -> None:
             raise OSError(errno.ENOSPC, "No space left on device")
-        monkeypatch.setattr(atomic.os, "fsync", no_space)
+        monkeypatch.setattr("cordon.store.atomic.os.fsync", no_space)
     with pytest.raises(OSError) as e:
         atomic.atomic_write(target, b"NEW=1\n" * 1000)
     assert e.value.errno == errno.ENOSPC and e.value.filename == str(target)
@@ -183,7 +184,7 @@ def test_cli_turns_a_full_disk_into_one_clear_line(project: Path, monkeypatch: p
     def no_space(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(atomic.os, "fsync", no_space)
+    monkeypatch.setattr("cordon.store.atomic.os.fsync", no_space)
     r = cordon("route", "add", "--preset", "anthropic")
     assert r.status == 1, (r.stdout, r.stderr)
     assert r.stderr.splitlines()[0] == f"cordon: error: cannot write {project / 'cordon.toml'}: No space left on device"
