@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests import configs
+from tests.conftest import approve_as_user
 from tests.cli.test_start import _client, _env_json, health, state_dir
 from tests.startproc import started
 from tests.upstream import UpstreamServer
@@ -27,13 +28,19 @@ def ups() -> Any:
         yield a, b
 
 
-def rewrite(path: Path, text: str) -> None:
-    """Replace the file and make sure its mtime moves (some filesystems count in coarse ticks)."""
+def rewrite(path: Path, text: str, *, approve: bool = True) -> None:
+    """Replace the file (approved as `cordon allow` would, unless told not to) and make sure its
+    mtime moves (some filesystems count in coarse ticks)."""
     old = path.stat().st_mtime_ns if path.exists() else 0
     path.write_text(text)
     st = path.stat()
     if st.st_mtime_ns == old:
         os.utime(path, ns=(st.st_atime_ns, old + 1_000_000))
+    if approve:
+        try:
+            approve_as_user(path)
+        except Exception:
+            pass                      # a file that does not load cannot be approved
 
 
 def seen(env: dict[str, str], up: UpstreamServer, url: str) -> str | None:
@@ -80,7 +87,7 @@ def test_an_invalid_edit_keeps_the_last_good_config_and_says_so(project: Path, u
         port = sp.port or 0
         live: Any = health(port)[1]["config"]
         assert live["path"] == str(cfg.resolve()) and live["error"] is None
-        rewrite(cfg, good + "\n[[routes]]\nname = \"broken\"\nbogus = 1\n")
+        rewrite(cfg, good + "\n[[routes]]\nname = \"broken\"\nbogus = 1\n", approve=False)
         for _ in range(3):                                    # each on a new connection
             assert seen(env, a, "https://api.openai.com/x") == "Bearer sk-openai-first"
         body: Any = health(port)[1]["config"]
@@ -106,3 +113,26 @@ def test_an_invalid_edit_keeps_the_last_good_config_and_says_so(project: Path, u
         assert health(port)[1]["config"]["error"] is None  # type: ignore[index]
         assert sp.stop() == 0
     assert state_dir(project).exists()
+
+
+def test_an_unapproved_edit_waits_for_cordon_allow(project: Path, ups: Any, cordon_proc: Any) -> None:
+    """An agent that adds a route to the running proxy's cordon.toml gets nothing until the user
+    approves the file; `cordon allow` then takes effect on the next connection."""
+    a, b = ups
+    cfg = project / "cordon.toml"
+    one = configs.openai(env="OPENAI_REAL", upstream=a)
+    two = configs.anthropic(env="ANTH_REAL", upstream=b)
+    rewrite(cfg, configs.render(one, listen=0))
+    with started(env=ENV, cwd=project) as sp:
+        env = _env_json(project)
+        rewrite(cfg, configs.render(one, two, listen=0), approve=False)
+        assert seen(env, a, "https://api.openai.com/x") == "Bearer sk-openai-first"    # still served
+        with pytest.raises(httpx.HTTPError), _client(env) as c:                     # not intercepted
+            c.get("https://api.anthropic.com/v1/messages")
+        err: Any = health(sp.port or 0)[1]["config"]
+        assert "not approved" in err["error"] or "changed since you approved it" in err["error"]
+        assert b.requests == []
+        p = cordon_proc("allow", cwd=project)
+        assert p.returncode == 0, p.stderr
+        assert seen(env, b, "https://api.anthropic.com/v1/messages") == "sk-anthropic-1"
+        assert sp.stop() == 0
