@@ -342,3 +342,18 @@ async def start(tg: Any, probe: Probe, expose: Sequence[tuple[str, bool]],
         finally:
             relay.spawned()
     return spawn
+
+
+def availability(env: Mapping[str, str], paths: Paths) -> SandboxUnavailable | None:
+    """Whether `cordon exec` could confine a command here (for `cordon doctor`): the same checks and
+    probe, with no routes (so nothing of the user's is touched) and the waiting done now."""
+    try:
+        box = prepare("required", "open", (), Config(), (), env, paths)
+    except SandboxUnavailable as e:
+        return e
+    assert box is not None
+    try:
+        Probe(box, "required", env, print).result()
+    except SandboxUnavailable as e:
+        return e
+    return None
