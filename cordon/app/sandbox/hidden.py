@@ -73,7 +73,8 @@ def keyring_paths(env: Mapping[str, str], paths: Paths) -> tuple[list[str], bool
         out.extend(found)
     if paths.runtime_dir is not None:
         out.append(str(paths.runtime_dir / "bus"))     # the systemd user bus, D-Bus's default
-        out.append(str(paths.runtime_dir / "keyring"))  # gnome-keyring's control socket
+        # gnome-keyring's control socket (not the directory: its ssh agent socket may live there too)
+        out.append(str(paths.runtime_dir / "keyring" / "control"))
     elif not address:
         out.append(f"/run/user/{os.getuid()}/bus")
     return out, abstract
