@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cordon import __version__
+from cordon.app.hardening import set_non_dumpable
 from cordon.app.scope import prepare_ca
 from cordon.core.errors import ConfigError, CordonError, SecretError
 from cordon.core.model import Resolver
@@ -57,7 +58,10 @@ class ProxyRun:
     def preflight(self, report: Callable[[SecretError], None]) -> None:
         """Refuse a second proxy for the scope, resolve every secret (each failure goes to
         `report`, then one SecretError), then load or create the CA and the tokens file."""
+        set_non_dumpable()   # before any secret or token is in memory (the service runs this too)
         scope = self.scope
+        from cordon.store.approvals import require_approved
+        require_approved(scope.cordon_home, scope.config)   # a project file only as the user approved it
         rec = live_run_record(scope.state_dir)
         if rec is not None:
             raise CordonError(f"cordon is already running for this scope (pid {rec.pid}, "
@@ -175,9 +179,9 @@ def token_auth(watcher: TokenWatcher) -> ProxyAuth:
             inner = self._current()
             return inner.check_token(token) if inner else None
 
-        def check_header(self, value: bytes | None) -> str | None:
+        def check_header(self, value: bytes | None, *, bearer: bool = False) -> str | None:
             inner = self._current()
-            return inner.check_header(value) if inner else None
+            return inner.check_header(value, bearer=bearer) if inner else None
 
     return TokenFileAuth()
 

@@ -31,6 +31,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("hook", "cmd_hook"),
     ("trust", "cmd_trust"),
     ("untrust", "cmd_trust"),
+    ("allow", "cmd_allow"),
+    ("deny", "cmd_allow"),
 )
 
 
@@ -151,6 +153,8 @@ def _repair_stale_sessions(ctx: Context) -> None:
 
 
 def entry() -> None:
+    from cordon.app.hardening import set_non_dumpable
+    set_non_dumpable()   # any cordon process may come to hold a secret or a token (secret set, start, ...)
     status = main()
     if _chosen_command(sys.argv[1:]) == "exec":
         # `cordon exec` has stopped its proxy and restored every file by now; the

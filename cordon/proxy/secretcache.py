@@ -9,7 +9,10 @@ requests that follow. A change made by another process is noticed this way:
 
 - generation file: `cordon secret set|delete` call `bump_generation(path)`,
   which atomically replaces the file; any change of its (inode, mtime, size)
-  drops every cached value, so the next request re-resolves. The path is
+  drops every cached value but those of `command` and `1password` sources, so
+  the next request re-resolves. Those two are kept (`cordon secret set|delete`
+  only change keyring entries): any process of the user can replace the file,
+  and it must not make cordon run a secret command or `op` again at will. The path is
   `ProxySettings.secrets_gen_file`; callers use `cordon.store.generation.generation_file(paths.cordon_home)`
   (one file for all scopes: keyring entries are shared by every scope).
   Once `watch()` runs inside the event loop, an inotify watch
@@ -39,6 +42,7 @@ from cordon.core.model import Route, Secret, SecretReader
 from cordon.proxy.filewatch import FileWatch
 
 Sig = tuple[int, int, int] | None
+RUNS_A_PROGRAM = frozenset({"command", "1password"})   # not re-resolved on a generation bump
 
 
 def _sig(path: Path | None) -> Sig:
@@ -57,6 +61,7 @@ class _Entry:
     expires: float | None     # monotonic deadline, None: until invalidated
     file_sig: Sig
     file_path: Path | None = None   # a `file` source's path
+    source: str = ""                # the spec's source ("keyring", "command", ...)
 
 
 class SecretCache:
@@ -126,7 +131,9 @@ class SecretCache:
         g = _sig(self.gen_file)
         if g != self._gen:
             self._gen = g
-            self.invalidate()
+            for name, e in list(self._entries.items()):
+                if e.source not in RUNS_A_PROGRAM:
+                    del self._entries[name]
 
     def invalidate(self, route_name: str | None = None) -> None:
         if route_name is None:
@@ -157,6 +164,11 @@ class SecretCache:
         s = self._check(route)
         if s is not None:
             return s
+        return self._read(route)
+
+    def _read(self, route: Route) -> Secret:
+        """Read the source unless another thread just did (blocking; no generation check here,
+        so a worker thread never invalidates behind the event loop's back)."""
         with self._guard:
             read_lock = self._reads.setdefault(route.name, threading.Lock())
         with read_lock:
@@ -170,7 +182,7 @@ class SecretCache:
             expires = None
             if spec.source == "command":
                 expires = self._clock() + spec.ttl
-            self._entries[route.name] = _Entry(secret, expires, file_sig, file_path)
+            self._entries[route.name] = _Entry(secret, expires, file_sig, file_path, spec.source)
             return secret
 
     async def get(self, route: Route) -> Secret:
@@ -188,4 +200,4 @@ class SecretCache:
             spec = route.auth.secret
             if spec.source == "file" and spec.path is not None and self._watching_files:
                 self._watch_file(spec.path)   # on the loop, before the read: a later change is not missed
-            return await anyio.to_thread.run_sync(self.resolve, route)
+            return await anyio.to_thread.run_sync(self._read, route)

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from cordon.core.errors import CordonError
+
 CONFIG_NAME = "cordon.toml"
 
 
@@ -92,13 +94,25 @@ class Paths:
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create `path` (and parents) with mode 0700; tighten it if it exists."""
+    """Create `path` (and parents) with mode 0700; tighten it if it exists.
+
+    The mode is checked and changed on an open descriptor of the directory
+    (`fstat`/`fchmod`), and only when it is ours: never through a link to
+    someone else's. Directories in a shared place use `privatedir` instead.
+    """
     old = os.umask(0o077)
     try:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
     finally:
         os.umask(old)
-    st = path.stat()
-    if st.st_mode & 0o077:
-        os.chmod(path, 0o700)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o077:
+            if st.st_uid != os.getuid():
+                raise CordonError(f"{path} belongs to another user and others can read it",
+                                  f"remove {path}, or point XDG_CONFIG_HOME at a directory of your own")
+            os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
     return path

@@ -37,6 +37,7 @@ from tests.conftest import (
     KeyringSession,
     cordon_argv,
     subprocess_env,
+    write,
 )
 from tests.upstream import UpstreamServer
 
@@ -146,6 +147,8 @@ def make_scene(root: Path, env: dict[str, str], bus: str | None, stack: list[Ups
     sc = Scene(root=root, project=project, env=env, secrets=values, upstreams=upstreams,
                secret_file=secret_file, bus=bus, prefix=prefix or [], python=python)
     r = sc.run("secret", "set", "keyring", input=values["keyring"] + "\n")
+    assert r.returncode == 0, r.stderr
+    r = sc.run("allow")   # the user approves the project's cordon.toml
     assert r.returncode == 0, r.stderr
     return sc
 
@@ -395,7 +398,7 @@ def read_secret_file(project: Path, env: dict[str, str], *options: str) -> subpr
 def file_routed(project: Path) -> Path:
     (project / "secret.key").write_text("sk-file-route-0123456789\n")
     (project / "secret.key").chmod(0o600)
-    (project / "cordon.toml").write_text(textwrap.dedent(f"""\
+    write(project / "cordon.toml", textwrap.dedent(f"""\
         [[routes]]
         name = "openai"
         [routes.match]
@@ -437,8 +440,8 @@ def test_a_bwrap_that_cannot_make_namespaces_is_reported(file_routed: Path, tmp_
     fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
     fake.chmod(0o755)
     env = subprocess_env({"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"})
-    (file_routed / "cordon.toml").write_text((file_routed / "cordon.toml").read_text()
-                                             + '\n[exec]\nsandbox = "required"\n')
+    write(file_routed / "cordon.toml", (file_routed / "cordon.toml").read_text()
+          + '\n[exec]\nsandbox = "required"\n')
     r = read_secret_file(file_routed, env)
     assert r.returncode == 1
     assert ("cordon: error: bubblewrap cannot create the sandbox here "
@@ -450,8 +453,8 @@ def test_a_bwrap_that_cannot_make_namespaces_is_reported(file_routed: Path, tmp_
 def test_config_sandbox_off_and_the_flag_over_it(file_routed: Path) -> None:
     env = subprocess_env()
     assert "sk-file-route-0123456789" not in read_secret_file(file_routed, env).stdout
-    (file_routed / "cordon.toml").write_text((file_routed / "cordon.toml").read_text()
-                                             + '\n[exec]\nsandbox = "off"\n')
+    write(file_routed / "cordon.toml", (file_routed / "cordon.toml").read_text()
+          + '\n[exec]\nsandbox = "off"\n')
     assert "sk-file-route-0123456789" in read_secret_file(file_routed, env).stdout
     assert "sk-file-route-0123456789" not in read_secret_file(file_routed, env, "--sandbox", "auto").stdout
 
@@ -502,7 +505,7 @@ def test_egress_proxy_lets_only_the_proxy_and_listed_ports_through(project: Path
             address = "{up.address}"
             ca_file = "{up.ca_file}"
             """)
-        (project / "cordon.toml").write_text(route)
+        write(project / "cordon.toml", route)
         probe = tmp_path / "probe.py"
         probe.write_text(EGRESS_PROBE)
         env = subprocess_env({"CORDON_TEST_SECRET": "sk-egress-secret-42"})
@@ -521,7 +524,7 @@ def test_egress_proxy_lets_only_the_proxy_and_listed_ports_through(project: Path
         assert listed_port == "open" and via == "200"
         assert up.requests[-1].header("authorization") == "Bearer sk-egress-secret-42"
         # the same from [exec], with no listed port: only the proxy
-        (project / "cordon.toml").write_text(route + '\n[exec]\negress = "proxy"\n')
+        write(project / "cordon.toml", route + '\n[exec]\negress = "proxy"\n')
         assert run() == ["ConnectionRefusedError", "ConnectionRefusedError", "200"]
 
 

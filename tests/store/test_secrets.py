@@ -236,11 +236,11 @@ def test_command_not_found() -> None:
             route(SecretSpec(source="command", command=("no-such-secret-tool",))))
 
 
-def test_command_gets_the_resolver_environment(tmp_path: Path) -> None:
-    r = route(SecretSpec(source="command", command=(sys.executable, "-c",
-                                                    "import os; print(os.environ['VAULT_TOKEN_X'])")))
-    env = dict(os.environ, VAULT_TOKEN_X="from-env")
-    assert SecretResolver(env).resolve(r).reveal() == "from-env"
+def test_command_gets_a_minimal_environment_plus_its_env_names(tmp_path: Path) -> None:
+    code = "import os; print(os.environ['VAULT_TOKEN_X'], os.environ.get('OTHER', '-'), os.environ['HOME'])"
+    r = route(SecretSpec(source="command", command=(sys.executable, "-c", code), env=("VAULT_TOKEN_X",)))
+    env = dict(os.environ, VAULT_TOKEN_X="from-env", OTHER="not-passed")
+    assert SecretResolver(env).resolve(r).reveal() == f"from-env - {os.environ['HOME']}"
 
 
 # --- 1password (through a stand-in `op`) ---------------------------------------------------------
