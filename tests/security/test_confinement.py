@@ -225,10 +225,12 @@ def test_root_cannot_unmount_what_hides_the_secrets(root_scene: Scene) -> None:
 # --- as an unprivileged user ------------------------------------------------------------------------
 
 def _python_for(user: str, uid: int, gid: int) -> str | None:
-    """An interpreter the user can run with cordon's dependencies (this venv's may live under /root)."""
+    """An interpreter the user can run with cordon's dependencies (this venv's may live under /root):
+    the same minor version, for the compiled ones."""
     for cand in (os.path.realpath(sys.executable), os.path.realpath("/usr/bin/python3")):
         r = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--init-groups", "sh", "-c",
-                            'test -x "$1" && "$1" -c "import sys; assert sys.version_info >= (3, 11)"', "_", cand],
+                            'test -x "$1" && "$1" -c "import sys; assert sys.version_info[:2] == ($2, $3)"', "_",
+                            cand, str(sys.version_info[0]), str(sys.version_info[1])],
                            capture_output=True)
         if r.returncode == 0:
             return cand
