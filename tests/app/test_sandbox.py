@@ -146,3 +146,15 @@ def test_an_egress_port_out_of_range_is_a_usage_error(paths: Paths) -> None:
     with pytest.raises(UsageError) as e:
         choose("auto", "proxy", [70000], Config(), [], {"PATH": os.defpath}, paths, print)
     assert "70000" in e.value.message and e.value.exit_status == 2
+
+
+def test_egress_limits_never_fall_back_silently(paths: Paths) -> None:
+    from cordon.app.sandbox import SandboxUnavailable, choose
+    from cordon.core.errors import UsageError
+    with pytest.raises(UsageError):
+        choose("off", "proxy", [], Config(), [], {"PATH": os.defpath}, paths, print)
+    said: list[str] = []
+    # no bwrap on this PATH: under `auto` a plain run would warn and go on; with egress limits it refuses
+    with pytest.raises(SandboxUnavailable):
+        choose("auto", "proxy", [], Config(), [], {"PATH": str(paths.cwd)}, paths, said.append)
+    assert said == []

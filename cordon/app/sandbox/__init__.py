@@ -312,8 +312,15 @@ def choose(mode: str | None, egress: str | None, egress_ports: Sequence[int], co
     if bad:
         raise UsageError(f"--egress-port {bad[0]} is not a port number", "give a port from 1 to 65535")
     ports = tuple(dict.fromkeys((*settings.egress_ports, *egress_ports)))
+    egress = egress or settings.egress
+    if egress == "proxy":
+        # the limit is the sandbox's network namespace: without one, no limit, so never a silent fallback
+        if mode == "off":
+            raise UsageError("--egress proxy needs the sandbox, and it is off",
+                             'drop --sandbox off (or [exec] sandbox = "off"), or the egress limit')
+        mode = "required"
     try:
-        box = prepare(mode, egress or settings.egress, ports, config, routes, env, paths)
+        box = prepare(mode, egress, ports, config, routes, env, paths)
     except SandboxUnavailable as e:
         _unavailable(e, mode, say)
         return None
