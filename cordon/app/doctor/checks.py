@@ -30,6 +30,7 @@ from cordon.core.model import Config
 from cordon.core.wording import plural
 from cordon.store import castore, dotenvfile
 from cordon.store.config import load_config
+from cordon.store.paths import Paths
 from cordon.store.runrecord import pid_alive, read_run_record
 from cordon.store.secrets import SecretResolver
 from cordon.store.tokens import TokenStore
@@ -283,6 +284,19 @@ def check_op(config: Config, env: Mapping[str, str], run: Run = _run) -> list[Ch
 
 
 # ---------------------------------------------------------------- tokens
+
+def check_sandbox(config: Config | None, env: Mapping[str, str], paths: Paths) -> Check:
+    """Whether `cordon exec` runs commands confined here (docs/confinement.md)."""
+    mode = config.exec.sandbox if config is not None else "auto"
+    if mode == "off":
+        return skip("sandbox", 'confinement is off ([exec] sandbox = "off")')
+    from cordon.app.sandbox import availability
+    problem = availability(env, paths)
+    if problem is None:
+        return ok("sandbox", "cordon exec runs commands confined (keyring, secrets and cordon's files hidden)")
+    what = "cordon exec refuses to run" if mode == "required" else "cordon exec runs commands unconfined"
+    return (fail if mode == "required" else warn)("sandbox", f"{what}: {problem.message}", problem.hint or "")
+
 
 def check_tokens(state_dir: Path) -> Check:
     store = TokenStore.for_state_dir(state_dir)
