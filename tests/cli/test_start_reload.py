@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from tests import configs
-from tests.conftest import approve_as_user
 from tests.cli.test_start import _client, _env_json, health, state_dir
+from tests.conftest import approve_as_user
 from tests.startproc import started
 from tests.upstream import UpstreamServer
 
