@@ -74,23 +74,26 @@ class GuardMemo:
     the ones that were checked: the caller connects to them and to nothing else.
     """
 
-    __slots__ = ("_addrs", "_clock", "_host", "_until", "ttl")
+    __slots__ = ("_addrs", "_clock", "_exemptions", "_host", "_until", "ttl")
 
     def __init__(self, ttl: float = MEMO_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl
         self._clock = clock
         self._host = ""
         self._addrs: list[str] = []
+        self._exemptions: ssrf.Exemptions | None = None
         self._until = 0.0
 
     async def addresses(self, host: str, port: int, exemptions: ssrf.Exemptions, timeout: float) -> list[str]:
-        """`guarded_addresses(host, ...)`, or the memo of the last call for `host` if still fresh."""
+        """`guarded_addresses(host, ...)`, or the memo of the last call for `host` if still fresh
+        (and decided under the same exemptions: a reloaded policy decides afresh)."""
         now = self._clock()
-        if host == self._host and now < self._until:
+        if host == self._host and now < self._until and exemptions is self._exemptions:
             return self._addrs
         self._until = 0.0
         addrs = await guarded_addresses(host, port, exemptions, timeout)
-        self._host, self._addrs, self._until = host, addrs, now + self.ttl   # from before the lookup
+        self._host, self._addrs, self._exemptions = host, addrs, exemptions
+        self._until = now + self.ttl   # from before the lookup
         return addrs
 
 

@@ -223,6 +223,9 @@ def test_a_kept_answer_expires(fake_dns: dict[str, Any]) -> None:
     assert anyio.run(ask) == 403
     assert anyio.run(ask) == ["127.0.0.1"]   # the refusal was not kept: asked again
     assert fake_dns["__calls__"]["ttl.rebind.test"] == 3
+    allow = Exemptions.parse([])             # a reloaded policy: decided afresh, within the second
+    assert anyio.run(ask) == 403
+    assert fake_dns["__calls__"]["ttl.rebind.test"] == 4
     assert GuardMemo().ttl <= 1.0        # never more than a second, whatever the record's TTL
 
 
