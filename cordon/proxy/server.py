@@ -44,7 +44,7 @@ from cordon.proxy.refuse import answered_hosts, serve_refusal
 from cordon.proxy.secretcache import SecretCache
 from cordon.proxy.stats import ProxyStats
 from cordon.proxy.tls import ClientContexts, Issuer
-from cordon.proxy.transport.fastio import FastStream, pipe, serve_tcp
+from cordon.proxy.transport.fastio import can_pipe, pipe, serve_tcp
 from cordon.proxy.transport.stream import Stream
 from cordon.proxy.tunnel import GuardMemo, connect_pinned, guarded_addresses
 from cordon.proxy.websocket import upgrade_token
@@ -317,7 +317,7 @@ class Proxy:
             await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
             # copied by the loop's callbacks (fastio.pipe), not splice(2) through a pipe, which was
             # slower on uvloop and no faster on asyncio's loop (docs/performance.md)
-            if isinstance(client.stream, FastStream) and isinstance(upstream, FastStream):
+            if can_pipe(client.stream, upstream):
                 buffered, client.buf = bytes(client.buf), bytearray()
                 _sent, received = await pipe(client.stream, upstream, buffered)
             else:

@@ -329,7 +329,13 @@ class FastStream(anyio.abc.ByteStream):
         return p.eof or p.closed or self._closed
 
 
-async def pipe(a: FastStream, b: FastStream, a_read: bytes = b"") -> tuple[int, int]:
+def can_pipe(a: object, b: object) -> bool:
+    """Whether `pipe` can join these two streams (both plain TCP streams of this module)."""
+    return (isinstance(a, FastStream) and isinstance(b, FastStream)
+            and a._p.sink is None and b._p.sink is None)
+
+
+async def pipe(sa: object, sb: object, a_read: bytes = b"") -> tuple[int, int]:
     """Copy bytes both ways between two TCP streams until both directions end; (a->b, b->a) counts.
 
     The copy runs in the protocols' callbacks: each read is written to the
@@ -339,9 +345,10 @@ async def pipe(a: FastStream, b: FastStream, a_read: bytes = b"") -> tuple[int, 
     broken or closed side ends both. `a_read`: bytes already read from `a`
     (sent to `b` first). The caller closes both streams afterwards.
     """
+    if not can_pipe(sa, sb):
+        raise ValueError("pipe() joins two plain TCP streams (can_pipe)")
+    a, b = cast(FastStream, sa), cast(FastStream, sb)
     pa, pb = a._p, b._p
-    if pa.sink is not None or pb.sink is not None:
-        raise ValueError("pipe() is for plain TCP streams")
     fut: asyncio.Future[None] = a.loop.create_future()
     counts = [0, 0]
     for src, dst, first, i in ((pa, b, a_read, 0), (pb, a, b"", 1)):
