@@ -16,8 +16,9 @@ DEFAULT_PLACEHOLDER = "dummy-replaced-by-cordon"
 DEFAULT_LISTEN = 6790
 DEFAULT_KEYRING_SERVICE = "cordon"
 
-SecretSource = Literal["keyring", "1password", "env", "file", "command"]
-AuthType = Literal["header", "basic"]
+SecretSource = Literal["keyring", "1password", "env", "file", "command", "login"]
+AuthType = Literal["header", "basic", "login"]
+LoginRole = Literal["api", "auth"]
 
 
 class Secret:
@@ -80,6 +81,8 @@ class SecretSpec:
             return f"environment variable {self.var}"
         if self.source == "file":
             return f"file {self.path}"
+        if self.source == "login":
+            return f"login {self.account} (`cordon login {self.account}`)"
         return f"command {self.command[0] if self.command else '?'}"
 
 
@@ -92,6 +95,8 @@ class Auth:
     username: str | None = None          # basic
     placeholder_env: tuple[str, ...] = ()
     placeholder: str = DEFAULT_PLACEHOLDER
+    login: str | None = None             # type "login": which subscription login (codex, claude)
+    role: LoginRole = "api"              # "api": access token injected; "auth": refresh/revoke answered by cordon
 
 
 @dataclass(frozen=True)

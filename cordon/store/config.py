@@ -47,7 +47,8 @@ TLS_KEYS = {"enabled", "ca_cert_path", "ca_key_path"}
 POLICY_KEYS = {"unmatched", "allow_hosts", "allow_private"}
 ROUTE_KEYS = {"name", "match", "auth", "upstream"}
 MATCH_KEYS = {"host", "paths"}
-AUTH_KEYS = {"type", "header_name", "scheme", "username", "placeholder_env", "placeholder", "secret"}
+AUTH_KEYS = {"type", "header_name", "scheme", "username", "placeholder_env", "placeholder", "secret", "login", "role"}
+LOGIN_AUTH_KEYS = {"type", "login", "role"}
 UPSTREAM_KEYS = {"address", "ca_file", "scheme"}
 SECRET_KEYS: dict[str, set[str]] = {
     "keyring": {"source", "account", "service", "decode"},
@@ -267,9 +268,12 @@ def _parse_route(ctx: _Ctx, t: Mapping[str, Any], i: int) -> Route:
         atype, header_name, scheme = "header", header_name or "Authorization", scheme or "Bearer"
     elif atype == "api_key":
         atype = "header"
+    if atype == "login":
+        auth = _parse_login_auth(ctx, auth_t, apath, name)
+        return Route(name=name, host=host, auth=auth, paths=paths, upstream=_parse_upstream(ctx, t, path, name))
     if atype not in ("header", "basic"):
         raise ctx.error((*apath, "type"), f"route '{name}': unknown auth type '{atype}'",
-                        'use type = "header" or type = "basic"')
+                        'use type = "header", "basic" or "login"')
     username = _str(ctx, auth_t, "username", apath)
     if atype == "header":
         if not header_name:
@@ -314,7 +318,31 @@ def _parse_route(ctx: _Ctx, t: Mapping[str, Any], i: int) -> Route:
     placeholder = _str(ctx, auth_t, "placeholder", apath, default=DEFAULT_PLACEHOLDER) or DEFAULT_PLACEHOLDER
     secret_t = _need_table(ctx, auth_t.get("secret", {"source": "keyring"}), (*apath, "secret"))
     secret = _parse_secret(ctx, secret_t, (*apath, "secret"), name)
+    upstream = _parse_upstream(ctx, t, path, name)
+    auth = Auth(type="basic" if atype == "basic" else "header", secret=secret,
+                header_name=header_name or "Authorization", scheme=scheme, username=username,
+                placeholder_env=placeholder_env, placeholder=placeholder)
+    return Route(name=name, host=host, auth=auth, paths=paths, upstream=upstream)
 
+
+def _parse_login_auth(ctx: _Ctx, t: Mapping[str, Any], apath: tuple[Any, ...], name: str) -> Auth:
+    """`type = "login"`: a subscription login's token, managed by cordon (`cordon login NAME`)."""
+    from cordon.core.oauth import PLACEHOLDER_CLAUDE_ACCESS, PROVIDERS
+    _check_keys(ctx, t, LOGIN_AUTH_KEYS, apath)
+    login = _str(ctx, t, "login", apath, required=True)
+    if login not in PROVIDERS:
+        raise ctx.error((*apath, "login"), f"route '{name}': unknown login '{login}'",
+                        'write login = "codex" or login = "claude"')
+    role = _str(ctx, t, "role", apath, default="api")
+    if role not in ("api", "auth"):
+        raise ctx.error((*apath, "role"), f"route '{name}': unknown login role '{role}'",
+                        'write role = "api" (the access token is injected) or "auth" (the token endpoint)')
+    return Auth(type="login", secret=SecretSpec(source="login", account=login), header_name="Authorization",
+                scheme="Bearer", placeholder=PLACEHOLDER_CLAUDE_ACCESS, login=login,
+                role="auth" if role == "auth" else "api")
+
+
+def _parse_upstream(ctx: _Ctx, t: Mapping[str, Any], path: tuple[Any, ...], name: str) -> Upstream:
     upstream = Upstream()
     if "upstream" in t:
         ut = _need_table(ctx, t["upstream"], (*path, "upstream"))
@@ -335,10 +363,7 @@ def _parse_route(ctx: _Ctx, t: Mapping[str, Any], i: int) -> Route:
                             'use scheme = "https" (default) or "http"')
         upstream = Upstream(address=address, ca_file=_resolve_path(ctx.base, ca) if ca else None,
                             scheme="http" if uscheme == "http" else "https")
-    auth = Auth(type="basic" if atype == "basic" else "header", secret=secret,
-                header_name=header_name or "Authorization", scheme=scheme, username=username,
-                placeholder_env=placeholder_env, placeholder=placeholder)
-    return Route(name=name, host=host, auth=auth, paths=paths, upstream=upstream)
+    return upstream
 
 
 def _is_ip(s: str) -> bool:

@@ -1,0 +1,270 @@
+"""`cordon login|logout codex|claude`: move a subscription login into cordon's store and back.
+
+Login: read the client's own credential file, store the real tokens (keyring),
+rewrite the file with placeholders (so the user's unproxied client cannot spend
+the refresh token behind cordon's back: both providers rotate refresh tokens
+and revoke the family when one is reused), add the login's routes. Logout: under
+the login's refresh lock, write the *current* real tokens back, then forget them
+and remove the routes. Also: the client file paths, and what a session hands
+the agent. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cordon.core.errors import ConfigError, CordonError
+from cordon.core.model import Route
+from cordon.core.oauth import (
+    Login,
+    LoginFormatError,
+    client_file,
+    is_placeholder,
+    login_routes,
+    parse_client_file,
+    provider,
+)
+from cordon.store.logins import LoginStore
+from cordon.store.paths import Paths
+
+
+def default_client_file(name: str, env: Mapping[str, str], paths: Paths) -> Path:
+    """Where the client keeps its login: `$CODEX_HOME/auth.json`, `~/.claude/.credentials.json`, ..."""
+    if name == "codex":
+        home = env.get("CODEX_HOME")
+        base = Path(home).expanduser() if home else paths.home / ".codex"
+        return (base if base.is_absolute() else paths.cwd / base) / "auth.json"
+    d = env.get("CLAUDE_SECURESTORAGE_CONFIG_DIR") or env.get("CLAUDE_CONFIG_DIR")
+    base = Path(d).expanduser() if d else paths.home / ".claude"
+    return (base if base.is_absolute() else paths.cwd / base) / ".credentials.json"
+
+
+@dataclass
+class LoginResult:
+    login: Login
+    client_file: Path
+    config_path: Path
+    routes_added: list[str] = field(default_factory=list)
+    replaced: bool = False
+
+
+@dataclass
+class LogoutResult:
+    login: Login
+    client_file: Path
+    routes_removed: list[str] = field(default_factory=list)
+
+
+def _read_client_file(name: str, path: Path) -> Login:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        client = "codex login" if name == "codex" else "claude auth login"
+        hint = f"log in with `{client}` first (or name the file with --from PATH)"
+        if name == "codex":
+            hint += "; a Codex that keeps its login in the OS keyring needs cli_auth_credentials_store = \"file\""
+        raise CordonError(f"{path}: no such file, so there is no {name} login to import", hint) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CordonError(f"{path}: cannot read: {e}", "check the file's permissions") from None
+    try:
+        return parse_client_file(name, text, source=str(path))
+    except LoginFormatError as e:
+        raise CordonError(f"{path}: not a {name} subscription login: {e}",
+                          "name the client's credential file with --from PATH") from None
+
+
+def _write_client_file(path: Path, text: str) -> None:
+    from cordon.store.atomic import atomic_write
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    atomic_write(path, text, mode=0o600)
+
+
+def _check_routes(config_path: Path | None, routes: Sequence[Route]) -> list[Route]:
+    """The login's routes not yet in the file; ConfigError if another route holds one of its hosts."""
+    if config_path is None or not config_path.is_file():
+        return list(routes)
+    from cordon.store.config import load_config
+    cfg = load_config(config_path)
+    out: list[Route] = []
+    for r in routes:
+        same = cfg.route(r.name)
+        if same is not None and same.auth.type == "login" and same.auth.login == r.auth.login:
+            continue             # kept as the user left it (an upstream override, say)
+        for other in cfg.routes:
+            if other.host == r.host or other.name == r.name:
+                raise ConfigError(f"{config_path}: route '{other.name}' already uses "
+                                  f"{'host ' + r.host if other.host == r.host else 'the name ' + r.name}",
+                                  f"remove it first (`cordon route remove {other.name}`): an API-key route "
+                                  "there would override the subscription login")
+        out.append(r)
+    return out
+
+
+def login(name: str, *, env: Mapping[str, str], paths: Paths, source: str | None = None,
+          config: str | None = None, scope: str | None = None) -> LoginResult:
+    provider(name)
+    from cordon.store.config import select_config_path
+    path = Path(source).expanduser() if source else default_client_file(name, env, paths)
+    if not path.is_absolute():
+        path = paths.cwd / path
+    new = _read_client_file(name, path)
+    config_path, _ = select_config_path(paths, config, scope)
+    if config_path is None:
+        config_path = paths.user_config      # no configuration yet: a login is the user's
+    missing = _check_routes(config_path, login_routes(name))
+    store = LoginStore(paths, env)
+    with store.locked(name):
+        replaced = store.load(name) is not None
+        store.save(new)
+    # the real tokens are safe in the store: now the client's own copy becomes placeholders
+    _write_client_file(path, client_file(new, real=False))
+    added: list[str] = []
+    from cordon.store.configedit import add_route
+    for r in missing:
+        add_route(config_path, r)
+        added.append(r.name)
+    return LoginResult(login=new, client_file=path, config_path=config_path, routes_added=added,
+                       replaced=replaced)
+
+
+def logout(name: str, *, env: Mapping[str, str], paths: Paths, target: str | None = None,
+           config: str | None = None, scope: str | None = None) -> LogoutResult:
+    provider(name)
+    store = LoginStore(paths, env)
+    with store.locked(name):
+        current = store.load(name)
+        if current is None:
+            raise CordonError(f"cordon holds no {name} login", f"`cordon login {name}` imports one")
+        if target:
+            path = Path(target).expanduser()
+            path = path if path.is_absolute() else paths.cwd / path
+        else:
+            path = Path(current.source) if current.source else default_client_file(name, env, paths)
+        _check_not_real(path, name)
+        _write_client_file(path, client_file(current, real=True))
+        store.delete(name)
+    removed = _remove_routes(name, paths, config, scope)
+    return LogoutResult(login=current, client_file=path, routes_removed=removed)
+
+
+def _check_not_real(path: Path, name: str) -> None:
+    """Refuse to overwrite a real login the user made since (`codex login` again, say)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return
+    try:
+        found = parse_client_file(name, text)
+    except LoginFormatError:
+        return                   # placeholders (or not a login at all): ours to replace
+    if not is_placeholder(found):
+        raise CordonError(f"{path} holds another real {name} login, made after `cordon login`",
+                          f"move it away first, or write cordon's login elsewhere: `cordon logout {name} --to PATH`")
+
+
+def _remove_routes(name: str, paths: Paths, config: str | None, scope: str | None) -> list[str]:
+    from cordon.store.config import load_config, select_config_path
+    from cordon.store.configedit import remove_route
+    candidates: list[Path] = []
+    if config or scope:
+        p, _ = select_config_path(paths, config, scope)
+        if p is not None:
+            candidates.append(p)
+    else:
+        found = paths.find_project_config()
+        candidates += [p for p in (found, paths.user_config) if p is not None]
+    removed: list[str] = []
+    for p in candidates:
+        if not p.is_file():
+            continue
+        try:
+            cfg = load_config(p)
+        except ConfigError:
+            continue
+        for r in cfg.routes:
+            if r.auth.type == "login" and r.auth.login == name:
+                remove_route(p, r.name)
+                removed.append(f"{r.name} ({p})")
+    return removed
+
+
+# --- sessions ---------------------------------------------------------------------------------------
+
+def session_logins(routes: Sequence[Route]) -> list[str]:
+    """The logins a session's routes inject (subscription mode for those clients)."""
+    return sorted({r.auth.login for r in routes if r.auth.type == "login" and r.auth.role == "api"
+                   and r.auth.login})
+
+
+def implicit_routes(routes: Sequence[Route], paths: Paths) -> list[Route]:
+    """Routes for each login cordon holds whose hosts the configuration does not route yet.
+
+    A login is per user (like the keyring), so a project with its own cordon.toml,
+    or none at all, still runs its agents in subscription mode. Reads only the index.
+    """
+    from cordon.store.logins import INDEX_FILE
+    index = paths.cordon_home / INDEX_FILE
+    if not index.is_file():
+        return []
+    try:
+        names = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    hosts = {r.host for r in routes}
+    extra: list[Route] = []
+    for name in sorted(names) if isinstance(names, dict) else []:
+        try:
+            pair = login_routes(name)
+        except LoginFormatError:
+            continue
+        extra += [r for r in pair if r.host not in hosts and all(x.name != r.name for x in routes)]
+    return extra
+
+
+@dataclass
+class AgentCredentials:
+    """What a subscription session hands the agent: variables to set and to drop, files to write."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    drop: list[str] = field(default_factory=list)
+    codex_auth: tuple[Path, str] | None = None     # (auth.json, placeholder content)
+
+
+def agent_credentials(names: Sequence[str], logins: Mapping[str, Login], codex_home: Path) -> AgentCredentials:
+    """Placeholders in each client's own format (reference/subscription-logins.md §3.2)."""
+    from cordon.core.oauth import claude_env
+    out = AgentCredentials()
+    for name in names:
+        login_ = logins[name]
+        out.drop += list(provider(name).api_key_vars)
+        if name == "claude":
+            out.env.update(claude_env(login_))
+        else:
+            out.codex_auth = (codex_home / "auth.json", client_file(login_, real=False))
+    return out
+
+
+def prepare_codex_auth(path: Path, content: str) -> None:
+    """Put the placeholder auth.json in the session's CODEX_HOME, refusing to replace a real login."""
+    _check_not_real(path, "codex")
+    try:
+        if path.read_text(encoding="utf-8") == content:
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    _write_client_file(path, content)
+
+
+def load_logins(names: Sequence[str], env: Mapping[str, str], paths: Paths) -> dict[str, Login]:
+    store = LoginStore(paths, env)
+    out: dict[str, Login] = {}
+    for n in names:
+        got = store.load(n)
+        if got is None:
+            raise CordonError(f"the configuration injects the {n} login, but cordon holds none",
+                              f"run `cordon login {n}`")
+        out[n] = got
+    return out

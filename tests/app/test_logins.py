@@ -1,0 +1,101 @@
+"""`cordon login|logout`: the real tokens move into the keyring, the client keeps placeholders, and back."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+from cordon.core.oauth import PLACEHOLDER_REFRESH, jwt_claims
+from cordon.store.config import load_config
+from cordon.store.logins import LoginStore
+from cordon.store.paths import Paths
+from tests.oauth_fixtures import (
+    ACCOUNT_ID,
+    CLAUDE_ACCESS,
+    CLAUDE_REFRESH,
+    CODEX_REFRESH,
+    codex_access,
+    codex_auth_json,
+    write_claude,
+    write_codex,
+)
+
+
+def store() -> LoginStore:
+    return LoginStore(Paths.from_env(os.environ), os.environ)
+
+
+def test_codex_login_moves_tokens_and_leaves_placeholders(cordon, project: Path, home: Path) -> None:
+    access = codex_access()
+    f = write_codex(home, codex_auth_json(access=access))
+    r = cordon("login", "codex")
+    assert r.status == 0, r.stderr
+    assert "placeholders" in r.stdout and "cordon logout codex" in r.stdout
+    text = f.read_text()
+    assert access not in text and CODEX_REFRESH not in text            # the real tokens left the file
+    d = json.loads(text)
+    assert d["auth_mode"] == "chatgpt" and d["OPENAI_API_KEY"] is None
+    assert d["tokens"]["account_id"] == ACCOUNT_ID
+    assert d["tokens"]["refresh_token"] == PLACEHOLDER_REFRESH
+    claims = jwt_claims(d["tokens"]["id_token"])
+    assert claims is not None and claims["https://api.openai.com/auth"]["chatgpt_plan_type"] == "pro"
+    assert (jwt_claims(d["tokens"]["access_token"]) or {}).get("exp") == 4102444800
+    assert stat.S_IMODE(f.stat().st_mode) == 0o600
+    held = store().load("codex")
+    assert held is not None and held.access_token == access and held.refresh_token == CODEX_REFRESH
+    assert access not in (home / ".config" / "cordon" / "logins.json").read_text()
+    cfg = load_config(home / ".config" / "cordon" / "cordon.toml")   # no project config: the user's
+    assert {(r.name, r.host, r.auth.role) for r in cfg.routes} == {
+        ("codex", "chatgpt.com", "api"), ("codex-auth", "auth.openai.com", "auth")}
+
+
+def test_login_logout_round_trip_gives_the_current_tokens_back(cordon, project: Path, home: Path) -> None:
+    f = write_claude(home)
+    assert cordon("login", "claude").status == 0
+    assert CLAUDE_ACCESS not in f.read_text() and CLAUDE_REFRESH not in f.read_text()
+    # the proxy rotated the tokens meanwhile
+    from dataclasses import replace
+    s = store()
+    cur = s.load("claude")
+    assert cur is not None
+    s.save(replace(cur, access_token="sk-ant-oat01-ROTATED", refresh_token="sk-ant-ort01-ROTATED"))
+    r = cordon("logout", "claude")
+    assert r.status == 0, r.stderr
+    back = json.loads(f.read_text())["claudeAiOauth"]
+    assert back["accessToken"] == "sk-ant-oat01-ROTATED" and back["refreshToken"] == "sk-ant-ort01-ROTATED"
+    assert back["subscriptionType"] == "max"
+    assert s.load("claude") is None
+    assert load_config(home / ".config" / "cordon" / "cordon.toml").routes == ()
+
+
+def test_login_refuses_a_placeholder_file_and_a_missing_one(cordon, project: Path, home: Path) -> None:
+    r = cordon("login", "codex")
+    assert r.status == 1 and "no such file" in r.stderr and "codex login" in r.stderr
+    write_codex(home)
+    assert cordon("login", "codex").status == 0
+    r = cordon("login", "codex")          # the file holds cordon's placeholders now
+    assert r.status == 1 and "placeholders" in r.stderr
+
+
+def test_login_refuses_a_host_an_api_key_route_holds(cordon, project: Path, home: Path) -> None:
+    (project / "cordon.toml").write_text('[[routes]]\nname = "anthropic"\n[routes.match]\nhost = "api.anthropic.com"\n'
+                                         '[routes.auth]\ntype = "header"\nheader_name = "x-api-key"\n')
+    f = write_claude(home)
+    r = cordon("login", "claude")
+    assert r.status == 1 and "cordon route remove anthropic" in r.stderr
+    assert CLAUDE_ACCESS in f.read_text()                  # nothing changed
+    assert store().load("claude") is None
+
+
+def test_logout_refuses_to_overwrite_a_newer_real_login(cordon, project: Path, home: Path) -> None:
+    f = write_codex(home)
+    assert cordon("login", "codex").status == 0
+    f.write_text(codex_auth_json(refresh="rt_NEWER-login"))
+    r = cordon("logout", "codex")
+    assert r.status == 1 and "--to" in r.stderr
+    assert "rt_NEWER-login" in f.read_text()
+    r = cordon("logout", "codex", "--to", str(home / "codex-auth.json"))
+    assert r.status == 0
+    assert CODEX_REFRESH in (home / "codex-auth.json").read_text()
