@@ -27,6 +27,7 @@ from cordon.core.model import DEFAULT_PLACEHOLDER, Config, Route, SecretSpec
 from cordon.store.paths import Paths
 
 if TYPE_CHECKING:
+    from cordon.app.logins import Subscription
     from cordon.core.certs import CA
     from cordon.store.secrets import SecretResolver
     from cordon.store.session import Session
@@ -216,7 +217,8 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
         raise UsageError("no command given", "write `cordon exec -- CMD [ARGS...]`")
     set_non_dumpable()
     config = load_exec_config(req)
-    routes = list(config.routes)
+    from cordon.app.logins import with_login_routes
+    routes = with_login_routes(config.routes, req.paths, zero_config=config.scope == "none")
     remove = env_secret_vars(routes)
 
     outer_id = req.env.get("CORDON_SESSION", "")
@@ -232,8 +234,8 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
 
     base = {k: v for k, v in req.env.items() if k not in remove}
     exe = find_command(req.argv[0], base)
-    if config.scope == "none" and routes:
-        what = ", ".join(f"{r.auth.secret.var} ({r.host})" for r in routes)
+    if config.scope == "none" and any(r.auth.secret.source == "env" for r in routes):
+        what = ", ".join(f"{r.auth.secret.var} ({r.host})" for r in routes if r.auth.secret.source == "env")
         say(f"cordon: no cordon.toml; protecting {what}: the command gets a placeholder")
     if not routes:
         say("cordon: no routes: tunnel only (nothing is injected; add one with `cordon route add`)")
@@ -249,6 +251,9 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
         for r in routes:
             req.sensitive(resolver.resolve(r).reveal())
         req.sensitive(token)
+
+    sub = _subscription(routes, req, config, base, say)
+    routes += sub.extra_routes
 
     leaked = _vars_holding_secrets(base, routes, resolver)
     if leaked:
@@ -273,12 +278,37 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
             files.append(str(codex_config[0]))
         if files:
             session.update(files=tuple(files))
+        if sub.codex_auth is not None:
+            from cordon.app.logins import prepare_codex_auth
+            prepare_codex_auth(*sub.codex_auth)
         plan = _ProxyPlan(config=config, routes=routes, resolver=resolver, ca=ca,
                           token=token, session=session, base_env=base,
-                          codex_home=codex_home, env_file=env_file, codex_config=codex_config)
+                          codex_home=codex_home, env_file=env_file, codex_config=codex_config,
+                          agent_env=sub.env, agent_drop=sub.drop, logins=bool(sub.logins))
         return _run_loop(req.argv, exe, None, proxy=plan)
     finally:
         _teardown(session, req.paths, say)
+
+
+def _subscription(routes: Sequence[Route], req: ExecRequest, config: Config, base: dict[str, str],
+                  say: Say) -> Subscription:
+    """Subscription mode: the agent gets placeholder tokens in its client's own format, and no
+    API-key variable that would override the login (reference/subscription-logins.md §3.2)."""
+    from cordon.app.logins import subscription
+    proj = project_dir(config, req.paths.cwd)
+    sub = subscription(routes, req.env, req.paths, proj / ".codex" if proj is not None else None)
+    dropped = sorted(k for k in sub.drop if k in base)
+    if dropped:
+        say(f"cordon: note: not passing {', '.join(dropped)} to the command (it would override the "
+            f"{'/'.join(sub.logins)} subscription login)")
+    for k in dropped:
+        del base[k]
+    if req.sensitive is not None:
+        for login in sub.logins.values():
+            for value in (login.refresh_token, login.id_token):
+                if value:
+                    req.sensitive(value)
+    return sub
 
 
 def _vars_holding_secrets(env: Mapping[str, str], routes: Sequence[Route],
@@ -392,6 +422,9 @@ class _ProxyPlan:
     codex_home: Path | None
     env_file: Path | None
     codex_config: tuple[Path, dict[Key, str]] | None
+    agent_env: dict[str, str]        # subscription logins: the client's placeholder variables
+    agent_drop: list[str]            # ... and the API-key variables that would override the login
+    logins: bool
 
 
 @contextlib.contextmanager
@@ -503,7 +536,9 @@ async def _main(argv: Sequence[str], exe: str, env: dict[str, str] | None, plan:
                                              bundle_path=plan.session.bundle_path, ca_path=plan.session.ca_path,
                                              routes=plan.routes, session_id=plan.session.id,
                                              codex_home=plan.codex_home)
-                    env = {**plan.base_env, **contract}
+                    env = {**plan.base_env, **contract, **plan.agent_env}
+                    for k in plan.agent_drop:
+                        env.pop(k, None)
                     if plan.env_file is not None:
                         from cordon.store.session import dotenv_acquire
                         # Codex ignores CODEX_* in its .env; the rest overrides stale proxy settings there
@@ -533,8 +568,16 @@ async def _start_proxy(tg: Any, plan: _ProxyPlan) -> int:
     settings = server.ProxySettings(routes=tuple(plan.routes), policy=plan.config.policy, port=0,
                                     issuer=LeafIssuer(plan.ca), resolver=plan.resolver,
                                     auth=ProxyAuth.single(plan.token, "session"),
-                                    secrets_gen_file=generation_file(plan.session.paths.cordon_home))
+                                    secrets_gen_file=generation_file(plan.session.paths.cordon_home),
+                                    logins=_login_store(plan))
     return int(await tg.start(server.serve, settings))
+
+
+def _login_store(plan: _ProxyPlan) -> Any:
+    if not any(r.auth.type == "login" for r in plan.routes):
+        return None
+    from cordon.store.logins import LoginStore
+    return LoginStore(plan.session.paths, plan.base_env)
 
 
 async def _supervise(argv: Sequence[str], exe: str, env: Mapping[str, str], fwd: _Forwarder) -> int:

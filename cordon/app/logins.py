@@ -19,6 +19,7 @@ from pathlib import Path
 from cordon.core.errors import ConfigError, CordonError
 from cordon.core.model import Route
 from cordon.core.oauth import (
+    PROVIDERS,
     Login,
     LoginFormatError,
     client_file,
@@ -199,12 +200,8 @@ def session_logins(routes: Sequence[Route]) -> list[str]:
                    and r.auth.login})
 
 
-def implicit_routes(routes: Sequence[Route], paths: Paths) -> list[Route]:
-    """Routes for each login cordon holds whose hosts the configuration does not route yet.
-
-    A login is per user (like the keyring), so a project with its own cordon.toml,
-    or none at all, still runs its agents in subscription mode. Reads only the index.
-    """
+def held_logins(paths: Paths) -> list[str]:
+    """The logins cordon holds, from the index alone (no keyring access)."""
     from cordon.store.logins import INDEX_FILE
     index = paths.cordon_home / INDEX_FILE
     if not index.is_file():
@@ -213,37 +210,72 @@ def implicit_routes(routes: Sequence[Route], paths: Paths) -> list[Route]:
         names = json.loads(index.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return []
-    hosts = {r.host for r in routes}
-    extra: list[Route] = []
-    for name in sorted(names) if isinstance(names, dict) else []:
-        try:
-            pair = login_routes(name)
-        except LoginFormatError:
-            continue
-        extra += [r for r in pair if r.host not in hosts and all(x.name != r.name for x in routes)]
-    return extra
+    return sorted(n for n in names if n in PROVIDERS) if isinstance(names, dict) else []
+
+
+def with_login_routes(routes: Sequence[Route], paths: Paths, *, zero_config: bool) -> list[Route]:
+    """The session's routes plus the routes of every login cordon holds that the configuration lacks.
+
+    A login is per user (like the keyring), so a project with its own cordon.toml,
+    or none at all, still runs its agents in subscription mode. With no
+    configuration file, a login wins over a preset made from an API key in the
+    environment (that key would override the login in the client anyway).
+    """
+    names = held_logins(paths)
+    if not names:
+        return list(routes)
+    out = list(routes)
+    for name in names:
+        for r in login_routes(name):
+            clash = [x for x in out if x.host == r.host or x.name == r.name]
+            if zero_config:
+                out = [x for x in out if x not in clash]
+            elif clash:
+                continue
+            out.append(r)
+    return out
 
 
 @dataclass
-class AgentCredentials:
-    """What a subscription session hands the agent: variables to set and to drop, files to write."""
+class Subscription:
+    """What a subscription session hands the agent: variables to set and to drop, Codex's auth.json."""
 
+    logins: dict[str, Login] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     drop: list[str] = field(default_factory=list)
-    codex_auth: tuple[Path, str] | None = None     # (auth.json, placeholder content)
+    codex_auth: tuple[Path, str] | None = None
+    extra_routes: list[Route] = field(default_factory=list)   # workspace origins seen before
 
 
-def agent_credentials(names: Sequence[str], logins: Mapping[str, Login], codex_home: Path) -> AgentCredentials:
+def subscription(routes: Sequence[Route], env: Mapping[str, str], paths: Paths,
+                 codex_home: Path | None) -> Subscription:
     """Placeholders in each client's own format (reference/subscription-logins.md §3.2)."""
+    from dataclasses import replace
+
     from cordon.core.oauth import claude_env
-    out = AgentCredentials()
+    out = Subscription()
+    names = session_logins(routes)
+    if not names:
+        return out
+    store = LoginStore(paths, env)
     for name in names:
-        login_ = logins[name]
+        got = store.load(name)
+        if got is None:
+            raise CordonError(f"the configuration injects the {name} login, but cordon holds none",
+                              f"run `cordon login {name}`")
+        out.logins[name] = got
         out.drop += list(provider(name).api_key_vars)
         if name == "claude":
-            out.env.update(claude_env(login_))
-        else:
-            out.codex_auth = (codex_home / "auth.json", client_file(login_, real=False))
+            out.env.update(claude_env(got))
+            continue
+        home = codex_home
+        if home is None:
+            h = env.get("CODEX_HOME")
+            home = (Path(h).expanduser() if h else paths.home / ".codex")
+        out.codex_auth = (home / "auth.json", client_file(got, real=False))
+        api = next(r for r in routes if r.auth.type == "login" and r.auth.login == name and r.auth.role == "api")
+        hosts = {r.host for r in routes}
+        out.extra_routes += [replace(api, name=f"{api.name}@{h}", host=h) for h in got.origins if h not in hosts]
     return out
 
 
@@ -256,15 +288,3 @@ def prepare_codex_auth(path: Path, content: str) -> None:
     except (OSError, UnicodeDecodeError):
         pass
     _write_client_file(path, content)
-
-
-def load_logins(names: Sequence[str], env: Mapping[str, str], paths: Paths) -> dict[str, Login]:
-    store = LoginStore(paths, env)
-    out: dict[str, Login] = {}
-    for n in names:
-        got = store.load(n)
-        if got is None:
-            raise CordonError(f"the configuration injects the {n} login, but cordon holds none",
-                              f"run `cordon login {n}`")
-        out[n] = got
-    return out

@@ -99,7 +99,7 @@ class ProxyRun:
                                  port=scope.config.listen,
                                  issuer=LeafIssuer(self._ca) if self._ca is not None else _NoIssuer(),
                                  resolver=cast(Any, cache), auth=token_auth(watcher),
-                                 secrets_gen_file=scope.secrets_gen_file)
+                                 secrets_gen_file=scope.secrets_gen_file, logins=self._logins())
         stopped_by: int | None = None
         bind_error: OSError | None = None
         # handlers first: a SIGTERM that arrives right after "ready" must stop us cleanly
@@ -127,6 +127,15 @@ class ProxyRun:
         if bind_error is not None:
             raise _bind_failure(scope, bind_error)
         return 130 if stopped_by == signal.SIGINT else 0
+
+
+    def _logins(self) -> Any:
+        """The login store, when a route injects a subscription login."""
+        if not any(r.auth.type == "login" for r in self.scope.config.routes):
+            return None
+        from cordon.store.logins import LoginStore
+        from cordon.store.paths import Paths
+        return LoginStore(Paths.from_env(self.env), self.env)
 
 
 def check_secrets(scope: Scope, resolver: Any, report: Callable[[SecretError], None]) -> list[str]:

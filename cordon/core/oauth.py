@@ -113,6 +113,7 @@ class Login:
     rate_limit_tier: str | None = None                # claude
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)   # other fields of the client file
     source: str | None = None                         # the client file it came from (logout writes it back)
+    origins: tuple[str, ...] = ()                     # codex: workspace origins accounts/check named
 
     @property
     def plan(self) -> str | None:
@@ -135,6 +136,8 @@ class Login:
                 d[k] = v
         if self.scopes:
             d["scopes"] = list(self.scopes)
+        if self.origins:
+            d["origins"] = list(self.origins)
         if self.extra:
             d["extra"] = dict(self.extra)
         return json.dumps(d, separators=(",", ":"), sort_keys=True)
@@ -151,7 +154,8 @@ class Login:
                        account_id=d.get("account_id"), expires_at=float(exp) if exp is not None else None,
                        last_refresh=d.get("last_refresh"), scopes=tuple(d.get("scopes") or ()),
                        subscription_type=d.get("subscription_type"), rate_limit_tier=d.get("rate_limit_tier"),
-                       extra=dict(d.get("extra") or {}), source=d.get("source"))
+                       extra=dict(d.get("extra") or {}), source=d.get("source"),
+                       origins=tuple(d.get("origins") or ()))
         except (ValueError, KeyError, TypeError) as e:
             raise LoginFormatError(f"the stored login record is damaged ({type(e).__name__})") from None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import ssl
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import anyio
@@ -23,6 +24,7 @@ from cordon.core.model import Route
 from cordon.core.routes import normalize_host, split_host_port
 from cordon.proxy.conn import Conn
 from cordon.proxy.forward import ClientGone, Plan
+from cordon.proxy.oauth import ACCOUNTS_CHECK, LOGIN_PREFETCH
 from cordon.proxy.tls import sni_of
 from cordon.proxy.transport.fasttls import TLSConn
 from cordon.proxy.websocket import upgrade_token
@@ -119,7 +121,18 @@ async def route_request(px: Proxy, client: Conn, req: RequestHead, route: Route,
             headers = strip_hop_by_hop(req.headers)
         request_framing(req)  # 400 for smuggling-prone framing before any secret lookup
         secret = None
-        if wants_secret(route, path):
+        if route.auth.type == "login":
+            if px.oauth is None:
+                raise ProtocolError(f"route '{route.name}': this proxy was started without logins", 502)
+            if route.auth.role == "auth":
+                answered = await px.oauth.agent_call(px, client, req, route, path)
+                if answered is not None:
+                    px.log_exchange(route.name, host, req, 200, 0, t0, None, who)
+                    return answered
+            else:
+                px.secrets.poll()
+                secret = await px.oauth.access(route)
+        elif wants_secret(route, path):
             try:
                 secret = await px.secrets.get(route)
             except SecretError as e:
@@ -127,6 +140,7 @@ async def route_request(px: Proxy, client: Conn, req: RequestHead, route: Route,
             except Exception as e:  # a keyring backend failing in its own way: name it, never its text
                 raise ProtocolError(f"route '{route.name}': the secret lookup failed ({type(e).__name__}); "
                                     f"run `cordon secret check`", 502)
+        base = headers
         try:
             headers, _ = rewrite_headers(headers, route, path, secret)
         except InjectionError as e:
@@ -134,8 +148,16 @@ async def route_request(px: Proxy, client: Conn, req: RequestHead, route: Route,
         scrub = None
         if secret is not None and len(secret) >= SCRUB_MIN:
             scrub = (secret.reveal().encode(), route.auth.placeholder.encode())
-        plan = Plan(target=px.route_target(route, port), method=req.method, path=path, headers=headers,
-                    scrub=scrub, upgrade=upgrade)
+        target = px.route_target(route, port)
+        plan = Plan(target=target, method=req.method, path=path, headers=headers, scrub=scrub, upgrade=upgrade)
+        if secret is not None and px.oauth is not None and route.auth.type == "login":
+            if req.method == b"GET" and path.startswith(ACCOUNTS_CHECK) and not upgrade:
+                status, nbytes, keep = await px.oauth.accounts_check(px, client, req, route, target, path,
+                                                                      headers, secret)
+                px.log_exchange(route.name, host, req, status, nbytes, t0, None, who)
+                return keep
+            # a 401 is retried once with refreshed tokens (the body is kept for that, up to LOGIN_PREFETCH)
+            plan = replace(plan, prefetch=LOGIN_PREFETCH, on_401=px.oauth.retry_hook(route, base, path, secret))
         result = await px.forwarder.exchange(client, req, plan)
     except ClientGone as e:
         # nobody left to answer; the upstream connection is already closed (the call abandoned)

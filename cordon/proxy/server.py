@@ -38,6 +38,7 @@ from cordon.proxy.conn import Conn, splice
 from cordon.proxy.eventloop import running_loop_name
 from cordon.proxy.forward import Forwarder, Plan, Timeouts
 from cordon.proxy.mitm import route_request, serve_mitm
+from cordon.proxy.oauth import Broker, LoginBackend
 from cordon.proxy.pool import Pool, Target
 from cordon.proxy.secretcache import SecretCache
 from cordon.proxy.stats import ProxyStats
@@ -65,7 +66,8 @@ class ProxySettings:
     anything else is wrapped in one watching `secrets_gen_file`). auth: None for
     an open proxy, else the tokens clients must present. upstream_ca_file:
     replaces the system roots upstream (tests, doctor); a route's own ca_file
-    is added on top.
+    is added on top. logins: where the tokens of `type = "login"` routes live
+    (load/save/lock; `cordon.store.logins.LoginStore`).
     """
 
     routes: tuple[Route, ...]
@@ -77,6 +79,7 @@ class ProxySettings:
     upstream_ca_file: str | None = None
     secrets_gen_file: Path | None = None
     timeouts: Timeouts = Timeouts()  # noqa: RUF009 (frozen, shared safely)
+    logins: LoginBackend | None = None   # subscription logins (routes of type "login"): cordon.proxy.oauth
     version: str = __version__
     stats: ProxyStats = field(default_factory=ProxyStats)
 
@@ -123,6 +126,10 @@ class Proxy:
         self.forwarder = Forwarder(self.pool, settings.timeouts)
         r = settings.resolver
         self.secrets = r if isinstance(r, SecretCache) else SecretCache(r, settings.secrets_gen_file)
+        self.oauth: Broker | None = None
+        if settings.logins is not None:
+            self.oauth = Broker(settings.logins, settings.routes, self.pool.contexts)
+            self.secrets.listeners.append(self.oauth.invalidate)
         self.exemptions = ssrf.Exemptions.parse(settings.policy.allow_private)
         self.allow_hosts = frozenset(normalize_host(h) for h in settings.policy.allow_hosts)
         self._targets: dict[tuple[int, int], tuple[Route, Target]] = {}
@@ -253,6 +260,8 @@ class Proxy:
         if who is None:
             return await self._refuse_auth(client, req, host)
         route = self.table.match(host)
+        if route is None and self.oauth is not None:
+            route = self.oauth.learned_route(host)
         if route is not None:
             await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
             await serve_mitm(self, client, route, host, port, who)
