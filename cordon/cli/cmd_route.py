@@ -142,6 +142,8 @@ def build_route(args: argparse.Namespace, base: Route | None, cwd: Path) -> Rout
     name = args.new_name or (base.name if base else None) or (preset.name if preset else derive_name(host))
 
     old = base.auth if base else None
+    # a login route keeps its auth unless other auth is asked for (upstream, host, paths may change)
+    keep_login = old if old is not None and old.type == "login" and not args.auth_type and not args.source else None
     atype = args.auth_type or (old.type if old else ("basic" if args.username else "header"))
     if atype == "basic":
         header, scheme = "Authorization", None
@@ -166,7 +168,7 @@ def build_route(args: argparse.Namespace, base: Route | None, cwd: Path) -> Rout
         placeholder_env = preset.placeholder_env if preset else (old.placeholder_env if old else ())
     placeholder = args.placeholder or (old.placeholder if old else None)
 
-    secret = _build_secret(args, base.auth.secret if base else None, name, cwd)
+    secret = keep_login.secret if keep_login else _build_secret(args, base.auth.secret if base else None, name, cwd)
     paths = _split(args.paths)
     if paths is None:
         paths = base.paths if base else ()
@@ -181,8 +183,9 @@ def build_route(args: argparse.Namespace, base: Route | None, cwd: Path) -> Rout
     if placeholder:
         auth_kw["placeholder"] = placeholder
     route = Route(name=name, host=host, paths=paths,
-                  auth=Auth(type="basic" if atype == "basic" else "header", secret=secret, header_name=header,
-                            scheme=scheme, username=username, placeholder_env=placeholder_env, **auth_kw),
+                  auth=keep_login or Auth(type="basic" if atype == "basic" else "header", secret=secret,
+                                          header_name=header, scheme=scheme, username=username,
+                                          placeholder_env=placeholder_env, **auth_kw),
                   upstream=Upstream(address=address, ca_file=ca_file, scheme="http" if uscheme == "http" else "https"))
     # the same validation as a file (reserved headers, CR/LF, host syntax, ...), without a file:line
     return check_route(route_table(route), cwd)
