@@ -288,3 +288,43 @@ def prepare_codex_auth(path: Path, content: str) -> None:
     except (OSError, UnicodeDecodeError):
         pass
     _write_client_file(path, content)
+
+
+# --- status, doctor, secret check ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LoginInfo:
+    """What may be shown about a login: never a token."""
+
+    name: str
+    plan: str | None
+    expires_at: str | None           # the real access token's expiry (ISO 8601), None: unknown
+    last_refresh: str | None
+    problem: str | None = None       # e.g. listed in the index but gone from the keyring
+
+    def describe(self) -> str:
+        parts = [f"plan {self.plan or 'unknown'}",
+                 f"access token expires {self.expires_at or 'unknown'}",
+                 f"last refreshed {self.last_refresh or 'never by cordon'}"]
+        return ", ".join(parts)
+
+    def as_json(self) -> dict[str, str | None]:
+        return {"login": self.name, "plan": self.plan, "expires_at": self.expires_at,
+                "last_refresh": self.last_refresh, "problem": self.problem}
+
+
+def login_infos(paths: Paths, env: Mapping[str, str], *, check: bool = False) -> list[LoginInfo]:
+    """Every login cordon holds, from the index; `check` also reads each from the keyring."""
+    store = LoginStore(paths, env)
+    out: list[LoginInfo] = []
+    for name, entry in sorted(store.index().items()):
+        problem = None
+        if check:
+            try:
+                if store.load(name) is None:
+                    problem = "listed, but its tokens are not in the keyring"
+            except CordonError as e:
+                problem = e.message
+        out.append(LoginInfo(name=name, plan=entry.get("plan"), expires_at=entry.get("expires_at"),
+                             last_refresh=entry.get("last_refresh"), problem=problem))
+    return out

@@ -99,3 +99,36 @@ def test_logout_refuses_to_overwrite_a_newer_real_login(cordon, project: Path, h
     r = cordon("logout", "codex", "--to", str(home / "codex-auth.json"))
     assert r.status == 0
     assert CODEX_REFRESH in (home / "codex-auth.json").read_text()
+
+
+def test_status_doctor_and_secret_check_show_each_login_never_a_token(cordon, project: Path, home: Path) -> None:
+    from cordon.app.doctor import run_doctor, to_json
+    access = codex_access()
+    write_codex(home, codex_auth_json(access=access))
+    write_claude(home)
+    assert cordon("login", "codex").status == 0
+    assert cordon("login", "claude").status == 0
+    tokens = [access, CODEX_REFRESH, CLAUDE_ACCESS, CLAUDE_REFRESH]
+    st = cordon("status")
+    assert "codex: plan pro, access token expires 20" in st.stdout
+    assert "claude: plan max" in st.stdout and "last refreshed" in st.stdout
+    js = json.loads(cordon("status", "--json").stdout)
+    assert {x["login"]: x["plan"] for x in js["logins"]} == {"claude": "max", "codex": "pro"}
+    chk = cordon("secret", "check")
+    assert chk.status == 0, chk.stdout + chk.stderr
+    assert "login codex" in chk.stdout and "plan pro" in chk.stdout
+    rep = to_json(run_doctor(Paths.from_env(os.environ), os.environ, config=None, scope=None, manager=None,
+                             probes=False))
+    checks = {c["id"]: c for c in rep["checks"]}
+    assert checks["login.codex"]["status"] == "ok" and "plan pro" in checks["login.codex"]["message"]
+    assert checks["login.claude"]["details"]["plan"] == "max"
+    for out in (st.stdout, st.stderr, json.dumps(js), chk.stdout, json.dumps(rep)):
+        for t in tokens:
+            assert t not in out
+    # a login whose tokens left the keyring is a doctor failure
+    from cordon.store.logins import keyring_spec
+    from cordon.store.secrets import delete_keyring_secret
+    delete_keyring_secret(keyring_spec("claude"), os.environ)
+    rep = to_json(run_doctor(Paths.from_env(os.environ), os.environ, config=None, scope=None, manager=None,
+                             probes=False))
+    assert {c["id"]: c["status"] for c in rep["checks"]}["login.claude"] == "fail"

@@ -22,6 +22,7 @@ from cordon.app.doctor.checks import (
     check_ca,
     check_config,
     check_integration,
+    check_logins,
     check_op,
     check_port,
     check_secrets,
@@ -84,6 +85,7 @@ def run_doctor(paths: Paths, env: Mapping[str, str], *, config: str | None, scop
     if cfg is not None:
         checks += check_secrets(cfg, env)
         checks += check_op(cfg, env)
+    checks += check_logins(paths, env)
     if config_path is not None and cfg is not None:
         checks.append(check_tokens(state_dir))
         real_scope = "user" if config_path.resolve() == paths.user_config.resolve() else "project"

@@ -29,6 +29,7 @@ from cordon.core.errors import CordonError
 from cordon.core.model import Config
 from cordon.store import castore, dotenvfile
 from cordon.store.config import load_config
+from cordon.store.paths import Paths
 from cordon.store.runrecord import pid_alive, read_run_record
 from cordon.store.secrets import SecretResolver
 from cordon.store.tokens import TokenStore
@@ -200,6 +201,21 @@ def check_secrets(config: Config, env: Mapping[str, str]) -> list[Check]:
             out.append(ok(cid, f"route '{route.name}': secret resolves ({route.auth.secret.describe()})"))
         else:
             out.append(fail(cid, err.message, err.hint or "see `cordon secret --help`"))
+    return out
+
+
+def check_logins(paths: Paths, env: Mapping[str, str]) -> list[Check]:
+    """Each subscription login cordon holds: readable, and what it is (plan, expiry, last refresh)."""
+    from cordon.app.logins import login_infos
+    out = []
+    for info in login_infos(paths, env, check=True):
+        cid = f"login.{info.name}"
+        if info.problem:
+            out.append(fail(cid, f"login {info.name}: {info.problem}",
+                            f"run `cordon logout {info.name}` (if it fails, log in with the client again) and "
+                            f"`cordon login {info.name}`", **info.as_json()))
+        else:
+            out.append(ok(cid, f"login {info.name}: {info.describe()}", **info.as_json()))
     return out
 
 
