@@ -131,6 +131,16 @@ def login(name: str, *, env: Mapping[str, str], paths: Paths, source: str | None
                        replaced=replaced)
 
 
+def ensure_login_routes(config_path: Path, name: str) -> list[str]:
+    """Add the login's routes to `config_path` where missing (`cordon setup` in subscription mode)."""
+    from cordon.store.configedit import add_route
+    added = []
+    for r in _check_routes(config_path, login_routes(name)):
+        add_route(config_path, r)
+        added.append(r.name)
+    return added
+
+
 def logout(name: str, *, env: Mapping[str, str], paths: Paths, target: str | None = None,
            config: str | None = None, scope: str | None = None) -> LogoutResult:
     provider(name)

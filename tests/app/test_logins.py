@@ -132,3 +132,25 @@ def test_status_doctor_and_secret_check_show_each_login_never_a_token(cordon, pr
     rep = to_json(run_doctor(Paths.from_env(os.environ), os.environ, config=None, scope=None, manager=None,
                              probes=False))
     assert {c["id"]: c["status"] for c in rep["checks"]}["login.claude"] == "fail"
+
+
+def test_setup_keeps_subscription_mode(cordon, project: Path, home: Path) -> None:
+    access = codex_access()
+    write_codex(home, codex_auth_json(access=access))
+    write_claude(home)
+    assert cordon("login", "codex").status == 0
+    assert cordon("login", "claude").status == 0
+    for name in ("claude-code", "codex"):
+        r = cordon("setup", name, "--scope", "project")
+        assert r.status == 0, r.stderr
+    cfg = load_config(project / "cordon.toml")
+    by_host = {r.host: r for r in cfg.routes}
+    assert by_host["api.anthropic.com"].auth.type == "login"      # not an x-api-key route
+    assert by_host["chatgpt.com"].auth.login == "codex"
+    settings = json.loads((project / ".claude" / "settings.local.json").read_text())
+    assert "ANTHROPIC_API_KEY" not in settings["env"]
+    auth = json.loads((project / ".codex" / "auth.json").read_text())
+    assert auth["auth_mode"] == "chatgpt" and auth["tokens"]["refresh_token"] == PLACEHOLDER_REFRESH
+    for f in (project / ".codex").rglob("*"):
+        if f.is_file():
+            assert access not in f.read_text() and CODEX_REFRESH not in f.read_text()

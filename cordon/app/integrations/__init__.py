@@ -137,6 +137,12 @@ def setup(paths: Paths, env: Mapping[str, str], name: str, scope: Scope, *, add_
     mod = _module(name)
     preset = preset_for(name)
     preflight(paths, env, name, scope, command)
+    from cordon.app.logins import ensure_login_routes, held_logins
+    login = {"codex": "codex", "claude-code": "claude"}.get(name)
+    if login in held_logins(paths):
+        # subscription mode: the login's routes, not an API-key route that would override the login
+        ensure_login_routes(scope.config_path, login or "")
+        add_route = False
     config_created, route_added = scaffold.ensure_config(scope.config_path, preset, add_route=add_route)
     cfg = load_config(scope.config_path, scope.name)
     if cfg.listen == 0:
