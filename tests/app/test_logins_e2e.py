@@ -206,3 +206,17 @@ def test_the_agents_environment_holds_placeholders_only(project: Path, home: Pat
     assert "ANTHROPIC_API_KEY" not in env and "CODEX_API_KEY" not in env
     assert_only_placeholders([CODEX_ACCESS, CODEX_REFRESH, CLAUDE_ACCESS, CLAUDE_REFRESH], r,
                              home / ".codex", home / ".claude")
+
+
+def test_session_ca_is_constrained_to_the_login_hosts(project: Path, home: Path) -> None:
+    from cryptography import x509
+    write_codex(home, codex_auth_json(access=CODEX_ACCESS))
+    write_claude(home, claude_credentials())
+    for name in ("codex", "claude"):
+        assert cordon_run(project, "login", name).returncode == 0
+    r = cordon_run(project, "exec", "--", "sh", "-c", 'cat "$NODE_EXTRA_CA_CERTS"')
+    assert r.returncode == 0, r.stderr
+    ca = x509.load_pem_x509_certificate(r.stdout.encode())
+    nc = ca.extensions.get_extension_for_class(x509.NameConstraints).value
+    assert {n.value for n in nc.permitted_subtrees or []} == {
+        "chatgpt.com", "auth.openai.com", "api.anthropic.com", "platform.claude.com"}
