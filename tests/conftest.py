@@ -1,4 +1,12 @@
-"""Shared fixtures: a throwaway HOME/XDG per test, in-process and subprocess cordon."""
+"""Shared fixtures: a throwaway HOME/XDG per test, in-process and subprocess cordon.
+
+The keyring: every test gets keyrings.alt's file backend under its own HOME (no
+daemon, nothing shared between tests or xdist workers; subprocesses inherit it
+through PYTHON_KEYRING_BACKEND and XDG_DATA_HOME). Tests marked
+`@pytest.mark.secret_service` (or asking for `keyring_session`) run against a real
+gnome-keyring Secret Service instead, one per worker, and all run on one worker
+(`xdist_group`), so a run starts one daemon at most.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +20,16 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from cordon.cli.context import Context
 from cordon.cli.main import main
+
+if TYPE_CHECKING:
+    from tests.proxy_harness import RunningProxy
+    from tests.upstream import UpstreamServer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -229,12 +242,37 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
                 f"its stderr: {stderr}")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Secret Service tests share one worker (and so one daemon) under `--dist loadgroup`."""
+    for item in items:
+        if _wants_secret_service(item):
+            item.add_marker(pytest.mark.xdist_group("secret_service"))
+
+
+def _wants_secret_service(item: pytest.Item) -> bool:
+    return (item.get_closest_marker("secret_service") is not None
+            or "keyring_session" in getattr(item, "fixturenames", ()))
+
+
+def _use_keyring_backend(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """PYTHON_KEYRING_BACKEND for subprocesses and cordon, and keyring's own default in this process.
+
+    keyring keeps the backend it chose first for the whole process; a test's
+    `keyring.get_password` must reach the same store as the cordon it runs.
+    """
+    import keyring.core
+
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", name)
+    monkeypatch.setattr(keyring.core, "_keyring_backend", keyring.core.load_keyring(name))
+
+
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keyring_session: KeyringSession) -> Iterator[Path]:
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[Path]:
     """A fresh HOME with XDG dirs; os.environ points at it for the test's duration.
 
-    The keyring is real: gnome-keyring's Secret Service when it can run here
-    (emptied after each test), else keyrings.alt's file backend under this HOME.
+    The keyring is keyrings.alt's file backend under this HOME; for a test marked
+    `secret_service`, gnome-keyring's Secret Service when it can run here
+    (emptied after each test), else that same file backend.
     """
     h = tmp_path / "home"
     (h / ".config").mkdir(parents=True)
@@ -243,11 +281,16 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keyring_session: Keyri
     monkeypatch.setenv("HOME", str(h))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(h / ".config"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
-    keyring_session.ensure()
-    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", keyring_session.backend)
-    if keyring_session.bus_address:
-        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", keyring_session.bus_address)
     monkeypatch.setenv("XDG_DATA_HOME", str(h / ".local" / "share"))
+    keyring_session: KeyringSession | None = None
+    if _wants_secret_service(request.node):
+        keyring_session = request.getfixturevalue("keyring_session")
+        keyring_session.ensure()
+        if keyring_session.bus_address:
+            monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", keyring_session.bus_address)
+    else:
+        monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
+    _use_keyring_backend(monkeypatch, keyring_session.backend if keyring_session else FILE_BACKEND)
     for var in ("CORDON_SESSION", "HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy",
                 "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy", "SSL_CERT_FILE", "CODEX_HOME",
                 "OPENAI_API_KEY", "CODEX_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY",
@@ -257,7 +300,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keyring_session: Keyri
     try:
         yield h
     finally:
-        keyring_session.clear()
+        if keyring_session is not None:
+            keyring_session.clear()
 
 
 @pytest.fixture
@@ -319,3 +363,21 @@ def write(path: Path, text: str) -> Path:
 
 def argv_str(argv: Sequence[str]) -> str:
     return " ".join(argv)
+
+
+@pytest.fixture
+def up() -> Iterator[UpstreamServer]:
+    """The recording HTTPS upstream, playing api.openai.com on loopback (tests/upstream.py)."""
+    from tests.upstream import UpstreamServer
+
+    with UpstreamServer("api.openai.com") as u:
+        yield u
+
+
+@pytest.fixture
+def px(up: UpstreamServer) -> Iterator[RunningProxy]:
+    """The real proxy in front of `up`, with its one route (tests/proxy_harness.py)."""
+    from tests.proxy_harness import running_proxy
+
+    with running_proxy([up.route()]) as p:
+        yield p

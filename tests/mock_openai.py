@@ -28,24 +28,18 @@ import base64
 import hashlib
 import http
 import json
-import ssl
 import struct
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.abc
 import h11
-from anyio.from_thread import start_blocking_portal
-from anyio.streams.tls import TLSListener
 
-from cordon.core import certs
+from tests.upstream import WS_GUID, LoopbackServer, ws_frame
 
 PLACEHOLDER = "dummy-replaced-by-cordon"
-WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 @dataclass
@@ -113,54 +107,15 @@ def chat_chunks(reply: str, model: str = "gpt-mock") -> list[dict[str, Any]]:
     return out
 
 
-class MockOpenAI:
+class MockOpenAI(LoopbackServer):
     def __init__(self, *, expected_key: str, host: str = "api.openai.com", ws: str = "426",
                  reply: str = "Hello from the cordon mock upstream") -> None:
         assert ws in ("426", "serve")
+        super().__init__(host)
         self.expected_key = expected_key
-        self.host = host
         self.ws = ws
         self.reply = reply
-        self.port = 0
         self._state = _State()
-        self._tmp = tempfile.TemporaryDirectory(prefix="cordon-mock-")
-        self.ca = certs.create_ca("cordon test upstream CA")
-        self.ca_file = Path(self._tmp.name) / "upstream-ca.pem"
-        self.ca_file.write_bytes(self.ca.cert_pem)
-        leaf = certs.issue_leaf(self.ca, host)
-        chain, key = Path(self._tmp.name) / "chain.pem", Path(self._tmp.name) / "key.pem"
-        chain.write_bytes(leaf.chain_pem)
-        key.write_bytes(leaf.key_pem)
-        self._ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self._ctx.load_cert_chain(chain, key)
-        self._ctx.set_alpn_protocols(["http/1.1"])
-        self._portal_cm: Any = None
-        self._portal: Any = None
-        self._future: Any = None
-
-    # --- lifecycle -----------------------------------------------------------------------------
-
-    def __enter__(self) -> MockOpenAI:
-        self._portal_cm = start_blocking_portal()
-        self._portal = self._portal_cm.__enter__()
-        self._future, self.port = self._portal.start_task(self._serve)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._future.cancel()
-        self._portal_cm.__exit__(None, None, None)
-        self._tmp.cleanup()
-
-    async def _serve(self, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
-        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-        port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
-        async with TLSListener(listener, self._ctx, standard_compatible=False) as tls:
-            task_status.started(port)
-            await tls.serve(self._handle)
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
 
     @property
     def requests(self) -> list[Request]:
@@ -184,25 +139,20 @@ class MockOpenAI:
 
     # --- HTTP ----------------------------------------------------------------------------------
 
-    async def _handle(self, stream: anyio.abc.ByteStream) -> None:
+    async def serve_connection(self, stream: anyio.abc.ByteStream, sock: anyio.abc.SocketStream,
+                               conn_id: int) -> None:
         conn = h11.Connection(h11.SERVER)
-        try:
-            while True:
-                req, body = await self._read_request(stream, conn)
-                if req is None:
-                    return
-                upgraded = await self._respond(stream, conn, req, body)
-                if upgraded or conn.our_state is h11.MUST_CLOSE:
-                    return
-                try:
-                    conn.start_next_cycle()
-                except h11.LocalProtocolError:
-                    return
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, h11.RemoteProtocolError,
-                ssl.SSLError, OSError):
-            return
-        finally:
-            await stream.aclose()
+        while True:
+            req, body = await self._read_request(stream, conn)
+            if req is None:
+                return
+            upgraded = await self._respond(stream, conn, req, body)
+            if upgraded or conn.our_state is h11.MUST_CLOSE:
+                return
+            try:
+                conn.start_next_cycle()
+            except h11.LocalProtocolError:
+                return
 
     async def _read_request(self, stream: anyio.abc.ByteStream,
                             conn: h11.Connection) -> tuple[Request | None, bytes]:
@@ -323,10 +273,10 @@ class MockOpenAI:
                 return
             opcode, payload, buf = frame
             if opcode == 0x8:                       # close: echo it, then end
-                await stream.send(_frame(0x8, payload[:2]))
+                await stream.send(ws_frame(0x8, payload[:2]))
                 return
             if opcode == 0x9:
-                await stream.send(_frame(0xA, payload))
+                await stream.send(ws_frame(0xA, payload))
                 continue
             if opcode != 0x1:
                 continue
@@ -338,18 +288,7 @@ class MockOpenAI:
                 continue
             if msg.get("type") == "response.create":
                 for e in responses_events(self.reply, str(msg.get("model") or "gpt-mock")):
-                    await stream.send(_frame(0x1, json.dumps(e).encode()))
-
-
-def _frame(opcode: int, payload: bytes) -> bytes:
-    n = len(payload)
-    if n < 126:
-        head = struct.pack("!BB", 0x80 | opcode, n)
-    elif n < 65536:
-        head = struct.pack("!BBH", 0x80 | opcode, 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 127, n)
-    return head + payload
+                    await stream.send(ws_frame(0x1, json.dumps(e).encode()))
 
 
 async def _read_frame(stream: anyio.abc.ByteStream, buf: bytes) -> tuple[int, bytes, bytes] | None:

@@ -6,7 +6,6 @@ No threads: stderr is read with select() on a non-blocking pipe.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import selectors
@@ -100,19 +99,3 @@ def started(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
         else:
             sp.close()
 
-
-def route_toml(name: str, host: str, var: str, *, address: str | None = None, ca_file: Path | None = None,
-               header: str = "Authorization", scheme: str | None = "Bearer",
-               placeholder_env: tuple[str, ...] = ()) -> str:
-    out = f'\n[[routes]]\nname = "{name}"\n[routes.match]\nhost = "{host}"\n[routes.auth]\ntype = "header"\n'
-    out += f'header_name = "{header}"\n'
-    if scheme:
-        out += f'scheme = "{scheme}"\n'
-    if placeholder_env:
-        out += "placeholder_env = " + json.dumps(list(placeholder_env)) + "\n"
-    out += f'[routes.auth.secret]\nsource = "env"\nvar = "{var}"\n'
-    if address:
-        out += f'[routes.upstream]\naddress = "{address}"\n'
-        if ca_file:
-            out += f"ca_file = {json.dumps(str(ca_file))}\n"
-    return out

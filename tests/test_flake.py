@@ -1,7 +1,7 @@
 """flake.nix, checked offline: every .nix file parses, and the flake's outputs evaluate
 against a stand-in for nixpkgs (tests/flake_stub.nix) with pyproject.toml's version and
 dependencies; lib.shellHook's output is run in bash. Nothing here builds a derivation:
-this machine cannot download nixpkgs (see the README's activation section).
+this machine cannot download nixpkgs (see docs/activation.md).
 """
 
 from __future__ import annotations

@@ -1,8 +1,17 @@
-"""A recording local upstream for tests: HTTPS (or plain HTTP) on 127.0.0.1.
+"""The loopback upstreams of the tests: `LoopbackServer`, and the recording `UpstreamServer`.
 
-Reusable by every test module (proxy, exec, integrations, doctor). It runs in a
-background event-loop thread (an anyio blocking portal), so sync tests, async
-tests and subprocess clients (curl, node, codex) can all talk to it.
+`LoopbackServer` is the one fixture every fake upstream is built on (this
+module's `UpstreamServer`, tests/mock_openai.py's `MockOpenAI`,
+tests/faults/faulty.py's `FaultyUpstream`, the slow upstream of
+tests/faults/test_client_gone.py): 127.0.0.1 on a free port, TLS with a leaf for
+`host` from a throwaway CA (`ca`, `ca_file`) or plain TCP, in a background
+event-loop thread (an anyio blocking portal), so sync tests, async tests and
+subprocess clients (curl, node, codex) can all talk to it. A subclass writes
+`serve_connection(stream, sock, conn_id)`; `route()` makes the model Route that
+points at it and `tests/configs.py` takes it as a route's `upstream`.
+`ca` signs the leaf instead of a CA made per server; `cert` picks a broken
+certificate for fault tests: "expired", "other-name" (a leaf for evil.example),
+"self-signed" (not from `ca`), "no-tls" (TCP accepted, nothing ever said).
 
     from tests.upstream import UpstreamServer
 
@@ -39,6 +48,7 @@ A client sending `Expect: 100-continue` gets `100 Continue` before the body is r
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import json
 import shutil
@@ -49,14 +59,14 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import anyio.abc
 import h11
 from anyio.from_thread import BlockingPortal, start_blocking_portal
-from anyio.streams.tls import TLSStream
+from anyio.streams.tls import TLSAttribute, TLSStream
 
 from cordon.core import certs
 from cordon.core.model import Auth, Route, SecretSpec, Upstream
@@ -81,6 +91,7 @@ class Recorded:
     headers: list[tuple[str, str]]
     body: bytes
     sni: str | None
+    trailers: list[tuple[str, str]] = field(default_factory=list)   # of a chunked request body
 
     @property
     def path(self) -> str:
@@ -104,7 +115,6 @@ class Recorded:
 @dataclass
 class _State:
     requests: list[Recorded] = field(default_factory=list)
-    connections: int = 0
     gates: dict[str, anyio.Event] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -120,34 +130,53 @@ class Gate:
         self._server._portal_call(lambda: self._server._gate_event(self.name).set())
 
 
-class UpstreamServer:
-    """A local HTTPS/HTTP upstream that records what it receives (see module docstring)."""
+CERTS = ("valid", "expired", "other-name", "self-signed", "no-tls")
+_HANDLED = (anyio.BrokenResourceError, anyio.EndOfStream, anyio.ClosedResourceError, ssl.SSLError, OSError,
+            h11.ProtocolError, TimeoutError)
 
-    def __init__(self, host: str = "api.openai.com", *, tls: bool = True) -> None:
+
+class LoopbackServer:
+    """A TLS (or plain) server on 127.0.0.1:<free port> in its own event-loop thread (module docstring)."""
+
+    def __init__(self, host: str = "api.openai.com", *, tls: bool = True, cert: str = "valid",
+                 ca: certs.CA | None = None) -> None:
+        if cert not in CERTS:
+            raise ValueError(cert)
         self.host = host
         self.tls = tls
-        self.ca = certs.create_ca("cordon test upstream CA")
-        self._state = _State()
+        self.cert = cert
+        self.ca = ca or certs.create_ca("cordon test upstream CA")
         self._stack = ExitStack()
         self._portal: BlockingPortal | None = None
         self._tmp = Path(tempfile.mkdtemp(prefix="cordon-upstream-"))
         self.ca_file = self._tmp / "upstream-ca.pem"
         self.ca_file.write_bytes(self.ca.cert_pem)
-        self._ssl: ssl.SSLContext | None = None
-        if tls:
-            leaf = certs.issue_leaf(self.ca, host)
-            chain = self._tmp / "leaf.pem"
-            chain.write_bytes(leaf.chain_pem + leaf.key_pem)
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(chain)
-            ctx.set_alpn_protocols(["http/1.1"])
-            ctx.sni_callback = self._on_sni
-            self._ssl = ctx
+        self._ssl = self._server_context() if tls and cert != "no-tls" else None
+        self._lock = threading.Lock()
+        self.accepted = 0
         self.port = 0
         self._cancel: anyio.CancelScope | None = None
 
+    def _server_context(self) -> ssl.SSLContext:
+        if self.cert == "expired":
+            leaf = certs.issue_leaf(self.ca, self.host, now=dt.datetime.now(dt.UTC) - dt.timedelta(days=30),
+                                    validity=dt.timedelta(days=7))
+        elif self.cert == "other-name":
+            leaf = certs.issue_leaf(self.ca, "evil.example")
+        elif self.cert == "self-signed":
+            leaf = certs.issue_leaf(certs.create_ca("someone else"), self.host)
+        else:
+            leaf = certs.issue_leaf(self.ca, self.host)
+        chain = self._tmp / "leaf.pem"
+        chain.write_bytes(leaf.chain_pem + leaf.key_pem)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(chain)
+        ctx.set_alpn_protocols(["http/1.1"])
+        ctx.sni_callback = _on_sni
+        return ctx
+
     # -- lifecycle -------------------------------------------------------------------
-    def __enter__(self) -> UpstreamServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -167,7 +196,7 @@ class UpstreamServer:
             self._portal = None
         shutil.rmtree(self._tmp, ignore_errors=True)
 
-    async def _make_listener(self) -> anyio.abc.Listener[anyio.abc.SocketStream]:
+    async def _make_listener(self) -> anyio.abc.SocketListener:
         return await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
 
     async def _shutdown(self) -> None:
@@ -185,7 +214,7 @@ class UpstreamServer:
         assert self._portal is not None, "server not started"
         return self._portal.call(fn)
 
-    # -- public helpers --------------------------------------------------------------
+    # -- what tests use -----------------------------------------------------------------
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
@@ -194,23 +223,6 @@ class UpstreamServer:
     def url(self) -> str:
         scheme = "https" if self.tls else "http"
         return f"{scheme}://{self.host}:{self.port}"
-
-    @property
-    def requests(self) -> list[Recorded]:
-        with self._state.lock:
-            return list(self._state.requests)
-
-    @property
-    def connections(self) -> int:
-        """How many TCP connections were accepted so far (for connection-reuse checks)."""
-        return self._state.connections
-
-    def clear(self) -> None:
-        with self._state.lock:
-            self._state.requests.clear()
-
-    def gate(self, name: str) -> Gate:
-        return Gate(self, name)
 
     def route(self, name: str = "openai", *, secret_var: str = "CORDON_TEST_SECRET",
               header_name: str = "Authorization", scheme: str | None = "Bearer",
@@ -225,9 +237,65 @@ class UpstreamServer:
                      upstream=Upstream(address=self.address, ca_file=self.ca_file,
                                        scheme=upstream_scheme))  # type: ignore[arg-type]
 
-    # -- server side ----------------------------------------------------------------
-    def _on_sni(self, sslobj: Any, name: str | None, ctx: ssl.SSLContext) -> None:
-        sslobj.cordon_test_sni = name
+    # -- serving ---------------------------------------------------------------------
+    async def _handle(self, sock: anyio.abc.SocketStream) -> None:
+        with self._lock:
+            self.accepted += 1
+            conn_id = self.accepted
+        stream: anyio.abc.ByteStream = sock
+        try:
+            if self._ssl is not None:
+                with anyio.fail_after(10):
+                    stream = await TLSStream.wrap(sock, server_side=True, ssl_context=self._ssl,
+                                                  standard_compatible=False)
+            elif self.cert == "no-tls":
+                await anyio.sleep_forever()    # the connection is accepted and nothing is ever said
+            await self.serve_connection(stream, sock, conn_id)
+        except _HANDLED:
+            pass
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.aclose_forcefully(stream)
+
+    async def serve_connection(self, stream: anyio.abc.ByteStream, sock: anyio.abc.SocketStream,
+                               conn_id: int) -> None:
+        """Serve one accepted connection (`stream`: after TLS; `sock`: the TCP socket under it)."""
+        raise NotImplementedError
+
+
+def _on_sni(sslobj: Any, name: str | None, ctx: ssl.SSLContext) -> None:
+    sslobj.cordon_test_sni = name
+
+
+def sni_of(stream: anyio.abc.ByteStream) -> str | None:
+    """The server name the client sent in its TLS hello (None over plain TCP or without SNI)."""
+    sslobj = stream.extra(TLSAttribute.ssl_object, None)
+    return getattr(sslobj, "cordon_test_sni", None)
+
+
+class UpstreamServer(LoopbackServer):
+    """A local HTTPS/HTTP upstream that records what it receives (see module docstring)."""
+
+    def __init__(self, host: str = "api.openai.com", *, tls: bool = True) -> None:
+        super().__init__(host, tls=tls)
+        self._state = _State()
+
+    @property
+    def requests(self) -> list[Recorded]:
+        with self._state.lock:
+            return list(self._state.requests)
+
+    @property
+    def connections(self) -> int:
+        """How many TCP connections were accepted so far (for connection-reuse checks)."""
+        return self.accepted
+
+    def clear(self) -> None:
+        with self._state.lock:
+            self._state.requests.clear()
+
+    def gate(self, name: str) -> Gate:
+        return Gate(self, name)
 
     def _gate_event(self, name: str) -> anyio.Event:
         ev = self._state.gates.get(name)
@@ -235,26 +303,9 @@ class UpstreamServer:
             ev = self._state.gates[name] = anyio.Event()
         return ev
 
-    async def _handle(self, sock: anyio.abc.SocketStream) -> None:
-        with self._state.lock:
-            self._state.connections += 1
-            conn_id = self._state.connections
-        stream: anyio.abc.ByteStream = sock
-        sni = None
-        try:
-            if self._ssl is not None:
-                with anyio.fail_after(10):
-                    tls = await TLSStream.wrap(sock, server_side=True, ssl_context=self._ssl,
-                                               standard_compatible=False)
-                sni = getattr(tls._ssl_object, "cordon_test_sni", None)
-                stream = tls
-            await self._http(stream, conn_id, sni)
-        except (anyio.BrokenResourceError, anyio.EndOfStream, ssl.SSLError, OSError,
-                h11.ProtocolError, TimeoutError, anyio.ClosedResourceError):
-            pass
-        finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.aclose_forcefully(stream)
+    async def serve_connection(self, stream: anyio.abc.ByteStream, sock: anyio.abc.SocketStream,
+                               conn_id: int) -> None:
+        await self._http(stream, conn_id, sni_of(stream))
 
     async def _http(self, stream: anyio.abc.ByteStream, conn_id: int, sni: str | None) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=1 << 20)
@@ -286,17 +337,19 @@ class UpstreamServer:
             if conn.they_are_waiting_for_100_continue:
                 await send(h11.InformationalResponse(status_code=100, headers=[]))
             body = bytearray()
+            trailers: list[tuple[str, str]] = []
             while True:
                 ev = await next_event()
                 if isinstance(ev, h11.Data):
                     body += ev.data
                 elif isinstance(ev, h11.EndOfMessage):
+                    trailers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in ev.headers.raw_items()]
                     break
                 elif isinstance(ev, h11.ConnectionClosed):
                     return
             target = req.target.decode("latin-1")
             rec = Recorded(conn_id=conn_id, method=req.method.decode(), target=target,
-                           headers=headers, body=bytes(body), sni=sni)
+                           headers=headers, body=bytes(body), sni=sni, trailers=trailers)
             with self._state.lock:
                 self._state.requests.append(rec)
             url = urlsplit(target)
@@ -409,9 +462,9 @@ class UpstreamServer:
             if mask:
                 payload = bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
             if opcode == 0x9:  # ping -> pong
-                await stream.send(_ws_frame(0xA, payload))
+                await stream.send(ws_frame(0xA, payload))
             elif opcode == 0x8:  # close: echo it, then close TCP (RFC 6455 §5.5.1)
-                await stream.send(_ws_frame(0x8, payload))
+                await stream.send(ws_frame(0x8, payload))
                 return
             elif opcode in (0x0, 0x1, 0x2):
                 await stream.send(bytes([b0 & 0x8F]) + _ws_len(len(payload)) + payload)
@@ -425,7 +478,7 @@ def _ws_len(n: int) -> bytes:
     return bytes([127]) + n.to_bytes(8, "big")
 
 
-def _ws_frame(opcode: int, payload: bytes) -> bytes:
+def ws_frame(opcode: int, payload: bytes) -> bytes:
     return bytes([0x80 | opcode]) + _ws_len(len(payload)) + payload
 
 

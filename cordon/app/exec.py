@@ -1,4 +1,4 @@
-"""`cordon exec`: one process runs the proxy and supervises the child (DESIGN.md §2).
+"""`cordon exec`: one process runs the proxy and supervises the child (docs/exec.md).
 
 Order: preflight every secret -> ephemeral name-constrained CA (key only in
 memory) -> session directory -> proxy task and the child's supervision in one
@@ -12,6 +12,7 @@ Heavy modules (cryptography, anyio, the proxy) are imported only when needed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import signal
@@ -28,6 +29,7 @@ from cordon.store.paths import Paths
 
 if TYPE_CHECKING:
     from cordon.app.logins import Subscription
+    from cordon.app.sandbox import Sandbox
     from cordon.core.certs import CA
     from cordon.store.secrets import SecretResolver
     from cordon.store.session import Session
@@ -60,6 +62,9 @@ class ExecRequest:
     config: str | None = None
     scope: str | None = None
     sensitive: Callable[[str], None] | None = None   # told every secret and token (log redaction)
+    sandbox: str | None = None         # auto|required|off; None: [exec] sandbox
+    egress: str | None = None          # open|proxy; None: [exec] egress
+    egress_ports: tuple[int, ...] = ()
 
 
 def exit_status(returncode: int) -> int:
@@ -261,6 +266,9 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
         for k in leaked:
             del base[k]
 
+    from cordon.app.sandbox import choose
+    box = choose(req.sandbox, req.egress, req.egress_ports, config, routes, req.env, req.paths, say)
+
     hosts = [r.host for r in routes]
     ca = session_ca(hosts)
     bundle = _build_bundle(ca.cert_pem, req.env)
@@ -283,8 +291,8 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
             prepare_codex_auth(*sub.codex_auth)
         plan = _ProxyPlan(config=config, routes=routes, resolver=resolver, ca=ca,
                           token=token, session=session, base_env=base,
-                          codex_home=codex_home, env_file=env_file, codex_config=codex_config,
-                          agent_env=sub.env, agent_drop=sub.drop, logins=bool(sub.logins))
+                          codex_home=codex_home, env_file=env_file, codex_config=codex_config, sandbox=box,
+                          agent_env=sub.env, agent_drop=sub.drop)
         return _run_loop(req.argv, exe, None, proxy=plan)
     finally:
         _teardown(session, req.paths, say)
@@ -422,9 +430,9 @@ class _ProxyPlan:
     codex_home: Path | None
     env_file: Path | None
     codex_config: tuple[Path, dict[Key, str]] | None
-    agent_env: dict[str, str]        # subscription logins: the client's placeholder variables
-    agent_drop: list[str]            # ... and the API-key variables that would override the login
-    logins: bool
+    sandbox: Sandbox | None = None
+    agent_env: dict[str, str] = dataclasses.field(default_factory=dict)   # subscription logins: the
+    agent_drop: list[str] = dataclasses.field(default_factory=list)       # client's placeholders; API-key vars to drop
 
 
 @contextlib.contextmanager
@@ -523,6 +531,7 @@ async def _main(argv: Sequence[str], exe: str, env: dict[str, str] | None, plan:
     from cordon.core.envvars import contract_vars
     fwd = _Forwarder()
     status = 0
+    spawn = None
     # handlers first (STYLE habit 9): from here on TERM/HUP/QUIT are caught, never fatal
     with anyio.open_signal_receiver(signal.SIGINT, *FORWARDED) as signals:
         async with anyio.create_task_group() as tg:
@@ -550,12 +559,15 @@ async def _main(argv: Sequence[str], exe: str, env: dict[str, str] | None, plan:
                         swap = codex_config_entries(setup_entries, contract, plan.routes)
                         if swap:
                             toml_acquire(plan.session.paths, plan.session.id, cfg, swap)
+                    if plan.sandbox is not None:
+                        from cordon.app.sandbox import start
+                        spawn = await start(tg, plan.sandbox, plan.session.shared_files(), port)
                 fwd.scope = None
             if fwd.early:
                 status = 128 + fwd.early
             else:
                 assert env is not None
-                status = await _supervise(argv, exe, env, fwd)
+                status = await _supervise(argv, exe, env, fwd, spawn)
             tg.cancel_scope.cancel()
     return status
 
@@ -580,7 +592,8 @@ def _login_store(plan: _ProxyPlan) -> Any:
     return LoginStore(plan.session.paths, plan.base_env)
 
 
-async def _supervise(argv: Sequence[str], exe: str, env: Mapping[str, str], fwd: _Forwarder) -> int:
+async def _supervise(argv: Sequence[str], exe: str, env: Mapping[str, str], fwd: _Forwarder,
+                     spawn: Callable[..., subprocess.Popen[bytes]] | None = None) -> int:
     """Start the child with our stdin/stdout/stderr/TTY and wait for it.
 
     The child shares our process group, so a terminal's Ctrl-C reaches it
@@ -588,7 +601,7 @@ async def _supervise(argv: Sequence[str], exe: str, env: Mapping[str, str], fwd:
     HUP and QUIT sent to cordon are forwarded by `fwd`.
     """
     try:
-        proc = subprocess.Popen(list(argv), executable=exe, env=dict(env))
+        proc = spawn(argv, exe, env) if spawn else subprocess.Popen(list(argv), executable=exe, env=dict(env))
     except FileNotFoundError:
         raise CommandNotFound(f"command not found: {argv[0]}") from None
     except PermissionError:

@@ -1,4 +1,4 @@
-"""`cordon env`: the environment contract (DESIGN.md §2) for the scope's `cordon start`.
+"""`cordon env`: the environment contract (docs/exec.md) for the scope's `cordon start`.
 
 stdout carries only what the chosen format evaluates (`eval "$(cordon env)"`,
 `cordon env --format fish | source`, a dotenv file, JSON for jq); notes go to

@@ -26,6 +26,14 @@ def register(sub: Any, name: str) -> None:
                         "unless something fails; info: one line per request)")
     p.add_argument("--log-format", choices=("text", "json"), default="text",
                    help="text lines or JSON lines on stderr (default text)")
+    p.add_argument("--sandbox", choices=("auto", "required", "off"), default=None,
+                   help="confine the command (Linux): auto (default: confined when the kernel allows, "
+                        "else a warning), required (fail instead), off; overrides [exec] sandbox")
+    p.add_argument("--egress", choices=("open", "proxy"), default=None,
+                   help="proxy: the confined command may open TCP connections only to the proxy "
+                        "(and --egress-port ports on 127.0.0.1); overrides [exec] egress")
+    p.add_argument("--egress-port", type=int, action="append", default=[], metavar="PORT",
+                   help="with --egress proxy, also let the command reach 127.0.0.1:PORT (repeatable)")
     p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]",
                    help="the command to run")
     p.set_defaults(run=run)
@@ -41,7 +49,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     sensitive: list[str] = []
     handler = setup_logging(args.log_level, args.log_format, ctx.stderr, Redactor(lambda: sensitive))
     req = ExecRequest(argv=tuple(argv), env=dict(ctx.env), paths=ctx.paths, config=args.config,
-                      scope=args.scope, sensitive=sensitive.append)
+                      scope=args.scope, sensitive=sensitive.append, sandbox=args.sandbox,
+                      egress=args.egress, egress_ports=tuple(args.egress_port))
     try:
         return run_exec(req, ctx.err)
     except (CommandNotFound, CommandNotExecutable) as e:

@@ -1,4 +1,4 @@
-"""The environment contract for children of cordon (DESIGN.md §2), and its rendering.
+"""The environment contract for children of cordon (docs/exec.md), and its rendering.
 
 Pure: builds the variable table from a port, token, bundle paths and routes,
 and renders it for bash/zsh (`shell`), fish, dotenv and JSON with quoting
@@ -105,7 +105,7 @@ def placeholder_vars(routes: Sequence[Route]) -> dict[str, str]:
 def contract_vars(base_env: Mapping[str, str] | None = None, *, port: int, token: str,
                   bundle_path: StrPath, ca_path: StrPath, routes: Sequence[Route],
                   session_id: str | None = None, codex_home: StrPath | None = None) -> dict[str, str]:
-    """Only cordon's variables, in the order of DESIGN.md §2's table."""
+    """Only cordon's variables, in the order of the table in docs/exec.md."""
     base = base_env or {}
     url = proxy_url(port, token)
     inherited = ",".join(v for v in (base.get("NO_PROXY"), base.get("no_proxy")) if v)

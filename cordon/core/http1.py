@@ -148,6 +148,9 @@ def parse_request_head(head: bytes) -> RequestHead:
         if version.startswith(b"HTTP/2") or version.startswith(b"HTTP/3"):
             raise ProtocolError("only HTTP/1.x is spoken here", 505)
         raise ProtocolError("malformed request line", 400)
+    if b"#" in target:
+        # RFC 9112 §3.2: no fragment in a request target; servers split the path at it differently
+        raise ProtocolError("a request target cannot hold '#'", 400)
     return RequestHead(method=method, target=target, version=version,
                        headers=_parse_fields(lines[1:], 400))
 

@@ -2,8 +2,8 @@
 
 Given a request's headers and a route, remove every client copy of the
 route's credential header plus `Authorization` and `Proxy-Authorization`, and
-add the real credential when the path is in scope. `Scrubber` replaces the
-secret in a streamed response body with the placeholder. No I/O, no logging:
+add the real credential when the path is in scope; `echo_scrub` names every
+form of it to scrub from responses (`scrub`). No I/O, no logging:
 the only place a secret's value is turned into bytes is `credential_header`.
 """
 
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from cordon.core.model import Route, Secret
 from cordon.core.routes import injects_on
+from cordon.core.scrub import EchoScrub
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -66,61 +67,20 @@ def wants_secret(route: Route, path: bytes) -> bool:
     return injects_on(route, path.decode("latin-1"))
 
 
-def scrub_headers(headers: Sequence[tuple[bytes, bytes]], secret: bytes, placeholder: bytes) -> Headers:
-    """Replace the secret in any header value with the placeholder (echo scrubbing)."""
-    if not secret:
-        return list(headers)
-    return [(k, v.replace(secret, placeholder) if secret in v else v) for k, v in headers]
+def echo_scrub(route: Route, secret: Secret) -> EchoScrub | None:
+    """What to scrub from responses of `route`'s host: every form of the credential cordon sends.
 
-
-class Scrubber:
-    """Streams a body, replacing every occurrence of `secret` with `placeholder`.
-
-    Only the longest tail that could begin the secret is held back between
-    chunks (never more than len(secret) - 1 bytes), so an SSE event that ends
-    in "\\n\\n" is passed on at once instead of waiting for the next chunk.
+    The secret (shorter than SCRUB_MIN: not scrubbed) and, for `basic` routes, the
+    `base64(user:secret)` cordon put in the header, each replaced by the same form
+    of the placeholder.
     """
-
-    __slots__ = ("_first", "_pending", "_placeholder", "_secret", "hits")
-
-    def __init__(self, secret: bytes, placeholder: bytes) -> None:
-        if not secret:
-            raise ValueError("empty secret")
-        self._secret = secret
-        self._placeholder = placeholder
-        self._first = secret[:1]
-        self._pending = b""
-        self.hits = 0
-
-    def feed(self, data: bytes) -> bytes:
-        buf = self._pending + data if self._pending else data
-        s = self._secret
-        if s in buf:
-            self.hits += buf.count(s)
-            buf = buf.replace(s, self._placeholder)
-            # a placeholder never starts a held-back tail: only look after the last one
-            floor = buf.rfind(self._placeholder) + len(self._placeholder)
-        else:
-            floor = 0
-        keep = self._tail_len(buf, floor)
-        if keep:
-            self._pending = buf[-keep:]
-            return buf[:-keep]
-        self._pending = b""
-        return buf
-
-    def _tail_len(self, buf: bytes, floor: int) -> int:
-        """Length of the longest suffix of buf[floor:] that is a proper prefix of the secret."""
-        s = self._secret
-        n = len(buf)
-        start = max(floor, n - len(s) + 1)
-        i = buf.find(self._first, start)
-        while i >= 0:
-            if s.startswith(buf[i:]):
-                return n - i
-            i = buf.find(self._first, i + 1)
-        return 0
-
-    def flush(self) -> bytes:
-        out, self._pending = self._pending, b""
-        return out
+    value = secret.reveal()
+    placeholder = route.auth.placeholder
+    pairs: list[tuple[bytes, bytes]] = []
+    if len(value) >= SCRUB_MIN:
+        pairs.append((value.encode(), placeholder.encode()))
+    if route.auth.type == "basic":
+        user = route.auth.username or ""
+        pairs.append((base64.b64encode(f"{user}:{value}".encode()),
+                      base64.b64encode(f"{user}:{placeholder}".encode())))
+    return EchoScrub.of(pairs) if pairs else None

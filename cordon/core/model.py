@@ -123,6 +123,15 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class ExecSettings:
+    """`[exec]`: how `cordon exec` confines its child (docs/confinement.md)."""
+
+    sandbox: Literal["auto", "required", "off"] = "auto"
+    egress: Literal["open", "proxy"] = "open"
+    egress_ports: tuple[int, ...] = ()   # loopback ports the child may reach besides the proxy
+
+
+@dataclass(frozen=True)
 class TlsConfig:
     enabled: bool = True
     ca_cert_path: Path | None = None
@@ -136,6 +145,7 @@ class Config:
     tls: TlsConfig = field(default_factory=TlsConfig)
     policy: Policy = field(default_factory=Policy)
     op_path: str | None = None           # [[secrets.providers]] type = "1password", path = ...
+    exec: ExecSettings = field(default_factory=ExecSettings)
     path: Path | None = None             # the file it came from (None: zero-config)
     scope: Literal["project", "user", "explicit", "none"] = "none"
 

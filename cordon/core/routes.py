@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cordon.core.model import Auth, Route, SecretSpec
+from cordon.core.pathscope import in_scope
 
 
 def normalize_host(host: str) -> str:
@@ -58,21 +59,8 @@ class RouteTable:
 
 
 def injects_on(route: Route, path: str) -> bool:
-    """True when the route's credential belongs on this request path.
-
-    A path with a dot-segment (`/v1/../admin`, also percent-encoded) is never in
-    scope: the upstream resolves it (RFC 3986 §5.2.4) to a path the prefix did not
-    name. A backslash is refused alike (some servers treat it as a slash).
-    """
-    if not route.paths:
-        return True
-    p = path.split("?", 1)[0].split("#", 1)[0]
-    if not any(p.startswith(prefix) for prefix in route.paths):
-        return False
-    plain = p.replace("%2e", ".").replace("%2E", ".").replace("%2f", "/").replace("%2F", "/")
-    if "\\" in plain or "%5c" in plain.lower():
-        return False
-    return not any(seg in (".", "..") for seg in plain.split("/"))
+    """True when the route's credential belongs on this request path (see `pathscope`)."""
+    return in_scope(route.paths, path)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 uvloop is asyncio's loop written in C over libuv. On the proxy's hot path it
 takes about a tenth of the CPU off every intercepted request (the figures are
-in the README's performance section); everything above the loop is unchanged
+in docs/performance.md); everything above the loop is unchanged
 (anyio, the asyncio protocols of `fastio`). `CORDON_EVENT_LOOP=asyncio`
 forces the standard library's loop, for comparison or if uvloop misbehaves.
 """

@@ -21,6 +21,7 @@ half-close their side, and the two cannot be told apart without writing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ from cordon.core.http1 import (
     tokens,
     wants_keep_alive,
 )
-from cordon.core.inject import Scrubber, scrub_headers
+from cordon.core.scrub import EchoScrub, Scrubber
 from cordon.proxy.conn import RECV, Conn
 from cordon.proxy.pool import Pool, Target, Upstream, open_connection
 from cordon.proxy.websocket import relay_upgraded
@@ -66,7 +67,7 @@ class Plan:
     method: bytes
     path: bytes                      # origin-form request target
     headers: Headers                 # end-to-end fields, credentials already rewritten
-    scrub: tuple[bytes, bytes] | None = None   # (secret, placeholder) for echo scrubbing
+    scrub: EchoScrub | None = None   # the credential's forms to replace in the response (echo scrubbing)
     upgrade: bytes | None = None     # b"websocket": relay raw bytes after a 101
     prefetch: int = PREFETCH_MAX     # request bodies up to this size are read first (replayable)
     on_401: Callable[[], Awaitable[Headers | None]] | None = None   # headers to retry a 401 with, once
@@ -249,7 +250,9 @@ class Forwarder:
                         await up.send(encode_chunk(out))
                         st.sent += len(out)
                     if dec.done:
-                        await up.send(end_chunks(dec.trailers))
+                        # request trailers are dropped (RFC 9110 §6.5.1 lets a recipient discard them):
+                        # they could carry a credential, the proxy token or a Host past the head's checks
+                        await up.send(end_chunks())
                     st.client_side = True
                 client.unread(dec.unused)
             st.complete = True
@@ -309,9 +312,10 @@ class Forwarder:
                 return resp
             if req.version == b"HTTP/1.1" and (resp.status != 100 or expect):
                 hdrs = strip_hop_by_hop(resp.headers)
+                reason = resp.reason
                 if plan.scrub:
-                    hdrs = scrub_headers(hdrs, *plan.scrub)
-                await client.send(serialize_response_head(resp.status, resp.reason, hdrs))
+                    hdrs, reason = plan.scrub.headers(hdrs), plan.scrub.scrub(reason)
+                await client.send(serialize_response_head(resp.status, reason, hdrs))
 
     async def _head_watching_client(self, up: Upstream, client: Conn, upload: _Upload | None,
                                     limit: float) -> bytes | None:
@@ -368,10 +372,13 @@ class Forwarder:
         headers = strip_hop_by_hop(resp.headers)
         scrubber: Scrubber | None = None
         if plan.scrub:
-            headers = scrub_headers(headers, *plan.scrub)
+            headers = plan.scrub.headers(headers)
+            reason = plan.scrub.scrub(resp.reason)
+            if reason is not resp.reason:
+                resp = dataclasses.replace(resp, reason=reason)
             enc = tokens(resp.headers, b"content-encoding")
             if rf.kind != "none" and all(e == b"identity" for e in enc):
-                scrubber = Scrubber(*plan.scrub)
+                scrubber = plan.scrub.scrubber()
         if rf.kind == "none":
             cl = header_get(resp.headers, b"content-length")
             if cl is not None and (req.method == b"HEAD" or resp.status == 304):
@@ -421,7 +428,7 @@ class Forwarder:
             return res
         if mode == "chunked":
             if plan.scrub and trailers:
-                trailers = scrub_headers(trailers, *plan.scrub)
+                trailers = plan.scrub.headers(trailers)
             await client.send(end_chunks(trailers))
         if up_reusable and upload.complete:
             await self.pool.release(up)

@@ -19,8 +19,8 @@ import anyio
 
 from cordon.core.errors import ProtocolError, SecretError
 from cordon.core.http1 import RequestHead, request_framing, strip_hop_by_hop
-from cordon.core.inject import SCRUB_MIN, InjectionError, rewrite_headers, wants_secret
-from cordon.core.model import Route
+from cordon.core.inject import InjectionError, echo_scrub, rewrite_headers, wants_secret
+from cordon.core.model import Route, Secret
 from cordon.core.routes import normalize_host, split_host_port
 from cordon.proxy.conn import Conn
 from cordon.proxy.forward import ClientGone, Plan
@@ -120,8 +120,8 @@ async def route_request(px: Proxy, client: Conn, req: RequestHead, route: Route,
             check_host(req, host, port, sni)
             headers = strip_hop_by_hop(req.headers)
         request_framing(req)  # 400 for smuggling-prone framing before any secret lookup
-        secret = None
         if route.auth.type == "login":
+            secret = None
             if px.oauth is None:
                 raise ProtocolError(f"route '{route.name}': this proxy was started without logins", 502)
             if route.auth.role == "auth":
@@ -132,22 +132,17 @@ async def route_request(px: Proxy, client: Conn, req: RequestHead, route: Route,
             else:
                 px.secrets.poll()
                 secret = await px.oauth.access(route)
-        elif wants_secret(route, path):
-            try:
-                secret = await px.secrets.get(route)
-            except SecretError as e:
-                raise ProtocolError(f"{e.message}; {e.hint}" if e.hint else e.message, 502)
-            except Exception as e:  # a keyring backend failing in its own way: name it, never its text
-                raise ProtocolError(f"route '{route.name}': the secret lookup failed ({type(e).__name__}); "
-                                    f"run `cordon secret check`", 502)
+            inject = secret is not None
+        else:
+            inject = wants_secret(route, path)
+            secret = await _secret(px, route, required=inject)
         base = headers
         try:
-            headers, _ = rewrite_headers(headers, route, path, secret)
+            headers, _ = rewrite_headers(headers, route, path, secret if inject else None)
         except InjectionError as e:
             raise ProtocolError(str(e), 502)
-        scrub = None
-        if secret is not None and len(secret) >= SCRUB_MIN:
-            scrub = (secret.reveal().encode(), route.auth.placeholder.encode())
+        # every response from a route host is scrubbed, injected or not: the upstream may echo the key anyway
+        scrub = echo_scrub(route, secret) if secret is not None else None
         target = px.route_target(route, port)
         plan = Plan(target=target, method=req.method, path=path, headers=headers, scrub=scrub, upgrade=upgrade)
         if secret is not None and px.oauth is not None and route.auth.type == "login":
@@ -178,6 +173,21 @@ async def route_request(px: Proxy, client: Conn, req: RequestHead, route: Route,
         st.errors += 1
     px.log_exchange(route.name, host, req, status, nbytes, t0, result.error, who)
     return result.keep_alive
+
+
+async def _secret(px: Proxy, route: Route, *, required: bool) -> Secret | None:
+    """The route's secret; when it is only wanted for scrubbing, a failed lookup is None, not an error."""
+    try:
+        return await px.secrets.get(route)
+    except SecretError as e:
+        if not required:
+            return None
+        raise ProtocolError(f"{e.message}; {e.hint}" if e.hint else e.message, 502)
+    except Exception as e:  # a keyring backend failing in its own way: name it, never its text
+        if not required:
+            return None
+        raise ProtocolError(f"route '{route.name}': the secret lookup failed ({type(e).__name__}); "
+                            f"run `cordon secret check`", 502)
 
 
 def request_framing_is_empty(req: RequestHead) -> bool:

@@ -59,8 +59,14 @@ class Upstream(Conn):
         self.raw = raw          # the TCP stream under any TLS
 
     def looks_dead(self) -> bool:
-        """An idle connection that received anything (EOF, junk) is not reused."""
-        return self.raw.looks_dead()
+        """A connection holding any unread byte (EOF, junk, an unsolicited response) is not reused.
+
+        HTTP/1.1 has no request ids: whatever is waiting would be read as the
+        answer to the next client's request. The bytes may be in our buffer, in
+        the TLS session (ciphertext or decrypted records) or on the socket.
+        """
+        s = self.stream
+        return bool(self.buf) or (isinstance(s, TLSConn) and s.has_unread()) or self.raw.looks_dead()
 
 
 def os_failure(e: OSError) -> tuple[bool, str]:
@@ -178,7 +184,7 @@ class Pool:
 
     async def release(self, up: Upstream) -> None:
         """Return a connection whose last exchange ended cleanly."""
-        if up.closed or up.buf:
+        if up.closed or up.looks_dead():
             await up.aclose()
             return
         idle = self._idle.setdefault(up.target, [])

@@ -283,7 +283,7 @@ class Proxy:
         try:
             await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
             # copied through the lean streams (256 KiB reads); splice(2) through a pipe measured
-            # ~10 % slower on uvloop and no faster on asyncio's loop (README: performance)
+            # ~10 % slower on uvloop and no faster on asyncio's loop (docs/performance.md)
             _sent, received = await splice(client, up)
         finally:
             await up.aclose()

@@ -1,8 +1,8 @@
 """Unmatched hosts: the SSRF guard and connections pinned to the validated address.
 
-`guarded_connect` resolves the name once, refuses it if ANY address is
-forbidden (`cordon.core.ssrf`), then connects to those same addresses (DNS
-pinning: no second lookup an attacker could answer differently). Used for
+`guarded_addresses` resolves the name once and refuses it if ANY address is
+forbidden (`cordon.core.ssrf`); `connect_pinned` then connects to those same
+addresses (DNS pinning: no second lookup an attacker could answer differently). Used for
 opaque CONNECT tunnels and for absolute-form plain HTTP to unmatched hosts.
 """
 

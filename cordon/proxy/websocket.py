@@ -10,7 +10,7 @@ either side closes. Requests that cannot be upgraded get 426 from the caller
 from __future__ import annotations
 
 from cordon.core.http1 import RequestHead, ResponseHead, serialize_response_head, tokens
-from cordon.core.inject import scrub_headers
+from cordon.core.scrub import EchoScrub
 from cordon.proxy.conn import Conn, splice
 
 FRAMING = frozenset({b"content-length", b"transfer-encoding", b"keep-alive", b"proxy-connection"})
@@ -28,12 +28,13 @@ def upgrade_token(req: RequestHead) -> bytes | None:
 
 
 async def relay_upgraded(client: Conn, up: Conn, resp: ResponseHead,
-                         scrub: tuple[bytes, bytes] | None) -> tuple[int, int]:
+                         scrub: EchoScrub | None) -> tuple[int, int]:
     """Send the 101 to the client, then splice; returns (bytes down, bytes up)."""
     headers = [(k, v) for k, v in resp.headers if k.lower() not in FRAMING]
+    reason = resp.reason
     if scrub:
-        headers = scrub_headers(headers, *scrub)
-    await client.send(serialize_response_head(101, resp.reason, headers))
+        headers, reason = scrub.headers(headers), scrub.scrub(reason)
+    await client.send(serialize_response_head(101, reason, headers))
     try:
         to_up, to_client = await splice(client, up, half_close=False)
     finally:

@@ -14,11 +14,14 @@ import shutil
 from pathlib import Path
 
 
-def atomic_write(path: Path, data: bytes | str, *, mode: int | None = None) -> None:
+def atomic_write(path: Path, data: bytes | str, *, mode: int | None = None, durable: bool = True) -> None:
     """Replace `path` with `data` atomically.
 
     `mode` None keeps the existing file's mode (0644 for a new file, minus umask);
     a private mode such as 0o600 is in force before any byte is written.
+    `durable` False skips the fsyncs: for files that only need to outlive the
+    process (SIGKILL keeps the page cache), not a power cut, where the fsync
+    would cost more than the write (a session's records, the generation file).
     """
     if isinstance(data, str):
         data = data.encode("utf-8")
@@ -35,8 +38,9 @@ def atomic_write(path: Path, data: bytes | str, *, mode: int | None = None) -> N
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException as e:
@@ -46,6 +50,8 @@ def atomic_write(path: Path, data: bytes | str, *, mode: int | None = None) -> N
             # name the file the user knows (a full disk fails the write, not the open of the temp)
             raise OSError(e.errno, e.strerror, str(path)) from e
         raise
+    if not durable:
+        return
     with contextlib.suppress(OSError):
         dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -64,10 +70,13 @@ def backup_once(path: Path, backup: Path) -> bool:
     return True
 
 
+TEMP_MARK = ".cordon-tmp-"   # a temporary file is named ".<name>.cordon-tmp-<writer's pid>"
+
+
 def _temp_for(path: Path) -> Path:
     """This process's temporary name for `path`, after removing those of dead writers."""
     remove_stale_temps(path)
-    return path.parent / f".{path.name}.cordon-tmp-{os.getpid()}"
+    return path.parent / f".{path.name}{TEMP_MARK}{os.getpid()}"
 
 
 def remove_stale_temps(path: Path) -> None:
@@ -76,7 +85,7 @@ def remove_stale_temps(path: Path) -> None:
     A SIGKILL between creating the temporary file and renaming it leaves one
     behind (named with the writer's pid); ours may be a leftover too (pid reuse).
     """
-    prefix = f".{path.name}.cordon-tmp-"
+    prefix = f".{path.name}{TEMP_MARK}"
     me = os.getpid()
     try:
         names = [n for n in os.listdir(path.parent) if n.startswith(prefix)]

@@ -5,7 +5,7 @@ Local files only: CA under the scope's state dir (`certs/ca-cert.pem`,
 SSL_CERT_FILE certs, then system roots, then the cordon CA, de-duplicated.
 Never touches the OS trust store (that is `cordon trust`).
 
-INTERFACE (owned by the foundation issue):
+Interface:
     load_or_create_ca(cert_path, key_path) -> certs.CA
     ca_paths(state_dir) -> tuple[Path, Path]          (cert, key)
     system_roots() -> list[bytes]                      PEM blocks

@@ -22,6 +22,7 @@ from cordon.core.model import (
     DEFAULT_PLACEHOLDER,
     Auth,
     Config,
+    ExecSettings,
     Policy,
     Route,
     SecretSpec,
@@ -42,7 +43,8 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
 _HOST_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
 
-TOP_KEYS = {"listen", "tls", "routes", "policy", "secrets", "listeners"}
+TOP_KEYS = {"listen", "tls", "routes", "policy", "secrets", "listeners", "exec"}
+EXEC_KEYS = {"sandbox", "egress", "egress_ports"}
 TLS_KEYS = {"enabled", "ca_cert_path", "ca_key_path"}
 POLICY_KEYS = {"unmatched", "allow_hosts", "allow_private"}
 ROUTE_KEYS = {"name", "match", "auth", "upstream"}
@@ -459,6 +461,8 @@ def parse_config(text: str, file: Path, scope: str = "explicit") -> Config:
         policy = Policy(unmatched="deny" if unmatched == "deny" else "tunnel",
                         allow_hosts=allow_hosts, allow_private=allow_private)
 
+    exec_settings = _parse_exec(ctx, data["exec"]) if "exec" in data else ExecSettings()
+
     op_path = None
     if "secrets" in data:
         st = _need_table(ctx, data["secrets"], ("secrets",))
@@ -496,7 +500,26 @@ def parse_config(text: str, file: Path, scope: str = "explicit") -> Config:
         routes.append(r)
     sc = scope if scope in ("project", "user", "explicit") else "explicit"
     return Config(routes=tuple(routes), listen=listen, tls=tls, policy=policy, op_path=op_path,
-                  path=file, scope=sc)  # type: ignore[arg-type]
+                  exec=exec_settings, path=file, scope=sc)  # type: ignore[arg-type]
+
+
+def _parse_exec(ctx: _Ctx, raw: Any) -> ExecSettings:
+    et = _need_table(ctx, raw, ("exec",))
+    _check_keys(ctx, et, EXEC_KEYS, ("exec",))
+    sandbox = _str(ctx, et, "sandbox", ("exec",), default="auto")
+    if sandbox not in ("auto", "required", "off"):
+        raise ctx.error(("exec", "sandbox"), f"exec.sandbox '{sandbox}' is not valid",
+                        'use "auto" (default), "required" or "off"')
+    egress = _str(ctx, et, "egress", ("exec",), default="open")
+    if egress not in ("open", "proxy"):
+        raise ctx.error(("exec", "egress"), f"exec.egress '{egress}' is not valid",
+                        'use "open" (default) or "proxy"')
+    ports = et.get("egress_ports", [])
+    if not isinstance(ports, list) or not all(isinstance(p, int) and not isinstance(p, bool)
+                                              and 0 < p < 65536 for p in ports):
+        raise ctx.error(("exec", "egress_ports"), "exec.egress_ports must be a list of port numbers",
+                        "write e.g. egress_ports = [5432, 6379]")
+    return ExecSettings(sandbox=sandbox, egress=egress, egress_ports=tuple(ports))  # type: ignore[arg-type]
 
 
 def check_route(table: Mapping[str, Any], base: Path) -> Route:

@@ -27,7 +27,7 @@ from cordon.store.config import check_route, parse_config
 
 NEW_FILE_HEADER = """\
 # cordon configuration: routes whose credentials cordon injects.
-# Reference: the README's "Configuration" section. Edit by hand or with `cordon route`.
+# Reference: docs/configuration.md in cordon's source. Edit by hand or with `cordon route`.
 
 listen = 6790   # port for `cordon start`; cordon always binds 127.0.0.1
 """

@@ -6,10 +6,10 @@ Writers (`cordon secret set|delete`, `route remove --delete-secret`) call
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from pathlib import Path
+
+from cordon.store.atomic import atomic_write
 
 GENERATION_FILE = "secrets.gen"
 
@@ -21,15 +21,4 @@ def generation_file(cordon_home: Path) -> Path:
 
 def bump_generation(path: Path) -> None:
     """Tell running proxies that secrets changed (atomic replace: a new inode every time)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".secrets.gen.", dir=path.parent)
-    try:
-        os.write(fd, str(time.time_ns()).encode() + b"\n")
-        os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, str(time.time_ns()) + "\n", mode=0o600, durable=False)

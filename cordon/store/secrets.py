@@ -4,7 +4,7 @@ Blocking by nature (keyring, subprocesses): callers on an event loop run these
 in a worker thread. Never logs or returns a value except as a `Secret`, and no
 error message carries one. `keyring` is imported lazily (it costs ~70 ms).
 
-INTERFACE (owned by the foundation issue; other code may rely on these names):
+Interface (other code relies on these names):
     SecretResolver(env, op_path=None)
         .resolve(route) -> Secret          raises SecretError (names route + fix)
         .check(routes) -> list[tuple[Route, SecretError | None]]   all failures together

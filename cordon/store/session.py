@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cordon.core.errors import CordonError
-from cordon.store.atomic import atomic_write, remove_stale_temps
+from cordon.store.atomic import TEMP_MARK, atomic_write, remove_stale_temps
 from cordon.store.dotenvfile import apply_block, has_block, read_block, remove_block
 from cordon.store.paths import Paths, ensure_private_dir
 from cordon.store.runrecord import pid_alive
@@ -75,21 +75,10 @@ def _record_path(paths: Paths, sid: str) -> Path:
 def _write_private(path: Path, data: bytes | str) -> None:
     """Owner-only file, replaced by rename (a reader never sees half of it).
 
-    No fsync: these files only need to outlive the process (SIGKILL keeps the
+    Not durable: these files only need to outlive the process (SIGKILL keeps the
     page cache), not a power cut, and fsync was a fifth of exec's start-up.
     """
-    if isinstance(data, str):
-        data = data.encode()
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, data, mode=0o600, durable=False)
 
 
 @dataclass
@@ -115,6 +104,10 @@ class Session:
     @property
     def bundle_path(self) -> Path:
         return self.dir / BUNDLE_NAME
+
+    def shared_files(self) -> tuple[tuple[str, bool], ...]:
+        """(path, writable) of the record and lock a nested `cordon exec` reads to find this session."""
+        return ((str(_record_path(self.paths, self.id)), False), (str(_lock_path(self.paths, self.id)), True))
 
     def update(self, **changes: Any) -> None:
         """Rewrite the record (e.g. once the proxy's port is known)."""
@@ -220,8 +213,8 @@ def _drop_orphans(paths: Paths, names: list[str]) -> None:
                 pass                                  # held: a session being created right now
             finally:
                 os.close(fd)
-        elif name.startswith(".") and ".tmp-" in name:
-            pid = name.rsplit(".tmp-", 1)[1]
+        elif name.startswith(".") and TEMP_MARK in name:
+            pid = name.rsplit(TEMP_MARK, 1)[1]
             if pid.isdigit() and not pid_alive(int(pid)):
                 with contextlib.suppress(OSError):
                     (paths.sessions_dir / name).unlink()

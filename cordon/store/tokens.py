@@ -5,7 +5,7 @@ directory 0700; writes are atomic and serialised by a lock file, so two
 `cordon token` commands cannot lose each other's change. Token values are
 never returned by `list()` and never appear in an error message.
 
-INTERFACE (owned by the proxy-commands issue):
+Interface:
     TokenStore(path).load() -> dict[name, token]; .ensure(name) -> token (creates 0600 file)
     .rotate(name) -> token; .revoke(name); .list() -> [(name, created)]
     check(tokens, header_value) -> client name | None   (constant time)
@@ -47,7 +47,7 @@ from cordon.store.paths import ensure_private_dir
 TOKENS_FILE = "tokens.toml"
 DEFAULT_TOKEN = "default"
 FORMAT_VERSION = 1
-TOKEN_BYTES = 32                     # 256 bits (DESIGN.md §1)
+TOKEN_BYTES = 32                     # 256 bits (SECURITY.md)
 # names become TOML keys, log fields and URL user names: keep them plain
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _HEADER = (

@@ -24,36 +24,14 @@ from cordon.core.shellhooks import (
     render_shim,
 )
 from cordon.store.paths import Paths
+from tests import configs
 from tests.conftest import REPO, write
 
-OPENAI_ROUTE = """\
-[[routes]]
-name = "openai"
-[routes.match]
-host = "api.openai.com"
-[routes.auth]
-type = "header"
-header_name = "Authorization"
-scheme = "Bearer"
-placeholder_env = ["OPENAI_API_KEY", "CODEX_API_KEY"]
-[routes.auth.secret]
-source = "keyring"
-account = "openai"
-"""
+OPENAI = configs.openai(keyring="openai", placeholder_env=configs.CODEX_VARS)
+OPENAI_ROUTE = configs.render(OPENAI)
 
-ENV_SOURCE_ROUTE = """\
-[[routes]]
-name = "anthropic"
-[routes.match]
-host = "api.anthropic.com"
-[routes.auth]
-type = "header"
-header_name = "x-api-key"
-placeholder_env = ["ANTHROPIC_API_KEY", "CLAUDE_KEY"]
-[routes.auth.secret]
-source = "env"
-var = "ANTHROPIC_API_KEY"
-"""
+ENV_SOURCE = configs.anthropic(env="ANTHROPIC_API_KEY", placeholder_env=["ANTHROPIC_API_KEY", "CLAUDE_KEY"])
+ENV_SOURCE_ROUTE = configs.render(ENV_SOURCE)
 
 ME = ["/opt/cordon/bin/cordon"]
 
@@ -124,7 +102,7 @@ def test_write_shims_reports_an_unwritable_directory(tmp_path: Path) -> None:
 def test_use_for_direnv_watches_the_config_and_exports_placeholders(home: Path, tmp_path: Path,
                                                                      agents_bin: Path) -> None:
     proj = tmp_path / "proj"
-    write(proj / "cordon.toml", OPENAI_ROUTE + ENV_SOURCE_ROUTE)
+    configs.write(proj / "cordon.toml", OPENAI, ENV_SOURCE)
     sub = proj / "sub"
     sub.mkdir()
     shim_dir = proj / ".direnv" / "cordon" / "bin"

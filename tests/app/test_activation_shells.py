@@ -16,8 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ import pexpect
 import pytest
 
 from cordon.core.shellhooks import quote
+from tests import configs
 from tests.conftest import REPO, cordon_argv, subprocess_env, write
 from tests.upstream import UpstreamServer
 
@@ -82,35 +81,14 @@ def _need(*binaries: str) -> None:
 
 
 @pytest.fixture
-def upstream() -> Iterator[UpstreamServer]:
-    with UpstreamServer("api.openai.com") as up:
-        yield up
-
-
-@pytest.fixture
-def world(home: Path, tmp_path: Path, upstream: UpstreamServer) -> World:
+def world(home: Path, tmp_path: Path, up: UpstreamServer) -> World:
     b = tmp_path / "bin"
     for name, text in {"cordon": f'#!/bin/sh\nexec {sys.executable} -m cordon "$@"\n',
                        "dumpenv": DUMPENV, "codex": FAKE_CODEX}.items():
         write(b / name, text).chmod(0o755)
     proj = tmp_path / "proj"
-    write(proj / "cordon.toml", textwrap.dedent(f"""\
-        [[routes]]
-        name = "openai"
-        [routes.match]
-        host = "api.openai.com"
-        [routes.auth]
-        type = "header"
-        header_name = "Authorization"
-        scheme = "Bearer"
-        placeholder_env = ["OPENAI_API_KEY", "CODEX_API_KEY"]
-        [routes.auth.secret]
-        source = "keyring"
-        account = "openai"
-        [routes.upstream]
-        address = "{upstream.address}"
-        ca_file = "{upstream.ca_file}"
-        """))
+    configs.write(proj / "cordon.toml", configs.openai(keyring="openai", placeholder_env=configs.CODEX_VARS,
+                                                       upstream=up))
     (proj / "sub").mkdir()
     outside = tmp_path / "elsewhere"
     outside.mkdir()
@@ -194,7 +172,7 @@ def _stable(env: dict[str, str]) -> dict[str, str]:
 
 @pytest.mark.network_tools
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_activation_scenario(variant: str, world: World, upstream: UpstreamServer) -> None:
+def test_activation_scenario(variant: str, world: World, up: UpstreamServer) -> None:
     shell, activation = VARIANTS[variant]
     _need(shell, "curl", *(["direnv"] if activation == "direnv" else []))
     argv, env = _rc(world, shell, activation)
@@ -230,7 +208,7 @@ def test_activation_scenario(variant: str, world: World, upstream: UpstreamServe
     assert not leaked, f"a key reached the agent in {leaked}"
     assert agent["curl_status"] == 0, agent["curl_stderr"]
     # the upstream got the real key, from the keyring, through the proxy
-    seen = [r for r in upstream.requests if r.path == "/echo"]
+    seen = [r for r in up.requests if r.path == "/echo"]
     assert [r.header("authorization") for r in seen] == [f"Bearer {SECRET}"]
     assert SECRET not in agent["curl_stdout"]
     # after leaving: exactly the environment we started with

@@ -42,41 +42,21 @@ from cordon.store.config import parse_config
 from cordon.store.paths import Paths
 from cordon.store.runrecord import run_record_path
 from cordon.store.tokens import TokenStore
+from tests import configs
 from tests.conftest import write
 
 SECRET_VALUE = "sk-live-DOCTOR-TEST-abcdef0123"
 NOW = dt.datetime.now(dt.UTC)
 
-CONFIG = """\
-listen = {port}
+OPENAI = configs.openai(env="DOCTOR_TEST_OPENAI", placeholder_env=["OPENAI_API_KEY"])
 
-[[routes]]
-name = "openai"
-[routes.match]
-host = "api.openai.com"
-[routes.auth]
-type = "header"
-header_name = "Authorization"
-scheme = "Bearer"
-placeholder_env = ["OPENAI_API_KEY"]
-[routes.auth.secret]
-source = "env"
-var = "DOCTOR_TEST_OPENAI"
-"""
 
-OP_ROUTE = """
-[[routes]]
-name = "vaulted"
-[routes.match]
-host = "api.vaulted.example"
-[routes.auth]
-type = "header"
-header_name = "x-api-key"
-[routes.auth.secret]
-source = "1password"
-vault = "dev"
-item = "vaulted"
-"""
+def config(port: int) -> str:
+    return configs.render(OPENAI, listen=port)
+
+
+OP_ROUTE = configs.RouteSpec(name="vaulted", host="api.vaulted.example", header_name="x-api-key", scheme=None,
+                             secret={"source": "1password", "vault": "dev", "item": "vaulted"})
 
 
 def _free_port() -> int:
@@ -86,7 +66,7 @@ def _free_port() -> int:
 
 
 def _config(tmp_path: Path, text: str | None = None, port: int | None = None):  # type: ignore[no-untyped-def]
-    path = write(tmp_path / "proj" / "cordon.toml", text or CONFIG.format(port=port or _free_port()))
+    path = write(tmp_path / "proj" / "cordon.toml", text or config(port=port or _free_port()))
     return parse_config(path.read_text(), path, "project")
 
 
@@ -113,7 +93,7 @@ def by_id(checks, cid: str):  # type: ignore[no-untyped-def]
 # ---------------------------------------------------------------- config
 
 def test_config_ok_missing_broken_and_empty(tmp_path: Path) -> None:
-    good = write(tmp_path / "a" / "cordon.toml", CONFIG.format(port=6790))
+    good = write(tmp_path / "a" / "cordon.toml", config(port=6790))
     [c], cfg = check_config(good, "project")
     assert (c.status, cfg is not None) == ("ok", True) and "parses: 1 route" in c.message
     [c], cfg = check_config(tmp_path / "none" / "cordon.toml", "project")
@@ -234,7 +214,7 @@ def test_ca_key_of_another_certificate(tmp_path: Path) -> None:
 
 
 def test_ca_disabled(tmp_path: Path) -> None:
-    cfg = _config(tmp_path, CONFIG.format(port=6790) + "\n[tls]\nenabled = false\n")
+    cfg = _config(tmp_path, configs.render(OPENAI, listen=6790, tls={"enabled": False}))
     [c] = check_ca(cfg, _state(tmp_path), NOW)
     assert c.status == "warn" and "enabled = false" in c.message
 
@@ -286,7 +266,7 @@ def test_op_needed_only_when_a_route_uses_it(tmp_path: Path) -> None:
 
 
 def test_op_missing_signed_in_and_not(tmp_path: Path) -> None:
-    cfg = _config(tmp_path, CONFIG.format(port=6790) + OP_ROUTE)
+    cfg = _config(tmp_path, configs.render(OPENAI, OP_ROUTE, listen=6790))
     [c] = check_op(cfg, {"PATH": str(tmp_path / "nothing")})
     assert c.status == "fail" and "not installed" in c.message and "vaulted" in c.message
     bindir = tmp_path / "bin"
@@ -396,7 +376,7 @@ def test_service_states(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- the command
 
 def test_cli_text_and_exit_status(project: Path, cordon, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    write(project / "cordon.toml", CONFIG.format(port=_free_port()))
+    write(project / "cordon.toml", config(port=_free_port()))
     r = cordon("doctor", "--no-probes")
     assert r.status == 1
     assert "fail  secret.openai" in r.stdout and "fix: export DOCTOR_TEST_OPENAI" in r.stdout
@@ -409,7 +389,7 @@ def test_cli_text_and_exit_status(project: Path, cordon, monkeypatch: pytest.Mon
 
 
 def test_cli_json_shape(project: Path, cordon, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    write(project / "cordon.toml", CONFIG.format(port=_free_port()))
+    write(project / "cordon.toml", config(port=_free_port()))
     monkeypatch.setenv("DOCTOR_TEST_OPENAI", SECRET_VALUE)
     r = cordon("doctor", "--json", "--no-probes")
     assert r.status == 0
@@ -436,7 +416,7 @@ def test_cli_as_a_process_without_config(project: Path, cordon_proc) -> None:  #
 
 
 def test_key_mode_failure_through_the_cli(project: Path, home: Path, cordon, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    write(project / "cordon.toml", CONFIG.format(port=_free_port()))
+    write(project / "cordon.toml", config(port=_free_port()))
     monkeypatch.setenv("DOCTOR_TEST_OPENAI", SECRET_VALUE)
     state = Paths.from_env(dict(os.environ), cwd=project).state_dir("project", project)
     _, key = _write_ca(state, certs.create_ca())

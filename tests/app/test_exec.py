@@ -19,38 +19,14 @@ import pexpect
 import pytest
 
 from cordon.store.paths import Paths
+from tests import configs
 from tests.conftest import cordon_argv, subprocess_env, write
 
 SECRET = "sk-real-7c1f3e9a-DO-NOT-LEAK"
 PLACEHOLDER = "dummy-replaced-by-cordon"
 
-ROUTE_TOML = """
-[[routes]]
-name = "openai"
-[routes.match]
-host = "api.openai.com"
-[routes.auth]
-type = "header"
-header_name = "Authorization"
-scheme = "Bearer"
-placeholder_env = ["OPENAI_API_KEY", "CODEX_API_KEY"]
-[routes.auth.secret]
-source = "env"
-var = "CORDON_TEST_REAL_KEY"
-"""
-
-KEYRING_TOML = """
-[[routes]]
-name = "openai"
-[routes.match]
-host = "api.openai.com"
-[routes.auth]
-type = "header"
-header_name = "Authorization"
-scheme = "Bearer"
-[routes.auth.secret]
-source = "keyring"
-"""
+ROUTE_TOML = configs.render(configs.openai(placeholder_env=configs.CODEX_VARS))   # CORDON_TEST_REAL_KEY
+KEYRING_TOML = configs.render(configs.openai(keyring=""))
 
 
 def py(code: str) -> list[str]:
@@ -397,7 +373,8 @@ def test_cordon_is_not_dumpable_from_the_child(routed: Path, home: Path) -> None
     control = subprocess.run([*wrap, "sh", "-c", f"sh -c '{read_parent}'"], capture_output=True, text=True,
                              env=env, timeout=60)
     assert control.stdout.strip() == "readable", control.stderr   # the check can see a dumpable parent
-    r = subprocess.run([*wrap, *cordon_argv("exec", "--", "sh", "-c", read_parent)], cwd=routed,
+    # unconfined: the sandbox's pid namespace would hide the parent anyway (tests/security/test_confinement.py)
+    r = subprocess.run([*wrap, *cordon_argv("exec", "--sandbox", "off", "--", "sh", "-c", read_parent)], cwd=routed,
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "refused"
@@ -405,9 +382,8 @@ def test_cordon_is_not_dumpable_from_the_child(routed: Path, home: Path) -> None
 
 def test_sigterm_while_starting_gives_143_and_leaves_nothing(project: Path, home: Path) -> None:
     # the secret comes from a command that blocks: cordon is still in preflight when TERM arrives
-    write(project / "cordon.toml", KEYRING_TOML.replace('source = "keyring"',
-                                                        'source = "command"\ncommand = ["sh", "-c", '
-                                                        '"touch resolving; exec sleep 30"]\ntimeout = 60'))
+    configs.write(project / "cordon.toml", configs.openai(secret={
+        "source": "command", "command": ["sh", "-c", "touch resolving; exec sleep 30"], "timeout": 60}))
     p = subprocess.Popen(cordon_argv("exec", "--", "touch", "child-ran"), cwd=project, env=subprocess_env(),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(project / "resolving")
@@ -421,7 +397,8 @@ def test_sigterm_while_starting_gives_143_and_leaves_nothing(project: Path, home
 
 
 def test_routes_with_tls_disabled_are_refused(project: Path, cordon_proc) -> None:  # type: ignore[no-untyped-def]
-    write(project / "cordon.toml", "[tls]\nenabled = false\n" + ROUTE_TOML)
+    configs.write(project / "cordon.toml", configs.openai(placeholder_env=configs.CODEX_VARS),
+                  tls={"enabled": False})
     r = cordon_proc("exec", "--", "touch", "child-ran", cwd=project, env={"CORDON_TEST_REAL_KEY": SECRET})
     assert r.returncode == 1 and "enabled = false" in r.stderr
     assert not (project / "child-ran").exists()

@@ -23,26 +23,13 @@ import pytest
 from cordon.store.paths import Paths
 from cordon.store.session import create_session, holders_of, release, toml_acquire
 from cordon.store.tokens import TokenStore
+from tests import configs
 from tests.conftest import cordon_argv, subprocess_env, write
 
 SECRET = "sk-real-5b0d2c71-DO-NOT-LEAK"
 
-OWN_ROUTE = """\
-listen = 7000
-
-[[routes]]
-name = "oai"
-[routes.match]
-host = "api.openai.com"
-[routes.auth]
-type = "header"
-header_name = "Authorization"
-scheme = "Bearer"
-placeholder_env = ["OPENAI_API_KEY", "CODEX_API_KEY"]
-[routes.auth.secret]
-source = "env"
-var = "REAL_OPENAI_KEY"
-"""
+OWN_ROUTE = configs.render(configs.openai(name="oai", env="REAL_OPENAI_KEY", placeholder_env=configs.CODEX_VARS),
+                           listen=7000)
 
 USER_CONFIG = """\
 # Codex settings, written by hand

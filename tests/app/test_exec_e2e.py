@@ -12,12 +12,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import configs
 from tests.conftest import REPO, cordon_argv, subprocess_env, write
 from tests.mock_openai import PLACEHOLDER, MockOpenAI
 
@@ -36,23 +36,7 @@ plugins = false
 
 
 def route_toml(mock: MockOpenAI) -> str:
-    return textwrap.dedent(f"""\
-        [[routes]]
-        name = "openai"
-        [routes.match]
-        host = "api.openai.com"
-        [routes.auth]
-        type = "header"
-        header_name = "Authorization"
-        scheme = "Bearer"
-        placeholder_env = ["OPENAI_API_KEY", "CODEX_API_KEY"]
-        [routes.auth.secret]
-        source = "env"
-        var = "CORDON_TEST_REAL_KEY"
-        [routes.upstream]
-        address = "{mock.address}"
-        ca_file = "{mock.ca_file}"
-        """)
+    return configs.render(configs.openai(placeholder_env=configs.CODEX_VARS, upstream=mock))   # CORDON_TEST_REAL_KEY
 
 
 @pytest.fixture(params=["426"])

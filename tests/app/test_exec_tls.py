@@ -18,49 +18,31 @@ from pathlib import Path
 import anyio
 import anyio.abc
 import pytest
-from anyio.from_thread import start_blocking_portal
-from anyio.streams.tls import TLSListener
 from cryptography import x509
 
 from cordon.app.exec import session_ca
 from cordon.core import certs
+from tests.upstream import LoopbackServer
 
 ROUTE_HOSTS = ["api.openai.com", "api.anthropic.com"]
+
+
+class OneLineHTTPS(LoopbackServer):
+    """Answers every request with `200 ok` and closes."""
+
+    async def serve_connection(self, stream: anyio.abc.ByteStream, sock: anyio.abc.SocketStream,
+                               conn_id: int) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += await stream.receive()
+        await stream.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
 
 
 @contextmanager
 def tls_server(ca: certs.CA, host: str, tmp: Path) -> Iterator[int]:
     """A one-line HTTPS responder on 127.0.0.1 presenting a leaf for `host` signed by `ca`."""
-    leaf = certs.issue_leaf(ca, host)
-    chain, key = tmp / f"{host}-chain.pem", tmp / f"{host}-key.pem"
-    chain.write_bytes(leaf.chain_pem)
-    key.write_bytes(leaf.key_pem)
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(chain, key)
-
-    async def handle(stream: anyio.abc.ByteStream) -> None:
-        try:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += await stream.receive()
-            await stream.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-        except Exception:
-            pass
-        finally:
-            await stream.aclose()
-
-    async def serve(*, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
-        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-        task_status.started(int(listener.extra(anyio.abc.SocketAttribute.local_port)))
-        async with TLSListener(listener, ctx, standard_compatible=False) as tls:
-            await tls.serve(handle)
-
-    with start_blocking_portal() as portal:
-        future, port = portal.start_task(serve)
-        try:
-            yield port
-        finally:
-            future.cancel()
+    with OneLineHTTPS(host, ca=ca) as srv:
+        yield srv.port
 
 
 @pytest.fixture

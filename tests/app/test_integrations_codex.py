@@ -14,6 +14,7 @@ from cordon.core.certs import split_pem_certs
 from cordon.store.config import load_config
 from cordon.store.paths import Paths
 from cordon.store.tokens import TokenStore
+from tests import configs
 from tests.conftest import write
 
 USER_ENV = "# my own settings\nFOO=bar\nexport QUOTED='a b'\n"
@@ -37,21 +38,7 @@ model = "o4-mini"
 """
 
 
-OWN_ROUTE = """\
-listen = 7000
-
-[[routes]]
-name = "oai"
-[routes.match]
-host = "api.openai.com"
-[routes.auth]
-type = "header"
-header_name = "Authorization"
-scheme = "Bearer"
-[routes.auth.secret]
-source = "env"
-var = "REAL_OPENAI_KEY"
-"""
+OWN_ROUTE = configs.render(configs.openai(name="oai", env="REAL_OPENAI_KEY"), listen=7000)
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

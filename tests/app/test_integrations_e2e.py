@@ -15,13 +15,13 @@ import re
 import shutil
 import socket
 import subprocess
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import configs
 from tests.conftest import REPO, cordon_argv, subprocess_env, write
 from tests.mock_openai import PLACEHOLDER, MockOpenAI
 from tests.upstream import UpstreamServer
@@ -75,40 +75,10 @@ def free_port() -> int:
 
 
 def config_toml(port: int, openai: MockOpenAI, anthropic: UpstreamServer) -> str:
-    return textwrap.dedent(f"""\
-        listen = {port}
-
-        [[routes]]
-        name = "openai"
-        [routes.match]
-        host = "api.openai.com"
-        [routes.auth]
-        type = "header"
-        header_name = "Authorization"
-        scheme = "Bearer"
-        placeholder_env = ["OPENAI_API_KEY", "CODEX_API_KEY"]
-        [routes.auth.secret]
-        source = "env"
-        var = "REAL_OPENAI_KEY"
-        [routes.upstream]
-        address = "{openai.address}"
-        ca_file = "{openai.ca_file}"
-
-        [[routes]]
-        name = "anthropic"
-        [routes.match]
-        host = "api.anthropic.com"
-        [routes.auth]
-        type = "header"
-        header_name = "x-api-key"
-        placeholder_env = ["ANTHROPIC_API_KEY"]
-        [routes.auth.secret]
-        source = "env"
-        var = "REAL_ANTHROPIC_KEY"
-        [routes.upstream]
-        address = "{anthropic.address}"
-        ca_file = "{anthropic.ca_file}"
-        """)
+    return configs.render(
+        configs.openai(env="REAL_OPENAI_KEY", placeholder_env=configs.CODEX_VARS, upstream=openai),
+        configs.anthropic(env="REAL_ANTHROPIC_KEY", placeholder_env=["ANTHROPIC_API_KEY"], upstream=anthropic),
+        listen=port)
 
 
 class Started:

@@ -33,39 +33,13 @@ from cordon.app.service import (
     validate_name,
 )
 from cordon.store.paths import Paths, namespace_for
+from tests import configs
 from tests.conftest import write
 
-CONFIG = """\
-listen = 6790
+OPENAI = configs.openai(keyring="openai")
+CONFIG = configs.render(OPENAI, listen=6790)
 
-[[routes]]
-name = "openai"
-[routes.match]
-host = "api.openai.com"
-[routes.auth]
-type = "header"
-header_name = "Authorization"
-scheme = "Bearer"
-[routes.auth.secret]
-source = "keyring"
-account = "openai"
-"""
-
-ENV_ROUTE = """\
-listen = 6790
-
-[[routes]]
-name = "gh"
-[routes.match]
-host = "api.github.com"
-[routes.auth]
-type = "header"
-header_name = "Authorization"
-scheme = "Bearer"
-[routes.auth.secret]
-source = "env"
-var = "GH_REAL"
-"""
+ENV_ROUTE = configs.render(configs.openai(name="gh", host="api.github.com", env="GH_REAL"), listen=6790)
 
 
 def _spec(tmp_path: Path, config_dir: str = "my proj %h $HOME") -> ServiceSpec:
@@ -280,7 +254,7 @@ def test_install_writes_the_unit_and_enables_it(project: Path, home: Path, cordo
 def test_named_instances_side_by_side(project: Path, home: Path, tmp_path: Path, cordon,  # type: ignore[no-untyped-def]
                                       fake_systemctl: Path) -> None:
     write(project / "cordon.toml", CONFIG)
-    other = write(tmp_path / "other" / "cordon.toml", CONFIG.replace("6790", "6791"))
+    other = write(tmp_path / "other" / "cordon.toml", configs.render(OPENAI, listen=6791))
     assert cordon("service", "install", "api-a").status == 0
     r = cordon("service", "install", "api-b", "--config", str(other))
     assert r.status == 0 and "warning" not in r.stderr

@@ -23,36 +23,16 @@ from cordon.store.castore import ca_paths, load_or_create_ca
 from cordon.store.paths import Paths
 from cordon.store.runrecord import read_run_record, run_record_path
 from cordon.store.tokens import TokenStore
+from tests import configs
 from tests.conftest import write
 
 SECRET_VALUE = "sk-live-STATUS-TEST-0123456789"
 
-CONFIG = """\
-listen = {port}
 
-[[routes]]
-name = "openai"
-[routes.match]
-host = "api.openai.com"
-[routes.auth]
-type = "header"
-header_name = "Authorization"
-scheme = "Bearer"
-[routes.auth.secret]
-source = "env"
-var = "STATUS_TEST_OPENAI"
+def config(port: int) -> str:
+    return configs.render(configs.openai(env="STATUS_TEST_OPENAI"), configs.anthropic(env="STATUS_TEST_ANTHROPIC"),
+                          listen=port)
 
-[[routes]]
-name = "anthropic"
-[routes.match]
-host = "api.anthropic.com"
-[routes.auth]
-type = "header"
-header_name = "x-api-key"
-[routes.auth.secret]
-source = "env"
-var = "STATUS_TEST_ANTHROPIC"
-"""
 
 STANDIN = r"""
 import json, sys
@@ -93,7 +73,7 @@ def standin(project: Path, home: Path) -> Iterator[tuple[subprocess.Popen[str], 
     p = subprocess.Popen([sys.executable, "-c", STANDIN, token], stdout=subprocess.PIPE, text=True)
     assert p.stdout is not None
     port = int(p.stdout.readline())
-    write(project / "cordon.toml", CONFIG.format(port=port))
+    write(project / "cordon.toml", config(port=port))
     record = {"pid": p.pid, "port": port, "started_at": "2025-01-01T00:00:00+00:00", "version": "9.9.9",
               "config_path": str(project / "cordon.toml")}
     write(run_record_path(state), json.dumps(record))
@@ -158,7 +138,7 @@ def test_quiet_as_a_real_process(standin, cordon_proc) -> None:  # type: ignore[
 
 
 def test_not_running_without_a_record(project: Path, cordon) -> None:  # type: ignore[no-untyped-def]
-    write(project / "cordon.toml", CONFIG.format(port=1))
+    write(project / "cordon.toml", config(port=1))
     r = cordon("status")
     assert r.status == 1
     assert "proxy:   not running (listen = 1; start it with `cordon start`)" in r.stdout
@@ -167,7 +147,7 @@ def test_not_running_without_a_record(project: Path, cordon) -> None:  # type: i
 
 
 def test_stale_record_is_reported(project: Path, home: Path, cordon) -> None:  # type: ignore[no-untyped-def]
-    write(project / "cordon.toml", CONFIG.format(port=1))
+    write(project / "cordon.toml", config(port=1))
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
     write(run_record_path(_state_dir(project, home)), json.dumps({"pid": p.pid, "port": 1}))
@@ -179,7 +159,7 @@ def test_stale_record_is_reported(project: Path, home: Path, cordon) -> None:  #
 
 
 def test_alive_process_that_does_not_answer(project: Path, home: Path, cordon) -> None:  # type: ignore[no-untyped-def]
-    write(project / "cordon.toml", CONFIG.format(port=1))
+    write(project / "cordon.toml", config(port=1))
     p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         write(run_record_path(_state_dir(project, home)), json.dumps({"pid": p.pid, "port": 1}))
@@ -200,7 +180,7 @@ def test_wrong_token_means_no_counts(standin, project: Path, home: Path, cordon)
 
 
 def test_ca_expiry_is_shown(project: Path, home: Path, cordon) -> None:  # type: ignore[no-untyped-def]
-    write(project / "cordon.toml", CONFIG.format(port=1))
+    write(project / "cordon.toml", config(port=1))
     r = cordon("status", "--json")
     assert json.loads(r.stdout)["scopes"][0]["ca"]["exists"] is False
     ca = load_or_create_ca(*ca_paths(_state_dir(project, home)))
@@ -213,8 +193,8 @@ def test_ca_expiry_is_shown(project: Path, home: Path, cordon) -> None:  # type:
 
 
 def test_user_scope_is_listed_too(project: Path, home: Path, cordon) -> None:  # type: ignore[no-untyped-def]
-    write(project / "cordon.toml", CONFIG.format(port=1))
-    write(home / ".config" / "cordon" / "cordon.toml", CONFIG.format(port=2))
+    write(project / "cordon.toml", config(port=1))
+    write(home / ".config" / "cordon" / "cordon.toml", config(port=2))
     r = cordon("status", "--json")
     scopes = json.loads(r.stdout)["scopes"]
     assert [s["scope"] for s in scopes] == ["project", "user"]
@@ -267,15 +247,14 @@ def test_status_of_a_real_cordon_start(project: Path, home: Path, cordon_proc) -
 
     import httpx
 
-    from tests.startproc import route_toml, started
+    from tests.startproc import started
     from tests.upstream import UpstreamServer
 
     with UpstreamServer("api.openai.com") as up:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             listen = probe.getsockname()[1]
-        write(project / "cordon.toml", f"listen = {listen}\n" + route_toml("openai", "api.openai.com", "REAL_KEY",
-                                                                    address=up.address, ca_file=up.ca_file))
+        configs.write(project / "cordon.toml", configs.openai(env="REAL_KEY", upstream=up), listen=listen)
         state = _state_dir(project, home)
         env = {"REAL_KEY": SECRET_VALUE}
         with started(env=env, cwd=project) as sp:

@@ -20,6 +20,7 @@ from dotenv import dotenv_values
 
 from cordon.store.paths import Paths
 from cordon.store.tokens import TokenStore
+from tests import configs
 from tests.conftest import cordon_argv, subprocess_env, write
 from tests.startproc import started
 
@@ -37,22 +38,8 @@ def make_project(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     xdg.mkdir()
     monkeypatch.setenv("XDG_CONFIG_HOME", str(xdg))
     monkeypatch.setenv("NO_PROXY", "intranet.example,$weird.example")
-    write(project / "cordon.toml", f"""listen = 6790
-
-[[routes]]
-name = "openai"
-[routes.match]
-host = "api.openai.com"
-[routes.auth]
-type = "header"
-header_name = "Authorization"
-scheme = "Bearer"
-placeholder_env = ["OPENAI_API_KEY", "CODEX_API_KEY"]
-placeholder = {json.dumps(placeholder)}
-[routes.auth.secret]
-source = "env"
-var = "REAL_KEY"
-""")
+    configs.write(project / "cordon.toml", configs.openai(env="REAL_KEY", placeholder_env=configs.CODEX_VARS,
+                                                          placeholder=placeholder), listen=6790)
     return project
 
 

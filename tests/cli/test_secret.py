@@ -12,8 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pexpect
+import pytest
 
 from tests.conftest import subprocess_env
+
+pytestmark = pytest.mark.secret_service   # the CLI against the real Secret Service
 
 SECRET = "sk-live-4b1d8e2f0a9c7e6d"
 

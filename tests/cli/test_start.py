@@ -17,8 +17,9 @@ import pytest
 
 from cordon.store.paths import Paths
 from cordon.store.tokens import TokenStore
-from tests.conftest import cordon_argv, subprocess_env, write
-from tests.startproc import StartProc, route_toml, started
+from tests import configs
+from tests.conftest import cordon_argv, subprocess_env
+from tests.startproc import StartProc, started
 from tests.upstream import UpstreamServer
 
 SECRET = "sk-real-SECRET-value-4711"
@@ -48,17 +49,10 @@ def connect_status(port: int, token: str | None, target: str = "api.openai.com:4
         return int(s.recv(128).split(b" ", 2)[1])
 
 
-@pytest.fixture
-def up() -> UpstreamServer:  # type: ignore[misc]
-    with UpstreamServer("api.openai.com") as u:
-        yield u
-
-
-def write_config(project: Path, up: UpstreamServer | None = None, listen: int = 0, extra: str = "") -> Path:
-    text = f"listen = {listen}\n"
-    if up is not None:
-        text += route_toml("openai", "api.openai.com", "REAL_KEY", address=up.address, ca_file=up.ca_file)
-    return write(project / "cordon.toml", text + extra)
+def write_config(project: Path, up: UpstreamServer | None = None, listen: int = 0,
+                 extra: tuple[configs.RouteSpec, ...] = ()) -> Path:
+    routes = (configs.openai(env="REAL_KEY", upstream=up),) if up is not None else ()
+    return configs.write(project / "cordon.toml", *routes, *extra, listen=listen)
 
 
 def test_ready_health_record_and_clean_stop(project: Path, up: UpstreamServer) -> None:
@@ -101,9 +95,8 @@ def test_the_proxy_runs_on_uvloop_unless_told_otherwise(project: Path, up: Upstr
         assert r.status_code == 200
         assert up.requests[-1].header("authorization") == f"Bearer {SECRET}"
 
-def _keyring_route(up: UpstreamServer) -> str:
-    return (route_toml("openai", "api.openai.com", "UNUSED", address=up.address, ca_file=up.ca_file)
-            .replace('source = "env"\nvar = "UNUSED"', 'source = "keyring"\naccount = "openai"'))
+def _keyring_route(up: UpstreamServer) -> configs.RouteSpec:
+    return configs.openai(keyring="openai", upstream=up)
 
 
 def test_secret_changes_reach_the_running_proxy(project: Path, up: UpstreamServer,  # type: ignore[no-untyped-def]
@@ -112,7 +105,7 @@ def test_secret_changes_reach_the_running_proxy(project: Path, up: UpstreamServe
     from cordon.store.secrets import set_keyring_secret
     spec = SecretSpec(source="keyring", account="openai")
     set_keyring_secret(spec, "sk-first-value")
-    write(project / "cordon.toml", "listen = 0\n" + _keyring_route(up))
+    configs.write(project / "cordon.toml", _keyring_route(up), listen=0)
     with started(cwd=project) as sp:
         with _client(_env_json(project)) as c:
             def seen() -> str | None:
@@ -168,8 +161,8 @@ def test_busy_port_is_one_line_error(project: Path) -> None:
 
 
 def test_missing_secrets_reported_together_before_ca(project: Path, up: UpstreamServer) -> None:
-    write_config(project, up, extra=route_toml("two", "api.two.example", "TWO_KEY")
-                 + route_toml("three", "api.three.example", "THREE_KEY"))
+    write_config(project, up, extra=(configs.openai(name="two", host="api.two.example", env="TWO_KEY"),
+                                     configs.openai(name="three", host="api.three.example", env="THREE_KEY")))
     sp = StartProc(env={"REAL_KEY": SECRET}, cwd=project)
     try:
         assert sp.wait_exit() == 1

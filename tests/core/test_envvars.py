@@ -1,4 +1,4 @@
-"""The env contract of DESIGN.md §2 and its rendering for shells, dotenv and JSON."""
+"""The env contract of docs/exec.md and its rendering for shells, dotenv and JSON."""
 
 from __future__ import annotations
 

@@ -12,127 +12,68 @@ served both answers in order.
 from __future__ import annotations
 
 import logging
-import shutil
 import socket
 import ssl
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
-from functools import partial
-from pathlib import Path
-from typing import Any
 
 import anyio
 import anyio.abc
 import pytest
-from anyio.from_thread import start_blocking_portal
-from anyio.streams.tls import TLSStream
 
-from cordon.core import certs
 from cordon.core.model import Policy
-from tests.faults.faulty import _server_context
 from tests.faults.test_leaks import abort, open_fds, settle
 from tests.proxy_harness import SECRET, TOKEN, RunningProxy, running_proxy
 from tests.security.wire import proxy_auth_line
-from tests.upstream import UpstreamServer
+from tests.upstream import LoopbackServer
 
 HOST = "api.openai.com"
 DELAY = 3.0   # the slow answer is due this long after the request; the proxy watches after 1 s
 
 
-class SlowUpstream:
+class SlowUpstream(LoopbackServer):
     """Answers `GET|POST /slow?delay=S` after S seconds (`/fast`: at once), keep-alive.
 
     `outcomes` records per request "answered" or "abandoned" (the connection closed or was
     reset while the answer was pending); `abandoned` is set at the first abandonment."""
 
     def __init__(self, host: str = HOST, *, tls: bool = True) -> None:
-        self.host = host
-        self._tmp = Path(tempfile.mkdtemp(prefix="cordon-slow-"))
-        ca = certs.create_ca("cordon slow upstream CA")
-        self.ca_file = self._tmp / "ca.pem"
-        self.ca_file.write_bytes(ca.cert_pem)
-        leaf = certs.issue_leaf(ca, host)
-        self._ssl = _server_context(leaf.chain_pem, leaf.key_pem, self._tmp) if tls else None
+        super().__init__(host, tls=tls)
         self.outcomes: list[str] = []
         self.paths: list[str] = []
         self.abandoned = threading.Event()
-        self._stack = ExitStack()
-        self._cancel: anyio.CancelScope | None = None
-        self.port = 0
 
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def route(self, **kw: Any) -> Any:
-        return UpstreamServer.route(self, **kw)  # type: ignore[arg-type]  (uses host, address, ca_file)
-
-    def __enter__(self) -> SlowUpstream:
-        self._portal = self._stack.enter_context(start_blocking_portal("asyncio"))
-        self._listener = self._portal.call(partial(anyio.create_tcp_listener, local_host="127.0.0.1",
-                                                   local_port=0))
-        self.port = self._listener.extra(anyio.abc.SocketAttribute.local_port)
-        self._portal.start_task_soon(self._serve)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._portal.call(self._shutdown)
-        self._stack.close()
-        shutil.rmtree(self._tmp, ignore_errors=True)
-
-    async def _shutdown(self) -> None:
-        if self._cancel is not None:
-            self._cancel.cancel()
-        await self._listener.aclose()
-
-    async def _serve(self) -> None:
-        with anyio.CancelScope() as scope:
-            self._cancel = scope
-            async with anyio.create_task_group() as tg:
-                await self._listener.serve(self._handle, task_group=tg)
-
-    async def _handle(self, sock: anyio.abc.SocketStream) -> None:
-        stream: anyio.abc.ByteStream = sock
-        try:
-            if self._ssl is not None:
-                stream = await TLSStream.wrap(sock, server_side=True, ssl_context=self._ssl,
-                                              standard_compatible=False)
-            buf = b""
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    buf += await stream.receive()
-                head, _, buf = buf.partition(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    k, _, v = line.partition(b":")
-                    if k.strip().lower() == b"content-length":
-                        length = int(v)
-                while len(buf) < length:
-                    buf += await stream.receive()
-                buf = buf[length:]
-                path = head.split(b" ")[1].decode()
-                self.paths.append(path)
-                delay = float(path.split("delay=")[1]) if "delay=" in path else 0.0
-                # wait for the answer to be due, unless the proxy closes the connection first
-                with anyio.move_on_after(delay):
-                    try:
-                        while True:
-                            buf += await stream.receive()   # not expected: cordon does not pipeline
-                    except (anyio.EndOfStream, anyio.BrokenResourceError, ssl.SSLError, OSError):
-                        self.outcomes.append("abandoned")
-                        self.abandoned.set()
-                        return
-                body = path.encode()
-                self.outcomes.append("answered")
-                await stream.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-        except (anyio.EndOfStream, anyio.BrokenResourceError, ssl.SSLError, OSError):
-            pass
-        finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.aclose_forcefully(stream)
+    async def serve_connection(self, stream: anyio.abc.ByteStream, sock: anyio.abc.SocketStream,
+                               conn_id: int) -> None:
+        buf = b""
+        while True:
+            while b"\r\n\r\n" not in buf:
+                buf += await stream.receive()
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                k, _, v = line.partition(b":")
+                if k.strip().lower() == b"content-length":
+                    length = int(v)
+            while len(buf) < length:
+                buf += await stream.receive()
+            buf = buf[length:]
+            path = head.split(b" ")[1].decode()
+            self.paths.append(path)
+            delay = float(path.split("delay=")[1]) if "delay=" in path else 0.0
+            # wait for the answer to be due, unless the proxy closes the connection first
+            with anyio.move_on_after(delay):
+                try:
+                    while True:
+                        buf += await stream.receive()   # not expected: cordon does not pipeline
+                except (anyio.EndOfStream, anyio.BrokenResourceError, ssl.SSLError, OSError):
+                    self.outcomes.append("abandoned")
+                    self.abandoned.set()
+                    return
+            body = path.encode()
+            self.outcomes.append("answered")
+            await stream.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
 
 
 @pytest.fixture

@@ -18,21 +18,10 @@ from typing import Any
 import pytest
 
 from cordon.store import atomic, castore
+from tests import configs
 from tests.conftest import cordon_argv, subprocess_env, write
 
-ROUTE_TOML = """
-[[routes]]
-name = "openai"
-[routes.match]
-host = "api.openai.com"
-[routes.auth]
-type = "header"
-header_name = "Authorization"
-scheme = "Bearer"
-[routes.auth.secret]
-source = "env"
-var = "CORDON_TEST_REAL_KEY"
-"""
+ROUTE_TOML = configs.render(configs.openai())   # CORDON_TEST_REAL_KEY
 USER_ENV = b"# mine\nKEEP=1\nOTHER=two words\n"
 
 

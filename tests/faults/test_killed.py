@@ -18,25 +18,13 @@ from pathlib import Path
 import pytest
 
 from cordon.store.paths import Paths
+from tests import configs
 from tests.conftest import REPO, cordon_argv
 
 HOOK = Path(__file__).resolve().parent / "killpoints"
 USER_ENV = b"# my settings\nKEEP=1\nOPENAI_BASE_URL=https://example.invalid/v1\n"
 USER_CONFIG = b'model = "o3"\n\n[mcp_servers.mine]\ncommand = "my-server"\n'
-ROUTE_TOML = """
-[[routes]]
-name = "openai"
-[routes.match]
-host = "api.openai.com"
-[routes.auth]
-type = "header"
-header_name = "Authorization"
-scheme = "Bearer"
-placeholder_env = ["OPENAI_API_KEY", "CODEX_API_KEY"]
-[routes.auth.secret]
-source = "env"
-var = "CORDON_TEST_REAL_KEY"
-"""
+ROUTE_TOML = configs.render(configs.openai(placeholder_env=configs.CODEX_VARS))   # CORDON_TEST_REAL_KEY
 SAMPLE = int(os.environ.get("CORDON_KILL_POINTS", "12"))   # raise it to try every point
 
 

@@ -18,40 +18,15 @@ import pytest
 from cordon.core.model import Auth, Route, SecretSpec
 from cordon.proxy.forward import Timeouts
 from cordon.store.secrets import SecretResolver
+from tests import configs
 from tests.conftest import cordon_argv, subprocess_env, write
 from tests.proxy_harness import running_proxy
 from tests.upstream import UpstreamServer
 
-KEYRING_TOML = """
-[[routes]]
-name = "openai"
-[routes.match]
-host = "api.openai.com"
-[routes.auth]
-type = "header"
-header_name = "Authorization"
-scheme = "Bearer"
-[routes.auth.secret]
-source = "keyring"
-account = "openai"
-"""
+KEYRING_TOML = configs.render(configs.openai(keyring="openai"))
 
-OP_TOML = """
-[[routes]]
-name = "stripe"
-[routes.match]
-host = "api.stripe.com"
-[routes.auth]
-type = "header"
-header_name = "Authorization"
-scheme = "Bearer"
-[routes.auth.secret]
-source = "1password"
-vault = "Eng"
-item = "Stripe"
-field = "secret_key"
-timeout = 1
-"""
+OP_TOML = configs.render(configs.openai(name="stripe", host="api.stripe.com", secret={
+    "source": "1password", "vault": "Eng", "item": "Stripe", "field": "secret_key", "timeout": 1}))
 
 HANGING_OP = """#!/bin/sh
 echo $$ >> "{pids}"

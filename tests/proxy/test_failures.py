@@ -36,12 +36,6 @@ def raw(px: RunningProxy) -> socket.socket:
 
 
 @pytest.fixture
-def up() -> Iterator[UpstreamServer]:
-    with UpstreamServer("api.openai.com") as u:
-        yield u
-
-
-@pytest.fixture
 def px(up: UpstreamServer) -> Iterator[RunningProxy]:
     with running_proxy([up.route()], timeouts=Timeouts(response=1.0, head=1.0)) as p:
         yield p

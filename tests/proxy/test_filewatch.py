@@ -126,12 +126,6 @@ def test_the_proxy_sees_a_bump_on_the_very_next_request(up: UpstreamServer, tmp_
     assert seen == ["Bearer first-secret-value"] * 21 + ["Bearer second-secret-value"]
 
 
-@pytest.fixture
-def up() -> UpstreamServer:  # type: ignore[misc]
-    with UpstreamServer("api.openai.com") as u:
-        yield u
-
-
 class _FileResolver:
     def __init__(self) -> None:
         self.calls = 0

@@ -8,23 +8,10 @@ import subprocess
 from collections.abc import Iterator
 
 import httpx
-import pytest
 import requests
 
 from tests.proxy_harness import PLACEHOLDER, SECRET, RunningProxy, running_proxy
 from tests.upstream import UpstreamServer, pattern_bytes
-
-
-@pytest.fixture
-def up() -> Iterator[UpstreamServer]:
-    with UpstreamServer("api.openai.com") as u:
-        yield u
-
-
-@pytest.fixture
-def px(up: UpstreamServer) -> Iterator[RunningProxy]:
-    with running_proxy([up.route()]) as p:
-        yield p
 
 
 def client(px: RunningProxy) -> httpx.Client:

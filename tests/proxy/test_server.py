@@ -7,7 +7,6 @@ import json
 import shutil
 import ssl
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -21,22 +20,12 @@ from cordon.proxy.secretcache import SecretCache
 from cordon.proxy.server import ProxySettings, serve
 from cordon.proxy.tls import LeafIssuer
 from cordon.store.generation import bump_generation
+from tests import configs
+from tests.conftest import REPO
 from tests.proxy_harness import PLACEHOLDER, SECRET, TOKEN, DictResolver, RunningProxy, running_proxy
 from tests.upstream import UpstreamServer
 
-NODE_DIR = Path(__file__).parent / "node"
-
-
-@pytest.fixture
-def up() -> Iterator[UpstreamServer]:
-    with UpstreamServer("api.openai.com") as u:
-        yield u
-
-
-@pytest.fixture
-def px(up: UpstreamServer) -> Iterator[RunningProxy]:
-    with running_proxy([up.route()]) as p:
-        yield p
+NODE_DIR = REPO / "tests" / "node"
 
 
 def test_health_needs_no_token_and_tells_nothing_secret(px: RunningProxy) -> None:
@@ -183,10 +172,7 @@ def test_cordon_secret_set_bumps_the_generation_file(project: Path, home: Path, 
     from cordon.proxy.secretcache import _sig
     from cordon.store.generation import generation_file
 
-    (project / "cordon.toml").write_text(
-        '[[routes]]\nname = "openai"\n[routes.match]\nhost = "api.openai.com"\n[routes.auth]\n'
-        'type = "header"\nheader_name = "Authorization"\nscheme = "Bearer"\n'
-        '[routes.auth.secret]\nsource = "keyring"\naccount = "openai"\n')
+    configs.write(project / "cordon.toml", configs.openai(keyring="openai"))
     gen = generation_file(home / ".config" / "cordon")
     r = cordon("secret", "set", "openai", stdin="sk-first-value\n")
     assert r.status == 0, r.stderr

@@ -14,11 +14,10 @@ import anyio
 import anyio.abc
 import httpx
 import pytest
-from anyio.from_thread import start_blocking_portal
 
 from cordon.core.model import Policy
 from tests.proxy_harness import PLACEHOLDER, SECRET, TOKEN, RunningProxy, running_proxy
-from tests.upstream import UpstreamServer
+from tests.upstream import LoopbackServer, UpstreamServer
 
 LOCAL = Policy(allow_private=("127.0.0.1/32",))
 
@@ -27,12 +26,6 @@ LOCAL = Policy(allow_private=("127.0.0.1/32",))
 def plain() -> Iterator[UpstreamServer]:
     """A non-route HTTPS server with a certificate for 127.0.0.1 from its own CA."""
     with UpstreamServer("127.0.0.1") as u:
-        yield u
-
-
-@pytest.fixture
-def route_up() -> Iterator[UpstreamServer]:
-    with UpstreamServer("api.openai.com") as u:
         yield u
 
 
@@ -51,8 +44,8 @@ def connect_raw(px: RunningProxy, target: str, token: str | None = TOKEN) -> tup
     return s, resp
 
 
-def test_curl_tunnel_sees_the_upstreams_own_certificate(plain: UpstreamServer, route_up: UpstreamServer) -> None:
-    with running_proxy([route_up.route()], policy=LOCAL) as px:
+def test_curl_tunnel_sees_the_upstreams_own_certificate(plain: UpstreamServer, up: UpstreamServer) -> None:
+    with running_proxy([up.route()], policy=LOCAL) as px:
         # the client trusts ONLY the upstream's CA: an intercepted connection could not verify
         out = subprocess.run(["curl", "-sS", "--fail", "-H", f"Authorization: Bearer {PLACEHOLDER}",
                               f"https://127.0.0.1:{plain.port}/json"],
@@ -114,30 +107,21 @@ def test_tunnel_to_refused_port_is_502() -> None:
     assert resp.startswith(b"HTTP/1.1 502 ") and b"refused" in resp
 
 
-class HalfCloseServer:
+class HalfCloseServer(LoopbackServer):
     """Plain TCP: reads until the client's EOF, then answers with the byte count and closes."""
 
-    def __enter__(self) -> HalfCloseServer:
-        self._cm = start_blocking_portal("asyncio")
-        self.portal = self._cm.__enter__()
-        self.listener = self.portal.call(lambda: anyio.create_tcp_listener(local_host="127.0.0.1"))
-        self.port = self.listener.extra(anyio.abc.SocketAttribute.local_port)
-        self.portal.start_task_soon(self.listener.serve, self._handle)
-        return self
+    def __init__(self) -> None:
+        super().__init__(tls=False)
 
-    async def _handle(self, s: anyio.abc.SocketStream) -> None:
+    async def serve_connection(self, stream: anyio.abc.ByteStream, sock: anyio.abc.SocketStream,
+                               conn_id: int) -> None:
         n = 0
-        async with s:
-            try:
-                while True:
-                    n += len(await s.receive())
-            except anyio.EndOfStream:
-                pass
-            await s.send(f"got {n} bytes".encode())
-
-    def __exit__(self, *exc: object) -> None:
-        self.portal.call(self.listener.aclose)
-        self._cm.__exit__(None, None, None)
+        try:
+            while True:
+                n += len(await stream.receive())
+        except anyio.EndOfStream:
+            pass
+        await stream.send(f"got {n} bytes".encode())
 
 
 def test_tunnel_half_close() -> None:
@@ -195,12 +179,12 @@ def test_absolute_form_plain_http_to_private_address_is_refused() -> None:
         assert plain.connections == 0
 
 
-def test_route_credential_never_goes_in_cleartext(route_up: UpstreamServer) -> None:
+def test_route_credential_never_goes_in_cleartext(up: UpstreamServer) -> None:
     """`http://api.openai.com/...` is forwarded over verified TLS to the route's upstream."""
-    with running_proxy([route_up.route()]) as px, httpx.Client(proxy=px.url) as c:
+    with running_proxy([up.route()]) as px, httpx.Client(proxy=px.url) as c:
         r = c.get("http://api.openai.com/v1/models", headers={"Authorization": f"Bearer {PLACEHOLDER}"})
     assert r.status_code == 200
-    rec = route_up.requests[-1]
+    rec = up.requests[-1]
     assert rec.sni == "api.openai.com"          # it arrived over TLS
     assert rec.header("authorization") == f"Bearer {SECRET}"
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import Iterator
 
 import pytest
 import websockets.sync.client as ws_client
@@ -12,18 +11,6 @@ from websockets.exceptions import InvalidStatus
 
 from tests.proxy_harness import PLACEHOLDER, SECRET, RunningProxy, running_proxy
 from tests.upstream import UpstreamServer
-
-
-@pytest.fixture
-def up() -> Iterator[UpstreamServer]:
-    with UpstreamServer("api.openai.com") as u:
-        yield u
-
-
-@pytest.fixture
-def px(up: UpstreamServer) -> Iterator[RunningProxy]:
-    with running_proxy([up.route()]) as p:
-        yield p
 
 
 def ctx(px: RunningProxy) -> ssl.SSLContext:

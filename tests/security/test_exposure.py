@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, cordon_argv, write
+from tests import configs
+from tests.conftest import REPO, cordon_argv
 from tests.proxy_harness import running_proxy
 from tests.upstream import UpstreamServer
 
@@ -55,22 +56,7 @@ def test_commands_talk_to_loopback_only(home: Path, project: Path, tmp_path: Pat
     """setup, route, secret, env, status, exec (with a client request through the proxy): every socket
     cordon opens goes to loopback or a local Unix socket."""
     with UpstreamServer("api.openai.com") as up:
-        write(project / "cordon.toml", f"""
-[[routes]]
-name = "openai"
-[routes.match]
-host = "api.openai.com"
-[routes.auth]
-type = "header"
-header_name = "Authorization"
-scheme = "Bearer"
-[routes.auth.secret]
-source = "env"
-var = "CORDON_TEST_REAL_KEY"
-[routes.upstream]
-address = "{up.address}"
-ca_file = "{up.ca_file}"
-""")
+        configs.write(project / "cordon.toml", configs.openai(upstream=up))   # CORDON_TEST_REAL_KEY
         log = tmp_path / "net.log"
         env = dict(os.environ)
         env.update({"PYTHONPATH": f"{NETLOG}{os.pathsep}{REPO}", "CORDON_TEST_REAL_KEY": "sk-real-0123456789abcd"})

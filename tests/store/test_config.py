@@ -1,4 +1,4 @@
-"""cordon.toml: every validation rule of DESIGN.md §4 names file:line and a fix; discovery order.
+"""cordon.toml: every validation rule of docs/configuration.md names file:line and a fix; discovery order.
 
 In the documents below, `# <-` marks the line the error must name.
 """

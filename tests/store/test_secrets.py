@@ -312,7 +312,7 @@ def test_op_timeout(fake_op: Path) -> None:
         res.resolve(op_route(timeout=0.3))
 
 
-# --- keyring (a real backend) ------------------------------------------------------------------
+# --- keyring (the real Secret Service) ------------------------------------------------------------------
 
 def test_tests_use_the_secret_service_when_it_can_run(keyring_session: KeyringSession) -> None:
     if shutil.which("gnome-keyring-daemon") and shutil.which("dbus-run-session") and \
@@ -346,6 +346,7 @@ def _daemon_pids(root: int) -> list[int]:
     return found
 
 
+@pytest.mark.secret_service
 def test_a_secret_service_that_dies_is_restarted_before_the_next_test(tmp_path: Path) -> None:
     """The fixture's own guard: a lost daemon is replaced, not left to fail every later test."""
     started = _start_secret_service(tmp_path)
@@ -368,6 +369,7 @@ def test_a_secret_service_that_dies_is_restarted_before_the_next_test(tmp_path: 
     finally:
         ks.stop()
 
+@pytest.mark.secret_service
 def test_keyring_round_trip(home: Path) -> None:
     spec = SecretSpec(source="keyring", account="openai")
     r = route(spec, name="openai")
@@ -389,6 +391,7 @@ def test_keyring_round_trip(home: Path) -> None:
         delete_keyring_secret(spec, os.environ)
 
 
+@pytest.mark.secret_service
 def test_keyring_custom_service(home: Path) -> None:
     spec = SecretSpec(source="keyring", account="github.com", service="gh:github.com")
     set_keyring_secret(spec, SECRET, os.environ)
@@ -396,6 +399,7 @@ def test_keyring_custom_service(home: Path) -> None:
     assert SecretResolver(os.environ).resolve(route(spec)).reveal() == SECRET
 
 
+@pytest.mark.secret_service
 def test_keyring_go_keyring_decode(home: Path) -> None:
     import base64
 
@@ -410,6 +414,7 @@ def test_keyring_go_keyring_decode(home: Path) -> None:
     assert raw.startswith("go-keyring-base64:")
 
 
+@pytest.mark.secret_service
 def test_set_refuses_other_sources_and_bad_values(home: Path) -> None:
     with pytest.raises(SecretError, match="not the keyring"):
         set_keyring_secret(SecretSpec(source="env", var="X"), SECRET, os.environ)

@@ -313,7 +313,7 @@ def _codex_config(path: Path) -> list[IntegrationFile]:
 
 
 def integration_files(config_path: Path, scope: str, home: Path, env: Mapping[str, str]) -> list[IntegrationFile]:
-    """The files `cordon setup` writes (DESIGN.md §6) that hold cordon's variables."""
+    """The files `cordon setup` writes (docs/integrations.md) that hold cordon's variables."""
     if scope == "user":
         codex_home = Path(env["CODEX_HOME"]) if env.get("CODEX_HOME") else home / ".codex"
         codex_env, claude = codex_home / ".env", home / ".claude" / "settings.json"

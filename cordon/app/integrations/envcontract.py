@@ -1,4 +1,4 @@
-"""The env contract (DESIGN.md §2) for a client of the long-lived proxy.
+"""The env contract (docs/exec.md) for a client of the long-lived proxy.
 
 Takes the table from `cordon.core.envvars` (the one definition `cordon env` and
 `exec` use) and only selects from it: a file that outlives a session gets no

@@ -190,6 +190,27 @@ class TLSConn(anyio.abc.ByteStream):
                 await self._write(part)
         await self._flush()
 
+    def has_unread(self) -> bool:
+        """Whether application data (or a close) was received and not yet handed out.
+
+        Ciphertext still in the BIO may be only post-handshake messages (TLS 1.3
+        session tickets): it is processed here to tell. Application data found
+        that way is consumed, so call this only on a connection that is
+        discarded when the answer is yes (the pool's reuse check).
+        """
+        obj = self.ssl_object
+        if obj.pending():
+            return True
+        if not self._in.pending and not self._in.eof:
+            return False
+        try:
+            obj.read(1)
+        except ssl.SSLWantReadError:
+            return False   # only handshake records were waiting
+        except ssl.SSLError:
+            return True
+        return True        # a byte of data, or b"" for close_notify / EOF
+
     async def send_eof(self) -> None:
         raise NotImplementedError("send_eof() is not implemented for TLS streams")
 
