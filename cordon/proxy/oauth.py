@@ -111,7 +111,7 @@ class Broker:
         """The current real access token, refreshed first when it is about to expire."""
         name = route.auth.login or ""
         login = await self.login(name)
-        if login.expiring(self.clock()) and self._failed_until.get(name, 0.0) <= self.clock():
+        if login.expiring(self.clock()):
             login = await self.refresh(name, login.access_token)
         return Secret(login.access_token)
 
@@ -122,6 +122,8 @@ class Broker:
             cur = await self._load(name)
             if cur.access_token != rejected and not cur.expiring(self.clock()):
                 return cur
+            if self._failed_until.get(name, 0.0) > self.clock():
+                return cur                        # a refresh just failed: not again at once
             fd = await self._lock_file(name)
             try:
                 cur = await self._load(name)      # another process may have refreshed while we waited
