@@ -222,8 +222,10 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
         raise UsageError("no command given", "write `cordon exec -- CMD [ARGS...]`")
     set_non_dumpable()
     config = load_exec_config(req)
-    from cordon.app.logins import with_login_routes
-    routes = with_login_routes(config.routes, req.paths, zero_config=config.scope == "none")
+    routes = list(config.routes)
+    if req.paths.logins_index.is_file():   # subscription logins held (`cordon login`)
+        from cordon.app.logins import with_login_routes
+        routes = with_login_routes(routes, req.paths, zero_config=config.scope == "none")
     remove = env_secret_vars(routes)
 
     outer_id = req.env.get("CORDON_SESSION", "")
@@ -257,8 +259,9 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
             req.sensitive(resolver.resolve(r).reveal())
         req.sensitive(token)
 
-    sub = _subscription(routes, req, config, base, say)
-    routes += sub.extra_routes
+    sub = _subscription(routes, req, config, base, say) if any(r.auth.type == "login" for r in routes) else None
+    if sub is not None:
+        routes += sub.extra_routes
 
     leaked = _vars_holding_secrets(base, routes, resolver)
     if leaked:
@@ -286,13 +289,13 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
             files.append(str(codex_config[0]))
         if files:
             session.update(files=tuple(files))
-        if sub.codex_auth is not None:
+        if sub is not None and sub.codex_auth is not None:
             from cordon.app.logins import prepare_codex_auth
             prepare_codex_auth(*sub.codex_auth)
         plan = _ProxyPlan(config=config, routes=routes, resolver=resolver, ca=ca,
                           token=token, session=session, base_env=base,
                           codex_home=codex_home, env_file=env_file, codex_config=codex_config, sandbox=box,
-                          agent_env=sub.env, agent_drop=sub.drop)
+                          agent_env=sub.env if sub else {}, agent_drop=sub.drop if sub else [])
         return _run_loop(req.argv, exe, None, proxy=plan)
     finally:
         _teardown(session, req.paths, say)

@@ -212,8 +212,7 @@ def session_logins(routes: Sequence[Route]) -> list[str]:
 
 def held_logins(paths: Paths) -> list[str]:
     """The logins cordon holds, from the index alone (no keyring access)."""
-    from cordon.store.logins import INDEX_FILE
-    index = paths.cordon_home / INDEX_FILE
+    index = paths.logins_index
     if not index.is_file():
         return []
     try:

@@ -228,7 +228,7 @@ class Broker:
             if new is not None:
                 got = await fetch(self._contexts, target, req.method, path, new, b"")
         if got.status == 200:
-            self._learn(route, oauth.workspace_origins(got.body))
+            await self._learn(route, oauth.workspace_origins(got.body))
         keep = req.keep_alive
         out = [(k, v) for k, v in got.headers if k.lower() not in (
             b"content-length", b"transfer-encoding", b"connection", b"keep-alive")]
@@ -239,7 +239,7 @@ class Broker:
         await client.send(serialize_response_head(got.status, got.reason, out) + body)
         return got.status, len(body), keep
 
-    def _learn(self, api: Route, hosts: Sequence[str]) -> None:
+    async def _learn(self, api: Route, hosts: Sequence[str]) -> None:
         for h in hosts:
             if h == api.host or h in self._learned or any(r.host == h for r in self.routes):
                 continue
@@ -252,9 +252,9 @@ class Broker:
                                        upstream=api.upstream if api.upstream.address else Upstream())
             log.info("login %s: workspace origin %s gets the access token too", api.auth.login, h)
         if hosts:
-            self._remember_origins(api.auth.login or "", hosts)
+            await self._remember_origins(api.auth.login or "", hosts)
 
-    def _remember_origins(self, name: str, hosts: Sequence[str]) -> None:
+    async def _remember_origins(self, name: str, hosts: Sequence[str]) -> None:
         login = self._cache.get(name)
         p = oauth.provider(name)
         new = tuple(h for h in hosts if h != p.api_host and h not in (login.origins if login else ()))
@@ -262,7 +262,7 @@ class Broker:
             return
         self._cache[name] = updated = replace(login, origins=(*login.origins, *new))
         try:
-            self.backend.save(updated)
+            await anyio.to_thread.run_sync(self.backend.save, updated)
         except Exception as e:  # remembering is a convenience: the session goes on
             log.warning("login %s: could not store the workspace origins (%s)", name, type(e).__name__)
 

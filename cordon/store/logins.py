@@ -27,7 +27,6 @@ from cordon.store.atomic import atomic_write
 from cordon.store.generation import bump_generation, generation_file
 from cordon.store.paths import Paths, ensure_private_dir
 
-INDEX_FILE = "logins.json"
 LOCK_WAIT = 60.0     # seconds a refresh waits for another process's refresh of the same login
 
 
@@ -39,13 +38,14 @@ class LoginStore:
     """Load, save and lock the logins of one user (`paths.cordon_home`)."""
 
     def __init__(self, paths: Paths, env: Mapping[str, str]) -> None:
+        self.paths = paths
         self.home = paths.cordon_home
         self.env = dict(env)
         self.gen_file = generation_file(self.home)
 
     @property
     def index_path(self) -> Path:
-        return self.home / INDEX_FILE
+        return self.paths.logins_index
 
     def lock_path(self, name: str) -> Path:
         return self.home / "logins" / f"{name}.lock"
