@@ -135,14 +135,21 @@ def test_codex_forced_expiry_refreshes_once_and_agent_logout_leaves_the_login(
     after = s.load("codex")
     assert after is not None and after.refresh_token == m.family.refresh and after.access_token == m.family.access
     # the agent logs out: its revoke is answered by cordon, and the real login goes on working
-    r = cordon_run(project, "exec", "--", codex, "logout")
+    r = cordon_run(project, "exec", "--log-level", "info", "--", codex, "logout")
     assert r.returncode == 0, r.stderr[-2000:]
+    assert "the agent's revoke call was answered by cordon" in r.stderr
     assert [q.path for q in m.token.requests if "revoke" in q.path] == []
     r = cordon_run(project, "exec", "--", codex, "exec", "--skip-git-repo-check", "--color", "never", "again")
     assert r.returncode == 0, r.stderr[-4000:]
     assert m.reply in r.stdout
     assert len(m.refreshes) == 1 and not m.family.revoked
     assert_only_placeholders([expired, m.family.access, m.family.refresh, CODEX_REFRESH], r, project / ".codex")
+    # `cordon logout` gives the user's file back with the tokens cordon rotated
+    r = cordon_run(project, "logout", "codex")
+    assert r.returncode == 0, r.stderr
+    back = json.loads((home / ".codex" / "auth.json").read_text())["tokens"]
+    assert (back["access_token"], back["refresh_token"]) == (m.family.access, m.family.refresh)
+    assert back["account_id"] == ACCOUNT_ID and back["id_token"] == cur.id_token
 
 
 @pytest.fixture
@@ -220,3 +227,15 @@ def test_session_ca_is_constrained_to_the_login_hosts(project: Path, home: Path)
     nc = ca.extensions.get_extension_for_class(x509.NameConstraints).value
     assert {n.value for n in nc.permitted_subtrees or []} == {
         "chatgpt.com", "auth.openai.com", "api.anthropic.com", "platform.claude.com"}
+
+
+def test_claude_agent_logout_leaves_the_real_login_working(claude_login: MockProvider, project: Path,
+                                                          home: Path) -> None:
+    claude = need(CLAUDE)
+    m = claude_login
+    r = cordon_run(project, "exec", "--log-level", "info", "--", claude, "auth", "logout", env=claude_env())
+    assert m.token.requests == [], "the agent's logout reached the token endpoint"
+    assert "the agent's revoke call was answered by cordon" in r.stderr
+    r = cordon_run(project, "exec", "--", claude, "-p", "say hi", env=claude_env())
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-4000:])
+    assert m.reply in r.stdout and m.refreshes == []
