@@ -161,7 +161,7 @@ def logout(name: str, *, env: Mapping[str, str], paths: Paths, target: str | Non
     return LogoutResult(login=current, client_file=path, routes_removed=removed)
 
 
-def _check_not_real(path: Path, name: str) -> None:
+def _check_not_real(path: Path, name: str, hint: str | None = None) -> None:
     """Refuse to overwrite a real login the user made since (`codex login` again, say)."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -173,7 +173,8 @@ def _check_not_real(path: Path, name: str) -> None:
         return                   # placeholders (or not a login at all): ours to replace
     if not is_placeholder(found):
         raise CordonError(f"{path} holds another real {name} login, made after `cordon login`",
-                          f"move it away first, or write cordon's login elsewhere: `cordon logout {name} --to PATH`")
+                          hint or f"move it away first, or write cordon's login elsewhere: "
+                                  f"`cordon logout {name} --to PATH`")
 
 
 def _remove_routes(name: str, paths: Paths, config: str | None, scope: str | None) -> list[str]:
@@ -290,7 +291,8 @@ def subscription(routes: Sequence[Route], env: Mapping[str, str], paths: Paths,
 
 def prepare_codex_auth(path: Path, content: str) -> None:
     """Put the placeholder auth.json in the session's CODEX_HOME, refusing to replace a real login."""
-    _check_not_real(path, "codex")
+    _check_not_real(path, "codex", f"`cordon login codex --from {path}` makes cordon hold that newer login "
+                                   "(and leaves placeholders there)")
     try:
         if path.read_text(encoding="utf-8") == content:
             return

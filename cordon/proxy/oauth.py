@@ -192,12 +192,15 @@ class Broker:
         if req.method != b"POST" or path.split(b"?", 1)[0] not in (p.token_path.encode(), p.revoke_path.encode()):
             return None
         framing = request_framing(req)
-        if framing.kind != "length" or framing.length > AGENT_CALL_MAX:
+        if framing.kind == "length" and framing.length <= AGENT_CALL_MAX:
+            raw = body = await _read_exact(client, framing.length, px.timeouts.read)
+        elif framing.kind == "chunked":
+            raw, body = await _read_chunked(client, px.timeouts.read)
+        else:
             return None
-        body = await _read_exact(client, framing.length, px.timeouts.read)
         kind = oauth.classify(p, req.method, path, body)
         if kind is None:
-            client.unread(body)          # e.g. a new login's authorization_code exchange: forwarded
+            client.unread(raw)           # e.g. a new login's authorization_code exchange: forwarded as it came
             return None
         answer = oauth.local_refresh_answer(await self.login(p.name)) if kind == "refresh" else b"{}"
         log.info("login %s: the agent's %s call was answered by cordon (not forwarded)", p.name, kind)
@@ -292,6 +295,28 @@ async def _read_exact(client: Conn, n: int, timeout: float) -> bytes:
     except (anyio.BrokenResourceError, anyio.EndOfStream, OSError):
         raise ProtocolError("the client closed the connection in the middle of the request body", 400)
     return b"".join(parts)
+
+
+async def _read_chunked(client: Conn, timeout: float) -> tuple[bytes, bytes]:
+    """A chunked body up to AGENT_CALL_MAX: (the bytes as sent, the decoded body)."""
+    dec = ChunkedDecoder(400)
+    raw = bytearray()
+    body = bytearray()
+    try:
+        while not dec.done:
+            data = await client.receive_within(RECV, timeout)
+            raw += data
+            body += dec.feed(data)
+            if len(raw) > AGENT_CALL_MAX:
+                raise ProtocolError("request body too large for a token call", 413)
+    except TimeoutError:
+        raise ProtocolError("timed out reading the request body", 408)
+    except (anyio.BrokenResourceError, anyio.EndOfStream, OSError):
+        raise ProtocolError("the client closed the connection in the middle of the request body", 400)
+    if dec.unused:
+        client.unread(dec.unused)
+        del raw[len(raw) - len(dec.unused):]
+    return bytes(raw), bytes(body)
 
 
 async def fetch(contexts: ClientContexts, target: Target, method: bytes, path: bytes, headers: Headers, body: bytes,

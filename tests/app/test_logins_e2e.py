@@ -239,3 +239,13 @@ def test_claude_agent_logout_leaves_the_real_login_working(claude_login: MockPro
     r = cordon_run(project, "exec", "--", claude, "-p", "say hi", env=claude_env())
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-4000:])
     assert m.reply in r.stdout and m.refreshes == []
+
+
+def test_exec_never_replaces_a_newer_real_codex_login(project: Path, home: Path) -> None:
+    f = write_codex(home, codex_auth_json(access=CODEX_ACCESS))
+    assert cordon_run(project, "login", "codex").returncode == 0
+    newer = codex_auth_json(refresh="rt_NEWER-real-login")
+    f.write_text(newer)                                   # `codex login` again, outside cordon
+    r = cordon_run(project, "exec", "--", "true")
+    assert r.returncode == 1 and "cordon login codex --from" in r.stderr
+    assert f.read_text() == newer

@@ -220,3 +220,21 @@ def test_workspace_origin_named_by_accounts_check_gets_the_token(home: Path, tmp
     assert m.api.requests[-1].header("authorization") == f"Bearer {CODEX_ACCESS}"
     stored = store().load("codex")
     assert isinstance(stored, Login) and stored.origins == ("eu.chatgpt.com",)
+
+
+def test_a_chunked_refresh_is_answered_and_other_token_calls_pass_unchanged(codex: MockProvider,
+                                                                          tmp_path: Path) -> None:
+    def chunks(data: bytes) -> Iterator[bytes]:
+        yield data[:10]
+        yield data[10:]
+    refresh = json.dumps({"grant_type": "refresh_token", "refresh_token": PLACEHOLDER_REFRESH}).encode()
+    code = b"grant_type=authorization_code&code=abc&client_id=x"
+    with proxy_for(codex, tmp_path) as px, client(px) as c:  # type: ignore[attr-defined]
+        r = c.post("https://auth.openai.com/oauth/token", content=chunks(refresh),
+                   headers={"content-type": "application/json"})
+        assert r.status_code == 200 and r.json()["refresh_token"] == PLACEHOLDER_REFRESH
+        other = c.post("https://auth.openai.com/oauth/token", content=chunks(code),
+                       headers={"content-type": "application/x-www-form-urlencoded"})
+    assert other.status_code == 404                    # the mock's answer: it was forwarded
+    assert [q.body for q in codex.token.requests] == [code]
+    assert codex.refreshes == []
