@@ -154,3 +154,33 @@ def test_setup_keeps_subscription_mode(cordon, project: Path, home: Path) -> Non
     for f in (project / ".codex").rglob("*"):
         if f.is_file():
             assert access not in f.read_text() and CODEX_REFRESH not in f.read_text()
+
+
+def test_cordon_start_injects_and_refreshes_a_login(cordon, project: Path, home: Path) -> None:
+    """The long-lived proxy serves a login like a session does: injection, and a 401 refreshed once."""
+    import ssl
+
+    import httpx
+
+    from cordon.store.tokens import TokenStore
+    from tests.mock_oauth import MockProvider
+    from tests.startproc import started
+    write_claude(home)
+    with MockProvider("claude", access=CLAUDE_ACCESS, refresh=CLAUDE_REFRESH) as m:
+        (project / "cordon.toml").write_text(m.route_overrides())
+        assert cordon("login", "claude").status == 0
+        sd = Paths.from_env(os.environ, cwd=project).state_dir("project", project)
+        with started("--log-level", "info", cwd=project) as sp:
+            token = TokenStore.for_state_dir(sd).load()["default"]
+            ctx = ssl.create_default_context(cafile=str(sd / "certs" / "ca-cert.pem"))
+            m.fail_next = [401]
+            with httpx.Client(proxy=f"http://cordon:{token}@127.0.0.1:{sp.port}", verify=ctx, timeout=20) as c:
+                r = c.post("https://api.anthropic.com/v1/messages", json={},
+                           headers={"Authorization": "Bearer placeholder"})
+            assert r.status_code == 200
+        assert m.refreshes == [CLAUDE_REFRESH]
+        assert m.api.requests[-1].header("authorization") == f"Bearer {m.family.access}"
+        stored = store().load("claude")
+        assert stored is not None and stored.refresh_token == m.family.refresh
+        for t in (CLAUDE_ACCESS, CLAUDE_REFRESH, m.family.access, m.family.refresh):
+            assert t not in sp.stderr
