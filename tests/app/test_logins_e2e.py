@@ -249,3 +249,15 @@ def test_exec_never_replaces_a_newer_real_codex_login(project: Path, home: Path)
     r = cordon_run(project, "exec", "--", "true")
     assert r.returncode == 1 and "cordon login codex --from" in r.stderr
     assert f.read_text() == newer
+
+
+def test_zero_config_keeps_subscription_mode(project: Path, home: Path) -> None:
+    write_claude(home, claude_credentials())
+    assert cordon_run(project, "login", "claude").returncode == 0
+    (home / ".config" / "cordon" / "cordon.toml").unlink()        # no configuration at all now
+    r = cordon_run(project, "exec", "--", "env", env={"ANTHROPIC_API_KEY": "sk-ant-api03-a-real-api-key"})
+    assert r.returncode == 0, r.stderr
+    env = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+    assert "ANTHROPIC_API_KEY" not in env                          # neither the key nor a placeholder
+    assert env["CLAUDE_CODE_OAUTH_TOKEN"] == PLACEHOLDER_CLAUDE_ACCESS
+    assert "sk-ant-api03-a-real-api-key" not in r.stdout
