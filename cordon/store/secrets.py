@@ -212,8 +212,6 @@ class SecretResolver:
             return self._from_env(route)
         if spec.source == "file":
             return self._from_file(route)
-        if spec.source == "login":
-            return self._from_login(route)
         key = (route.name, spec)
         with self._lock:
             klock = self._key_locks.setdefault(key, threading.Lock())
@@ -226,6 +224,8 @@ class SecretResolver:
                 value, ttl = self._from_keyring(route), None
             elif spec.source == "1password":
                 value, ttl = self._from_op(route), None
+            elif spec.source == "login":
+                value, ttl = self._from_login(route), None
             else:
                 value, ttl = self._from_command(route), spec.ttl
             if ttl is None or ttl > 0:
@@ -289,7 +289,8 @@ class SecretResolver:
         return _clean(text, f"route '{route.name}': secret file {path}", fix_hint(route))
 
     def _from_login(self, route: Route) -> Secret:
-        """A login route's current access token (read each time: the proxy refreshes it)."""
+        """A login route's current access token (the proxy refreshes it: a running proxy asks its
+        login broker, not this resolver)."""
         from cordon.store.logins import LoginStore
         from cordon.store.paths import Paths
         name = route.auth.secret.account or ""
