@@ -261,3 +261,31 @@ def test_zero_config_keeps_subscription_mode(project: Path, home: Path) -> None:
     assert "ANTHROPIC_API_KEY" not in env                          # neither the key nor a placeholder
     assert env["CLAUDE_CODE_OAUTH_TOKEN"] == PLACEHOLDER_CLAUDE_ACCESS
     assert "sk-ant-api03-a-real-api-key" not in r.stdout
+
+
+def test_two_sessions_refresh_an_expired_login_once_between_them(claude_login: MockProvider,
+                                                               project: Path) -> None:
+    """Two `cordon exec` processes at once, the login expired: one refresh with the real refresh token."""
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed (scripts/test installs it)")
+    import os
+    from dataclasses import replace
+
+    from cordon.store.logins import LoginStore
+    from cordon.store.paths import Paths
+    m = claude_login
+    env = dict(os.environ)
+    s = LoginStore(Paths.from_env(env), env)
+    cur = s.load("claude")
+    assert cur is not None
+    s.save(replace(cur, expires_at=time.time() - 10))
+    curl = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: Bearer x",
+            "-H", "content-type: application/json", "-d", "{}", "https://api.anthropic.com/v1/messages"]
+    procs = [subprocess.Popen(cordon_argv("exec", "--", *curl), cwd=project, env=subprocess_env(),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [o[0] for o in outs] == ["200", "200"], outs
+    assert m.refreshes == [CLAUDE_REFRESH]                       # once between the two processes
+    after = s.load("claude")
+    assert after is not None and after.refresh_token == m.family.refresh and not m.family.revoked
