@@ -129,11 +129,16 @@ class Broker:
                 cur = await self._load(name)      # another process may have refreshed while we waited
                 if cur.access_token != rejected and not cur.expiring(self.clock()):
                     return cur
-                new = await self._exchange(cur)
+                # shielded: a client leaving must not cancel a refresh between the provider's
+                # rotation and the save (the old refresh token is spent by then)
+                new: Login | None = None
+                with anyio.CancelScope(shield=True):
+                    new = await self._exchange(cur)
+                    if new is not None:
+                        await anyio.to_thread.run_sync(self.backend.save, new)   # stored before any use
                 if new is None:
                     self._failed_until[name] = self.clock() + RETRY_AFTER_FAILURE
                     return cur
-                await anyio.to_thread.run_sync(self.backend.save, new)   # stored before any use
                 self._cache[name] = new
                 self._failed_until.pop(name, None)
                 self.refreshes += 1
@@ -141,12 +146,12 @@ class Broker:
                          new.summary()["expires_at"] or "unknown")
                 return new
             finally:
-                await anyio.to_thread.run_sync(self.backend.unlock, fd)
+                self.backend.unlock(fd)          # two system calls; never skipped by a cancellation
 
     async def _lock_file(self, name: str) -> int:
         deadline = self.clock() + LOCK_WAIT
         while True:
-            fd = await anyio.to_thread.run_sync(self.backend.try_lock, name)
+            fd = self.backend.try_lock(name)    # non-blocking (LOCK_NB): never holds up the loop
             if fd is not None:
                 return fd
             if self.clock() > deadline:
