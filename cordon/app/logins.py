@@ -22,6 +22,7 @@ from cordon.core.oauth import (
     PROVIDERS,
     Login,
     LoginFormatError,
+    PlaceholderFile,
     client_file,
     is_placeholder,
     login_routes,
@@ -72,6 +73,10 @@ def _read_client_file(name: str, path: Path) -> Login:
         raise CordonError(f"{path}: cannot read: {e}", "check the file's permissions") from None
     try:
         return parse_client_file(name, text, source=str(path))
+    except PlaceholderFile as e:
+        raise CordonError(f"{path}: {e}: cordon holds this login already, or it was given back elsewhere",
+                          f"`cordon status` lists the logins cordon holds; `cordon logout {name}` gives one back") \
+            from None
     except LoginFormatError as e:
         raise CordonError(f"{path}: not a {name} subscription login: {e}",
                           "name the client's credential file with --from PATH") from None

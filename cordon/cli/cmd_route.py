@@ -304,6 +304,9 @@ def describe_auth(route: Route) -> str:
     a = route.auth
     if a.type == "basic":
         return f"basic ({a.username})"
+    if a.type == "login":
+        return ("Authorization: Bearer (subscription access token)" if a.role == "api"
+                else "none (refresh and revoke answered by cordon)")
     return f"{a.header_name}: {a.scheme}" if a.scheme else a.header_name
 
 

@@ -82,7 +82,7 @@ class SecretSpec:
         if self.source == "file":
             return f"file {self.path}"
         if self.source == "login":
-            return f"login {self.account} (`cordon login {self.account}`)"
+            return f"cordon login {self.account}"
         return f"command {self.command[0] if self.command else '?'}"
 
 

@@ -58,6 +58,10 @@ class LoginFormatError(ValueError):
     """A client's credential file is not a login cordon can use (the message says why)."""
 
 
+class PlaceholderFile(LoginFormatError):
+    """The file holds cordon's placeholders (the login was imported already)."""
+
+
 def provider(name: str) -> Provider:
     try:
         return BY_NAME[name]
@@ -208,8 +212,7 @@ def parse_client_file(name: str, text: str, source: str | None = None) -> Login:
                       scopes=tuple(o.get("scopes") or ()), subscription_type=o.get("subscriptionType"),
                       rate_limit_tier=o.get("rateLimitTier"), extra=extra, source=source)
     if is_placeholder(login):
-        raise LoginFormatError("it holds cordon's placeholders, not a real login (was it imported already? "
-                               "`cordon status` shows the logins cordon keeps)")
+        raise PlaceholderFile("it holds cordon's placeholders, not a real login")
     return login
 
 
