@@ -22,6 +22,7 @@
       testPythonPackages = ps: [
         ps.pytest
         ps.pytest-timeout
+        ps.pytest-xdist
         ps.pexpect
         ps.hypothesis
         ps.httpx

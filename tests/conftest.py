@@ -20,9 +20,10 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from cordon.cli.context import Context
 from cordon.cli.main import main
@@ -32,6 +33,11 @@ if TYPE_CHECKING:
     from tests.upstream import UpstreamServer
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Property tests assert results, never speed: no per-example deadline and no "too slow"
+# health check, which a loaded machine running the suite in parallel would trip at random.
+settings.register_profile("cordon", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("cordon")
 
 
 @dataclass
@@ -234,12 +240,26 @@ def keyring_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keyrin
         session.stop()
 
 
+_WORKER_RESTARTS: list[str] = []   # under xdist: the restarts the workers reported
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:       # an xdist worker: hand the restarts to the controller
+        workeroutput["secret_service_restarts"] = [r for s in _KEYRING_SESSIONS for r in s.restarts]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    _WORKER_RESTARTS.extend(getattr(node, "workeroutput", {}).get("secret_service_restarts", []))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    for session in _KEYRING_SESSIONS:
-        for i, stderr in enumerate(session.restarts, 1):
-            terminalreporter.write_line(
-                f"note: gnome-keyring's Secret Service stopped answering and was restarted ({i}); "
-                f"its stderr: {stderr}")
+    restarts = [r for s in _KEYRING_SESSIONS for r in s.restarts] + _WORKER_RESTARTS
+    for i, stderr in enumerate(restarts, 1):
+        terminalreporter.write_line(
+            f"note: gnome-keyring's Secret Service stopped answering and was restarted ({i}); "
+            f"its stderr: {stderr}")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -179,7 +179,7 @@ class MockService:
 def claude_events(reply: str, model: str = "claude-mock") -> list[str]:
     def ev(name: str, data: dict[str, Any]) -> str:
         return f"event: {name}\ndata: {json.dumps(data)}\n\n"
-    msg = {"id": "msg_mock1", "type": "message", "role": "assistant", "model": model, "content": [],
+    msg: dict[str, Any] = {"id": "msg_mock1", "type": "message", "role": "assistant", "model": model, "content": [],
            "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 10, "output_tokens": 1}}
     return [ev("message_start", {"type": "message_start", "message": msg}),
             ev("content_block_start", {"type": "content_block_start", "index": 0,

@@ -196,7 +196,7 @@ class LoopbackServer:
             self._portal = None
         shutil.rmtree(self._tmp, ignore_errors=True)
 
-    async def _make_listener(self) -> anyio.abc.SocketListener:
+    async def _make_listener(self) -> anyio.abc.Listener[anyio.abc.SocketStream]:
         return await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
 
     async def _shutdown(self) -> None:

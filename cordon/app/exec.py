@@ -23,13 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cordon.app import reaper
 from cordon.core.errors import ConfigError, CordonError, SecretError, UsageError
 from cordon.core.model import DEFAULT_PLACEHOLDER, Config, Route, SecretSpec
+from cordon.core.wording import plural
 from cordon.store.paths import Paths
 
 if TYPE_CHECKING:
     from cordon.app.logins import Subscription
-    from cordon.app.sandbox import Sandbox
+    from cordon.app.sandbox import Probe
     from cordon.core.certs import CA
     from cordon.store.secrets import SecretResolver
     from cordon.store.session import Session
@@ -107,7 +109,9 @@ def find_command(name: str, env: Mapping[str, str]) -> str:
     if "/" in name:
         if not os.path.exists(name):
             raise CommandNotFound(f"command not found: {name}")
-        if os.path.isdir(name) or not os.access(name, os.X_OK):
+        if os.path.isdir(name):
+            raise CommandNotExecutable(f"is a directory: {name}")     # as bash says it (exit 126)
+        if not os.access(name, os.X_OK):
             raise CommandNotExecutable(f"permission denied: {name}")
         return name
     found = shutil.which(name, path=env.get("PATH", os.defpath))
@@ -133,7 +137,7 @@ def zero_config_routes(env: Mapping[str, str]) -> list[Route]:
 
 def load_exec_config(req: ExecRequest) -> Config:
     if not req.config and not req.scope and req.paths.find_project_config() is None \
-            and not req.paths.user_config.is_file():
+            and not req.paths.user_config.exists():
         # zero-config: what select_config_path would conclude, without importing the parser
         return Config(routes=tuple(zero_config_routes(req.env)), scope="none")
     from cordon.store.config import load_config, select_config_path
@@ -249,10 +253,13 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
 
     if routes and not config.tls.enabled:
         raise ConfigError(f"{config.path}: [tls] enabled = false, so cordon cannot intercept "
-                          f"its {len(routes)} route(s)", "remove `enabled = false` from [tls] (or remove the routes)")
+                          f"its {plural(len(routes), 'route')}",
+                          "remove `enabled = false` from [tls] (or remove the routes)")
     from cordon.store.secrets import SecretResolver
     resolver = SecretResolver(req.env, op_path=config.op_path)
     preflight(routes, resolver, _scope_args(req))
+    from cordon.store.upstreamca import check_ca_files
+    check_ca_files(routes, config.path)
     token = _new_token()
     if req.sensitive is not None:
         for r in routes:
@@ -269,16 +276,16 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
         for k in leaked:
             del base[k]
 
-    from cordon.app.sandbox import choose
-    box = choose(req.sandbox, req.egress, req.egress_ports, config, routes, req.env, req.paths, say)
-
     hosts = [r.host for r in routes]
     ca = session_ca(hosts)
     bundle = _build_bundle(ca.cert_pem, req.env)
 
     from cordon.store.session import create_session
     session = create_session(req.paths, ca_pem=ca.cert_pem, bundle_pem=bundle, route_hosts=hosts)
+    box = None
     try:
+        from cordon.app.sandbox import choose
+        box = choose(req.sandbox, req.egress, req.egress_ports, config, routes, req.env, req.paths, say)
         proj = project_dir(config, req.paths.cwd)
         codex_home = proj / ".codex" if proj is not None else None
         env_file = _dotenv_target(codex_home, req.env, req.paths)
@@ -298,6 +305,8 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
                           agent_env=sub.env if sub else {}, agent_drop=sub.drop if sub else [])
         return _run_loop(req.argv, exe, None, proxy=plan)
     finally:
+        if box is not None:
+            box.close()
         _teardown(session, req.paths, say)
 
 
@@ -433,7 +442,7 @@ class _ProxyPlan:
     codex_home: Path | None
     env_file: Path | None
     codex_config: tuple[Path, dict[Key, str]] | None
-    sandbox: Sandbox | None = None
+    sandbox: Probe | None = None
     agent_env: dict[str, str] = dataclasses.field(default_factory=dict)   # subscription logins: the
     agent_drop: list[str] = dataclasses.field(default_factory=list)       # client's placeholders; API-key vars to drop
 
@@ -485,6 +494,7 @@ def _run_loop(argv: Sequence[str], exe: str, env: dict[str, str] | None, proxy: 
         # the loop left SIG_DFL behind; the child is gone and teardown is short: let it finish
         for s in FORWARDED:
             signal.signal(s, signal.SIG_IGN)
+        reaper.end_descendants()    # daemons the child left behind (cordon is their subreaper)
     return status
 
 
@@ -603,6 +613,7 @@ async def _supervise(argv: Sequence[str], exe: str, env: Mapping[str, str], fwd:
     directly; cordon receives the same SIGINT and only keeps waiting. TERM,
     HUP and QUIT sent to cordon are forwarded by `fwd`.
     """
+    reaper.become_subreaper()
     try:
         proc = spawn(argv, exe, env) if spawn else subprocess.Popen(list(argv), executable=exe, env=dict(env))
     except FileNotFoundError:

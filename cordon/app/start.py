@@ -64,6 +64,8 @@ class ProxyRun:
         from cordon.store.secrets import SecretResolver
         self._resolver = SecretResolver(self.env, op_path=scope.config.op_path)
         self._secret_values += check_secrets(scope, self._resolver, report)
+        from cordon.store.upstreamca import check_ca_files
+        check_ca_files(scope.config.routes, scope.config_path)
         if scope.config.routes and not scope.config.tls.enabled:
             n = len(scope.config.routes)
             raise ConfigError(f"{scope.config_path}: [tls] enabled = false, so cordon cannot intercept "

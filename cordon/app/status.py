@@ -133,7 +133,7 @@ def scope_status(paths: Paths, env: Mapping[str, str], config_path: Path | None,
     state_dir = paths.state_dir_for_config(config_path, scope)
     config: Config | None = None
     config_error = None
-    if config_path is None or not config_path.is_file():
+    if config_path is None or not config_path.exists():
         config_error = f"{config_path or paths.cwd / 'cordon.toml'}: no such file"
     else:
         try:
@@ -222,7 +222,7 @@ def gather(paths: Paths, env: Mapping[str, str], *, config: str | None, scope: s
         selected, sel_scope = paths.cwd / "cordon.toml", "project"
     targets: list[tuple[Path, str, str | None]] = [(selected, sel_scope, None)]
     if config is None and scope is None:
-        if paths.user_config.is_file():
+        if paths.user_config.exists():
             targets.append((paths.user_config, "user", None))
         targets += _service_targets(paths, manager)
     out: list[ScopeStatus] = []

@@ -9,6 +9,7 @@ from typing import Any
 from cordon.app.doctor import Report, run_doctor, to_json
 from cordon.app.service import manager_or_none
 from cordon.cli.context import Context, add_scope_args
+from cordon.core.wording import plural
 
 
 def register(sub: Any, name: str) -> None:
@@ -43,4 +44,4 @@ def render(report: Report, ctx: Context) -> None:
         if c.fix and c.status != "ok":
             ctx.out(f"{'':<4}  {'':<{width}}  fix: {c.fix}")
     n = report.counts()
-    ctx.out(f"{n['ok']} ok, {n['warn']} warnings, {n['fail']} failed, {n['skip']} skipped")
+    ctx.out(f"{n['ok']} ok, {plural(n['warn'], 'warning')}, {n['fail']} failed, {n['skip']} skipped")

@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from cordon.cli.context import Context, add_scope_args
+from cordon.core.credlike import looks_like_credential
 from cordon.core.errors import ConfigError, SecretError, UsageError
 from cordon.core.model import Auth, Route, SecretSpec, Upstream
 from cordon.core.routes import PRESETS, derive_name
 from cordon.store.config import check_route, load_config, select_config_path
 from cordon.store.configedit import add_route, remove_route, route_table, update_route
+from cordon.store.knownscopes import keyring_users, remember
+from cordon.store.upstreamca import check_ca_files
 
 SOURCES = ("keyring", "1password", "env", "file", "command")
 
@@ -69,7 +72,10 @@ def register(sub: Any, name: str) -> None:
     rm.add_argument("name")
     add_scope_args(rm)
     rm.add_argument("--delete-secret", action="store_true",
-                    help="also delete its secret from the keyring (keyring routes only)")
+                    help="also delete its secret from the keyring (keyring routes only); asks first "
+                         "when routes of other known configs use the same entry")
+    rm.add_argument("--force", action="store_true",
+                    help="with --delete-secret: delete a keyring entry other configs use without asking")
     rm.set_defaults(run=run_remove)
 
 
@@ -133,6 +139,10 @@ def _abs(p: str, cwd: Path) -> Path:
 
 
 def build_route(args: argparse.Namespace, base: Route | None, cwd: Path) -> Route:
+    if getattr(args, "account", None) and looks_like_credential(args.account):
+        raise UsageError("--account looks like a secret key, not a keyring account name (it was not stored)",
+                         "give a label such as `--account openai`; store the key itself with "
+                         "`cordon secret set NAME` (input hidden)")
     """The route the flags describe, on top of `base` (the route being edited, or None)."""
     preset = PRESETS[args.preset] if args.preset else None
     host = args.host or (preset.host if preset else None) or (base.host if base else None)
@@ -255,7 +265,9 @@ def run_add(args: argparse.Namespace, ctx: Context) -> int:
         from cordon.cli.route_wizard import wizard
         args = wizard(args, ctx, None)
     route = build_route(args, None, cwd)
+    check_ca_files([route], path)
     created = add_route(path, route)
+    remember(ctx.paths, path)
     if created:
         ctx.out(f"created {path}")
     ctx.out(f"added route '{route.name}' ({route.host}) to {path}")
@@ -288,7 +300,9 @@ def run_edit(args: argparse.Namespace, ctx: Context) -> int:
         from cordon.cli.route_wizard import wizard
         args = wizard(args, ctx, base)
     route = build_route(args, base, ctx.paths.cwd)
+    check_ca_files([route], path)
     update_route(path, args.name, route)
+    remember(ctx.paths, path)
     ctx.out(f"updated route '{route.name}' ({route.host}) in {path}")
     return 0
 
@@ -360,13 +374,34 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def _may_delete_shared(ctx: Context, path: Path, removed: Route, *, force: bool) -> bool:
+    """Whether to delete `removed`'s keyring entry: warn when routes of other known configs read
+    it, then ask (a terminal), take --force, or keep it."""
+    users = keyring_users(ctx.paths, removed.auth.secret, besides=path)
+    if not users:
+        return True
+    ctx.err(f"cordon: warning: {removed.auth.secret.describe()} is also used by "
+            + "; ".join(f"route '{u.route}' in {u.config_path}" for u in users)
+            + ": deleting it breaks " + ("that route" if len(users) == 1 else "those routes"))
+    if force:
+        return True
+    if not ctx.stdin.isatty():
+        ctx.err("hint: pass --force to delete it anyway")
+        return False
+    ctx.stderr.write("Delete it anyway? [y/N] ")
+    ctx.stderr.flush()
+    return ctx.stdin.readline().strip().lower() in ("y", "yes")
+
+
 def run_remove(args: argparse.Namespace, ctx: Context) -> int:
     path, _ = _find(args, ctx)
     old = remove_route(path, args.name)
     ctx.out(f"removed route '{old.name}' ({old.host}) from {path}")
     s = old.auth.secret
     if s.source == "keyring":
-        if args.delete_secret:
+        if args.delete_secret and not _may_delete_shared(ctx, path, old, force=args.force):
+            ctx.out(f"its secret stays in {s.describe()}")
+        elif args.delete_secret:
             from cordon.store.generation import bump_generation, generation_file
             from cordon.store.secrets import delete_keyring_secret
             try:

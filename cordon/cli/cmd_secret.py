@@ -16,7 +16,13 @@ from cordon.core.errors import ConfigError, SecretError, UsageError
 from cordon.core.model import Config, Route
 from cordon.store.config import load_selected
 from cordon.store.generation import bump_generation, generation_file
-from cordon.store.secrets import SecretResolver, delete_keyring_secret, set_keyring_secret
+from cordon.store.secrets import (
+    NoKeyring,
+    SecretResolver,
+    delete_keyring_secret,
+    no_keyring_hint,
+    set_keyring_secret,
+)
 
 
 def register(sub: Any, name: str) -> None:
@@ -91,7 +97,10 @@ def read_value(ctx: Context, prompt: str) -> str:
 
 def store_secret(route: Route, ctx: Context) -> None:
     value = read_value(ctx, f"Secret for route '{route.name}' (input hidden): ")
-    set_keyring_secret(route.auth.secret, value, ctx.env)
+    try:
+        set_keyring_secret(route.auth.secret, value, ctx.env)
+    except NoKeyring as e:
+        raise SecretError(e.message, no_keyring_hint(route.name)) from None
     bump_generation(generation_file(ctx.paths.cordon_home))  # running proxies re-resolve on their next request
     ctx.out(f"stored the secret of route '{route.name}' in {route.auth.secret.describe()}")
 

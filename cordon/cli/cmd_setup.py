@@ -7,6 +7,8 @@ from typing import Any
 
 from cordon.app.integrations import INTEGRATIONS, SetupResult, prepare, resolve_scope, route_missing, setup
 from cordon.cli.context import Context, add_scope_args
+from cordon.core.errors import UsageError
+from cordon.store.knownscopes import remember
 from cordon.store.runrecord import live_run_record
 
 LABELS = {"codex": "Codex CLI", "claude-code": "Claude Code"}
@@ -34,6 +36,10 @@ def ask(ctx: Context, question: str, default: bool = True) -> bool:
     line = ctx.stdin.readline()
     if not line:
         ctx.stderr.write("\n")
+        if not ctx.stdin.isatty():
+            # no terminal and no answer: never decide for the user
+            raise UsageError("cordon setup has a question and no terminal to answer it",
+                             "pass --yes to accept what it proposes, or run it in a terminal")
         return default
     answer = line.strip().lower()
     return default if not answer else answer in ("y", "yes")
@@ -56,6 +62,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                        f"({preset.description}; the real key comes from the keyring entry "
                        f"'{preset.name}')?")
     render(ctx, setup(ctx.paths, ctx.env, args.integration, scope, add_route=add))
+    remember(ctx.paths, scope.config_path)     # a known config: `route remove --delete-secret` checks it
     return 0
 
 

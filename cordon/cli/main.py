@@ -53,6 +53,15 @@ def _chosen_command(argv: Sequence[str]) -> str | None:
     return None
 
 
+def _innermost(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser of the deepest (sub)command named in argv (`route add` for `route add --x`)."""
+    for a in argv:
+        subs = [x for x in parser._actions if isinstance(x, argparse._SubParsersAction)]
+        if subs and a in subs[0].choices:
+            parser = subs[0].choices[a]
+    return parser
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser; with `only`, just that command's module is imported.
 
@@ -78,7 +87,11 @@ def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
     ctx = ctx or Context()
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_chosen_command(argv))
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # argparse hands a subcommand's unknown options up to the top parser, whose usage
+        # line would not mention them: let the command that was named say it
+        _innermost(parser, argv).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "command", None):
         parser.print_help(ctx.stdout)
         return 2

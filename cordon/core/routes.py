@@ -21,6 +21,15 @@ def normalize_host(host: str) -> str:
     return h[:-1] if h.endswith(".") else h
 
 
+def server_name_host(sni: str) -> str:
+    """The host part of a TLS server name. RFC 6066 §3 says a bare DNS name, but some clients
+    (the `hey` load tester) send `host:port`: a numeric port is dropped, nothing else is."""
+    host, sep, port = sni.rpartition(":")
+    if sep and host and port.isdigit() and ":" not in host:
+        return host
+    return sni
+
+
 def split_host_port(authority: str, default_port: int) -> tuple[str, int]:
     """Split `host:port` (IPv6 in brackets); raise ValueError on garbage."""
     a = authority.strip()

@@ -21,7 +21,7 @@ from cordon.core.errors import ProtocolError, SecretError
 from cordon.core.http1 import RequestHead, request_framing, strip_hop_by_hop
 from cordon.core.inject import InjectionError, echo_scrub, rewrite_headers, wants_secret
 from cordon.core.model import Route, Secret
-from cordon.core.routes import normalize_host, split_host_port
+from cordon.core.routes import normalize_host, server_name_host, split_host_port
 from cordon.proxy.conn import Conn
 from cordon.proxy.forward import ClientGone, Plan
 from cordon.proxy.oauth import ACCOUNTS_CHECK, LOGIN_PREFETCH
@@ -81,7 +81,7 @@ def _origin_path(req: RequestHead, host: str) -> bytes:
 
 def check_host(req: RequestHead, host: str, port: int, sni: str | None) -> None:
     """421 unless the Host header and the TLS SNI both name the CONNECT host."""
-    if sni is not None and normalize_host(sni) != normalize_host(host):
+    if sni is not None and normalize_host(server_name_host(sni)) != normalize_host(host):
         raise ProtocolError(f"TLS server name does not match the CONNECT host {host}", 421)
     hosts = [v for k, v in req.headers if k.lower() == b"host"]
     if len(hosts) > 1:

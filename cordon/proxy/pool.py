@@ -66,7 +66,11 @@ class Upstream(Conn):
         the TLS session (ciphertext or decrypted records) or on the socket.
         """
         s = self.stream
-        return bool(self.buf) or (isinstance(s, TLSConn) and s.has_unread()) or self.raw.looks_dead()
+        if isinstance(s, TLSConn):
+            # the socket's bytes go straight into the TLS session: has_unread tells
+            # post-handshake messages (TLS 1.3 session tickets, harmless) from data
+            return bool(self.buf) or s.has_unread() or self.raw.peer_closed()
+        return bool(self.buf) or self.raw.looks_dead()
 
 
 def os_failure(e: OSError) -> tuple[bool, str]:
@@ -95,13 +99,22 @@ def _ssl_reason(e: BaseException) -> str:
 async def open_connection(target: Target, contexts: ClientContexts, timeout: float) -> Upstream:
     """Connect and (for TLS) handshake within `timeout`; map failures to 502/504."""
     where = target.describe()
+    # which trust anchors verified (or failed to verify) the upstream: the first thing to check
+    trust = f" (trusting the system roots and {target.ca_file})" if target.ca_file else ""
+    context = None
+    if target.tls:
+        try:
+            context = contexts.get(target.ca_file)
+        except (OSError, ssl.SSLError) as e:
+            raise ProtocolError(f"cannot use the CA file {target.ca_file} for upstream {where}: "
+                                f"{getattr(e, 'strerror', None) or _ssl_reason(e)}", 502) from None
     try:
         with anyio.fail_after(timeout):
             sock = await connect(target.connect_host, target.connect_port)
             stream: anyio.abc.ByteStream = sock
-            if target.tls:
+            if context is not None:
                 try:
-                    stream = await TLSConn.wrap(sock, contexts.get(target.ca_file), server_side=False,
+                    stream = await TLSConn.wrap(sock, context, server_side=False,
                                                 hostname=target.host)
                 except BaseException:
                     await anyio.aclose_forcefully(sock)
@@ -109,9 +122,9 @@ async def open_connection(target: Target, contexts: ClientContexts, timeout: flo
     except TimeoutError:
         raise ProtocolError(f"upstream {where} timed out after {timeout:g}s while connecting", 504)
     except ssl.SSLCertVerificationError as e:
-        raise ProtocolError(f"upstream {where} failed TLS verification: {_ssl_reason(e)}", 502)
+        raise ProtocolError(f"upstream {where} failed TLS verification: {_ssl_reason(e)}{trust}", 502)
     except ssl.SSLError as e:
-        raise ProtocolError(f"TLS handshake with upstream {where} failed: {_ssl_reason(e)}", 502)
+        raise ProtocolError(f"TLS handshake with upstream {where} failed: {_ssl_reason(e)}{trust}", 502)
     except (anyio.BrokenResourceError, anyio.EndOfStream) as e:
         raise ProtocolError(f"upstream {where} closed the connection during the TLS handshake"
                             f"{': ' + _ssl_reason(e.__cause__) if e.__cause__ else ''}", 502)

@@ -33,6 +33,7 @@ from cordon.core.http1 import (
 )
 from cordon.core.model import Policy, Route, Secret
 from cordon.core.routes import RouteTable, normalize_host, split_host_port
+from cordon.core.wording import plural
 from cordon.proxy.auth import CHALLENGE, ProxyAuth
 from cordon.proxy.conn import Conn, splice
 from cordon.proxy.eventloop import running_loop_name
@@ -91,7 +92,7 @@ async def serve(settings: ProxySettings, *,
 
     def started(port: int) -> None:
         settings.stats.port = port
-        log.info("proxy listening on 127.0.0.1:%d (%d routes)", port, len(settings.routes))
+        log.info("proxy listening on 127.0.0.1:%d (%s)", port, plural(len(settings.routes), "route"))
         task_status.started(port)
 
     px.secrets.watch()   # secret changes by inotify where it works, else a stat() per request

@@ -44,6 +44,7 @@ _LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
 _HOST_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
 
 TOP_KEYS = {"listen", "tls", "routes", "policy", "secrets", "listeners", "exec"}
+UNSUPPORTED_KEYS = {"listeners"}   # known (Cordon's), always refused with their own error: never suggested
 EXEC_KEYS = {"sandbox", "egress", "egress_ports"}
 TLS_KEYS = {"enabled", "ca_cert_path", "ca_key_path"}
 POLICY_KEYS = {"unmatched", "allow_hosts", "allow_private"}
@@ -145,7 +146,7 @@ def _check_keys(ctx: _Ctx, table: Mapping[str, Any], allowed: set[str], path: tu
         if k not in allowed:
             where = _dotted(path) or "top level"
             raise ctx.error((*path, k), f"unknown key '{k}' in {where}",
-                            f"remove it or use one of: {', '.join(sorted(allowed))}")
+                            f"remove it or use one of: {', '.join(sorted(allowed - UNSUPPORTED_KEYS))}")
 
 
 def _need_table(ctx: _Ctx, v: Any, path: tuple[Any, ...]) -> Mapping[str, Any]:
@@ -182,7 +183,8 @@ def _str_list(ctx: _Ctx, table: Mapping[str, Any], key: str, path: tuple[Any, ..
 
 
 def _resolve_path(base: Path, p: str) -> Path:
-    pp = Path(p)
+    """An absolute path: `~` and `~user` expanded, a relative one against the file's directory."""
+    pp = Path(p).expanduser()
     return pp if pp.is_absolute() else (base / pp)
 
 
@@ -406,10 +408,13 @@ def parse_config(text: str, file: Path, scope: str = "explicit") -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        m = re.search(r"\(at line (\d+), column \d+\)|\(at end of document\)", str(e))
+        m = re.search(r"\s*\(at line (\d+), column (\d+)\)|\s*\(at end of document\)", str(e))
         line = m.group(1) if m and m.group(1) else (str(text.count("\n") + 1) if m else None)
         where = f"{file}:{line}" if line else str(file)
-        raise ConfigError(f"{where}: invalid TOML: {e}",
+        what = str(e)[:m.start()] + str(e)[m.end():] if m else str(e)   # the line is in `where` already
+        if m and m.group(2):
+            what += f" (column {m.group(2)})"
+        raise ConfigError(f"{where}: invalid TOML: {what}",
                           "fix the syntax at that line (strings need quotes, tables need [brackets], "
                           "each key once per table)") from None
     ctx = _Ctx(file=file, loc=_Locator(text), base=file.parent)
@@ -533,6 +538,10 @@ def load_config(path: Path, scope: str = "explicit") -> Config:
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file",
                           "create it with `cordon route add` or `cordon setup`") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a directory, not a file",
+                          "rename or remove that directory: cordon reads its configuration from a file "
+                          "of that name") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read: {e}", "check the file's permissions and encoding") from None
     return parse_config(text, path, scope)
@@ -556,7 +565,7 @@ def select_config_path(paths: Paths, config: str | None, scope: str | None) -> t
     found = paths.find_project_config()
     if found:
         return found, "project"
-    if paths.user_config.is_file():
+    if paths.user_config.exists():
         return paths.user_config, "user"
     return None, "none"
 

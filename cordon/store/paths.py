@@ -57,11 +57,12 @@ class Paths:
         return self.cordon_home / CONFIG_NAME
 
     def find_project_config(self) -> Path | None:
-        """cordon.toml in the working directory or its nearest parent."""
+        """cordon.toml in the working directory or its nearest parent (a directory of that
+        name counts too, so that loading it fails loudly instead of being skipped)."""
         here = self.cwd.resolve()
         for d in (here, *here.parents):
             cand = d / CONFIG_NAME
-            if cand.is_file():
+            if cand.exists():
                 return cand
         return None
 

@@ -24,6 +24,7 @@ import base64
 import binascii
 import contextlib
 import os
+import re
 import shutil
 import signal
 import stat
@@ -54,6 +55,20 @@ def fix_hint(route: Route) -> str:
     if s.source == "login":
         return f"run `cordon login {s.account}`"
     return "check that the command in cordon.toml prints the secret"
+
+
+def no_keyring_hint(route_name: str) -> str:
+    """Three ways to give a route its secret where there is no OS keyring, ready to paste."""
+    var = re.sub(r"[^A-Z0-9]+", "_", route_name.upper()).strip("_") + "_REAL_KEY"
+    return (f"no OS keyring here; any one of these works for route '{route_name}':\n"
+            f"  1. from the environment: `cordon route edit {route_name} --source env --var {var}`, "
+            f"then `export {var}=...` in the shell that runs cordon\n"
+            f"  2. from a file: `cordon route edit {route_name} --source file "
+            f"--path ~/.config/cordon/{route_name}.key`, then write the key alone into that file "
+            f"(`chmod 600` it)\n"
+            f"  3. a headless keyring: `dbus-run-session -- $SHELL`, in it "
+            f"`printf '' | gnome-keyring-daemon --unlock --components=secrets`, then "
+            f"`cordon secret set {route_name}`, and run cordon from that shell")
 
 
 def _clean(value: str, what: str, hint: str) -> Secret:
@@ -95,10 +110,14 @@ def _keyring_backend(env: Mapping[str, str] | None) -> Any:
         return _backends[name]
 
 
+class NoKeyring(SecretError):
+    """No usable OS keyring on this machine (a headless box, an SSH session, a container)."""
+
+
 def _keyring_error(e: Exception, spec: SecretSpec) -> SecretError:
     name = type(e).__name__
     if name in ("NoKeyringError", "InitError"):
-        return SecretError(f"no usable OS keyring for {spec.describe()} ({name})",
+        return NoKeyring(f"no usable OS keyring for {spec.describe()} ({name})",
                            "start a Secret Service (gnome-keyring, KeePassXC) in a desktop session, "
                            "or use source = \"file\" / \"1password\" / \"command\" for this route")
     if name == "KeyringLocked":
@@ -306,6 +325,8 @@ class SecretResolver:
         spec = route.auth.secret
         try:
             value = get_keyring_secret(spec, self._env)
+        except NoKeyring as e:
+            raise self._fail(route, e.message, no_keyring_hint(route.name)) from None
         except SecretError as e:
             raise self._fail(route, e.message, e.hint) from None
         if value is None:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from cordon.core.errors import CordonError
 from cordon.store.atomic import TEMP_MARK, atomic_write, remove_stale_temps
-from cordon.store.dotenvfile import apply_block, has_block, read_block, remove_block
+from cordon.store.dotenvfile import SESSION_BEGIN, apply_block, has_block, read_block, remove_block
 from cordon.store.paths import Paths, ensure_private_dir
 from cordon.store.runrecord import pid_alive
 
@@ -345,7 +345,7 @@ def _render(state: dict[str, Any], current: bytes | None) -> bytes | None:
     newest = state["holders"][-1]
     if state.get("kind", "dotenv") == "toml":
         return _toml_render(state, current)
-    return _encode(apply_block(_decode(current or b""), newest["vars"]))
+    return _encode(apply_block(_decode(current or b""), newest["vars"], SESSION_BEGIN))
 
 
 def _write(path: Path, current: bytes | None, data: bytes | None, state: dict[str, Any], *,

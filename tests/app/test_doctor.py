@@ -44,6 +44,7 @@ from cordon.store.runrecord import run_record_path
 from cordon.store.tokens import TokenStore
 from tests import configs
 from tests.conftest import write
+from tests.ports import reserved_port
 
 SECRET_VALUE = "sk-live-DOCTOR-TEST-abcdef0123"
 NOW = dt.datetime.now(dt.UTC)
@@ -125,15 +126,15 @@ srv.serve_forever()
 
 @pytest.fixture
 def cordon_standin() -> Iterator[tuple[subprocess.Popen[str], int]]:
-    port = _free_port()
-    p = subprocess.Popen([sys.executable, "-c", STANDIN, str(port)], stdout=subprocess.PIPE, text=True)
-    assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-    try:
-        yield p, port
-    finally:
-        p.kill()
-        p.wait()
-        p.stdout.close()
+    with reserved_port() as port:    # http.server listens with SO_REUSEADDR
+        p = subprocess.Popen([sys.executable, "-c", STANDIN, str(port)], stdout=subprocess.PIPE, text=True)
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        try:
+            yield p, port
+        finally:
+            p.kill()
+            p.wait()
+            p.stdout.close()
 
 
 def test_port_free(tmp_path: Path) -> None:

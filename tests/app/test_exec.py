@@ -18,6 +18,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from cordon.store.dotenvfile import SESSION_BEGIN
 from cordon.store.paths import Paths
 from tests import configs
 from tests.conftest import cordon_argv, subprocess_env, write
@@ -200,7 +201,8 @@ def test_codex_env_block_user_lines_kept_and_restored(routed: Path, cordon_proc)
     seen = out.read_text()
     assert seen.startswith(original.decode())                 # the user's lines, untouched
     block = seen[len(original):]
-    assert block.startswith("# >>> cordon")
+    # the session's block says the session restores the file, not that `integration disable` removes it
+    assert block.splitlines()[0] == SESSION_BEGIN and "integration disable" not in block
     assert "HTTPS_PROXY='http://cordon:" in block and "SSL_CERT_FILE=" in block
     assert "OPENAI_API_KEY='dummy-replaced-by-cordon'" in block
     assert not [ln for ln in block.splitlines() if ln.upper().startswith("CODEX_")]

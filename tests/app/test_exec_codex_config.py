@@ -72,12 +72,13 @@ def env() -> dict[str, str]:
     return subprocess_env({"REAL_OPENAI_KEY": SECRET})
 
 
-def exec_argv(script: str) -> list[str]:
-    return cordon_argv("exec", "--", "sh", "-c", script)
+def exec_argv(script: str, *flags: str) -> list[str]:
+    return cordon_argv("exec", *flags, "--", "sh", "-c", script)
 
 
-def run_exec(project: Path, script: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(exec_argv(script), cwd=project, env=env(), capture_output=True, text=True, timeout=60)
+def run_exec(project: Path, script: str, *flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(exec_argv(script, *flags), cwd=project, env=env(), capture_output=True, text=True,
+                          timeout=60)
 
 
 def toml(path_or_text: Path | str) -> dict[str, Any]:
@@ -229,9 +230,10 @@ def test_sigkilled_session_is_repaired_by_any_command(setup_project: tuple[Path,
 def test_a_restore_that_fails_is_retried_by_the_next_command(setup_project: tuple[Path, bytes, bytes],
                                                              project: Path) -> None:
     config, _, before = setup_project
-    # the child blocks the name of cordon's temporary file (cordon is its parent): the restore fails
+    # the child blocks the name of cordon's temporary file (cordon is its parent): the restore fails.
+    # Unconfined: in the sandbox's pid namespace the child cannot learn cordon's pid.
     blocker = ".codex/.config.toml.cordon-tmp-$PPID"
-    r = run_exec(project, f'mkdir {blocker} && echo "$PPID" > cordon.pid; exit 7')
+    r = run_exec(project, f'mkdir {blocker} && echo "$PPID" > cordon.pid; exit 7', "--sandbox", "off")
     assert r.returncode == 7, r.stderr                      # the command's status, all the same
     assert "could not restore" in r.stderr and "config.toml" in r.stderr
     assert b"127.0.0.1:7000" not in config.read_bytes()     # still the session's entries

@@ -24,6 +24,7 @@ import pytest
 from tests import configs
 from tests.conftest import REPO, cordon_argv, subprocess_env, write
 from tests.mock_openai import PLACEHOLDER, MockOpenAI
+from tests.ports import reserved_port
 from tests.upstream import UpstreamServer
 
 OPENAI_KEY = "sk-proj-REAL-integrations-7c1e"
@@ -91,8 +92,9 @@ class Started:
 def started(project: Path, home: Path) -> Iterator[Started]:
     if shutil.which("node") is None:
         pytest.skip("needs node")
-    with MockOpenAI(expected_key=OPENAI_KEY) as openai, UpstreamServer("api.anthropic.com") as anthropic:
-        write(project / "cordon.toml", config_toml(free_port(), openai, anthropic))
+    with MockOpenAI(expected_key=OPENAI_KEY) as openai, UpstreamServer("api.anthropic.com") as anthropic, \
+            reserved_port() as port:
+        write(project / "cordon.toml", config_toml(port, openai, anthropic))
         write(project / ".codex" / "config.toml", QUIET_CODEX_CONFIG)
         for name in ("codex", "claude-code"):
             r = subprocess.run(cordon_argv("setup", name, "--yes"), cwd=project, env=subprocess_env(),

@@ -25,7 +25,7 @@ def roundtrip(editor, text: str | None, desired: dict[Key, str]) -> tuple[str | 
 def test_toml_apply_then_remove_gives_the_text_back() -> None:
     text = ('# top\nmodel = "x"\n\n[shell_environment_policy]\ninherit = "core"  # why\n'
             'set = { PATH = "/bin", HTTPS_PROXY = "http://corp" }\n\n[mcp_servers.a]\ncommand = "a"\n')
-    desired = {("shell_environment_policy", "set", "HTTPS_PROXY"): "http://cordon",
+    desired: dict[Key, str] = {("shell_environment_policy", "set", "HTTPS_PROXY"): "http://cordon",
                ("shell_environment_policy", "set", "SSL_CERT_FILE"): "/b.pem",
                ("mcp_servers", "a", "env", "HTTPS_PROXY"): "http://cordon"}
     new, back = roundtrip(TomlEntries(), text, desired)
@@ -42,7 +42,7 @@ def test_toml_apply_then_remove_gives_the_text_back() -> None:
 def test_toml_tables_split_across_the_file_and_inline_servers() -> None:
     text = '[mcp_servers.a]\ncommand = "a"\n\n[profiles.p]\nmodel = "m"\n\n[mcp_servers.b]\ncommand = "b"\n' \
            '\n[mcp_servers]\nc = { command = "c" }\n'
-    desired = {("mcp_servers", s, "env", "X"): "1" for s in "abc"}
+    desired: dict[Key, str] = {("mcp_servers", s, "env", "X"): "1" for s in "abc"}
     new, back = roundtrip(TomlEntries(), text, desired)
     assert new is not None
     data = tomllib.loads(new)
@@ -51,7 +51,7 @@ def test_toml_tables_split_across_the_file_and_inline_servers() -> None:
 
 
 def test_toml_new_file_and_no_change_is_the_same_text() -> None:
-    desired = {("a", "b", "K"): "v"}
+    desired: dict[Key, str] = {("a", "b", "K"): "v"}
     new, back = roundtrip(TomlEntries(), None, desired)
     assert new is not None and tomllib.loads(new) == {"a": {"b": {"K": "v"}}}
     assert back is None, "a file cordon created and emptied goes away"
@@ -88,7 +88,7 @@ def test_dotenv_remove_undoes_apply(lines: list[str], values: dict[str, str]) ->
 
 def test_json_keeps_order_indent_and_the_users_values() -> None:
     text = '{\n\t"a": 1,\n\t"env": {\n\t\t"MINE": "x"\n\t}\n}\n'
-    desired = {("env", "HTTPS_PROXY"): "http://c", ("env", "MINE"): "cordon"}
+    desired: dict[Key, str] = {("env", "HTTPS_PROXY"): "http://c", ("env", "MINE"): "cordon"}
     ed = JsonEntries()
     res = ed.apply(text, desired, {}, [])
     assert res.text == '{\n\t"a": 1,\n\t"env": {\n\t\t"MINE": "cordon",\n\t\t"HTTPS_PROXY": "http://c"\n\t}\n}\n'
@@ -127,7 +127,8 @@ def test_json_edits_touch_only_the_env_member(data: dict, style: dict, env: dict
         if style.get("separators"):
             return   # a user's own env object is rewritten in the standard separators
     text = json.dumps(data, ensure_ascii=False, **style) + ("\n" if newline else "")
-    desired = {("env", "HTTPS_PROXY"): "http://cordon:t@127.0.0.1:6790", ("env", "NODE_EXTRA_CA_CERTS"): "/ca.pem"}
+    desired: dict[Key, str] = {("env", "HTTPS_PROXY"): "http://cordon:t@127.0.0.1:6790",
+                               ("env", "NODE_EXTRA_CA_CERTS"): "/ca.pem"}
     ed = JsonEntries()
     res = ed.apply(text, desired, {}, [])
     assert res.text is not None

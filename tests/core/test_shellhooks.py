@@ -21,6 +21,7 @@ from cordon.core.shellhooks import (
     HookState,
     Keep,
     Log,
+    Op,
     Unset,
     enter_ops,
     is_shim_text,
@@ -95,7 +96,7 @@ def test_quote_leaves_safe_words_bare_and_refuses_nul() -> None:
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_rendered_operations_do_what_they_say(shell: str, tmp_path: Path) -> None:
     tricky = "it's $HOME `x`\nline2 \\ end"
-    ops = [
+    ops: list[Op] = [
         Export("A", tricky), Export("GONE", "x"), Unset("GONE"),
         Keep("_cordon_t", render([Export("B", tricky), Unset("A")], shell)),
         EvalVar("_cordon_t"), EvalVar("_cordon_never_set"),

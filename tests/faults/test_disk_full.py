@@ -116,14 +116,14 @@ def test_setup_on_a_full_disk_keeps_user_files_and_says_why(home: Path, tiny_fs:
     before = {p: p.read_bytes() for p in (dotenv, settings)}
     filler = fill(tiny_fs)
     for integration in ("codex", "claude-code"):
-        r = run(proj, "setup", integration, "--scope", "project")
+        r = run(proj, "setup", integration, "--scope", "project", "--yes")
         assert r.returncode == 1, (integration, r.stdout, r.stderr)
         assert "cordon: error:" in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert {p: p.read_bytes() for p in before} == before
         assert leftovers(tiny_fs) == []
     filler.unlink()
     for integration in ("codex", "claude-code"):
-        r = run(proj, "setup", integration, "--scope", "project")
+        r = run(proj, "setup", integration, "--scope", "project", "--yes")
         assert r.returncode == 0, r.stderr
     assert b"KEEP=1" in dotenv.read_bytes() and b"MINE" in settings.read_bytes()
 
@@ -164,11 +164,12 @@ def test_atomic_write_with_injected_enospc(tmp_path: Path, monkeypatch: pytest.M
     os.chmod(target, 0o640)
     if fault == "write":
         real_fdopen = os.fdopen
-        monkeypatch.setattr(atomic.os, "fdopen", lambda fd, mode="r", *a, **k: HalfWriter(real_fdopen(fd, mode)))
+        monkeypatch.setattr("cordon.store.atomic.os.fdopen",
+                            lambda fd, mode="r", *a, **k: HalfWriter(real_fdopen(fd, mode)))
     else:
         def no_space(fd: int) -> None:
             raise OSError(errno.ENOSPC, "No space left on device")
-        monkeypatch.setattr(atomic.os, "fsync", no_space)
+        monkeypatch.setattr("cordon.store.atomic.os.fsync", no_space)
     with pytest.raises(OSError) as e:
         atomic.atomic_write(target, b"NEW=1\n" * 1000)
     assert e.value.errno == errno.ENOSPC and e.value.filename == str(target)
@@ -183,7 +184,7 @@ def test_cli_turns_a_full_disk_into_one_clear_line(project: Path, monkeypatch: p
     def no_space(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(atomic.os, "fsync", no_space)
+    monkeypatch.setattr("cordon.store.atomic.os.fsync", no_space)
     r = cordon("route", "add", "--preset", "anthropic")
     assert r.status == 1, (r.stdout, r.stderr)
     assert r.stderr.splitlines()[0] == f"cordon: error: cannot write {project / 'cordon.toml'}: No space left on device"

@@ -90,7 +90,7 @@ def leftovers(*dirs: Path) -> list[Path]:
 
 
 def test_setup_killed_anywhere_is_repaired_by_running_it_again(tmp_path: Path) -> None:
-    args = ("setup", "codex", "--scope", "project")
+    args = ("setup", "codex", "--scope", "project", "--yes")
     for n in kill_points(tmp_path, args, config=False):
         home, proj, where = killed(tmp_path, n, args, config=False)
         env = env_for(home)
@@ -135,6 +135,6 @@ def test_exec_killed_anywhere_is_repaired_by_the_next_command(tmp_path: Path) ->
 @pytest.mark.parametrize("kind", ["setup", "exec"])
 def test_the_hook_really_kills(tmp_path: Path, kind: str) -> None:
     """The kill-point machinery itself: the process dies at exactly the chosen change."""
-    args = ("setup", "codex", "--scope", "project") if kind == "setup" else ("exec", "--", "true")
+    args = ("setup", "codex", "--scope", "project", "--yes") if kind == "setup" else ("exec", "--", "true")
     _, _, last = killed(tmp_path, 3, args, config=kind == "exec")
     assert last.startswith("3 ")

@@ -16,6 +16,7 @@ import pytest
 
 from cordon.proxy.forward import Timeouts
 from tests.faults.faulty import MB, FaultyUpstream
+from tests.ports import refused_port
 from tests.proxy_harness import SECRET, TOKEN, RunningProxy, running_proxy
 from tests.security.wire import proxy_auth_line, recv_response
 
@@ -104,17 +105,14 @@ def test_bad_upstream_tls_is_never_passed(cert: str, status: int, words: str) ->
 
 
 def test_upstream_refusing_is_502_for_routes_and_tunnels() -> None:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()   # nothing listens there now
     from dataclasses import replace
 
     from cordon.core.model import Policy
     with FaultyUpstream() as f:
         route = f.route()
-        route = replace(route, upstream=replace(route.upstream, address=f"127.0.0.1:{port}"))
-    with running_proxy([route], timeouts=QUICK, policy=Policy(allow_private=("127.0.0.1/32",))) as px, \
+    with refused_port() as port, \
+            running_proxy([replace(route, upstream=replace(route.upstream, address=f"127.0.0.1:{port}"))],
+                          timeouts=QUICK, policy=Policy(allow_private=("127.0.0.1/32",))) as px, \
             client(px) as c:
         r = c.get("https://api.openai.com/ok")
         assert r.status_code == 502 and "refused" in r.text

@@ -10,12 +10,15 @@ import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import pytest
 
+from cordon.core import certs
 from cordon.core.model import Route
 from cordon.proxy.forward import Timeouts
+from tests.ports import refused_port
 from tests.proxy_harness import PLACEHOLDER, SECRET, TOKEN, RunningProxy, running_proxy
 from tests.upstream import UpstreamServer
 
@@ -45,17 +48,9 @@ def client(px: RunningProxy) -> httpx.Client:
     return httpx.Client(proxy=px.url, verify=ssl.create_default_context(cafile=str(px.ca_file)), timeout=20)
 
 
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def with_address(route: Route, address: str, ca_file: object = "keep") -> Route:
+def with_address(route: Route, address: str, ca_file: Path | str | None = "keep") -> Route:
     upstream = replace(route.upstream, address=address)
-    if ca_file != "keep":
+    if not isinstance(ca_file, str):
         upstream = replace(upstream, ca_file=ca_file)
     return replace(route, upstream=upstream)
 
@@ -92,7 +87,8 @@ def read_all(s: socket.socket) -> bytes:
 # -- upstream failures ---------------------------------------------------------------------
 
 def test_upstream_refused_is_502(up: UpstreamServer) -> None:
-    with running_proxy([with_address(up.route(), f"127.0.0.1:{free_port()}")]) as px, client(px) as c:
+    with refused_port() as port, running_proxy([with_address(up.route(), f"127.0.0.1:{port}")]) as px, \
+            client(px) as c:
         r = c.get("https://api.openai.com/v1/models")
     assert r.status_code == 502
     assert r.text.count("\n") == 1 and "refused" in r.text
@@ -114,6 +110,29 @@ def test_upstream_with_untrusted_ca_is_502(up: UpstreamServer) -> None:
         r = c.get("https://api.openai.com/v1/models")
     assert r.status_code == 502
     assert "certificate" in r.text
+    assert up.requests == []
+
+
+def test_upstream_tls_failure_names_the_ca_file_it_trusted(up: UpstreamServer, tmp_path: Path) -> None:
+    """A route's ca_file for another CA: the 502 says which file was trusted, the first thing to check."""
+    wrong = tmp_path / "wrong-ca.pem"
+    wrong.write_bytes(certs.create_ca("some other CA").cert_pem)
+    with running_proxy([with_address(up.route(), up.address, ca_file=wrong)]) as px, client(px) as c:
+        r = c.get("https://api.openai.com/v1/models")
+    assert r.status_code == 502
+    assert f"(trusting the system roots and {wrong})" in r.text
+    assert up.requests == []
+
+
+@pytest.mark.parametrize("content", [None, b"not a certificate\n"])
+def test_an_unusable_ca_file_is_502_naming_it(up: UpstreamServer, tmp_path: Path, content: bytes | None) -> None:
+    bad = tmp_path / "ca.pem"
+    if content is not None:
+        bad.write_bytes(content)
+    with running_proxy([with_address(up.route(), up.address, ca_file=bad)]) as px, client(px) as c:
+        r = c.get("https://api.openai.com/v1/models")
+    assert r.status_code == 502
+    assert f"cannot use the CA file {bad} for upstream api.openai.com:443" in r.text
     assert up.requests == []
 
 
@@ -156,9 +175,9 @@ def test_missing_secret_is_502_naming_the_route(up: UpstreamServer) -> None:
 # -- malformed client requests -------------------------------------------------------------
 
 def test_malformed_request_is_400(px: RunningProxy, up: UpstreamServer) -> None:
-    s = mitm_socket(px)
-    s.sendall(b"NOT A REQUEST\r\n\r\n")
-    assert read_all(s).startswith(b"HTTP/1.1 400 ")
+    t = mitm_socket(px)
+    t.sendall(b"NOT A REQUEST\r\n\r\n")
+    assert read_all(t).startswith(b"HTTP/1.1 400 ")
     s = raw(px)
     s.sendall(b"GET /x HTTP/1.1\r\nBad Header\r\n\r\n")
     assert read_all(s).startswith(b"HTTP/1.1 400 ")
@@ -166,9 +185,9 @@ def test_malformed_request_is_400(px: RunningProxy, up: UpstreamServer) -> None:
 
 
 def test_head_over_64k_is_431(px: RunningProxy, up: UpstreamServer) -> None:
-    s = mitm_socket(px)
-    s.sendall(b"GET / HTTP/1.1\r\nHost: api.openai.com\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n")
-    assert read_all(s).startswith(b"HTTP/1.1 431 ")
+    t = mitm_socket(px)
+    t.sendall(b"GET / HTTP/1.1\r\nHost: api.openai.com\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n")
+    assert read_all(t).startswith(b"HTTP/1.1 431 ")
     s = raw(px)
     s.sendall(b"CONNECT api.openai.com:443 HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n")
     assert read_all(s).startswith(b"HTTP/1.1 431 ")

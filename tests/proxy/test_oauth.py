@@ -9,12 +9,14 @@ import ssl
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
 
+from cordon.core.model import Route
 from cordon.core.oauth import PLACEHOLDER_CLAUDE_ACCESS, PLACEHOLDER_REFRESH, Login, parse_client_file
 from cordon.store.config import parse_config
 from cordon.store.generation import generation_file
@@ -39,7 +41,7 @@ def store() -> LoginStore:
     return LoginStore(Paths.from_env(os.environ), os.environ)
 
 
-def routes_for(m: MockProvider, tmp: Path) -> list:  # type: ignore[type-arg]
+def routes_for(m: MockProvider, tmp: Path) -> list[Route]:
     return list(parse_config(m.route_overrides(), tmp / "cordon.toml").routes)
 
 
@@ -57,7 +59,7 @@ def claude(home: Path) -> Iterator[MockProvider]:
         yield m
 
 
-def proxy_for(m: MockProvider, tmp: Path) -> object:
+def proxy_for(m: MockProvider, tmp: Path) -> AbstractContextManager[RunningProxy]:
     paths = Paths.from_env(os.environ)
     return running_proxy(routes_for(m, tmp), secrets={}, logins=LoginStore(paths, os.environ),
                          secrets_gen_file=generation_file(paths.cordon_home))
@@ -74,7 +76,7 @@ def codex_call(px: RunningProxy) -> httpx.Response:
 
 
 def test_codex_gets_the_real_token_and_keeps_its_headers(codex: MockProvider, tmp_path: Path) -> None:
-    with proxy_for(codex, tmp_path) as px:  # type: ignore[attr-defined]
+    with proxy_for(codex, tmp_path) as px:
         r = codex_call(px)
         with client(px) as c:
             check = c.get("https://chatgpt.com/backend-api/wham/accounts/check",
@@ -89,7 +91,7 @@ def test_codex_gets_the_real_token_and_keeps_its_headers(codex: MockProvider, tm
 
 
 def test_claude_gets_the_real_token_and_its_beta_header_stays(claude: MockProvider, tmp_path: Path) -> None:
-    with proxy_for(claude, tmp_path) as px, client(px) as c:  # type: ignore[attr-defined]
+    with proxy_for(claude, tmp_path) as px, client(px) as c:
         r = c.post("https://api.anthropic.com/v1/messages?beta=true", json={"stream": True},
                    headers={"Authorization": f"Bearer {PLACEHOLDER_CLAUDE_ACCESS}",
                             "anthropic-beta": "claude-code-20250219,oauth-2025-04-20", "x-app": "cli"})
@@ -108,7 +110,7 @@ def test_an_agents_refresh_and_revoke_are_answered_locally(name: str, request: p
                  else "https://platform.claude.com/v1/oauth/token")
     revoke_url = ("https://auth.openai.com/oauth/revoke" if name == "codex"
                   else "https://platform.claude.com/v1/oauth/token/revoke")
-    with proxy_for(m, tmp_path) as px, client(px) as c:  # type: ignore[attr-defined]
+    with proxy_for(m, tmp_path) as px, client(px) as c:
         r = c.post(token_url, json={"grant_type": "refresh_token", "refresh_token": PLACEHOLDER_REFRESH,
                                     "client_id": "x"})
         assert r.status_code == 200
@@ -134,7 +136,7 @@ def test_expired_access_token_is_refreshed_once_and_the_rotated_pair_stored(code
     expired = codex_access(exp=time.time() - 60, tag="expired")
     s.save(replace(cur, access_token=expired, expires_at=time.time() - 60))
     codex.family.access = expired
-    with proxy_for(codex, tmp_path) as px:  # type: ignore[attr-defined]
+    with proxy_for(codex, tmp_path) as px:
         assert codex_call(px).status_code == 200
         assert codex_call(px).status_code == 200
     assert codex.refreshes == [CODEX_REFRESH]                  # one refresh, with the real refresh token
@@ -147,7 +149,7 @@ def test_expired_access_token_is_refreshed_once_and_the_rotated_pair_stored(code
 
 def test_a_401_refreshes_once_and_retries_once(claude: MockProvider, tmp_path: Path) -> None:
     claude.fail_next = [401]
-    with proxy_for(claude, tmp_path) as px, client(px) as c:  # type: ignore[attr-defined]
+    with proxy_for(claude, tmp_path) as px, client(px) as c:
         r = c.post("https://api.anthropic.com/v1/messages", json={"stream": False, "messages": ["x" * 100_000]},
                    headers={"Authorization": "Bearer placeholder"})
     assert r.status_code == 200 and r.json()["content"][0]["text"] == claude.reply
@@ -162,7 +164,7 @@ def test_a_401_refreshes_once_and_retries_once(claude: MockProvider, tmp_path: P
 
 def test_a_401_that_persists_is_passed_on_after_one_refresh(claude: MockProvider, tmp_path: Path) -> None:
     claude.fail_next = [401, 401]
-    with proxy_for(claude, tmp_path) as px, client(px) as c:  # type: ignore[attr-defined]
+    with proxy_for(claude, tmp_path) as px, client(px) as c:
         r = c.post("https://api.anthropic.com/v1/messages", json={}, headers={"Authorization": "Bearer p"})
     assert r.status_code == 401
     assert len(claude.refreshes) == 1 and len(claude.api.requests) == 2
@@ -170,7 +172,7 @@ def test_a_401_that_persists_is_passed_on_after_one_refresh(claude: MockProvider
 
 def test_many_401s_at_once_spend_the_refresh_token_once(claude: MockProvider, tmp_path: Path) -> None:
     claude.fail_next = [401] * 4
-    with proxy_for(claude, tmp_path) as px:  # type: ignore[attr-defined]
+    with proxy_for(claude, tmp_path) as px:
         results: list[int] = []
 
         def one() -> None:
@@ -190,7 +192,7 @@ def test_two_proxies_sharing_a_login_refresh_once_and_both_use_the_rotated_token
     cur = s.load("claude")
     assert cur is not None
     s.save(replace(cur, expires_at=time.time() - 1))            # both proxies see it expired
-    with proxy_for(claude, tmp_path) as a, proxy_for(claude, tmp_path) as b:  # type: ignore[attr-defined]
+    with proxy_for(claude, tmp_path) as a, proxy_for(claude, tmp_path) as b:
         statuses: list[int] = []
 
         def via(px: RunningProxy) -> None:
@@ -213,7 +215,7 @@ def test_workspace_origin_named_by_accounts_check_gets_the_token(home: Path, tmp
     store().save(parse_client_file("codex", codex_auth_json(access=CODEX_ACCESS)))
     with MockProvider("codex", access=CODEX_ACCESS, refresh=CODEX_REFRESH, account_id=ACCOUNT_ID,
                       workspace_origin="https://eu.chatgpt.com") as m, proxy_for(m, tmp_path) as px, \
-            client(px) as c:  # type: ignore[attr-defined]
+            client(px) as c:
         c.get("https://chatgpt.com/backend-api/wham/accounts/check", headers={"Authorization": "Bearer p"})
         after = c.get("https://eu.chatgpt.com/backend-api/codex/x", headers={"Authorization": "Bearer p"})
     assert after.status_code == 404            # the mock answered: the request reached it with the real token
@@ -229,7 +231,7 @@ def test_a_chunked_refresh_is_answered_and_other_token_calls_pass_unchanged(code
         yield data[10:]
     refresh = json.dumps({"grant_type": "refresh_token", "refresh_token": PLACEHOLDER_REFRESH}).encode()
     code = b"grant_type=authorization_code&code=abc&client_id=x"
-    with proxy_for(codex, tmp_path) as px, client(px) as c:  # type: ignore[attr-defined]
+    with proxy_for(codex, tmp_path) as px, client(px) as c:
         r = c.post("https://auth.openai.com/oauth/token", content=chunks(refresh),
                    headers={"content-type": "application/json"})
         assert r.status_code == 200 and r.json()["refresh_token"] == PLACEHOLDER_REFRESH

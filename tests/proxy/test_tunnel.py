@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from cordon.core.model import Policy
+from tests.ports import refused_port
 from tests.proxy_harness import PLACEHOLDER, SECRET, TOKEN, RunningProxy, running_proxy
 from tests.upstream import LoopbackServer, UpstreamServer
 
@@ -97,11 +98,7 @@ def test_policy_deny_allows_only_allow_hosts(plain: UpstreamServer) -> None:
 
 
 def test_tunnel_to_refused_port_is_502() -> None:
-    dead = socket.socket()
-    dead.bind(("127.0.0.1", 0))
-    port = dead.getsockname()[1]
-    dead.close()
-    with running_proxy([], policy=LOCAL) as px:
+    with refused_port() as port, running_proxy([], policy=LOCAL) as px:
         s, resp = connect_raw(px, f"127.0.0.1:{port}")
         s.close()
     assert resp.startswith(b"HTTP/1.1 502 ") and b"refused" in resp

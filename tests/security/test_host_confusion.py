@@ -25,7 +25,7 @@ H = HOST.encode()
 ])
 def test_host_header_naming_another_host_is_421(sc: Scene, host: bytes) -> None:
     r = sc.send(sc.tunnel(), b"GET /v1/models HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
-    assert r is not None and r.status in (400, 421), r.head
+    assert r is not None and r.status in (400, 421), r and r.head
     assert sc.up.requests == []
 
 
@@ -33,6 +33,14 @@ def test_host_header_naming_another_host_is_421(sc: Scene, host: bytes) -> None:
 def test_host_header_spellings_of_the_same_host_are_served(sc: Scene, host: bytes) -> None:
     r = sc.send(sc.tunnel(), b"GET /v1/models HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
     assert r is not None and r.status == 200
+    assert sc.up.requests[-1].header("authorization") == f"Bearer {SECRET}"
+
+
+@pytest.mark.parametrize("sni", ["api.openai.com:443", "API.OPENAI.COM.:443", "api.openai.com:8443"])
+def test_sni_with_a_port_naming_the_host_is_served(sc: Scene, sni: str) -> None:
+    """`hey` and some other clients put `host:port` in the TLS server name: the host part counts."""
+    r = sc.send(sc.tunnel(sni=sni), b"GET /v1/models HTTP/1.1\r\nHost: " + H + b"\r\n\r\n")
+    assert r is not None and r.status == 200, r.head
     assert sc.up.requests[-1].header("authorization") == f"Bearer {SECRET}"
 
 
@@ -51,7 +59,8 @@ def test_missing_host_in_http11_is_400(sc: Scene) -> None:
     assert sc.up.requests == []
 
 
-@pytest.mark.parametrize("sni", ["evil.example", "api.openai.com.evil.example", "localhost"])
+@pytest.mark.parametrize("sni", ["evil.example", "api.openai.com.evil.example", "localhost", "evil.example:443",
+                                 "api.openai.com:443:443", "evil.example:api.openai.com"])
 def test_sni_naming_another_host_is_421(sc: Scene, sni: str) -> None:
     r = sc.send(sc.tunnel(sni=sni), b"GET /v1/models HTTP/1.1\r\nHost: " + H + b"\r\n\r\n")
     assert r is not None and r.status == 421
@@ -98,7 +107,7 @@ def test_absolute_form_to_a_route_goes_over_verified_tls(sc: Scene, target: byte
     s = sc.raw()
     r = sc.send(s, b"GET " + target + b" HTTP/1.1\r\nHost: evil.example\r\n" + proxy_auth_line()
                 + b"Authorization: Bearer " + PLACEHOLDER.encode() + b"\r\nConnection: close\r\n\r\n")
-    assert r is not None and r.status == 200, r.head
+    assert r is not None and r.status == 200, r and r.head
     rec = sc.up.requests[-1]
     assert rec.sni == HOST, "the upstream leg must be TLS"
     assert rec.header_all("host") == [HOST], "the Host header is the route's, not the client's"
@@ -111,7 +120,7 @@ def test_absolute_form_to_a_route_goes_over_verified_tls(sc: Scene, target: byte
                                     b"ftp://api.openai.com/", b"http:///v1/models", b"http://[::1/"])
 def test_malformed_absolute_targets_are_400(sc: Scene, target: bytes) -> None:
     r = sc.send(sc.raw(), b"GET " + target + b" HTTP/1.1\r\n" + proxy_auth_line() + b"\r\n")
-    assert r is not None and r.status == 400, (target, r.head)
+    assert r is not None and r.status == 400, (target, r and r.head)
     assert sc.up.requests == []
 
 

@@ -10,7 +10,6 @@ import hmac
 import pytest
 
 from cordon.core.model import Policy
-from cordon.proxy import auth as auth_mod
 from cordon.proxy.auth import ProxyAuth
 from tests.proxy_harness import TOKEN
 from tests.security.wire import HOST, Scene, proxy_auth_line, recv_response, scene
@@ -89,7 +88,7 @@ def test_comparison_is_over_every_token_with_equal_length_digests(monkeypatch: p
         calls.append((len(a), len(b)))
         return real(a, b)
 
-    monkeypatch.setattr(auth_mod.hmac, "compare_digest", counting)
+    monkeypatch.setattr("cordon.proxy.auth.hmac.compare_digest", counting)
     pa = ProxyAuth({"tok-one-" + "a" * 40: "one", "tok-two-" + "b" * 40: "two", TOKEN: "three"})
     for presented in (TOKEN.encode(), b"tok-one-" + b"a" * 40, b"", b"x", b"t" * 10_000, TOKEN.encode()[:-1]):
         calls.clear()

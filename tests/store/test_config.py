@@ -252,6 +252,19 @@ def test_invalid_toml_names_the_line() -> None:
     assert e.message.startswith(f"{FILE}:3: invalid TOML")
 
 
+def test_invalid_toml_names_line_and_column_once() -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config("listen = 0\n[[routes]\n", FILE)
+    assert e.value.message == (f"{FILE}:2: invalid TOML: Expected ']]' at the end of an array declaration "
+                               "(column 9)")
+
+
+def test_unknown_key_hint_never_offers_a_key_that_is_always_refused() -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config("listen = 0\nbogus = 1\n", FILE)
+    assert e.value.hint == "remove it or use one of: listen, policy, routes, secrets, tls"
+
+
 def test_invalid_toml_duplicate_key() -> None:
     e = error("listen = 1\nlisten = 2\n")
     assert e.message.startswith(f"{FILE}:2: ")
@@ -409,3 +422,24 @@ def test_postgres_listeners_are_refused_not_ignored(tmp_path: Path) -> None:
         load_config(f)
     assert f"{f}:3:" in e.value.message and "not supported" in e.value.message
     assert e.value.hint and "[[listeners]]" in e.value.hint
+
+
+def test_exec_table_parses_and_defaults() -> None:
+    from cordon.core.model import ExecSettings
+    assert parse("").exec == ExecSettings(sandbox="auto", egress="open", egress_ports=())
+    c = parse('[exec]\nsandbox = "required"\negress = "proxy"\negress_ports = [5432, 6379]\n')
+    assert c.exec == ExecSettings(sandbox="required", egress="proxy", egress_ports=(5432, 6379))
+
+
+@pytest.mark.parametrize(("text", "what"), [
+    ('[exec]\nsandbox = "maybe"\n', "exec.sandbox 'maybe' is not valid"),
+    ('[exec]\negress = "none"\n', "exec.egress 'none' is not valid"),
+    ('[exec]\negress_ports = [0]\n', "exec.egress_ports must be a list of port numbers"),
+    ('[exec]\negress_ports = ["5432"]\n', "exec.egress_ports must be a list of port numbers"),
+    ('[exec]\nsandbox_mode = "off"\n', "unknown key 'sandbox_mode'"),
+])
+def test_exec_table_errors_name_the_line(text: str, what: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse(text)
+    assert what in e.value.message and ":2:" in e.value.message, e.value.message
+    assert e.value.hint

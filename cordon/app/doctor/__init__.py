@@ -28,6 +28,7 @@ from cordon.app.doctor.checks import (
     check_secrets,
     check_service,
     check_tokens,
+    check_upstream_ca_files,
     integration_files,
 )
 from cordon.app.service import Manager, default_name, names_for_config
@@ -84,6 +85,7 @@ def run_doctor(paths: Paths, env: Mapping[str, str], *, config: str | None, scop
     checks.append(check_bundle(bundle, ca_cert, castore.system_roots()))
     if cfg is not None:
         checks += check_secrets(cfg, env)
+        checks += check_upstream_ca_files(cfg)
         checks += check_op(cfg, env)
     checks += check_logins(paths, env)
     if config_path is not None and cfg is not None:

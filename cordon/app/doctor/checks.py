@@ -27,6 +27,7 @@ from cordon.core.certs import load_ca, split_pem_certs
 from cordon.core.envvars import BUNDLE_VARS, CA_VARS
 from cordon.core.errors import CordonError
 from cordon.core.model import Config
+from cordon.core.wording import plural
 from cordon.store import castore, dotenvfile
 from cordon.store.config import load_config
 from cordon.store.paths import Paths
@@ -66,7 +67,7 @@ def skip(id: str, message: str, **details: Any) -> Check:
 # ---------------------------------------------------------------- config
 
 def check_config(config_path: Path | None, scope: str) -> tuple[list[Check], Config | None]:
-    if config_path is None or not config_path.is_file():
+    if config_path is None or not config_path.exists():
         where = config_path or "the project or user scope"
         return [warn("config", f"no cordon.toml in {where}",
                      "create one with `cordon setup codex` (or claude-code) or `cordon route add --preset openai`; "
@@ -159,10 +160,11 @@ def check_ca(config: Config | None, state_dir: Path, now: dt.datetime) -> list[C
     if ca.not_after <= now:
         out.append(fail("ca.expiry", f"the CA expired on {when}", _RECREATE, not_after=ca.not_after.isoformat()))
     elif days < CA_WARN_DAYS:
-        out.append(warn("ca.expiry", f"the CA expires in {days} days ({when})", _RECREATE,
+        out.append(warn("ca.expiry", f"the CA expires in {plural(days, 'day')} ({when})", _RECREATE,
                         not_after=ca.not_after.isoformat()))
     else:
-        out.append(ok("ca.expiry", f"the CA is valid until {when} ({days} days)", not_after=ca.not_after.isoformat()))
+        out.append(ok("ca.expiry", f"the CA is valid until {when} ({plural(days, 'day')})",
+                      not_after=ca.not_after.isoformat()))
     return out
 
 
@@ -216,6 +218,23 @@ def check_logins(paths: Paths, env: Mapping[str, str]) -> list[Check]:
                             f"`cordon login {info.name}`", **info.as_json()))
         else:
             out.append(ok(cid, f"login {info.name}: {info.describe()}", **info.as_json()))
+    return out
+
+
+def check_upstream_ca_files(config: Config) -> list[Check]:
+    """One check per route with `[routes.upstream] ca_file`: the file exists and holds PEM certificates."""
+    from cordon.store.upstreamca import check_ca_file
+    out = []
+    for r in config.routes:
+        if r.upstream is None or r.upstream.ca_file is None:
+            continue
+        cid = f"upstream_ca.{r.name}"
+        try:
+            check_ca_file(r.upstream.ca_file, r.name, config.path)
+        except CordonError as e:
+            out.append(fail(cid, e.message, e.hint or "fix ca_file"))
+        else:
+            out.append(ok(cid, f"route '{r.name}': upstream ca_file {r.upstream.ca_file} holds PEM certificates"))
     return out
 
 

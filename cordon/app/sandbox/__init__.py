@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ EGRESS = ("open", "proxy")
 # bwrap's monitor process must outlive a terminal's Ctrl-C and cordon's forwarded signals
 # (it would die and orphan the child): it ignores them, and the child gets them back as defaults
 SIGNALS = "INT,QUIT,TERM,HUP"
-HELPER = Path(__file__).with_name("egress_helper.py")
+INNER = Path(__file__).with_name("inner.py")
 OFF_HINT = "or pass --sandbox off (or set [exec] sandbox = \"off\") to run unconfined"
 
 
@@ -48,11 +48,20 @@ class Sandbox:
     mask: Mask
     landlock: bool
     egress_ports: tuple[int, ...] | None      # None: the host's network; else relayed loopback ports
+    root: bool = False                        # the command runs as root: give it a user namespace
+
+    def _inner(self, helper_fd: int | None, ports: str) -> list[str]:
+        """The inner step's argv (see inner.py), or nothing when neither part is needed."""
+        opts = ["--userns"] if self.root else []
+        if self.egress_ports is not None:
+            opts += ["--egress", str(helper_fd), ports]
+        return [sys.executable, "-I", "-S", str(INNER), *opts, "--"] if opts else []
 
     def command(self, argv: Sequence[str], expose: Sequence[tuple[str, bool]] = (),
                 helper_fd: int | None = None, proxy_port: int | None = None) -> list[str]:
         """The argv that runs `argv` confined (a list for Popen, no shell)."""
-        cmd = [self.env_cmd, f"--ignore-signal={SIGNALS}", self.bwrap, *_namespace_args(self.egress_ports is not None)]
+        cmd = [self.env_cmd, f"--ignore-signal={SIGNALS}", self.bwrap,
+               *_namespace_args(self.egress_ports is not None, self.root)]
         for d in self.mask.dirs:
             cmd += ["--tmpfs", d]
         for f in self.mask.files:
@@ -62,11 +71,8 @@ class Sandbox:
         for d in self.mask.dirs:
             cmd += ["--remount-ro", d]
         cmd.append("--")
-        if self.egress_ports is not None:
-            assert helper_fd is not None and proxy_port is not None
-            ports = ",".join(str(p) for p in (proxy_port, *self.egress_ports))
-            cmd += [sys.executable, "-I", "-S", str(HELPER), str(helper_fd), ports, "--"]
-        return [*cmd, self.env_cmd, f"--default-signal={SIGNALS}", "--", *argv]
+        ports = ",".join(str(p) for p in (proxy_port, *(self.egress_ports or ())))
+        return [*cmd, *self._inner(helper_fd, ports), self.env_cmd, f"--default-signal={SIGNALS}", "--", *argv]
 
     def child_env(self, env: Mapping[str, str]) -> dict[str, str]:
         return {k: v for k, v in env.items() if k not in self.mask.drop_env}
@@ -78,12 +84,15 @@ class Sandbox:
         return _spawn(cmd, self.child_env(env), fds, self.landlock)
 
 
-def _namespace_args(net: bool) -> list[str]:
+def _namespace_args(net: bool, root: bool) -> list[str]:
     # --bind / / keeps everything the agent works with (project, $HOME, /tmp, caches) writable;
-    # a fresh /dev has no disks (root could read them raw), --cap-drop ALL keeps root from
-    # unmounting what hides the secrets
+    # a fresh /dev has no disks (root could read them raw). Root keeps its capabilities only
+    # until inner.py moves it into a user namespace of its own, where they no longer reach
+    # the mounts that hide the secrets; anyone else keeps none.
     args = ["--bind", "/", "/", "--dev", "/dev", "--tmpfs", "/dev/shm", "--unshare-pid", "--proc", "/proc",
-            "--unshare-ipc", "--cap-drop", "ALL"]
+            "--unshare-ipc"]
+    if not root:
+        args += ["--cap-drop", "ALL"]
     return [*args, "--unshare-net"] if net else args
 
 
@@ -193,7 +202,10 @@ def _binfmt_misc() -> bool:
 
 def prepare(mode: str, egress: str, egress_ports: Sequence[int], config: Config, routes: Sequence[Route],
             env: Mapping[str, str], paths: Paths) -> Sandbox | None:
-    """The sandbox for this session, None under `off`; SandboxUnavailable when it cannot be had."""
+    """The sandbox for this session, None under `off`; SandboxUnavailable when it cannot be had.
+
+    Checks what needs no process; the probe that runs bwrap is `Probe`'s.
+    """
     if mode == "off":
         return None
     if not sys.platform.startswith("linux"):
@@ -213,49 +225,86 @@ def prepare(mode: str, egress: str, egress_ports: Sequence[int], config: Config,
         raise SandboxUnavailable("the keyring's D-Bus session bus is an abstract socket, which only Landlock "
                                  "scoping (Linux 6.12+) can hide, and this kernel lacks it",
                                  f"use a bus on a path socket (a systemd user session's), {OFF_HINT}")
-    box = Sandbox(bwrap=bwrap, env_cmd=env_cmd, mask=mask, landlock=scope,
-                  egress_ports=tuple(egress_ports) if egress == "proxy" else None)
-    _probe(box, env)
-    return box
+    return Sandbox(bwrap=bwrap, env_cmd=env_cmd, mask=mask, landlock=scope,
+                   egress_ports=tuple(egress_ports) if egress == "proxy" else None, root=os.geteuid() == 0)
 
 
-def _probe(box: Sandbox, env: Mapping[str, str]) -> None:
-    """Run `true` in the same namespaces: user namespaces may be off, AppArmor may deny bwrap,
-    or GNU env may lack --ignore-signal; bwrap's own message says which."""
-    cmd = [box.env_cmd, f"--ignore-signal={SIGNALS}", box.bwrap, *_namespace_args(box.egress_ports is not None),
-           "--", box.env_cmd, f"--default-signal={SIGNALS}", "true"]
-    try:
-        r = subprocess.run(cmd, env={"PATH": env.get("PATH", os.defpath)}, stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise SandboxUnavailable(f"bubblewrap could not run: {e}", OFF_HINT) from None
-    if r.returncode != 0:
-        lines = r.stderr.decode(errors="replace").strip().splitlines()
-        why = lines[-1] if lines else f"exit status {r.returncode}"
-        raise SandboxUnavailable(f"bubblewrap cannot create the sandbox here ({why})",
-                                 "allow unprivileged user namespaces (sysctl user.max_user_namespaces, "
-                                 "kernel.unprivileged_userns_clone; on Ubuntu an AppArmor profile for bwrap), "
-                                 + OFF_HINT)
+class Probe:
+    """`true` run in the same namespaces, while the session starts: user namespaces may be off,
+    a container may forbid them, AppArmor may deny bwrap, GNU env may lack --ignore-signal;
+    bwrap's own message says which. `result` waits for it; `close` ends it if never asked."""
+
+    def __init__(self, box: Sandbox, mode: str, env: Mapping[str, str], say: Any) -> None:
+        self.box, self.mode, self.say = box, mode, say
+        # the egress hand-over is left out (it needs cordon's end of the socket pair)
+        cmd = [box.env_cmd, f"--ignore-signal={SIGNALS}", box.bwrap,
+               *_namespace_args(box.egress_ports is not None, box.root), "--",
+               *replace(box, egress_ports=None)._inner(None, ""), box.env_cmd, f"--default-signal={SIGNALS}", "true"]
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._error: SandboxUnavailable | None = None
+        try:
+            self._proc = subprocess.Popen(cmd, env={"PATH": env.get("PATH", os.defpath)}, stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        except OSError as e:
+            self._error = SandboxUnavailable(f"bubblewrap could not run: {e.strerror}", OFF_HINT)
+
+    def result(self) -> Sandbox | None:
+        """The sandbox; None under `auto` when the probe failed (said once); raises under `required`."""
+        if self._proc is not None:
+            try:
+                _, err = self._proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.close()
+                err = b"bwrap did not finish within 10 s"
+            code, self._proc = self._proc.returncode, None
+            if code != 0:
+                lines = err.decode(errors="replace").strip().splitlines()
+                why = lines[-1] if lines else f"exit status {code}"
+                self._error = SandboxUnavailable(
+                    f"bubblewrap cannot create the sandbox here ({why})",
+                    "allow unprivileged user namespaces (sysctl user.max_user_namespaces, "
+                    "kernel.unprivileged_userns_clone; on Ubuntu an AppArmor profile for bwrap), " + OFF_HINT)
+        if self._error is None:
+            return self.box
+        _unavailable(self._error, self.mode, self.say)
+        return None
+
+    def close(self) -> None:
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.kill()
+            self._proc.communicate()
+            self._proc = None
+
+
+def _unavailable(e: SandboxUnavailable, mode: str, say: Any) -> None:
+    if mode == "required":
+        raise e
+    say(f"cordon: warning: running unconfined: {e.message}; to confine it: {e.hint}")
 
 
 def choose(mode: str | None, egress: str | None, egress_ports: Sequence[int], config: Config,
-           routes: Sequence[Route], env: Mapping[str, str], paths: Paths, say: Any) -> Sandbox | None:
-    """The command line's choice over `[exec]`'s; under `auto`, one line on stderr when it falls back."""
+           routes: Sequence[Route], env: Mapping[str, str], paths: Paths, say: Any) -> Probe | None:
+    """The command line's choice over `[exec]`'s, its probe started; under `auto`, one line on
+    stderr when it falls back (here, or from `Probe.result`)."""
     settings = config.exec
     mode = mode or settings.sandbox
     ports = tuple(dict.fromkeys((*settings.egress_ports, *egress_ports)))
     try:
-        return prepare(mode, egress or settings.egress, ports, config, routes, env, paths)
+        box = prepare(mode, egress or settings.egress, ports, config, routes, env, paths)
     except SandboxUnavailable as e:
-        if mode == "required":
-            raise
-        say(f"cordon: warning: running unconfined: {e.message}; to confine it: {e.hint}")
+        _unavailable(e, mode, say)
         return None
+    return None if box is None else Probe(box, mode, env, say)
 
 
-async def start(tg: Any, box: Sandbox, expose: Sequence[tuple[str, bool]],
+async def start(tg: Any, probe: Probe, expose: Sequence[tuple[str, bool]],
                 proxy_port: int) -> Any:
-    """Start what the sandbox needs beside the child (the egress relay); returns its spawn function."""
+    """The sandbox's spawn function once the probe passed, with what it needs beside the child
+    (the egress relay) started in `tg`; None to run unconfined."""
+    box = probe.result()
+    if box is None:
+        return None
     relay = None
     if box.egress_ports is not None:
         from cordon.proxy.relay import EgressRelay

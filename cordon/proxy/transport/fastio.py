@@ -270,7 +270,12 @@ class FastStream(anyio.abc.ByteStream):
     def looks_dead(self) -> bool:
         """For an idle pooled connection: anything arrived (EOF, junk) means it is not reusable."""
         p = self._p
-        return bool(p.chunks) or p.fresh > 0 or p.eof or p.closed or self._closed
+        return bool(p.chunks) or p.fresh > 0 or self.peer_closed()
+
+    def peer_closed(self) -> bool:
+        """The peer closed (or the connection broke): no byte count, just the end."""
+        p = self._p
+        return p.eof or p.closed or self._closed
 
 
 async def connect(host: str, port: int) -> FastStream:

@@ -35,7 +35,7 @@ if _log:
             if args and (when is None or when(*args, **kw)):
                 _step(name, args[0])
             return real(*args, **kw)
-        hooked.__wrapped__ = real
+        hooked.__wrapped__ = real  # type: ignore[attr-defined]
         return hooked
 
     def _writing_mode(file, mode="r", *a, **k):  # type: ignore[no-untyped-def]
