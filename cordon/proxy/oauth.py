@@ -268,9 +268,15 @@ class Broker:
         new = tuple(h for h in hosts if h != p.api_host and h not in (login.origins if login else ()))
         if login is None or not new:
             return
-        self._cache[name] = updated = replace(login, origins=(*login.origins, *new))
         try:
-            await anyio.to_thread.run_sync(self.backend.save, updated)
+            fd = await self._lock_file(name)    # every save of a login happens under its lock
+            try:
+                current = await self._load(name)
+                updated = replace(current, origins=(*current.origins, *new))
+                await anyio.to_thread.run_sync(self.backend.save, updated)
+                self._cache[name] = updated
+            finally:
+                self.backend.unlock(fd)
         except Exception as e:  # remembering is a convenience: the session goes on
             log.warning("login %s: could not store the workspace origins (%s)", name, type(e).__name__)
 

@@ -28,6 +28,7 @@ from cordon.store.generation import bump_generation, generation_file
 from cordon.store.paths import Paths, ensure_private_dir
 
 LOCK_WAIT = 60.0     # seconds a refresh waits for another process's refresh of the same login
+READ_RETRY = 2.0     # seconds a login the index lists may read as missing while it is being replaced
 
 
 def keyring_spec(name: str) -> SecretSpec:
@@ -67,15 +68,25 @@ class LoginStore:
 
     # -- the tokens --
     def load(self, name: str) -> Login | None:
+        """The stored login, or None. A keyring backend may show a value being replaced as missing
+        or half-written for a moment (keyrings.alt rewrites its file in place): while the index
+        lists the login, such a read is tried again for up to READ_RETRY seconds."""
         from cordon.store.secrets import get_keyring_secret
-        raw = get_keyring_secret(keyring_spec(name), self.env)
-        if raw is None:
-            return None
-        try:
-            return Login.from_json(raw)
-        except LoginFormatError as e:
-            raise SecretError(f"login '{name}': {e}", f"run `cordon logout {name}` and `cordon login {name}` "
-                                                      "again") from None
+        deadline = time.monotonic() + READ_RETRY
+        while True:
+            raw: str | None = None
+            try:
+                raw = get_keyring_secret(keyring_spec(name), self.env)
+                return None if raw is None and name not in self.index() else Login.from_json(raw or "")
+            except (LoginFormatError, SecretError) as e:
+                if time.monotonic() > deadline:
+                    if isinstance(e, SecretError):
+                        raise
+                    if raw is None:
+                        return None
+                    raise SecretError(f"login '{name}': {e}", f"run `cordon logout {name}` and "
+                                                              f"`cordon login {name}` again") from None
+            time.sleep(0.05)
 
     def save(self, login: Login) -> None:
         """Store the login (keyring first, then the index), then tell running proxies."""
