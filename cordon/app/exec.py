@@ -302,7 +302,8 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
         plan = _ProxyPlan(config=config, routes=routes, resolver=resolver, ca=ca,
                           token=token, session=session, base_env=base,
                           codex_home=codex_home, env_file=env_file, codex_config=codex_config, sandbox=box,
-                          agent_env=sub.env if sub else {}, agent_drop=sub.drop if sub else [])
+                          agent_env=sub.env if sub else {}, agent_drop=sub.drop if sub else [],
+                          sensitive=req.sensitive)
         return _run_loop(req.argv, exe, None, proxy=plan)
     finally:
         if box is not None:
@@ -445,6 +446,7 @@ class _ProxyPlan:
     sandbox: Probe | None = None
     agent_env: dict[str, str] = dataclasses.field(default_factory=dict)   # subscription logins: the
     agent_drop: list[str] = dataclasses.field(default_factory=list)       # client's placeholders; API-key vars to drop
+    sensitive: Callable[[str], None] | None = None   # told the tokens of refreshed logins (log redaction)
 
 
 @contextlib.contextmanager
@@ -601,8 +603,8 @@ async def _start_proxy(tg: Any, plan: _ProxyPlan) -> int:
 def _login_store(plan: _ProxyPlan) -> Any:
     if not any(r.auth.type == "login" for r in plan.routes):
         return None
-    from cordon.store.logins import LoginStore
-    return LoginStore(plan.session.paths, plan.base_env)
+    from cordon.app.logins import proxy_login_store
+    return proxy_login_store(plan.session.paths, plan.base_env, plan.sensitive)
 
 
 async def _supervise(argv: Sequence[str], exe: str, env: Mapping[str, str], fwd: _Forwarder,

@@ -12,7 +12,7 @@ the agent. Nothing here prints.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -206,6 +206,36 @@ def _remove_routes(name: str, paths: Paths, config: str | None, scope: str | Non
                 remove_route(p, r.name)
                 removed.append(f"{r.name} ({p})")
     return removed
+
+
+class TellingLoginStore(LoginStore):
+    """A LoginStore that tells `told` every token it reads or writes: the log redaction filter
+    then knows the tokens a running proxy refreshed, not only those it started with."""
+
+    def __init__(self, paths: Paths, env: Mapping[str, str], told: Callable[[str], None]) -> None:
+        super().__init__(paths, env)
+        self._told = told
+        self._seen: set[str] = set()
+
+    def _tell(self, login: Login) -> None:
+        for value in (login.access_token, login.refresh_token, login.id_token):
+            if value and value not in self._seen:
+                self._seen.add(value)
+                self._told(value)
+
+    def load(self, name: str) -> Login | None:
+        got = super().load(name)
+        if got is not None:
+            self._tell(got)
+        return got
+
+    def save(self, login: Login) -> None:
+        self._tell(login)
+        super().save(login)
+
+
+def proxy_login_store(paths: Paths, env: Mapping[str, str], told: Callable[[str], None] | None) -> LoginStore:
+    return LoginStore(paths, env) if told is None else TellingLoginStore(paths, env, told)
 
 
 # --- sessions ---------------------------------------------------------------------------------------

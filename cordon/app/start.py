@@ -135,9 +135,9 @@ class ProxyRun:
         """The login store, when a route injects a subscription login."""
         if not any(r.auth.type == "login" for r in self.scope.config.routes):
             return None
-        from cordon.store.logins import LoginStore
+        from cordon.app.logins import proxy_login_store
         from cordon.store.paths import Paths
-        return LoginStore(Paths.from_env(self.env), self.env)
+        return proxy_login_store(Paths.from_env(self.env), self.env, self._secret_values.append)
 
 
 def check_secrets(scope: Scope, resolver: Any, report: Callable[[SecretError], None]) -> list[str]:

@@ -184,3 +184,18 @@ def test_cordon_start_injects_and_refreshes_a_login(cordon, project: Path, home:
         assert stored is not None and stored.refresh_token == m.family.refresh
         for t in (CLAUDE_ACCESS, CLAUDE_REFRESH, m.family.access, m.family.refresh):
             assert t not in sp.stderr
+
+
+def test_the_proxys_store_tells_the_log_redaction_every_token_it_handles(home: Path) -> None:
+    from dataclasses import replace
+
+    from cordon.app.logins import proxy_login_store
+    from cordon.core.oauth import parse_client_file
+    from tests.oauth_fixtures import claude_credentials
+    told: list[str] = []
+    s = proxy_login_store(Paths.from_env(os.environ), os.environ, told.append)
+    first = parse_client_file("claude", claude_credentials())
+    s.save(first)
+    assert s.load("claude") is not None
+    s.save(replace(first, access_token="sk-ant-oat01-ROTATED", refresh_token="sk-ant-ort01-ROTATED"))
+    assert told == [CLAUDE_ACCESS, CLAUDE_REFRESH, "sk-ant-oat01-ROTATED", "sk-ant-ort01-ROTATED"]
