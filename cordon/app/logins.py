@@ -51,6 +51,7 @@ class LoginResult:
     config_path: Path
     routes_added: list[str] = field(default_factory=list)
     replaced: bool = False
+    also_rewritten: Path | None = None      # the client's default file held the same login too
 
 
 @dataclass
@@ -127,13 +128,30 @@ def login(name: str, *, env: Mapping[str, str], paths: Paths, source: str | None
         store.save(new)
     # the real tokens are safe in the store: now the client's own copy becomes placeholders
     _write_client_file(path, client_file(new, real=False))
+    also = _same_login_elsewhere(name, new, path, env, paths)
+    if also is not None:
+        _write_client_file(also, client_file(new, real=False))
     added: list[str] = []
     from cordon.store.configedit import add_route
     for r in missing:
         add_route(config_path, r)
         added.append(r.name)
     return LoginResult(login=new, client_file=path, config_path=config_path, routes_added=added,
-                       replaced=replaced)
+                       replaced=replaced, also_rewritten=also)
+
+
+def _same_login_elsewhere(name: str, login: Login, source: Path, env: Mapping[str, str],
+                          paths: Paths) -> Path | None:
+    """The client's default file when it holds the very login imported `--from` a copy: a second
+    holder of the refresh token would spend it behind cordon's back."""
+    default = default_client_file(name, env, paths)
+    try:
+        if default.resolve() == source.resolve():
+            return None
+        there = parse_client_file(name, default.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, LoginFormatError):
+        return None
+    return default if there.refresh_token == login.refresh_token else None
 
 
 def ensure_login_routes(config_path: Path, name: str) -> list[str]:

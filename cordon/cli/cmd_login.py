@@ -54,6 +54,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     ctx.out(f"{'replaced' if res.replaced else 'stored'} the {name} login in cordon's secret store{plan}")
     ctx.out(f"rewrote {res.client_file} with placeholders: {name} run outside cordon is now logged out "
             "(it cannot spend the refresh token behind cordon's back)")
+    if res.also_rewritten is not None:
+        ctx.out(f"rewrote {res.also_rewritten} with placeholders too: it held the same login")
     if res.routes_added:
         ctx.out(f"added routes {', '.join(res.routes_added)} to {res.config_path}")
     ctx.out(f"use it: `cordon exec -- {name}`; undo: `cordon logout {name}` (writes the current tokens back)")

@@ -199,3 +199,15 @@ def test_the_proxys_store_tells_the_log_redaction_every_token_it_handles(home: P
     assert s.load("claude") is not None
     s.save(replace(first, access_token="sk-ant-oat01-ROTATED", refresh_token="sk-ant-ort01-ROTATED"))
     assert told == [CLAUDE_ACCESS, CLAUDE_REFRESH, "sk-ant-oat01-ROTATED", "sk-ant-ort01-ROTATED"]
+
+
+def test_login_from_a_copy_also_disarms_the_clients_own_file(cordon, project: Path, home: Path) -> None:
+    access = codex_access()
+    f = write_codex(home, codex_auth_json(access=access))
+    copy = home / "auth-copy.json"
+    copy.write_text(f.read_text())
+    r = cordon("login", "codex", "--from", str(copy))
+    assert r.status == 0, r.stderr
+    assert f"rewrote {f} with placeholders too" in r.stdout
+    for p in (f, copy):
+        assert access not in p.read_text() and CODEX_REFRESH not in p.read_text()
