@@ -227,6 +227,21 @@ def test_session_ca_is_constrained_to_the_login_hosts(project: Path, home: Path)
     nc = ca.extensions.get_extension_for_class(x509.NameConstraints).value
     assert {n.value for n in nc.permitted_subtrees or []} == {
         "chatgpt.com", "auth.openai.com", "api.anthropic.com", "platform.claude.com"}
+    # a workspace origin an earlier session learned from accounts/check joins them
+    import os
+    from dataclasses import replace
+
+    from cordon.store.logins import LoginStore
+    from cordon.store.paths import Paths
+    env = dict(os.environ)
+    s = LoginStore(Paths.from_env(env), env)
+    cur = s.load("codex")
+    assert cur is not None
+    s.save(replace(cur, origins=("backend.example.com",)))
+    r = cordon_run(project, "exec", "--", "sh", "-c", 'cat "$NODE_EXTRA_CA_CERTS"')
+    ca = x509.load_pem_x509_certificate(r.stdout.encode())
+    nc = ca.extensions.get_extension_for_class(x509.NameConstraints).value
+    assert "backend.example.com" in {n.value for n in nc.permitted_subtrees or []}
 
 
 def test_claude_agent_logout_leaves_the_real_login_working(claude_login: MockProvider, project: Path,
