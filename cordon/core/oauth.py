@@ -25,6 +25,7 @@ from cordon.core.model import Auth, Route, SecretSpec
 PROVIDERS = ("codex", "claude")
 FAR_FUTURE = 4102444800            # 2100-01-01: a placeholder access token that never expires
 REFRESH_MARGIN = 300.0             # seconds before expiry at which the proxy refreshes the real tokens
+FRESH_FOR = 60.0                   # a token this young that gets a 401 is not refreshed again
 PLACEHOLDER_SIGNATURE = "cordon-placeholder-signature"
 PLACEHOLDER_REFRESH = "cordon-placeholder-refresh-token"
 PLACEHOLDER_CLAUDE_ACCESS = "cordon-placeholder-oauth-access-token"
@@ -129,6 +130,16 @@ class Login:
 
     def expiring(self, now: float, margin: float = REFRESH_MARGIN) -> bool:
         return self.expires_at is not None and self.expires_at - margin <= now
+
+    def refreshed_within(self, now: float, seconds: float) -> bool:
+        """True when cordon refreshed this login less than `seconds` ago (any process)."""
+        if not self.last_refresh:
+            return False
+        try:
+            t = dt.datetime.fromisoformat(self.last_refresh.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return False
+        return 0 <= now - t < seconds
 
     def to_json(self) -> str:
         d: dict[str, Any] = {"provider": self.provider, "access_token": self.access_token,

@@ -129,6 +129,11 @@ class Broker:
                 cur = await self._load(name)      # another process may have refreshed while we waited
                 if cur.access_token != rejected and not cur.expiring(self.clock()):
                     return cur
+                if not cur.expiring(self.clock()) and cur.refreshed_within(self.clock(), oauth.FRESH_FOR):
+                    # rejected although just issued: another refresh would not help, only spend tokens
+                    log.warning("login %s: the provider rejects an access token issued moments ago; "
+                                "not refreshing again", name)
+                    return cur
                 # shielded: a client leaving must not cancel a refresh between the provider's
                 # rotation and the save (the old refresh token is spent by then)
                 new: Login | None = None

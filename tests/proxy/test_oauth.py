@@ -203,7 +203,11 @@ def test_two_proxies_sharing_a_login_refresh_once_and_both_use_the_rotated_token
             list(pool.map(via, (a, b, a, b)))
         assert claude.refreshes == [CLAUDE_REFRESH]
         assert statuses == [200] * 4
-        # a 401 seen by one proxy rotates the login; the other picks the new token up from the store
+        # later (the token is no longer just issued), a 401 seen by one proxy rotates the login;
+        # the other picks the new token up from the store
+        rotated = s.load("claude")
+        assert rotated is not None
+        s.save(replace(rotated, last_refresh="2026-01-01T00:00:00Z"))
         claude.fail_next = [401]
         via(a)
         via(b)
@@ -240,3 +244,12 @@ def test_a_chunked_refresh_is_answered_and_other_token_calls_pass_unchanged(code
     assert other.status_code == 404                    # the mock's answer: it was forwarded
     assert [q.body for q in codex.token.requests] == [code]
     assert codex.refreshes == []
+
+
+def test_401s_that_persist_do_not_refresh_once_per_request(claude: MockProvider, tmp_path: Path) -> None:
+    claude.fail_next = [401] * 6
+    with proxy_for(claude, tmp_path) as px, client(px) as c:
+        statuses = [c.post("https://api.anthropic.com/v1/messages", json={},
+                           headers={"Authorization": "Bearer p"}).status_code for _ in range(3)]
+    assert statuses == [401, 401, 401]
+    assert claude.refreshes == [CLAUDE_REFRESH]          # the fresh token was rejected too: no more refreshes
