@@ -17,11 +17,13 @@ let
     escapeShellArg = s: "'" + builtins.replaceStrings [ "'" ] [ "'\\''" ] (toString s) + "'";
     escapeShellArgs = l: builtins.concatStringsSep " " (map lib.escapeShellArg l);
     licenses.mit = "mit";
+    toLower = builtins.replaceStrings (chars "ABCDEFGHIJKLMNOPQRSTUVWXYZ") (chars "abcdefghijklmnopqrstuvwxyz");
   };
+  chars = s: builtins.genList (i: builtins.substring i 1 s) (builtins.stringLength s);
 
   pythonPackages =
     named [
-      "cryptography" "anyio" "h11" "keyring" "python-dotenv" "tomli-w" "tomlkit" "uvloop" "setuptools"
+      "cryptography" "anyio" "idna" "h11" "keyring" "python-dotenv" "tomli-w" "tomlkit" "uvloop" "setuptools"
       "pytest" "pytest-timeout" "pytest-xdist" "pexpect" "hypothesis" "httpx" "requests" "websockets" "openai"
       "keyrings-alt" "secretstorage" "mypy" "pytestCheckHook"
     ]

@@ -17,15 +17,15 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cordon.app import reaper
+from cordon.app.hardening import set_non_dumpable
 from cordon.core.errors import ConfigError, CordonError, SecretError, UsageError
-from cordon.core.model import DEFAULT_PLACEHOLDER, Config, Route, SecretSpec
+from cordon.core.model import DEFAULT_PLACEHOLDER, Config, Resolver, Route, SecretSpec
 from cordon.core.wording import plural
 from cordon.store.paths import Paths
 
@@ -33,12 +33,10 @@ if TYPE_CHECKING:
     from cordon.app.logins import Subscription
     from cordon.app.sandbox import Probe
     from cordon.core.certs import CA
-    from cordon.store.secrets import SecretResolver
+    from cordon.store.edits import Key
     from cordon.store.session import Session
-    from cordon.store.tomlentries import Key
 
 FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-MIN_SCRUB_LEN = 8          # secrets this long or longer are scrubbed from other variables
 KILL_GRACE = 5.0          # seconds a child gets after SIGTERM in teardown before SIGKILL
 
 Say = Callable[[str], None]
@@ -74,27 +72,13 @@ def exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def set_non_dumpable() -> bool:
-    """prctl(PR_SET_DUMPABLE, 0): the child may not read our memory or /proc/<pid>/environ.
-
-    The flag is reset to 1 by execve, so the child itself stays debuggable.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(4, 0, 0, 0, 0)) == 0     # 4 = PR_SET_DUMPABLE
-    except (OSError, AttributeError):
-        return False
-
-
 def session_ca(hosts: Sequence[str]) -> CA:
     """The session's CA: EC P-256, its key only in this process's memory, and X.509 name
     constraints (RFC 5280 §4.2.1.10) permitting only the route hosts, so even a copy of
     its certificate in a trust store vouches for nothing else."""
     from cordon.core.certs import create_ca
-    return create_ca("cordon session CA", permitted_hosts=hosts)
+    from cordon.core.routes import constraint_names
+    return create_ca("cordon session CA", permitted_hosts=constraint_names(hosts))
 
 
 def _new_token() -> str:
@@ -138,13 +122,13 @@ def zero_config_routes(env: Mapping[str, str]) -> list[Route]:
 def load_exec_config(req: ExecRequest) -> Config:
     if not req.config and not req.scope and req.paths.find_project_config() is None \
             and not req.paths.user_config.exists():
-        # zero-config: what select_config_path would conclude, without importing the parser
+        # zero-config: what resolve_scope would conclude, without importing the parser
         return Config(routes=tuple(zero_config_routes(req.env)), scope="none")
-    from cordon.store.config import load_config, select_config_path
-    path, scope = select_config_path(req.paths, req.config, req.scope)
-    if path is None:
+    from cordon.store.scope import resolve_scope
+    scope = resolve_scope(req.paths, req.config, req.scope)
+    if scope.config_path is None:
         return Config(routes=tuple(zero_config_routes(req.env)), scope="none")
-    return load_config(path, scope)
+    return scope.config
 
 
 def project_dir(config: Config, cwd: Path) -> Path | None:
@@ -163,15 +147,23 @@ def env_secret_vars(routes: Sequence[Route]) -> list[str]:
     return [r.auth.secret.var for r in routes if r.auth.secret.source == "env" and r.auth.secret.var]
 
 
-def preflight(routes: Sequence[Route], resolver: SecretResolver, scope_args: str = "") -> None:
+def preflight(routes: Sequence[Route], resolver: Resolver, scope_args: str = "") -> list[str]:
     """Resolve every secret now; all failures in one error naming each route and its fix.
 
-    `scope_args` (e.g. ` --config x.toml`) is added to the `cordon secret set NAME`
-    commands in the hints, so the command shown is exactly the one that fixes it.
+    Returns the values (for log redaction and the leak scan: each secret is read
+    once per session). `scope_args` (e.g. ` --config x.toml`) is added to the
+    `cordon secret set NAME` commands in the hints, so the command shown is
+    exactly the one that fixes it.
     """
-    failures = [e for _, e in resolver.check(routes) if e is not None]
+    values: list[str] = []
+    failures: list[SecretError] = []
+    for r in routes:
+        try:
+            values.append(resolver.resolve(r).reveal())
+        except SecretError as e:
+            failures.append(e)
     if not failures:
-        return
+        return values
 
     def hint(e: SecretError) -> str | None:
         if e.hint and scope_args:
@@ -230,19 +222,24 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
     if req.paths.logins_index.is_file():   # subscription logins held (`cordon login`)
         from cordon.app.logins import with_login_routes
         routes = with_login_routes(routes, req.paths, zero_config=config.scope == "none")
+    if config.scope != "none":
+        routes = _protect_provider_keys(req.env, routes, say)
     remove = env_secret_vars(routes)
 
     outer_id = req.env.get("CORDON_SESSION", "")
     outer = live_session(req.paths, outer_id) if outer_id else None
     if outer is not None and _port_open(outer.port):
         # nesting: the outer proxy already covers this process tree; no second MITM
-        missing = sorted({r.host for r in routes} - set(outer.route_hosts))
+        missing = sorted({h for r in routes for h in r.hosts} - set(outer.route_hosts))
         if missing:
             say(f"cordon: note: reusing the outer session's proxy, which has no route for: {', '.join(missing)}")
         env = {k: v for k, v in req.env.items() if k not in remove}
         exe = find_command(req.argv[0], env)
         return _run_loop(req.argv, exe, env, proxy=None)
 
+    # a project file only as the user approved it (nesting above uses none of its routes)
+    from cordon.store.approvals import require_approved
+    require_approved(req.paths.cordon_home, config)
     base = {k: v for k, v in req.env.items() if k not in remove}
     exe = find_command(req.argv[0], base)
     if config.scope == "none" and any(r.auth.secret.source == "env" for r in routes):
@@ -255,28 +252,31 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
         raise ConfigError(f"{config.path}: [tls] enabled = false, so cordon cannot intercept "
                           f"its {plural(len(routes), 'route')}",
                           "remove `enabled = false` from [tls] (or remove the routes)")
+    from cordon.proxy.secretcache import SecretCache
+    from cordon.store.generation import generation_file
     from cordon.store.secrets import SecretResolver
-    resolver = SecretResolver(req.env, op_path=config.op_path)
-    preflight(routes, resolver, _scope_args(req))
+    # the session's one cache: preflight fills it, the proxy serves from it
+    resolver = SecretCache(SecretResolver(req.env, op_path=config.op_path), generation_file(req.paths.cordon_home))
+    values = preflight(routes, resolver, _scope_args(req))
     from cordon.store.upstreamca import check_ca_files
     check_ca_files(routes, config.path)
     token = _new_token()
     if req.sensitive is not None:
-        for r in routes:
-            req.sensitive(resolver.resolve(r).reveal())
+        for v in values:
+            req.sensitive(v)
         req.sensitive(token)
 
     sub = _subscription(routes, req, config, base, say) if any(r.auth.type == "login" for r in routes) else None
     if sub is not None:
         routes += sub.extra_routes
-
-    leaked = _vars_holding_secrets(base, routes, resolver)
+    _agent_auth(req, routes, base, say)
+    leaked = _vars_holding_secrets(base, values)
     if leaked:
         say(f"cordon: note: not passing {', '.join(leaked)} to the command (they hold a route's secret)")
         for k in leaked:
             del base[k]
 
-    hosts = [r.host for r in routes]
+    hosts = [h for r in routes for h in r.hosts]
     ca = session_ca(hosts)
     bundle = _build_bundle(ca.cert_pem, req.env)
 
@@ -332,11 +332,36 @@ def _subscription(routes: Sequence[Route], req: ExecRequest, config: Config, bas
     return sub
 
 
-def _vars_holding_secrets(env: Mapping[str, str], routes: Sequence[Route],
-                          resolver: SecretResolver) -> list[str]:
-    # a very short "secret" would match half the environment; those are left to the user
-    values = [v for v in (resolver.resolve(r).reveal() for r in routes) if len(v) >= MIN_SCRUB_LEN]
-    return sorted(k for k, v in env.items() if any(s in v for s in values))
+def _protect_provider_keys(env: Mapping[str, str], routes: list[Route], say: Say) -> list[Route]:
+    """A provider key in our environment that the config does not route still never reaches
+    the child in clear: it gets a route for this session, as with no cordon.toml."""
+    from cordon.core.providerkeys import protect
+    p = protect(env, routes)
+    for preset, r in p.added:
+        say(f"cordon: {r.auth.secret.var} is set but no route in the config covers {r.host}; "
+            f"protecting it for this session (to keep it: `cordon route add --preset {preset}` "
+            f"and `cordon secret set {preset}`)")
+    for var, name in p.covered:
+        say(f"cordon: note: {var} gets route '{name}''s placeholder")
+    return list(p.routes)
+
+
+def _agent_auth(req: ExecRequest, routes: Sequence[Route], base: dict[str, str], say: Say) -> None:
+    """Keys an agent keeps in its own files (opencode's auth.json) give way to the placeholders."""
+    from cordon.app.agentauth import describe, for_session
+    found = for_session(req.env, req.paths.home, routes)
+    base.update(found.env)
+    for k in found.replaced:
+        say(f"cordon: note: {describe(k)}; it gets the placeholder instead for this session "
+            f"(remove it with `opencode auth logout`: see docs/agents.md)")
+    for k in found.unrouted:
+        say(f"cordon: warning: {describe(k)}, which no route covers: it goes out in clear; move it into "
+            f"cordon: `cordon route add --preset {k.preset}`, `cordon secret set {k.preset}`, `opencode auth logout`")
+
+
+def _vars_holding_secrets(env: Mapping[str, str], secrets: Sequence[str]) -> list[str]:
+    from cordon.core.leaks import vars_holding  # short secrets: whole values and tokens only
+    return vars_holding(env, secrets)
 
 
 def _build_bundle(ca_pem: bytes, env: Mapping[str, str]) -> bytes:
@@ -384,7 +409,7 @@ def _codex_config_target(codex_home: Path | None, env: Mapping[str, str],
     # importing the integrations costs ~20 ms: only where a setup record exists
     if not any((d / "integrations" / "codex.json").is_file() for d in state_dirs):
         return None
-    from cordon.app.integrations.state import load_record
+    from cordon.store.userfiles import load_record
     want = os.path.realpath(cfg)
     for d in state_dirs:
         try:
@@ -417,7 +442,7 @@ def _teardown(session: Session, paths: Paths, say: Say) -> None:
     cordon command retries it as it would after a crash; cordon still exits
     with the command's status.
     """
-    from cordon.store.session import release
+    from cordon.store.userfiles import release
     failed = False
     try:
         for p in reversed(session.record.files):
@@ -435,7 +460,7 @@ def _teardown(session: Session, paths: Paths, say: Say) -> None:
 class _ProxyPlan:
     config: Config
     routes: list[Route]
-    resolver: SecretResolver
+    resolver: Resolver
     ca: CA
     token: str
     session: Session
@@ -564,12 +589,12 @@ async def _main(argv: Sequence[str], exe: str, env: dict[str, str] | None, plan:
                     for k in plan.agent_drop:
                         env.pop(k, None)
                     if plan.env_file is not None:
-                        from cordon.store.session import dotenv_acquire
+                        from cordon.store.userfiles import dotenv_acquire
                         # Codex ignores CODEX_* in its .env; the rest overrides stale proxy settings there
                         block = {k: v for k, v in contract.items() if not k.upper().startswith("CODEX_")}
                         dotenv_acquire(plan.session.paths, plan.session.id, plan.env_file, block)
                     if plan.codex_config is not None:
-                        from cordon.store.session import toml_acquire
+                        from cordon.store.userfiles import toml_acquire
                         cfg, setup_entries = plan.codex_config
                         swap = codex_config_entries(setup_entries, contract, plan.routes)
                         if swap:

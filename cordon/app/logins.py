@@ -113,12 +113,12 @@ def _check_routes(config_path: Path | None, routes: Sequence[Route]) -> list[Rou
 def login(name: str, *, env: Mapping[str, str], paths: Paths, source: str | None = None,
           config: str | None = None, scope: str | None = None) -> LoginResult:
     provider(name)
-    from cordon.store.config import select_config_path
+    from cordon.store.scope import resolve_scope
     path = Path(source).expanduser() if source else default_client_file(name, env, paths)
     if not path.is_absolute():
         path = paths.cwd / path
     new = _read_client_file(name, path)
-    config_path, _ = select_config_path(paths, config, scope)
+    config_path = resolve_scope(paths, config, scope).config_path
     if config_path is None:
         config_path = paths.user_config      # no configuration yet: a login is the user's
     missing = _check_routes(config_path, login_routes(name))
@@ -132,10 +132,13 @@ def login(name: str, *, env: Mapping[str, str], paths: Paths, source: str | None
     if also is not None:
         _write_client_file(also, client_file(new, real=False))
     added: list[str] = []
+    from cordon.app.allow import approve_written
     from cordon.store.configedit import add_route
     for r in missing:
         add_route(config_path, r)
         added.append(r.name)
+    if added:
+        approve_written(paths, config_path, added)
     return LoginResult(login=new, client_file=path, config_path=config_path, routes_added=added,
                        replaced=replaced, also_rewritten=also)
 
@@ -154,13 +157,16 @@ def _same_login_elsewhere(name: str, login: Login, source: Path, env: Mapping[st
     return default if there.refresh_token == login.refresh_token else None
 
 
-def ensure_login_routes(config_path: Path, name: str) -> list[str]:
-    """Add the login's routes to `config_path` where missing (`cordon setup` in subscription mode)."""
+def ensure_login_routes(paths: Paths, config_path: Path, name: str) -> list[str]:
+    """Add the login's routes to `config_path` where missing, approved as cordon wrote them."""
+    from cordon.app.allow import approve_written
     from cordon.store.configedit import add_route
     added = []
     for r in _check_routes(config_path, login_routes(name)):
         add_route(config_path, r)
         added.append(r.name)
+    if added:
+        approve_written(paths, config_path, added)
     return added
 
 
@@ -201,11 +207,12 @@ def _check_not_real(path: Path, name: str, hint: str | None = None) -> None:
 
 
 def _remove_routes(name: str, paths: Paths, config: str | None, scope: str | None) -> list[str]:
-    from cordon.store.config import load_config, select_config_path
+    from cordon.store.config import load_config
     from cordon.store.configedit import remove_route
+    from cordon.store.scope import resolve_scope
     candidates: list[Path] = []
     if config or scope:
-        p, _ = select_config_path(paths, config, scope)
+        p = resolve_scope(paths, config, scope).config_path
         if p is not None:
             candidates.append(p)
     else:

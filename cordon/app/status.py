@@ -21,9 +21,10 @@ from cordon.app.service import Manager, NoServiceManager, ServiceState, default_
 from cordon.core.errors import CordonError
 from cordon.core.model import Config
 from cordon.store.castore import ca_paths
-from cordon.store.config import load_config, select_config_path
+from cordon.store.config import load_config
 from cordon.store.paths import Paths
 from cordon.store.runrecord import pid_alive, read_run_record
+from cordon.store.scope import resolve_scope
 from cordon.store.secrets import SecretResolver
 from cordon.store.tokens import DEFAULT_TOKEN, TokenStore
 
@@ -217,10 +218,9 @@ def gather(paths: Paths, env: Mapping[str, str], *, config: str | None, scope: s
     With --config/--scope only that one. Without: the selected scope, the user
     scope if it has a config, and the config of every installed cordon service.
     """
-    selected, sel_scope = select_config_path(paths, config, scope)
-    if selected is None:
-        selected, sel_scope = paths.cwd / "cordon.toml", "project"
-    targets: list[tuple[Path, str, str | None]] = [(selected, sel_scope, None)]
+    selected = resolve_scope(paths, config, scope)
+    targets: list[tuple[Path, str, str | None]] = [
+        (selected.config_file, selected.name if selected.config_path is not None else "project", None)]
     if config is None and scope is None:
         if paths.user_config.exists():
             targets.append((paths.user_config, "user", None))

@@ -62,13 +62,13 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                        f"({preset.description}; the real key comes from the keyring entry "
                        f"'{preset.name}')?")
     render(ctx, setup(ctx.paths, ctx.env, args.integration, scope, add_route=add))
-    remember(ctx.paths, scope.config_path)     # a known config: `route remove --delete-secret` checks it
+    remember(ctx.paths, scope.config_file)     # a known config: `route remove --delete-secret` checks it
     return 0
 
 
 def render(ctx: Context, r: SetupResult) -> None:
     label = LABELS.get(r.integration, r.integration)
-    ctx.out(f"{label}: set up for the {r.scope.name} scope ({r.scope.config_path}, proxy port {r.port})")
+    ctx.out(f"{label}: set up for the {r.scope.kind} scope ({r.scope.config_path}, proxy port {r.port})")
     if r.config_created:
         ctx.out(f"  created    {r.scope.config_path}")
     if r.route_added:
@@ -80,7 +80,7 @@ def render(ctx: Context, r: SetupResult) -> None:
         ctx.out(f"  {c.action:<10} {c.path}{extra}")
     for note in r.notes:
         ctx.out(f"note: {note}")
-    flag = " --scope user" if r.scope.name == "user" else ""
+    flag = " --scope user" if r.scope.kind == "user" else ""
     rec = live_run_record(r.scope.state_dir)
     if rec is None:
         start = [f"start the proxy: `cordon start{flag}` (foreground), or `cordon service install{flag}` "

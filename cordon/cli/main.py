@@ -33,6 +33,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("hook", "cmd_hook"),
     ("trust", "cmd_trust"),
     ("untrust", "cmd_trust"),
+    ("allow", "cmd_allow"),
+    ("deny", "cmd_allow"),
 )
 
 
@@ -134,7 +136,17 @@ def _internal_error(e: BaseException, args: argparse.Namespace, ctx: Context) ->
 
 
 def _repair_stale_sessions(ctx: Context) -> None:
-    """Undo what a SIGKILLed `cordon exec` left (its .env edits, its directory): every command does it."""
+    """Undo what a SIGKILLed `cordon exec` left (its .env edits, its directory): every command does it.
+
+    Usually there is nothing to repair: one directory listing answers that, before the
+    session module (and what it imports) is loaded."""
+    try:
+        if not os.listdir(ctx.paths.sessions_dir):
+            return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass   # repair_stale reports it
     from cordon.store.session import repair_stale
     try:
         repair_stale(ctx.paths)
@@ -143,6 +155,8 @@ def _repair_stale_sessions(ctx: Context) -> None:
 
 
 def entry() -> None:
+    from cordon.app.hardening import set_non_dumpable
+    set_non_dumpable()   # any cordon process may come to hold a secret or a token (secret set, start, ...)
     status = main()
     if _chosen_command(sys.argv[1:]) == "exec":
         # `cordon exec` has stopped its proxy and restored every file by now; the

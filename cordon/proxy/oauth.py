@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import anyio
 import anyio.to_thread
@@ -40,15 +40,12 @@ from cordon.core.http1 import (
     simple_response,
 )
 from cordon.core.inject import rewrite_headers
-from cordon.core.model import Route, Secret, Upstream
+from cordon.core.model import Route, Secret, UpstreamSpec
 from cordon.core.oauth import Login
 from cordon.core.routes import normalize_host
 from cordon.proxy.conn import RECV, Conn
 from cordon.proxy.pool import Target, open_connection
 from cordon.proxy.tls import ClientContexts
-
-if TYPE_CHECKING:
-    from cordon.proxy.server import Proxy
 
 log = logging.getLogger("cordon.proxy")
 
@@ -196,16 +193,17 @@ class Broker:
     def learned_route(self, host: str) -> Route | None:
         return self._learned.get(normalize_host(host))
 
-    async def agent_call(self, px: Proxy, client: Conn, req: RequestHead, route: Route, path: bytes) -> bool | None:
+    async def agent_call(self, client: Conn, req: RequestHead, route: Route, path: bytes,
+                         timeout: float) -> bool | None:
         """An agent's refresh or revoke on a token route, answered here; None: not one (forward it)."""
         p = oauth.provider(route.auth.login or "")
         if req.method != b"POST" or path.split(b"?", 1)[0] not in (p.token_path.encode(), p.revoke_path.encode()):
             return None
         framing = request_framing(req)
         if framing.kind == "length" and framing.length <= AGENT_CALL_MAX:
-            raw = body = await _read_exact(client, framing.length, px.timeouts.read)
+            raw = body = await _read_exact(client, framing.length, timeout)
         elif framing.kind == "chunked":
-            raw, body = await _read_chunked(client, px.timeouts.read)
+            raw, body = await _read_chunked(client, timeout)
         else:
             return None
         kind = oauth.classify(p, req.method, path, body)
@@ -231,7 +229,7 @@ class Broker:
             return out
         return again
 
-    async def accounts_check(self, px: Proxy, client: Conn, req: RequestHead, route: Route, target: Target,
+    async def accounts_check(self, client: Conn, req: RequestHead, route: Route, target: Target,
                              path: bytes, headers: Headers, secret: Secret) -> tuple[int, int, bool]:
         """Codex's workspace discovery, relayed whole so the origins it names can be learned."""
         hdrs = [(k, v) for k, v in headers if k.lower() != b"accept-encoding"] + [(b"Accept-Encoding", b"identity")]
@@ -262,7 +260,7 @@ class Broker:
                          "from the next session on", api.auth.login, h)
                 continue
             self._learned[h] = replace(api, name=f"{api.name}@{h}", host=h,
-                                       upstream=api.upstream if api.upstream.address else Upstream())
+                                       upstream=api.upstream if api.upstream.address else UpstreamSpec())
             log.info("login %s: workspace origin %s gets the access token too", api.auth.login, h)
         if hosts:
             await self._remember_origins(api.auth.login or "", hosts)

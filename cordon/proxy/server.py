@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -31,7 +31,7 @@ from cordon.core.http1 import (
     simple_response,
     strip_hop_by_hop,
 )
-from cordon.core.model import Policy, Route, Secret
+from cordon.core.model import Policy, Route, SecretReader
 from cordon.core.routes import RouteTable, normalize_host, split_host_port
 from cordon.core.wording import plural
 from cordon.proxy.auth import CHALLENGE, ProxyAuth
@@ -40,11 +40,12 @@ from cordon.proxy.eventloop import running_loop_name
 from cordon.proxy.forward import Forwarder, Plan, Timeouts
 from cordon.proxy.mitm import route_request, serve_mitm
 from cordon.proxy.oauth import Broker, LoginBackend
-from cordon.proxy.pool import Pool, Target
+from cordon.proxy.pool import Opener, Pool, Target
 from cordon.proxy.secretcache import SecretCache
 from cordon.proxy.stats import ProxyStats
 from cordon.proxy.tls import ClientContexts, Issuer
 from cordon.proxy.transport.fastio import serve_tcp
+from cordon.proxy.transport.stream import Stream
 from cordon.proxy.tunnel import connect_pinned, guarded_addresses
 from cordon.proxy.websocket import upgrade_token
 
@@ -53,18 +54,14 @@ __all__ = ["ProxyAuth", "ProxySettings", "ProxyStats", "SecretCache", "Timeouts"
 log = logging.getLogger("cordon.proxy")
 
 
-class Resolver(Protocol):
-    def resolve(self, route: Route) -> Secret: ...
-
-
 @dataclass(frozen=True)
 class ProxySettings:
     """Everything a running proxy needs; it reads no files or keyrings itself.
 
     routes: the route hosts to intercept. issuer: `.server_context(host)` (e.g.
-    `cordon.proxy.tls.LeafIssuer(ca)`). resolver: blocking `.resolve(route) ->
-    Secret`, called in a worker thread and cached (a `SecretCache` is used as is,
-    anything else is wrapped in one watching `secrets_gen_file`). auth: None for
+    `cordon.proxy.tls.LeafIssuer(ca)`). resolver: a `SecretCache` (used as is: it
+    may hold values read at preflight), or any blocking `SecretReader`, which is
+    wrapped in one watching `secrets_gen_file`. auth: None for
     an open proxy, else the tokens clients must present. upstream_ca_file:
     replaces the system roots upstream (tests, doctor); a route's own ca_file
     is added on top. logins: where the tokens of `type = "login"` routes live
@@ -73,7 +70,7 @@ class ProxySettings:
 
     routes: tuple[Route, ...]
     issuer: Issuer
-    resolver: Resolver
+    resolver: SecretReader
     auth: ProxyAuth | None = None
     policy: Policy = Policy()  # noqa: RUF009 (frozen, shared safely)
     port: int = 0
@@ -118,12 +115,14 @@ class _Started:
 class Proxy:
     """Per-`serve` state: route table, pool, secret cache, stats."""
 
-    def __init__(self, settings: ProxySettings) -> None:
+    def __init__(self, settings: ProxySettings, *, opener: Opener | None = None) -> None:
+        """`opener`: how upstream connections are opened (default: TCP and verified TLS)."""
         self.settings = settings
+        self.issuer = settings.issuer
         self.table = RouteTable(settings.routes)
         self.timeouts = settings.timeouts
         self.stats = settings.stats
-        self.pool = Pool(ClientContexts(settings.upstream_ca_file), settings.timeouts.connect)
+        self.pool = Pool(ClientContexts(settings.upstream_ca_file), settings.timeouts.connect, opener)
         self.forwarder = Forwarder(self.pool, settings.timeouts)
         r = settings.resolver
         self.secrets = r if isinstance(r, SecretCache) else SecretCache(r, settings.secrets_gen_file)
@@ -133,27 +132,30 @@ class Proxy:
             self.secrets.listeners.append(self.oauth.invalidate)
         self.exemptions = ssrf.Exemptions.parse(settings.policy.allow_private)
         self.allow_hosts = frozenset(normalize_host(h) for h in settings.policy.allow_hosts)
-        self._targets: dict[tuple[int, int], tuple[Route, Target]] = {}
+        self._targets: dict[tuple[int, str, int], tuple[Route, Target]] = {}
 
     # -- helpers used by mitm --------------------------------------------------------
-    def route_target(self, route: Route, port: int) -> Target:
-        # per request: cached per (route object, port); the route is kept so its id is never reused
-        hit = self._targets.get((id(route), port))
+    def route_target(self, route: Route, port: int, host: str | None = None) -> Target:
+        """Where a request for `host` (a name the route covers; its own host by default) goes."""
+        name = route.host if host is None else normalize_host(host)
+        # per request: cached per (route object, host, port); the route is kept so its id is never reused
+        key = (id(route), name, port)
+        hit = self._targets.get(key)
         if hit is not None and hit[0] is route:
             return hit[1]
-        t = self._route_target(route, port)
+        t = self._route_target(route, name, port)
         if len(self._targets) < 1024:
-            self._targets[(id(route), port)] = (route, t)
+            self._targets[key] = (route, t)
         return t
 
-    def _route_target(self, route: Route, port: int) -> Target:
+    def _route_target(self, route: Route, host: str, port: int) -> Target:
         up = route.upstream
         tls = up.scheme != "http"
         if up.address:
             ch, cp = split_host_port(up.address, 443 if tls else 80)
         else:
-            ch, cp = route.host, port
-        return Target(host=route.host, port=port, connect_host=ch, connect_port=cp, tls=tls,
+            ch, cp = host, port
+        return Target(host=host, port=port, connect_host=ch, connect_port=cp, tls=tls,
                       ca_file=up.ca_file)
 
     async def send_error(self, conn: Conn, status: int, message: str, *, close: bool,
@@ -183,7 +185,7 @@ class Proxy:
         log.info(msg, *args, extra={"cordon": extra})
 
     # -- connection handling -------------------------------------------------------
-    async def handle(self, sock: anyio.abc.ByteStream) -> None:
+    async def handle(self, sock: Stream) -> None:
         self.stats.connections += 1
         client = Conn(sock)
         try:
@@ -283,8 +285,8 @@ class Proxy:
         up = Conn(upstream)
         try:
             await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            # copied through the lean streams (256 KiB reads); splice(2) through a pipe measured
-            # ~10 % slower on uvloop and no faster on asyncio's loop (docs/performance.md)
+            # copied through the lean streams (256 KiB reads), not splice(2) through a pipe, which
+            # was slower on uvloop and no faster on asyncio's loop (docs/performance.md)
             _sent, received = await splice(client, up)
         finally:
             await up.aclose()
@@ -361,7 +363,7 @@ class Proxy:
         if path == b"/status" and req.method in (b"GET", b"HEAD"):
             auth = self.settings.auth
             if auth is not None and auth.check_header(req.get(b"proxy-authorization")) is None \
-                    and auth.check_header(req.get(b"authorization")) is None:
+                    and auth.check_header(req.get(b"authorization"), bearer=True) is None:
                 self.stats.refused += 1
                 await self.send_error(client, 401, "/status needs the proxy token "
                                       "(Authorization: Bearer <token>)", close=not keep,

@@ -19,7 +19,7 @@ import pytest
 
 from cordon.store.paths import Paths
 from tests import configs
-from tests.conftest import REPO, cordon_argv
+from tests.conftest import REPO, approve_as_user, cordon_argv
 
 HOOK = Path(__file__).resolve().parent / "killpoints"
 USER_ENV = b"# my settings\nKEEP=1\nOPENAI_BASE_URL=https://example.invalid/v1\n"
@@ -58,6 +58,7 @@ def fresh(tmp: Path, name: str, *, config: bool) -> tuple[Path, Path]:
     (proj / ".codex" / "config.toml").write_bytes(USER_CONFIG)
     if config:
         (proj / "cordon.toml").write_text(ROUTE_TOML)
+        approve_as_user(proj / "cordon.toml", env_for(home))
     return home, proj
 
 

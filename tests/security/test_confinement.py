@@ -26,6 +26,7 @@ import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,6 +37,7 @@ from tests.conftest import (
     KeyringSession,
     cordon_argv,
     subprocess_env,
+    write,
 )
 from tests.upstream import UpstreamServer
 
@@ -69,7 +71,7 @@ class Scene:
         return subprocess.run([*self.prefix, self.python, "-m", "cordon", *args], input=input, capture_output=True,
                               text=True, env=self.env, cwd=self.project, timeout=timeout)
 
-    def attack(self, *options: str) -> tuple[dict[str, object], subprocess.CompletedProcess[str]]:
+    def attack(self, *options: str) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
         spec = {"pattern": PATTERN, "bus": self.bus, "accounts": ["kr"], "secret_file": str(self.secret_file),
                 "walk": [self.env["HOME"], str(self.secret_file.parent)],
                 "hosts": sorted(self.upstreams),
@@ -146,6 +148,8 @@ def make_scene(root: Path, env: dict[str, str], bus: str | None, stack: list[Ups
                secret_file=secret_file, bus=bus, prefix=prefix or [], python=python)
     r = sc.run("secret", "set", "keyring", input=values["keyring"] + "\n")
     assert r.returncode == 0, r.stderr
+    r = sc.run("allow")   # the user approves the project's cordon.toml
+    assert r.returncode == 0, r.stderr
     return sc
 
 
@@ -191,7 +195,7 @@ def test_sandbox_off_gives_every_attempt_back(root_scene: Scene) -> None:
         assert s["keyring"] in report["secret_tool"] and report["gdbus_reached"] is True
     if os.geteuid() == 0:
         # root reads cordon's memory and environ despite PR_SET_DUMPABLE = 0
-        assert {s["env"], s["keyring"], s["file"]} <= set(report["proc"])  # type: ignore[arg-type]
+        assert {s["env"], s["keyring"], s["file"]} <= set(report["proc"])
     root_scene.assert_injected()
 
 
@@ -200,8 +204,13 @@ def test_root_cannot_unmount_what_hides_the_secrets(root_scene: Scene) -> None:
         pytest.skip("root only")
     d = root_scene.secret_file
     cfg = Path(root_scene.env["XDG_CONFIG_HOME"]) / "cordon"
-    # root keeps its capabilities inside (in a user namespace of its own), and still cannot
+    # root keeps its capabilities inside (in a user namespace of its own), and still cannot; nor
+    # can it reach the kernel's knobs that act outside (a core_pattern runs as root out there): the
+    # write puts back the current value, so a failure of this test changes nothing
     script = ("grep CapEff /proc/self/status | cut -f2 >&2; "
+              "v=$(cat /proc/sys/kernel/core_pattern); "
+              "{ printf '%s\\n' \"$v\" > /proc/sys/kernel/core_pattern; } 2>/dev/null && echo knob-written; "
+              "test -w /sys/kernel && echo sys-writable; "
               f"umount {d} 2>/dev/null; umount -l {cfg} 2>/dev/null; "
               f"unshare -Urm sh -c 'umount -l {d}; umount -l {cfg}; cat {d}' 2>/dev/null; cat {d} 2>/dev/null; "
               f"ls -A {cfg}; exit 0")
@@ -389,7 +398,7 @@ def read_secret_file(project: Path, env: dict[str, str], *options: str) -> subpr
 def file_routed(project: Path) -> Path:
     (project / "secret.key").write_text("sk-file-route-0123456789\n")
     (project / "secret.key").chmod(0o600)
-    (project / "cordon.toml").write_text(textwrap.dedent(f"""\
+    write(project / "cordon.toml", textwrap.dedent(f"""\
         [[routes]]
         name = "openai"
         [routes.match]
@@ -431,8 +440,8 @@ def test_a_bwrap_that_cannot_make_namespaces_is_reported(file_routed: Path, tmp_
     fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
     fake.chmod(0o755)
     env = subprocess_env({"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"})
-    (file_routed / "cordon.toml").write_text((file_routed / "cordon.toml").read_text()
-                                             + '\n[exec]\nsandbox = "required"\n')
+    write(file_routed / "cordon.toml", (file_routed / "cordon.toml").read_text()
+          + '\n[exec]\nsandbox = "required"\n')
     r = read_secret_file(file_routed, env)
     assert r.returncode == 1
     assert ("cordon: error: bubblewrap cannot create the sandbox here "
@@ -444,8 +453,8 @@ def test_a_bwrap_that_cannot_make_namespaces_is_reported(file_routed: Path, tmp_
 def test_config_sandbox_off_and_the_flag_over_it(file_routed: Path) -> None:
     env = subprocess_env()
     assert "sk-file-route-0123456789" not in read_secret_file(file_routed, env).stdout
-    (file_routed / "cordon.toml").write_text((file_routed / "cordon.toml").read_text()
-                                             + '\n[exec]\nsandbox = "off"\n')
+    write(file_routed / "cordon.toml", (file_routed / "cordon.toml").read_text()
+          + '\n[exec]\nsandbox = "off"\n')
     assert "sk-file-route-0123456789" in read_secret_file(file_routed, env).stdout
     assert "sk-file-route-0123456789" not in read_secret_file(file_routed, env, "--sandbox", "auto").stdout
 
@@ -496,7 +505,7 @@ def test_egress_proxy_lets_only_the_proxy_and_listed_ports_through(project: Path
             address = "{up.address}"
             ca_file = "{up.ca_file}"
             """)
-        (project / "cordon.toml").write_text(route)
+        write(project / "cordon.toml", route)
         probe = tmp_path / "probe.py"
         probe.write_text(EGRESS_PROBE)
         env = subprocess_env({"CORDON_TEST_SECRET": "sk-egress-secret-42"})
@@ -515,5 +524,54 @@ def test_egress_proxy_lets_only_the_proxy_and_listed_ports_through(project: Path
         assert listed_port == "open" and via == "200"
         assert up.requests[-1].header("authorization") == "Bearer sk-egress-secret-42"
         # the same from [exec], with no listed port: only the proxy
-        (project / "cordon.toml").write_text(route + '\n[exec]\negress = "proxy"\n')
+        write(project / "cordon.toml", route + '\n[exec]\negress = "proxy"\n')
         assert run() == ["ConnectionRefusedError", "ConnectionRefusedError", "200"]
+
+
+def test_sockets_that_run_commands_outside_are_hidden(file_routed: Path, tmp_path: Path) -> None:
+    """A terminal multiplexer's server (here tmux's socket, where TMUX_TMPDIR puts it) runs what it is
+    asked to outside the sandbox; the child must not reach it."""
+    import socket as socketlib
+    tmux_dir = tmp_path / "tmux-tmp" / f"tmux-{os.geteuid()}"
+    tmux_dir.mkdir(parents=True)
+    server = socketlib.socket(socketlib.AF_UNIX)
+    server.bind(str(tmux_dir / "default"))
+    server.listen()
+    probe = (f"import socket; s = socket.socket(socket.AF_UNIX)\n"
+             f"try:\n    s.connect({str(tmux_dir / 'default')!r}); print('reached')\n"
+             f"except OSError as e:\n    print('cut', e.errno)\n")
+    env = subprocess_env({"TMUX_TMPDIR": str(tmp_path / "tmux-tmp"), "TMUX": f"{tmux_dir}/default,1,0"})
+    try:
+        def run(*options: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(cordon_argv("exec", *options, "--", sys.executable, "-c", probe),
+                                  cwd=file_routed, env=env, capture_output=True, text=True, timeout=60)
+        assert run("--sandbox", "off").stdout.split()[0] == "reached"
+        r = run()
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split()[0] == "cut"
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("user_scene", [FILE_BACKEND], indirect=True, ids=["keyrings.alt-file"])
+def test_an_agents_own_bubblewrap_runs_inside_for_a_user(user_scene: Scene) -> None:
+    """What Claude Code's sandbox runs (its bwrap flags), nested in cordon's, as a normal user."""
+    nested = ("bwrap --bind / / --dev /dev --unshare-user --unshare-pid --unshare-net --proc /proc "
+              "--new-session --die-with-parent -- sh -c 'echo nested-ok'")
+    r = user_scene.run("exec", "--sandbox", "required", "--", "sh", "-c", nested)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["nested-ok"]
+
+
+def test_root_keeps_its_powers_over_its_own_files(file_routed: Path) -> None:
+    """Confined root still does root's ordinary work: files of any owner (apt, tar, a project
+    mounted from a user's home), processes it starts."""
+    if os.geteuid() != 0:
+        pytest.skip("root only")
+    script = ("touch owned && chown 12345:23456 owned && stat -c '%u:%g' owned && "
+              "echo hi > owned && chmod 000 owned && cat owned && id -u")
+    r = subprocess.run(cordon_argv("exec", "--sandbox", "required", "--", "sh", "-c", script), cwd=file_routed,
+                       env=subprocess_env(), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["12345:23456", "hi", "0"]
+    assert (file_routed / "owned").stat().st_uid == 12345          # the same ids outside

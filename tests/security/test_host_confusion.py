@@ -40,7 +40,7 @@ def test_host_header_spellings_of_the_same_host_are_served(sc: Scene, host: byte
 def test_sni_with_a_port_naming_the_host_is_served(sc: Scene, sni: str) -> None:
     """`hey` and some other clients put `host:port` in the TLS server name: the host part counts."""
     r = sc.send(sc.tunnel(sni=sni), b"GET /v1/models HTTP/1.1\r\nHost: " + H + b"\r\n\r\n")
-    assert r is not None and r.status == 200, r.head
+    assert r is not None and r.status == 200, r and r.head
     assert sc.up.requests[-1].header("authorization") == f"Bearer {SECRET}"
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from cordon.core.errors import ConfigError, UsageError
+from cordon.core.errors import ConfigError
 from cordon.core.model import Config, SecretSpec
-from cordon.store.config import RESERVED_HEADERS, load_config, load_selected, parse_config, select_config_path
+from cordon.store.config import RESERVED_HEADERS, load_config, parse_config
 from cordon.store.paths import Paths
 
 FILE = Path("/etc/proj/cordon.toml")
@@ -262,7 +262,7 @@ def test_invalid_toml_names_line_and_column_once() -> None:
 def test_unknown_key_hint_never_offers_a_key_that_is_always_refused() -> None:
     with pytest.raises(ConfigError) as e:
         parse_config("listen = 0\nbogus = 1\n", FILE)
-    assert e.value.hint == "remove it or use one of: listen, policy, routes, secrets, tls"
+    assert e.value.hint == "remove it or use one of: exec, listen, policy, routes, secrets, tls"
 
 
 def test_invalid_toml_duplicate_key() -> None:
@@ -277,7 +277,9 @@ def test_invalid_toml_duplicate_key() -> None:
     (ROUTE.replace('type = "header"', 'type = "oauth"  # <-'), "unknown auth type"),
     (ROUTE.replace('host = "api.openai.com"', 'host = "https://api.openai.com"  # <-'), "not a host name"),
     (ROUTE.replace('host = "api.openai.com"', 'host = "api.openai.com:443"  # <-'), "not a host name"),
-    (ROUTE.replace('host = "api.openai.com"', 'host = "*.openai.com"  # <-'), "not a host name"),
+    (ROUTE.replace('host = "api.openai.com"', 'host = "*.com"  # <-'), "not a host pattern"),
+    (ROUTE.replace('host = "api.openai.com"', 'host = "api.*.openai.com"  # <-'), "not a host name"),
+    (ROUTE.replace('host = "api.openai.com"', 'hosts = []  # <-'), "'hosts' is empty"),
     (ROUTE.replace('host = "api.openai.com"', 'host = "api.openai.com/v1"  # <-'), "not a host name"),
     (ROUTE.replace('host = "api.openai.com"', 'host = "api.openai.com"\npaths = ["v1/"]  # <-'),
      "must start with '/'"),
@@ -345,59 +347,6 @@ def test_load_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         load_config(tmp_path / "cordon.toml")
     assert "no such file" in e.value.message and "cordon route add" in (e.value.hint or "")
-
-
-def paths_for(home: Path, cwd: Path) -> Paths:
-    return Paths.from_env({"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}, cwd)
-
-
-@pytest.fixture
-def tree(tmp_path: Path) -> tuple[Path, Path, Path]:
-    home = tmp_path / "home"
-    (home / ".config" / "cordon").mkdir(parents=True)
-    proj = tmp_path / "proj"
-    deep = proj / "src" / "pkg"
-    deep.mkdir(parents=True)
-    return home, proj, deep
-
-
-def test_discovery_nearest_parent(tree: tuple[Path, Path, Path]) -> None:
-    home, proj, deep = tree
-    (proj / "cordon.toml").write_text("")
-    (home / ".config" / "cordon" / "cordon.toml").write_text("")
-    assert select_config_path(paths_for(home, deep), None, None) == (proj / "cordon.toml", "project")
-    (deep / "cordon.toml").write_text("")
-    assert select_config_path(paths_for(home, deep), None, None) == (deep / "cordon.toml", "project")
-
-
-def test_discovery_falls_back_to_the_user_file(tree: tuple[Path, Path, Path]) -> None:
-    home, _, deep = tree
-    assert select_config_path(paths_for(home, deep), None, None) == (None, "none")
-    user = home / ".config" / "cordon" / "cordon.toml"
-    user.write_text("")
-    assert select_config_path(paths_for(home, deep), None, None) == (user, "user")
-
-
-def test_discovery_flags(tree: tuple[Path, Path, Path]) -> None:
-    home, proj, deep = tree
-    (proj / "cordon.toml").write_text("")
-    p = paths_for(home, deep)
-    assert select_config_path(p, "other.toml", None) == (deep / "other.toml", "explicit")
-    assert select_config_path(p, "/abs/c.toml", None) == (Path("/abs/c.toml"), "explicit")
-    assert select_config_path(p, None, "user") == (home / ".config" / "cordon" / "cordon.toml", "user")
-    assert select_config_path(p, None, "project") == (proj / "cordon.toml", "project")
-    (proj / "cordon.toml").unlink()
-    assert select_config_path(p, None, "project") == (deep / "cordon.toml", "project")
-    with pytest.raises(UsageError) as e:
-        select_config_path(p, "x.toml", "user")
-    assert e.value.exit_status == 2
-
-
-def test_load_selected_without_any_file(tree: tuple[Path, Path, Path]) -> None:
-    home, _, deep = tree
-    with pytest.raises(ConfigError) as e:
-        load_selected(paths_for(home, deep), None, None)
-    assert "no cordon.toml" in e.value.message and "cordon route add" in (e.value.hint or "")
 
 
 def test_both_flags_is_a_usage_error_on_the_command_line(cordon, project: Path) -> None:  # type: ignore[no-untyped-def]

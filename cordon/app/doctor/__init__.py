@@ -18,6 +18,7 @@ from cordon.app.doctor.checks import (
     Check,
     bundle_file,
     ca_files,
+    check_agent_keys,
     check_bundle,
     check_ca,
     check_config,
@@ -34,8 +35,8 @@ from cordon.app.doctor.checks import (
 from cordon.app.service import Manager, default_name, names_for_config
 from cordon.core.errors import CordonError
 from cordon.store import castore
-from cordon.store.config import select_config_path
 from cordon.store.paths import Paths
+from cordon.store.scope import resolve_scope
 from cordon.store.tokens import TokenStore
 
 __all__ = ["Check", "Report", "run_doctor", "to_json"]
@@ -73,8 +74,8 @@ def _tokens(state_dir: Path) -> list[str]:
 def run_doctor(paths: Paths, env: Mapping[str, str], *, config: str | None, scope: str | None,
                manager: Manager | None, probes: bool = True, now: dt.datetime | None = None) -> Report:
     now = now or dt.datetime.now(dt.UTC)
-    config_path, sel_scope = select_config_path(paths, config, scope)
-    state_dir = paths.state_dir_for_config(config_path, sel_scope)
+    sc = resolve_scope(paths, config, scope)
+    config_path, sel_scope, state_dir = sc.config_path, sc.name, sc.state_dir
     found, cfg = check_config(config_path, sel_scope)
     checks: list[Check] = list(found)
     if cfg is not None:
@@ -90,12 +91,12 @@ def run_doctor(paths: Paths, env: Mapping[str, str], *, config: str | None, scop
     checks += check_logins(paths, env)
     if config_path is not None and cfg is not None:
         checks.append(check_tokens(state_dir))
-        real_scope = "user" if config_path.resolve() == paths.user_config.resolve() else "project"
         tokens = _tokens(state_dir)
-        for f in integration_files(config_path, real_scope, paths.home, env):
+        for f in integration_files(config_path, sc.kind, paths.home, env):
             checks.append(check_integration(f, cfg.listen, tokens, bundle, ca_cert))
         named = names_for_config(manager, config_path) if manager is not None else []
         checks.append(check_service(manager, named[0] if named else default_name(paths, config_path)))
+    checks += check_agent_keys(cfg, env, paths.home)
     if probes:
         from cordon.app.doctor.probes import run_probes  # imports anyio and the proxy only when needed
         checks += run_probes(env)

@@ -79,6 +79,19 @@ def keyring_paths(env: Mapping[str, str], paths: Paths) -> tuple[list[str], bool
     return out, abstract
 
 
+def escape_paths(env: Mapping[str, str], paths: Paths, uid: int) -> list[str]:
+    """Sockets of programs outside that run what they are asked to: through one of them the child
+    would be outside (and could read all of the above). Container engines (their access is root's),
+    the user's systemd and terminal multiplexers; for root also the system bus and systemd's own."""
+    runtime = str(paths.runtime_dir) if paths.runtime_dir is not None else f"/run/user/{uid}"
+    out = ["/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock",
+           "/run/podman/podman.sock", f"{runtime}/docker.sock", f"{runtime}/podman", f"{runtime}/systemd",
+           os.path.join(env.get("TMUX_TMPDIR") or "/tmp", f"tmux-{uid}"), f"/run/screen/S-{env.get('USER', '')}"]
+    if uid == 0:
+        out += ["/run/systemd/private", "/run/dbus/system_bus_socket", "/var/run/dbus/system_bus_socket"]
+    return out
+
+
 def op_paths(env: Mapping[str, str], paths: Paths) -> list[str]:
     """`op`'s configuration (its session keys and daemon socket) and the 1Password agent's socket."""
     out = [str(paths.config_home / "op"), str(paths.home / ".op"), str(paths.home / ".1password"),
@@ -135,6 +148,7 @@ def build_mask(config: Config, routes: Sequence[Route], env: Mapping[str, str], 
     wanted, abstract = keyring_paths(env, paths)
     secrets, uses_op = secret_paths(routes, env, paths)
     wanted += secrets
+    wanted += escape_paths(env, paths, os.geteuid())
     # config, state, CA keys, tokens, records: made now if missing (the session is about to), so
     # what cordon writes there during the session is hidden too
     wanted.append(str(ensure_private_dir(paths.cordon_home)))
@@ -142,7 +156,7 @@ def build_mask(config: Config, routes: Sequence[Route], env: Mapping[str, str], 
         wanted.append(str(config.path))
     if config.tls.ca_key_path is not None:
         wanted.append(str(config.tls.ca_key_path))
-    drop = [*BUS_VARS, *(OP_VARS if uses_op else ()),
+    drop = [*BUS_VARS, "TMUX", "STY", *(OP_VARS if uses_op else ()),
             *(k for k in env if uses_op and k.startswith("OP_SESSION_"))]
     # never the root, the home, the working directory or one of their parents: the child works there
     keep = {"/", os.path.realpath(paths.home), os.path.realpath(paths.cwd)}
