@@ -296,9 +296,6 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
             files.append(str(codex_config[0]))
         if files:
             session.update(files=tuple(files))
-        if sub is not None and sub.codex_auth is not None:
-            from cordon.app.logins import prepare_codex_auth
-            prepare_codex_auth(*sub.codex_auth)
         plan = _ProxyPlan(config=config, routes=routes, resolver=resolver, ca=ca,
                           token=token, session=session, base_env=base,
                           codex_home=codex_home, env_file=env_file, codex_config=codex_config, sandbox=box,
@@ -329,6 +326,9 @@ def _subscription(routes: Sequence[Route], req: ExecRequest, config: Config, bas
             for value in (login.refresh_token, login.id_token):
                 if value:
                     req.sensitive(value)
+    if sub.codex_auth is not None:   # before the session: it refuses to replace a newer real login
+        from cordon.app.logins import prepare_codex_auth
+        prepare_codex_auth(*sub.codex_auth)
     return sub
 
 

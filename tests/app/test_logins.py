@@ -168,6 +168,7 @@ def test_cordon_start_injects_and_refreshes_a_login(cordon, project: Path, home:
     write_claude(home)
     with MockProvider("claude", access=CLAUDE_ACCESS, refresh=CLAUDE_REFRESH) as m:
         (project / "cordon.toml").write_text(m.route_overrides())
+        assert cordon("allow").status == 0                 # a project file written by hand
         assert cordon("login", "claude").status == 0
         sd = Paths.from_env(os.environ, cwd=project).state_dir("project", project)
         with started("--log-level", "info", cwd=project) as sp:
