@@ -89,6 +89,10 @@ class Broker:
         self._learned: dict[str, Route] = {}
         self.refreshes = 0            # real refreshes this proxy made (stats, tests)
 
+    def set_routes(self, routes: Sequence[Route]) -> None:
+        """A reloaded configuration's login routes (`cordon start` re-reads cordon.toml)."""
+        self.routes = [r for r in routes if r.auth.type == "login"]
+
     # -- the login --------------------------------------------------------------------
     def invalidate(self) -> None:
         """Another process saved a login (generation change): reload on next use."""
