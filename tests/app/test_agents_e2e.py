@@ -160,7 +160,7 @@ def test_copilot_cli(project: Path, home: Path) -> None:
         configs.write(project / "cordon.toml", configs.preset("github", env="GH_TOKEN", upstream=mock))
         r = run_agent(project, "GH_TOKEN", copilot, "-p", "say hi", "--allow-all-tools", "--disable-client-telemetry",
                       "-s", "--model", "gpt-4o-mini", "--no-auto-update")
-        assert_clean(r, mock, project, home, ("GH_TOKEN", "GITHUB_TOKEN"))
+        assert_clean(r, mock, project, home, ("GH_TOKEN", "GITHUB_TOKEN", "COPILOT_GITHUB_TOKEN"))
         paths = {(q.header("host"), q.path.split("?")[0]) for q in mock.requests}
         assert ("api.github.com", "/copilot_internal/user") in paths
         assert ("api.individual.githubcopilot.com", "/chat/completions") in paths

@@ -206,6 +206,27 @@ def check_secrets(config: Config, env: Mapping[str, str]) -> list[Check]:
     return out
 
 
+def check_live_config(state_dir: Path) -> list[Check]:
+    """When this scope's `cordon start` runs: which configuration it serves, and whether an edit
+    of cordon.toml failed to load (it then keeps the last good one)."""
+    from cordon.app.localclient import get_json
+    from cordon.store.runrecord import live_run_record
+    rec = live_run_record(state_dir)
+    if rec is None:
+        return []
+    h = get_json(rec.port, "/health", timeout=2.0)
+    live = (h.body or {}).get("config") if h.status == 200 else None
+    if not isinstance(live, dict):
+        return []
+    if live.get("error"):
+        since = live.get("loaded_at")
+        return [fail("config.live", f"cordon.toml changed but failed to load: {live['error']}; the running "
+                                    f"proxy (pid {rec.pid}) keeps running the configuration loaded at {since}",
+                     "fix the file as the error says: the proxy picks it up on its next connection")]
+    return [ok("config.live", f"the running proxy (pid {rec.pid}) serves the current cordon.toml "
+                              f"(loaded at {live.get('loaded_at')})", live=live.get("live"))]
+
+
 def check_upstream_ca_files(config: Config) -> list[Check]:
     """One check per route with `[routes.upstream] ca_file`: the file exists and holds PEM certificates."""
     from cordon.store.upstreamca import check_ca_file
