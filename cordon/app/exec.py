@@ -269,7 +269,10 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
             del base[k]
 
     hosts = [h for r in routes for h in r.hosts]
-    ca = session_ca(hosts)
+    from cordon.proxy.refuse import answered_hosts
+    # denied hosts answered inside TLS (Codex's model discovery) need a leaf from this CA too
+    answered = answered_hosts(config.policy.unmatched, frozenset(config.policy.allow_hosts))
+    ca = session_ca([*hosts, *sorted(answered)])
     bundle = _build_bundle(ca.cert_pem, req.env)
 
     from cordon.store.session import create_session
@@ -279,7 +282,8 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
         from cordon.app.sandbox import choose
         box = choose(req.sandbox, req.egress, req.egress_ports, config, routes, req.env, req.paths, say)
         proj = project_dir(config, req.paths.cwd)
-        codex_home = proj / ".codex" if proj is not None else None
+        codex_home = _codex_home(proj if proj is not None or config.scope != "none" else req.paths.cwd,
+                                 routes, req)
         env_file = _dotenv_target(codex_home, req.env, req.paths)
         codex_config = _codex_config_target(codex_home, req.env, req.paths)
         # recorded before either file changes, so a SIGKILL at any point can be repaired
@@ -334,6 +338,18 @@ def _build_bundle(ca_pem: bytes, env: Mapping[str, str]) -> bytes:
     """Inherited SSL_CERT_FILE certs, system roots, then the session CA (castore refuses no roots)."""
     from cordon.store.castore import build_bundle
     return build_bundle([ca_pem], env)
+
+
+def _codex_home(proj: Path | None, routes: Sequence[Route], req: ExecRequest) -> Path | None:
+    """The session's CODEX_HOME (cordon.app.codexhome), ready; None outside a project."""
+    if proj is None:
+        return None
+    from cordon.app import codexhome
+    from cordon.app.integrations.codex import API_HOST, auth_json
+    placeholder = next((r.auth.placeholder for r in routes if r.host == API_HOST), DEFAULT_PLACEHOLDER)
+    home = codexhome.choose(proj, req.env, req.paths)
+    codexhome.prepare(home, req.env, req.paths, auth_json(placeholder))
+    return home.path
 
 
 def _dotenv_target(codex_home: Path | None, env: Mapping[str, str], paths: Paths) -> Path | None:

@@ -98,6 +98,7 @@ class ProxyRun:
     async def _serve(self, on_ready: Callable[[int], None]) -> int:
         import anyio
 
+        from cordon.app.liveconfig import LiveConfig
         from cordon.proxy.server import ProxySettings, serve
         from cordon.proxy.tls import LeafIssuer
 
@@ -108,7 +109,9 @@ class ProxyRun:
                                  port=scope.config.listen,
                                  issuer=LeafIssuer(self._ca) if self._ca is not None else _NoIssuer(),
                                  resolver=cache, auth=token_auth(watcher),
-                                 secrets_gen_file=scope.secrets_gen_file)
+                                 secrets_gen_file=scope.secrets_gen_file,
+                                 config=LiveConfig(scope.config, scope.config_file, scope.name,
+                                                   scope.cordon_home))
         stopped_by: int | None = None
         bind_error: OSError | None = None
         # handlers first: a SIGTERM that arrives right after "ready" must stop us cleanly

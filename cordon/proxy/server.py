@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
@@ -40,6 +40,7 @@ from cordon.proxy.eventloop import running_loop_name
 from cordon.proxy.forward import Forwarder, Plan, Timeouts
 from cordon.proxy.mitm import route_request, serve_mitm
 from cordon.proxy.pool import Opener, Pool, Target
+from cordon.proxy.refuse import answered_hosts, serve_refusal
 from cordon.proxy.secretcache import SecretCache
 from cordon.proxy.stats import ProxyStats
 from cordon.proxy.tls import ClientContexts, Issuer
@@ -77,6 +78,19 @@ class ProxySettings:
     timeouts: Timeouts = Timeouts()  # noqa: RUF009 (frozen, shared safely)
     version: str = __version__
     stats: ProxyStats = field(default_factory=ProxyStats)
+    config: ConfigSource | None = None    # `cordon start`: the config file, re-read when it changes
+
+
+class ConfigSource(Protocol):
+    """Where a long-lived proxy's routes and policy come from (cordon.app.liveconfig)."""
+
+    def current(self) -> tuple[tuple[Route, ...], Policy] | None:
+        """New routes and policy when the source changed and loads; None otherwise (cheap)."""
+        ...
+
+    def health(self) -> dict[str, Any]:
+        """What /health says about it: which configuration is live, and a pending error."""
+        ...
 
 
 async def serve(settings: ProxySettings, *,
@@ -116,16 +130,33 @@ class Proxy:
         """`opener`: how upstream connections are opened (default: TCP and verified TLS)."""
         self.settings = settings
         self.issuer = settings.issuer
-        self.table = RouteTable(settings.routes)
+        self._apply(settings.routes, settings.policy)
         self.timeouts = settings.timeouts
         self.stats = settings.stats
         self.pool = Pool(ClientContexts(settings.upstream_ca_file), settings.timeouts.connect, opener)
         self.forwarder = Forwarder(self.pool, settings.timeouts)
         r = settings.resolver
         self.secrets = r if isinstance(r, SecretCache) else SecretCache(r, settings.secrets_gen_file)
-        self.exemptions = ssrf.Exemptions.parse(settings.policy.allow_private)
-        self.allow_hosts = frozenset(normalize_host(h) for h in settings.policy.allow_hosts)
         self._targets: dict[tuple[int, str, int], tuple[Route, Target]] = {}
+
+    def _apply(self, routes: tuple[Route, ...], policy: Policy) -> None:
+        """The routes and policy new connections are served with (start, or a reloaded config)."""
+        self.routes = routes
+        self.policy = policy
+        self.table = RouteTable(routes)
+        self.exemptions = ssrf.Exemptions.parse(policy.allow_private)
+        self.allow_hosts = frozenset(normalize_host(h) for h in policy.allow_hosts)
+        self.answered = answered_hosts(policy.unmatched, self.allow_hosts)
+
+    def _reload(self) -> None:
+        """A changed config (settings.config) takes effect on the next connection."""
+        source = self.settings.config
+        if source is None:
+            return
+        fresh = source.current()
+        if fresh is not None:
+            self._apply(*fresh)
+            self.secrets.invalidate()     # cached by route name: an edited route may read another source
 
     # -- helpers used by mitm --------------------------------------------------------
     def route_target(self, route: Route, port: int, host: str | None = None) -> Target:
@@ -180,6 +211,7 @@ class Proxy:
     # -- connection handling -------------------------------------------------------
     async def handle(self, sock: Stream) -> None:
         self.stats.connections += 1
+        self._reload()
         client = Conn(sock)
         try:
             await self._client_loop(client)
@@ -260,6 +292,10 @@ class Proxy:
             await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
             await serve_mitm(self, client, route, host, port, who)
             return False
+        if normalize_host(host) in self.answered:   # denied, but refused inside TLS (cordon.proxy.refuse)
+            await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            await serve_refusal(self, client, normalize_host(host), who)
+            return False
         # unmatched: policy, SSRF guard, then an opaque tunnel to the validated address
         try:
             addrs = await self._vet_unmatched(host, port)
@@ -286,7 +322,7 @@ class Proxy:
 
     async def _vet_unmatched(self, host: str, port: int) -> list[str]:
         """Policy (`unmatched = "deny"` + allow_hosts), then the SSRF guard: 403 or addresses."""
-        pol = self.settings.policy
+        pol = self.policy
         if pol.unmatched == "deny" and normalize_host(host) not in self.allow_hosts:
             raise ProtocolError(f"{host} is not an allowed host ([policy] unmatched = \"deny\")", 403)
         return await guarded_addresses(host, port, self.exemptions, self.timeouts.connect)
@@ -348,7 +384,9 @@ class Proxy:
         if path == b"/health" and req.method in (b"GET", b"HEAD"):
             body = json.dumps({"status": "ok", "version": self.settings.version,
                                "uptime": round(self.stats.uptime, 3),
-                               "routes": len(self.table), "loop": running_loop_name()}).encode() + b"\n"
+                               "routes": len(self.table), "loop": running_loop_name(),
+                               **({"config": self.settings.config.health()} if self.settings.config else {}),
+                               }).encode() + b"\n"
             await self._send_json(client, req, 200, body, keep)
             return keep
         if path == b"/status" and req.method in (b"GET", b"HEAD"):
@@ -361,7 +399,7 @@ class Proxy:
                                       extra=[(b"WWW-Authenticate", b'Bearer realm="cordon"')])
                 return keep
             snap = self.stats.snapshot(version=self.settings.version,
-                                       route_names=[r.name for r in self.settings.routes])
+                                       route_names=[r.name for r in self.routes])
             await self._send_json(client, req, 200, json.dumps(snap).encode() + b"\n", keep)
             return keep
         await self.send_error(client, 400, "this is cordon's proxy: send CONNECT or absolute-form requests "

@@ -394,9 +394,11 @@ def _label(rt: Runtime, version: str) -> str:
     return version or rt.name
 
 
-async def _run_all(env: Mapping[str, str], workdir: Path, runtimes: Sequence[Runtime]) -> list[Check]:
+async def _run_all(env: Mapping[str, str], workdir: Path, runtimes: Sequence[Runtime],
+                   on_check: Callable[[Check], None] | None = None) -> list[Check]:
     h = _Harness(workdir, env)
     results: dict[str, Check] = {}
+    told = 0
     async with anyio.create_task_group() as tg:
         h.upstream_port = await tg.start(serve_probe_upstream, h.upstream_ctx, "Authorization",
                                          f"Bearer {h.secret}", h.log)
@@ -404,7 +406,11 @@ async def _run_all(env: Mapping[str, str], workdir: Path, runtimes: Sequence[Run
         limiter = anyio.CapacityLimiter(max(2, min(4, os.cpu_count() or 2)))
 
         async def one(rt: Runtime) -> None:
+            nonlocal told
             results[rt.name] = await _probe(h, rt, env, limiter)
+            while on_check is not None and told < len(runtimes) and runtimes[told].name in results:
+                on_check(results[runtimes[told].name])
+                told += 1
 
         async with anyio.create_task_group() as probes:
             for rt in runtimes:
@@ -419,12 +425,14 @@ def _leaf(e: BaseException) -> BaseException:
     return e
 
 
-def run_probes(env: Mapping[str, str], runtimes: Sequence[Runtime] = RUNTIMES) -> list[Check]:
-    """Every probe, in RUNTIMES order. A harness that cannot start is one failed check."""
+def run_probes(env: Mapping[str, str], runtimes: Sequence[Runtime] = RUNTIMES,
+               on_check: Callable[[Check], None] | None = None) -> list[Check]:
+    """Every probe, in RUNTIMES order; `on_check` gets each as soon as it and those before it
+    are done. A harness that cannot start is one failed check."""
     try:
         try:
             with tempfile.TemporaryDirectory(prefix="cordon-doctor-") as d:
-                return anyio.run(_run_all, env, Path(d), runtimes)
+                return anyio.run(_run_all, env, Path(d), runtimes, on_check)
         except BaseExceptionGroup as group:   # anyio wraps what a task group raises
             raise _leaf(group) from None
     except CordonError as e:
