@@ -72,6 +72,7 @@ async def serve_mitm(px: ProxyCore, client: Conn, route: Route, host: str, port:
         reason = e.reason if isinstance(e, ssl.SSLError) and e.reason else type(e).__name__
         log.info("TLS handshake with the client for %s failed: %s (does the client trust cordon's CA?)",
                  normalize_host(host), reason)
+        px.stats.handshake_failed(normalize_host(host))
         return
     client.buf.clear()
     sni = sni_of(tls.ssl_object)
