@@ -18,19 +18,32 @@
       ];
       forAllSystems = f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
 
-      # The test suite's Python packages (pyproject's `test` extra, minus the linters).
-      testPythonPackages = ps: [
-        ps.pytest
-        ps.pytest-timeout
-        ps.pytest-xdist
-        ps.pexpect
-        ps.hypothesis
-        ps.httpx
-        ps.requests
-        ps.websockets
-        ps.openai
-        ps.keyrings-alt
+      # Python dependencies: pyproject.toml is the one list. A requirement names its
+      # nixpkgs attribute once normalised (PEP 503: lower case, `_` and `.` as `-`);
+      # version bounds and environment markers are nixpkgs' business.
+      reqName =
+        req:
+        lib.toLower (
+          builtins.replaceStrings [ "_" "." ] [ "-" "-" ] (
+            builtins.head (builtins.match "([A-Za-z0-9][A-Za-z0-9._-]*).*" req)
+          )
+        );
+      fromPyproject = ps: reqs: map (req: ps.${reqName req}) reqs;
+      runtimePythonPackages = ps: fromPyproject ps pyproject.project.dependencies;
+      # The test suite's: pyproject's `test` extra, minus the linters (the devShell has
+      # them) and secretstorage (the build sandbox has no Secret Service).
+      notForChecks = [
+        "ruff"
+        "mypy"
+        "secretstorage"
       ];
+      testPythonPackages =
+        ps:
+        fromPyproject ps (
+          builtins.filter (
+            req: !(builtins.elem (reqName req) notForChecks)
+          ) pyproject.project.optional-dependencies.test
+        );
 
       cordonFor =
         pkgs:
@@ -41,16 +54,7 @@
           src = lib.cleanSource ./.;
 
           build-system = [ pkgs.python3Packages.setuptools ];
-          dependencies = with pkgs.python3Packages; [
-            cryptography
-            anyio
-            h11
-            keyring
-            python-dotenv
-            tomli-w
-            tomlkit
-            uvloop
-          ];
+          dependencies = runtimePythonPackages pkgs.python3Packages;
 
           # the direnv library, where distributions keep shell integrations
           postInstall = ''
@@ -109,17 +113,10 @@
           packages = [
             (pkgs.python3.withPackages (
               ps:
-              testPythonPackages ps
+              runtimePythonPackages ps
+              ++ testPythonPackages ps
               ++ [
                 ps.setuptools
-                ps.cryptography
-                ps.anyio
-                ps.h11
-                ps.keyring
-                ps.python-dotenv
-                ps.tomli-w
-                ps.tomlkit
-                ps.uvloop
                 ps.secretstorage
                 ps.mypy
               ]

@@ -71,12 +71,16 @@ def main() -> int:
         baseline = median_ms([true], base, str(proj), args.n)
         no_routes = median_ms(cordon, base, str(proj), args.n)
         one_route = median_ms(cordon, {**base, "OPENAI_API_KEY": "sk-bench-not-a-real-key"}, str(proj), args.n)
+        # the same unconfined: what the sandbox (docs/confinement.md) costs
+        off = [*cordon[:3], "exec", "--sandbox", "off", "--", true]
+        unconfined = median_ms(off, {**base, "OPENAI_API_KEY": "sk-bench-not-a-real-key"}, str(proj), args.n)
     load = os.getloadavg()[0]
     print(f"runs per command: {args.n} (medians)  python {sys.version.split()[0]}  cpus {os.cpu_count()}  "
           f"load average {load:.2f}")
     print(f"{'command':36s} {'wall':>9s} {'overhead':>9s} {'cpu':>9s}")
     for name, (wall, cpu) in (("true", baseline), ("cordon exec -- true (no routes)", no_routes),
-                              ("cordon exec -- true (1 route, env)", one_route)):
+                              ("cordon exec -- true (1 route, env)", one_route),
+                              ("  the same, --sandbox off", unconfined)):
         print(f"{name:36s} {wall:7.1f}ms {wall - baseline[0]:7.1f}ms {cpu:7.1f}ms")
     print("target: median wall overhead <= 150 ms; cpu = user+sys time of the whole process tree, "
           "which other load on the machine inflates less than wall time")

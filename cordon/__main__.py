@@ -1,5 +1,5 @@
 """`python -m cordon`: the same entry point as the console script."""
 
-from cordon.cli.main import entry
+from cordon.cli.launch import entry
 
 entry()

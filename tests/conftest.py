@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, settings
 
 from cordon.cli.context import Context
 from cordon.cli.main import main
+from cordon.store.paths import Paths
 
 if TYPE_CHECKING:
     from tests.proxy_harness import RunningProxy
@@ -315,7 +316,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixtur
                 "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy", "SSL_CERT_FILE", "CODEX_HOME",
                 "OPENAI_API_KEY", "CODEX_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY",
                 "GOOGLE_API_KEY", "GITHUB_TOKEN", "GH_TOKEN", "OPENROUTER_API_KEY",
-                "MISTRAL_API_KEY", "GROQ_API_KEY"):
+                "MISTRAL_API_KEY", "GROQ_API_KEY", "GOOGLE_GENERATIVE_AI_API_KEY",
+                "OPENCODE_AUTH_CONTENT", "COPILOT_GITHUB_TOKEN"):
         monkeypatch.delenv(var, raising=False)
     try:
         yield h
@@ -376,9 +378,29 @@ def cordon_proc(home: Path):  # type: ignore[no-untyped-def]
 
 
 def write(path: Path, text: str) -> Path:
+    """Write a file. A `cordon.toml` is then approved as `cordon allow` would (the user wrote it);
+    tests of the approval itself write with `Path.write_text`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+    if path.name.endswith("cordon.toml"):
+        approve_as_user(path)
     return path
+
+
+def approve_as_user(path: Path, env: Mapping[str, str] | None = None) -> None:
+    """`cordon allow --config path` for `env`'s HOME/XDG (default: the current test's); invalid
+    files are left alone."""
+    from cordon.core.errors import CordonError
+    from cordon.store import approvals
+    from cordon.store.config import load_config
+
+    try:
+        cfg = load_config(path, "explicit")
+    except (CordonError, OSError):
+        return
+    home = Paths.from_env(dict(os.environ) if env is None else env).cordon_home
+    if approvals.needs_approval(home, cfg):
+        approvals.approve(home, cfg)
 
 
 def argv_str(argv: Sequence[str]) -> str:

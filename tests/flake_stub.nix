@@ -17,7 +17,9 @@ let
     escapeShellArg = s: "'" + builtins.replaceStrings [ "'" ] [ "'\\''" ] (toString s) + "'";
     escapeShellArgs = l: builtins.concatStringsSep " " (map lib.escapeShellArg l);
     licenses.mit = "mit";
+    toLower = builtins.replaceStrings (chars "ABCDEFGHIJKLMNOPQRSTUVWXYZ") (chars "abcdefghijklmnopqrstuvwxyz");
   };
+  chars = s: builtins.genList (i: builtins.substring i 1 s) (builtins.stringLength s);
 
   pythonPackages =
     named [

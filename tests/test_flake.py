@@ -59,14 +59,19 @@ def fake_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def outputs(fake_out: Path) -> dict[str, Any]:
-    r = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", str(REPO / "tests" / "flake_stub.nix"),
+def evaluate(repo: Path, fake_out: Path) -> dict[str, Any]:
+    """The stub's view of `repo`'s flake.nix (with `repo`'s pyproject.toml)."""
+    r = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", str(repo / "tests" / "flake_stub.nix"),
                         "--argstr", "fakeOut", str(fake_out)],
                        capture_output=True, text=True, timeout=120, env={**os.environ, "NIX_PATH": ""})
     assert r.returncode == 0, r.stderr
     result: dict[str, Any] = json.loads(r.stdout)
     return result
+
+
+@pytest.fixture(scope="module")
+def outputs(fake_out: Path) -> dict[str, Any]:
+    return evaluate(REPO, fake_out)
 
 
 def test_flake_version_is_pyprojects(outputs: dict[str, Any]) -> None:
@@ -82,6 +87,23 @@ def test_package_is_a_pyproject_build_with_pyprojects_dependencies(outputs: dict
     assert outputs["pythonImportsCheck"] == ["cordon"]
     assert outputs["mainProgram"] == "cordon"
     assert "shell-hooks/cordon.direnvrc $out/share/cordon/" in outputs["postInstall"]
+
+
+def test_the_flake_takes_its_python_dependencies_from_pyproject(fake_out: Path, tmp_path: Path) -> None:
+    """pyproject.toml is the one list: a dependency moved there moves in the flake too."""
+    (tmp_path / "tests").mkdir()
+    shutil.copy(REPO / "flake.nix", tmp_path / "flake.nix")
+    shutil.copy(REPO / "tests" / "flake_stub.nix", tmp_path / "tests" / "flake_stub.nix")
+    text = (REPO / "pyproject.toml").read_text()
+    # move pexpect from the test extra to the runtime dependencies, spelled the way pip allows
+    moved = text.replace('  "pexpect>=4.9",\n', "")
+    moved = moved.replace('dependencies = [\n', 'dependencies = [\n  "PExpect >=4.9",\n', 1)
+    assert moved != text
+    (tmp_path / "pyproject.toml").write_text(moved)
+    out = evaluate(tmp_path, fake_out)
+    assert "pexpect" in out["dependencies"] and "pexpect" not in out["nativeCheckInputs"]
+    assert sorted(out["dependencies"]) == sorted(
+        _name(r) for r in tomllib.loads(moved)["project"]["dependencies"])
 
 
 def test_check_phase_runs_the_tests_with_a_file_keyring(outputs: dict[str, Any]) -> None:

@@ -70,7 +70,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from anyio.streams.tls import TLSAttribute, TLSStream
 
 from cordon.core import certs
-from cordon.core.model import Auth, Route, SecretSpec, Upstream
+from cordon.core.model import Auth, Route, SecretSpec, UpstreamSpec
 
 PATTERN = b"0123456789abcdefghijklmnopqrstuvwxyz" * 4  # 144 bytes
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
@@ -253,7 +253,7 @@ class LoopbackServer:
                     header_name=header_name, scheme=scheme, username=username,
                     placeholder=placeholder)
         return Route(name=name, host=self.host, auth=auth, paths=paths,
-                     upstream=Upstream(address=self.address, ca_file=self.ca_file,
+                     upstream=UpstreamSpec(address=self.address, ca_file=self.ca_file,
                                        scheme=upstream_scheme))  # type: ignore[arg-type]
 
     # -- serving ---------------------------------------------------------------------

@@ -37,8 +37,9 @@ from cordon.core.shellhooks import (
     render_shim,
 )
 from cordon.store.atomic import atomic_write
-from cordon.store.config import load_config, select_config_path
+from cordon.store.config import load_config
 from cordon.store.paths import CONFIG_NAME, Paths
+from cordon.store.scope import resolve_scope
 
 STAMP_NAME = ".cordon-stamp"  # touched after each activation; the prompt hook's guard compares against it
 
@@ -188,7 +189,8 @@ def use_ops(env: Mapping[str, str], paths: Paths, shell: str, shim_dir: Path | N
     For direnv the shim directory goes through `PATH_add` and the config files
     through `watch_file`, so editing or creating cordon.toml re-runs `.envrc`.
     """
-    cfg, scope = select_config_path(paths, None, None)
+    sc = resolve_scope(paths, None, None)
+    cfg, scope = sc.config_path, sc.name
     shim_dir = shim_dir or _hook_shim_dir(paths, cfg.parent if cfg and scope == "project" else paths.cwd)
     ops: list[Op] = []
     placeholders: dict[str, str] = {}

@@ -16,25 +16,25 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cordon.app import reaper
+from cordon.app.hardening import set_non_dumpable
 from cordon.core.errors import ConfigError, CordonError, SecretError, UsageError
-from cordon.core.model import DEFAULT_PLACEHOLDER, Config, Route, SecretSpec
+from cordon.core.model import DEFAULT_PLACEHOLDER, Config, Resolver, Route, SecretSpec
+from cordon.core.wording import plural
 from cordon.store.paths import Paths
 
 if TYPE_CHECKING:
-    from cordon.app.sandbox import Sandbox
+    from cordon.app.sandbox import Probe
     from cordon.core.certs import CA
-    from cordon.store.secrets import SecretResolver
+    from cordon.store.edits import Key
     from cordon.store.session import Session
-    from cordon.store.tomlentries import Key
 
 FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-MIN_SCRUB_LEN = 8          # secrets this long or longer are scrubbed from other variables
 KILL_GRACE = 5.0          # seconds a child gets after SIGTERM in teardown before SIGKILL
 
 Say = Callable[[str], None]
@@ -70,27 +70,13 @@ def exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def set_non_dumpable() -> bool:
-    """prctl(PR_SET_DUMPABLE, 0): the child may not read our memory or /proc/<pid>/environ.
-
-    The flag is reset to 1 by execve, so the child itself stays debuggable.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(4, 0, 0, 0, 0)) == 0     # 4 = PR_SET_DUMPABLE
-    except (OSError, AttributeError):
-        return False
-
-
 def session_ca(hosts: Sequence[str]) -> CA:
     """The session's CA: EC P-256, its key only in this process's memory, and X.509 name
     constraints (RFC 5280 §4.2.1.10) permitting only the route hosts, so even a copy of
     its certificate in a trust store vouches for nothing else."""
     from cordon.core.certs import create_ca
-    return create_ca("cordon session CA", permitted_hosts=hosts)
+    from cordon.core.routes import constraint_names
+    return create_ca("cordon session CA", permitted_hosts=constraint_names(hosts))
 
 
 def _new_token() -> str:
@@ -105,7 +91,9 @@ def find_command(name: str, env: Mapping[str, str]) -> str:
     if "/" in name:
         if not os.path.exists(name):
             raise CommandNotFound(f"command not found: {name}")
-        if os.path.isdir(name) or not os.access(name, os.X_OK):
+        if os.path.isdir(name):
+            raise CommandNotExecutable(f"is a directory: {name}")     # as bash says it (exit 126)
+        if not os.access(name, os.X_OK):
             raise CommandNotExecutable(f"permission denied: {name}")
         return name
     found = shutil.which(name, path=env.get("PATH", os.defpath))
@@ -131,14 +119,14 @@ def zero_config_routes(env: Mapping[str, str]) -> list[Route]:
 
 def load_exec_config(req: ExecRequest) -> Config:
     if not req.config and not req.scope and req.paths.find_project_config() is None \
-            and not req.paths.user_config.is_file():
-        # zero-config: what select_config_path would conclude, without importing the parser
+            and not req.paths.user_config.exists():
+        # zero-config: what resolve_scope would conclude, without importing the parser
         return Config(routes=tuple(zero_config_routes(req.env)), scope="none")
-    from cordon.store.config import load_config, select_config_path
-    path, scope = select_config_path(req.paths, req.config, req.scope)
-    if path is None:
+    from cordon.store.scope import resolve_scope
+    scope = resolve_scope(req.paths, req.config, req.scope)
+    if scope.config_path is None:
         return Config(routes=tuple(zero_config_routes(req.env)), scope="none")
-    return load_config(path, scope)
+    return scope.config
 
 
 def project_dir(config: Config, cwd: Path) -> Path | None:
@@ -157,15 +145,23 @@ def env_secret_vars(routes: Sequence[Route]) -> list[str]:
     return [r.auth.secret.var for r in routes if r.auth.secret.source == "env" and r.auth.secret.var]
 
 
-def preflight(routes: Sequence[Route], resolver: SecretResolver, scope_args: str = "") -> None:
+def preflight(routes: Sequence[Route], resolver: Resolver, scope_args: str = "") -> list[str]:
     """Resolve every secret now; all failures in one error naming each route and its fix.
 
-    `scope_args` (e.g. ` --config x.toml`) is added to the `cordon secret set NAME`
-    commands in the hints, so the command shown is exactly the one that fixes it.
+    Returns the values (for log redaction and the leak scan: each secret is read
+    once per session). `scope_args` (e.g. ` --config x.toml`) is added to the
+    `cordon secret set NAME` commands in the hints, so the command shown is
+    exactly the one that fixes it.
     """
-    failures = [e for _, e in resolver.check(routes) if e is not None]
+    values: list[str] = []
+    failures: list[SecretError] = []
+    for r in routes:
+        try:
+            values.append(resolver.resolve(r).reveal())
+        except SecretError as e:
+            failures.append(e)
     if not failures:
-        return
+        return values
 
     def hint(e: SecretError) -> str | None:
         if e.hint and scope_args:
@@ -221,19 +217,24 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
     set_non_dumpable()
     config = load_exec_config(req)
     routes = list(config.routes)
+    if config.scope != "none":
+        routes = _protect_provider_keys(req.env, routes, say)
     remove = env_secret_vars(routes)
 
     outer_id = req.env.get("CORDON_SESSION", "")
     outer = live_session(req.paths, outer_id) if outer_id else None
     if outer is not None and _port_open(outer.port):
         # nesting: the outer proxy already covers this process tree; no second MITM
-        missing = sorted({r.host for r in routes} - set(outer.route_hosts))
+        missing = sorted({h for r in routes for h in r.hosts} - set(outer.route_hosts))
         if missing:
             say(f"cordon: note: reusing the outer session's proxy, which has no route for: {', '.join(missing)}")
         env = {k: v for k, v in req.env.items() if k not in remove}
         exe = find_command(req.argv[0], env)
         return _run_loop(req.argv, exe, env, proxy=None)
 
+    # a project file only as the user approved it (nesting above uses none of its routes)
+    from cordon.store.approvals import require_approved
+    require_approved(req.paths.cordon_home, config)
     base = {k: v for k, v in req.env.items() if k not in remove}
     exe = find_command(req.argv[0], base)
     if config.scope == "none" and routes:
@@ -244,34 +245,45 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
 
     if routes and not config.tls.enabled:
         raise ConfigError(f"{config.path}: [tls] enabled = false, so cordon cannot intercept "
-                          f"its {len(routes)} route(s)", "remove `enabled = false` from [tls] (or remove the routes)")
+                          f"its {plural(len(routes), 'route')}",
+                          "remove `enabled = false` from [tls] (or remove the routes)")
+    from cordon.proxy.secretcache import SecretCache
+    from cordon.store.generation import generation_file
     from cordon.store.secrets import SecretResolver
-    resolver = SecretResolver(req.env, op_path=config.op_path)
-    preflight(routes, resolver, _scope_args(req))
+    # the session's one cache: preflight fills it, the proxy serves from it
+    resolver = SecretCache(SecretResolver(req.env, op_path=config.op_path), generation_file(req.paths.cordon_home))
+    values = preflight(routes, resolver, _scope_args(req))
+    from cordon.store.upstreamca import check_ca_files
+    check_ca_files(routes, config.path)
     token = _new_token()
     if req.sensitive is not None:
-        for r in routes:
-            req.sensitive(resolver.resolve(r).reveal())
+        for v in values:
+            req.sensitive(v)
         req.sensitive(token)
 
-    leaked = _vars_holding_secrets(base, routes, resolver)
+    _agent_auth(req, routes, base, say)
+    leaked = _vars_holding_secrets(base, values)
     if leaked:
         say(f"cordon: note: not passing {', '.join(leaked)} to the command (they hold a route's secret)")
         for k in leaked:
             del base[k]
 
-    from cordon.app.sandbox import choose
-    box = choose(req.sandbox, req.egress, req.egress_ports, config, routes, req.env, req.paths, say)
-
-    hosts = [r.host for r in routes]
-    ca = session_ca(hosts)
+    hosts = [h for r in routes for h in r.hosts]
+    from cordon.proxy.refuse import answered_hosts
+    # denied hosts answered inside TLS (Codex's model discovery) need a leaf from this CA too
+    answered = answered_hosts(config.policy.unmatched, frozenset(config.policy.allow_hosts))
+    ca = session_ca([*hosts, *sorted(answered)])
     bundle = _build_bundle(ca.cert_pem, req.env)
 
     from cordon.store.session import create_session
     session = create_session(req.paths, ca_pem=ca.cert_pem, bundle_pem=bundle, route_hosts=hosts)
+    box = None
     try:
+        from cordon.app.sandbox import choose
+        box = choose(req.sandbox, req.egress, req.egress_ports, config, routes, req.env, req.paths, say)
         proj = project_dir(config, req.paths.cwd)
-        codex_home = proj / ".codex" if proj is not None else None
+        codex_home = _codex_home(proj if proj is not None or config.scope != "none" else req.paths.cwd,
+                                 routes, req)
         env_file = _dotenv_target(codex_home, req.env, req.paths)
         codex_config = _codex_config_target(codex_home, req.env, req.paths)
         # recorded before either file changes, so a SIGKILL at any point can be repaired
@@ -285,20 +297,59 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
                           codex_home=codex_home, env_file=env_file, codex_config=codex_config, sandbox=box)
         return _run_loop(req.argv, exe, None, proxy=plan)
     finally:
+        if box is not None:
+            box.close()
         _teardown(session, req.paths, say)
 
 
-def _vars_holding_secrets(env: Mapping[str, str], routes: Sequence[Route],
-                          resolver: SecretResolver) -> list[str]:
-    # a very short "secret" would match half the environment; those are left to the user
-    values = [v for v in (resolver.resolve(r).reveal() for r in routes) if len(v) >= MIN_SCRUB_LEN]
-    return sorted(k for k, v in env.items() if any(s in v for s in values))
+def _protect_provider_keys(env: Mapping[str, str], routes: list[Route], say: Say) -> list[Route]:
+    """A provider key in our environment that the config does not route still never reaches
+    the child in clear: it gets a route for this session, as with no cordon.toml."""
+    from cordon.core.providerkeys import protect
+    p = protect(env, routes)
+    for preset, r in p.added:
+        say(f"cordon: {r.auth.secret.var} is set but no route in the config covers {r.host}; "
+            f"protecting it for this session (to keep it: `cordon route add --preset {preset}` "
+            f"and `cordon secret set {preset}`)")
+    for var, name in p.covered:
+        say(f"cordon: note: {var} gets route '{name}''s placeholder")
+    return list(p.routes)
+
+
+def _agent_auth(req: ExecRequest, routes: Sequence[Route], base: dict[str, str], say: Say) -> None:
+    """Keys an agent keeps in its own files (opencode's auth.json) give way to the placeholders."""
+    from cordon.app.agentauth import describe, for_session
+    found = for_session(req.env, req.paths.home, routes)
+    base.update(found.env)
+    for k in found.replaced:
+        say(f"cordon: note: {describe(k)}; it gets the placeholder instead for this session "
+            f"(remove it with `opencode auth logout`: see docs/agents.md)")
+    for k in found.unrouted:
+        say(f"cordon: warning: {describe(k)}, which no route covers: it goes out in clear; move it into "
+            f"cordon: `cordon route add --preset {k.preset}`, `cordon secret set {k.preset}`, `opencode auth logout`")
+
+
+def _vars_holding_secrets(env: Mapping[str, str], secrets: Sequence[str]) -> list[str]:
+    from cordon.core.leaks import vars_holding  # short secrets: whole values and tokens only
+    return vars_holding(env, secrets)
 
 
 def _build_bundle(ca_pem: bytes, env: Mapping[str, str]) -> bytes:
     """Inherited SSL_CERT_FILE certs, system roots, then the session CA (castore refuses no roots)."""
     from cordon.store.castore import build_bundle
     return build_bundle([ca_pem], env)
+
+
+def _codex_home(proj: Path | None, routes: Sequence[Route], req: ExecRequest) -> Path | None:
+    """The session's CODEX_HOME (cordon.app.codexhome), ready; None outside a project."""
+    if proj is None:
+        return None
+    from cordon.app import codexhome
+    from cordon.app.integrations.codex import API_HOST, auth_json
+    placeholder = next((r.auth.placeholder for r in routes if r.host == API_HOST), DEFAULT_PLACEHOLDER)
+    home = codexhome.choose(proj, req.env, req.paths)
+    codexhome.prepare(home, req.env, req.paths, auth_json(placeholder))
+    return home.path
 
 
 def _dotenv_target(codex_home: Path | None, env: Mapping[str, str], paths: Paths) -> Path | None:
@@ -340,7 +391,7 @@ def _codex_config_target(codex_home: Path | None, env: Mapping[str, str],
     # importing the integrations costs ~20 ms: only where a setup record exists
     if not any((d / "integrations" / "codex.json").is_file() for d in state_dirs):
         return None
-    from cordon.app.integrations.state import load_record
+    from cordon.store.userfiles import load_record
     want = os.path.realpath(cfg)
     for d in state_dirs:
         try:
@@ -373,7 +424,7 @@ def _teardown(session: Session, paths: Paths, say: Say) -> None:
     cordon command retries it as it would after a crash; cordon still exits
     with the command's status.
     """
-    from cordon.store.session import release
+    from cordon.store.userfiles import release
     failed = False
     try:
         for p in reversed(session.record.files):
@@ -391,7 +442,7 @@ def _teardown(session: Session, paths: Paths, say: Say) -> None:
 class _ProxyPlan:
     config: Config
     routes: list[Route]
-    resolver: SecretResolver
+    resolver: Resolver
     ca: CA
     token: str
     session: Session
@@ -399,7 +450,7 @@ class _ProxyPlan:
     codex_home: Path | None
     env_file: Path | None
     codex_config: tuple[Path, dict[Key, str]] | None
-    sandbox: Sandbox | None = None
+    sandbox: Probe | None = None
 
 
 @contextlib.contextmanager
@@ -449,6 +500,7 @@ def _run_loop(argv: Sequence[str], exe: str, env: dict[str, str] | None, proxy: 
         # the loop left SIG_DFL behind; the child is gone and teardown is short: let it finish
         for s in FORWARDED:
             signal.signal(s, signal.SIG_IGN)
+        reaper.end_descendants()    # daemons the child left behind (cordon is their subreaper)
     return status
 
 
@@ -514,12 +566,12 @@ async def _main(argv: Sequence[str], exe: str, env: dict[str, str] | None, plan:
                                              codex_home=plan.codex_home)
                     env = {**plan.base_env, **contract}
                     if plan.env_file is not None:
-                        from cordon.store.session import dotenv_acquire
+                        from cordon.store.userfiles import dotenv_acquire
                         # Codex ignores CODEX_* in its .env; the rest overrides stale proxy settings there
                         block = {k: v for k, v in contract.items() if not k.upper().startswith("CODEX_")}
                         dotenv_acquire(plan.session.paths, plan.session.id, plan.env_file, block)
                     if plan.codex_config is not None:
-                        from cordon.store.session import toml_acquire
+                        from cordon.store.userfiles import toml_acquire
                         cfg, setup_entries = plan.codex_config
                         swap = codex_config_entries(setup_entries, contract, plan.routes)
                         if swap:
@@ -557,6 +609,7 @@ async def _supervise(argv: Sequence[str], exe: str, env: Mapping[str, str], fwd:
     directly; cordon receives the same SIGINT and only keeps waiting. TERM,
     HUP and QUIT sent to cordon are forwarded by `fwd`.
     """
+    reaper.become_subreaper()
     try:
         proc = spawn(argv, exe, env) if spawn else subprocess.Popen(list(argv), executable=exe, env=dict(env))
     except FileNotFoundError:

@@ -1,71 +1,21 @@
-"""What `start`, `wait` and `env` share: the scope's config, state dir, CA files and live port.
+"""What `start`, `wait` and `env` share: a scope's live port and its CA files.
 
-The running proxy is found through its run record (cordon.store.runrecord).
+The scope itself (config, state dir) is `cordon.store.scope`; the running proxy
+is found through its run record (cordon.store.runrecord).
 Heavy modules (cryptography) are imported only by the functions that need them.
 """
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cordon.core.errors import ConfigError
-from cordon.core.model import Config
-from cordon.store.config import load_config, select_config_path
-from cordon.store.paths import Paths
-from cordon.store.runrecord import live_run_record, run_record_path
+from cordon.store.runrecord import live_run_record
+from cordon.store.scope import Scope
 
 if TYPE_CHECKING:
     from cordon.core.certs import CA
-
-@dataclass(frozen=True)
-class Scope:
-    config: Config
-    config_path: Path
-    scope: str
-    state_dir: Path
-    cordon_home: Path
-
-    @property
-    def run_record(self) -> Path:
-        return run_record_path(self.state_dir)
-
-    @property
-    def ca_cert(self) -> Path:
-        from cordon.store.castore import ca_paths
-        return self.config.tls.ca_cert_path or ca_paths(self.state_dir)[0]
-
-    @property
-    def ca_key(self) -> Path:
-        from cordon.store.castore import ca_paths
-        return self.config.tls.ca_key_path or ca_paths(self.state_dir)[1]
-
-    @property
-    def bundle(self) -> Path:
-        from cordon.store.castore import bundle_path
-        return bundle_path(self.state_dir)
-
-    @property
-    def secrets_gen_file(self) -> Path:
-        """Bumped by `cordon secret set|delete` (one file for every scope: keyring entries are
-        shared); a running proxy re-resolves its secrets when it changes."""
-        from cordon.store.generation import generation_file
-        return generation_file(self.cordon_home)
-
-
-def load_scope(args: argparse.Namespace, paths: Paths) -> Scope:
-    """The cordon.toml chosen by --config/--scope (or discovery), parsed; errors name the fix."""
-    path, scope = select_config_path(paths, getattr(args, "config", None), getattr(args, "scope", None))
-    if path is None:
-        raise ConfigError("no cordon.toml here, in a parent directory, or in the user scope",
-                          "create one with `cordon setup` or `cordon route add`, or pass --config PATH")
-    config = load_config(path, scope)
-    return Scope(config=config, config_path=path.resolve(), scope=scope,
-                 state_dir=paths.state_dir_for_config(path, scope), cordon_home=paths.cordon_home)
-
 
 # -- the run record -------------------------------------------------------------------------
 

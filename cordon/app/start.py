@@ -18,19 +18,22 @@ import os
 import signal
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 from cordon import __version__
-from cordon.app.scope import Scope, prepare_ca
+from cordon.app.hardening import set_non_dumpable
+from cordon.app.scope import prepare_ca
 from cordon.core.errors import ConfigError, CordonError, SecretError
+from cordon.core.model import Resolver
 from cordon.store.runrecord import live_run_record
+from cordon.store.scope import Scope
 
 if TYPE_CHECKING:
     import ssl
 
     from cordon.core.certs import CA
     from cordon.proxy.auth import ProxyAuth
-    from cordon.store.secrets import SecretResolver
+    from cordon.proxy.secretcache import SecretCache
     from cordon.store.tokens import TokenWatcher
 
 log = logging.getLogger("cordon.start")
@@ -45,7 +48,7 @@ class ProxyRun:
         self._secret_values: list[str] = []
         self._watcher: TokenWatcher | None = None
         self._ca: CA | None = None
-        self._resolver: SecretResolver | None = None
+        self._resolver: SecretCache | None = None
 
     def sensitive_values(self) -> list[str]:
         """Every secret and proxy token this run holds (for the log redaction filter only)."""
@@ -55,15 +58,24 @@ class ProxyRun:
     def preflight(self, report: Callable[[SecretError], None]) -> None:
         """Refuse a second proxy for the scope, resolve every secret (each failure goes to
         `report`, then one SecretError), then load or create the CA and the tokens file."""
+        set_non_dumpable()   # before any secret or token is in memory (the service runs this too)
         scope = self.scope
+        from cordon.store.approvals import require_approved
+        require_approved(scope.cordon_home, scope.config)   # a project file only as the user approved it
         rec = live_run_record(scope.state_dir)
         if rec is not None:
             raise CordonError(f"cordon is already running for this scope (pid {rec.pid}, "
                               f"127.0.0.1:{rec.port})",
                               "use that one (`cordon env` points clients at it), or stop it first")
+        from cordon.proxy.secretcache import SecretCache
         from cordon.store.secrets import SecretResolver
-        self._resolver = SecretResolver(self.env, op_path=scope.config.op_path)
+        # the run's one cache: preflight fills it, the proxy serves from it; values are dropped
+        # when the generation file changes (`cordon secret set|delete` bump it) and on SIGHUP
+        self._resolver = SecretCache(SecretResolver(self.env, op_path=scope.config.op_path),
+                                     scope.secrets_gen_file)
         self._secret_values += check_secrets(scope, self._resolver, report)
+        from cordon.store.upstreamca import check_ca_files
+        check_ca_files(scope.config.routes, scope.config_path)
         if scope.config.routes and not scope.config.tls.enabled:
             n = len(scope.config.routes)
             raise ConfigError(f"{scope.config_path}: [tls] enabled = false, so cordon cannot intercept "
@@ -86,20 +98,20 @@ class ProxyRun:
     async def _serve(self, on_ready: Callable[[int], None]) -> int:
         import anyio
 
-        from cordon.proxy.secretcache import SecretCache
+        from cordon.app.liveconfig import LiveConfig
         from cordon.proxy.server import ProxySettings, serve
         from cordon.proxy.tls import LeafIssuer
 
         scope, watcher = self.scope, self._watcher
         assert watcher is not None and self._resolver is not None, "preflight() first"
-        # cached secrets are dropped when the generation file changes (`cordon secret set|delete`
-        # bump it) and on SIGHUP
-        cache = SecretCache(self._resolver, scope.secrets_gen_file)
+        cache = self._resolver
         settings = ProxySettings(routes=tuple(scope.config.routes), policy=scope.config.policy,
                                  port=scope.config.listen,
                                  issuer=LeafIssuer(self._ca) if self._ca is not None else _NoIssuer(),
-                                 resolver=cast(Any, cache), auth=token_auth(watcher),
-                                 secrets_gen_file=scope.secrets_gen_file)
+                                 resolver=cache, auth=token_auth(watcher),
+                                 secrets_gen_file=scope.secrets_gen_file,
+                                 config=LiveConfig(scope.config, scope.config_file, scope.name,
+                                                   scope.cordon_home))
         stopped_by: int | None = None
         bind_error: OSError | None = None
         # handlers first: a SIGTERM that arrives right after "ready" must stop us cleanly
@@ -129,7 +141,7 @@ class ProxyRun:
         return 130 if stopped_by == signal.SIGINT else 0
 
 
-def check_secrets(scope: Scope, resolver: Any, report: Callable[[SecretError], None]) -> list[str]:
+def check_secrets(scope: Scope, resolver: Resolver, report: Callable[[SecretError], None]) -> list[str]:
     """Resolve every route's secret; report every failure, then fail. Returns the values
     (for the log redaction filter only)."""
     values: list[str] = []
@@ -170,9 +182,9 @@ def token_auth(watcher: TokenWatcher) -> ProxyAuth:
             inner = self._current()
             return inner.check_token(token) if inner else None
 
-        def check_header(self, value: bytes | None) -> str | None:
+        def check_header(self, value: bytes | None, *, bearer: bool = False) -> str | None:
             inner = self._current()
-            return inner.check_header(value) if inner else None
+            return inner.check_header(value, bearer=bearer) if inner else None
 
     return TokenFileAuth()
 
@@ -205,7 +217,7 @@ def _write_record(scope: Scope, port: int) -> Path:
     ensure_private_dir(scope.state_dir)
     data = {"pid": os.getpid(), "port": port,
             "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "version": __version__, "config_path": str(scope.config_path), "scope": scope.scope,
+            "version": __version__, "config_path": str(scope.config_path), "scope": scope.name,
             "state_dir": str(scope.state_dir)}
     atomic_write(scope.run_record, json.dumps(data, indent=2) + "\n", mode=0o600)
     return scope.run_record

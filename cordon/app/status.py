@@ -21,9 +21,10 @@ from cordon.app.service import Manager, NoServiceManager, ServiceState, default_
 from cordon.core.errors import CordonError
 from cordon.core.model import Config
 from cordon.store.castore import ca_paths
-from cordon.store.config import load_config, select_config_path
+from cordon.store.config import load_config
 from cordon.store.paths import Paths
 from cordon.store.runrecord import pid_alive, read_run_record
+from cordon.store.scope import resolve_scope
 from cordon.store.secrets import SecretResolver
 from cordon.store.tokens import DEFAULT_TOKEN, TokenStore
 
@@ -70,6 +71,16 @@ class ScopeStatus:
 
 
 # ---------------------------------------------------------------- pieces
+
+def live_config_notes(live: Any) -> list[str]:
+    """What /health says about the running proxy's configuration (`cordon start` re-reads it)."""
+    if not isinstance(live, dict) or not isinstance(live.get("loaded_at"), str):
+        return []
+    since = f"the configuration loaded at {live['loaded_at']}"
+    if live.get("error"):
+        return [f"cordon.toml changed but failed to load: {live['error']}; the proxy keeps running {since}"]
+    return [f"running {since} (sha256 {live.get('live', '?')}; edits apply on the next connection)"]
+
 
 def ca_status(cert_path: Path, now: dt.datetime) -> CAStatus:
     try:
@@ -133,7 +144,7 @@ def scope_status(paths: Paths, env: Mapping[str, str], config_path: Path | None,
     state_dir = paths.state_dir_for_config(config_path, scope)
     config: Config | None = None
     config_error = None
-    if config_path is None or not config_path.is_file():
+    if config_path is None or not config_path.exists():
         config_error = f"{config_path or paths.cwd / 'cordon.toml'}: no such file"
     else:
         try:
@@ -157,6 +168,8 @@ def scope_status(paths: Paths, env: Mapping[str, str], config_path: Path | None,
                 uptime = float(up) if isinstance(up, int | float) and not isinstance(up, bool) else None
                 v = (health.body or {}).get("version")
                 version = v if isinstance(v, str) else version
+                notes += live_config_notes((health.body or {}).get("config"))
+                notes += live_config_notes((health.body or {}).get("config"))
                 token = _default_token(state_dir)
                 st = get_json(record.port, "/status", token=token)
                 if st.status == 200 and st.body is not None:
@@ -217,12 +230,11 @@ def gather(paths: Paths, env: Mapping[str, str], *, config: str | None, scope: s
     With --config/--scope only that one. Without: the selected scope, the user
     scope if it has a config, and the config of every installed cordon service.
     """
-    selected, sel_scope = select_config_path(paths, config, scope)
-    if selected is None:
-        selected, sel_scope = paths.cwd / "cordon.toml", "project"
-    targets: list[tuple[Path, str, str | None]] = [(selected, sel_scope, None)]
+    selected = resolve_scope(paths, config, scope)
+    targets: list[tuple[Path, str, str | None]] = [
+        (selected.config_file, selected.name if selected.config_path is not None else "project", None)]
     if config is None and scope is None:
-        if paths.user_config.is_file():
+        if paths.user_config.exists():
             targets.append((paths.user_config, "user", None))
         targets += _service_targets(paths, manager)
     out: list[ScopeStatus] = []

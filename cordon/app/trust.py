@@ -23,9 +23,9 @@ from typing import Literal, Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from cordon.app.integrations import Scope
 from cordon.core.errors import CordonError
 from cordon.store.atomic import atomic_write
+from cordon.store.scope import Scope
 
 Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
 Action = Literal["added", "already", "removed", "absent"]
@@ -214,8 +214,8 @@ def scope_ca(scope: Scope, *, create: bool) -> ScopeCA | None:
     from cordon.app.integrations.scaffold import ca_files
     from cordon.store import castore
     from cordon.store.config import load_config
-    if scope.config_path.is_file():
-        cert, key = ca_files(load_config(scope.config_path, scope.name), scope.state_dir)
+    if scope.config_file.is_file():
+        cert, key = ca_files(load_config(scope.config_file, scope.kind), scope.state_dir)
     else:
         cert, key = castore.ca_paths(scope.state_dir)
     existed = cert.exists() and key.exists()

@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cordon.app.scope import ensure_ca_files, load_scope, target_port
+from cordon.app.scope import ensure_ca_files, target_port
 from cordon.cli.context import Context, add_scope_args
 from cordon.core.errors import ConfigError
+from cordon.store.scope import load_scope
 
 FORMATS = ("shell", "fish", "dotenv", "json")
 
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from cordon.core.envvars import contract_vars, render
     from cordon.store.tokens import DEFAULT_TOKEN, TokenStore, validate_name
 
-    scope = load_scope(args, ctx.paths)
+    scope = load_scope(ctx.paths, args.config, args.scope)
     port, running = target_port(scope)
     if port is None:
         raise ConfigError(f"{scope.config_path}: listen = 0 and no `cordon start` is running for this scope, "

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import sys
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ EPILOG = f"""\
 bash:   eval "$(cordon hook bash)"       in ~/.bashrc
 zsh:    eval "$(cordon hook zsh)"        in ~/.zshrc
 fish:   cordon hook fish | source        in ~/.config/fish/config.fish
-direnv: cordon hook direnv >> ~/.config/direnv/direnvrc, then `use cordon` in an .envrc
+direnv: mkdir -p ~/.config/direnv && cordon hook direnv >> ~/.config/direnv/direnvrc,
+        then `use cordon` in an .envrc
 
 In a directory with a cordon.toml (or below one) the hook puts a directory of
 shims first on PATH, one per agent ({", ".join(DEFAULT_AGENTS)} when found
@@ -36,12 +38,25 @@ exports the routes' placeholder variables; leaving, it undoes exactly that.
 """
 
 
+class _ListedChoices(dict[str, Any]):
+    """Subcommands by name; iterating (what argparse lists in errors) skips the hidden ones."""
+
+    def __init__(self, hidden: tuple[str, ...]) -> None:
+        super().__init__()
+        self.hidden = hidden
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k in super().__iter__() if k not in self.hidden)
+
+
 def register(sub: Any, name: str) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         name, help="print a shell hook (bash, zsh, fish) or the direnv library line",
         description="Activate cordon per directory: shims on PATH that run agents under `cordon exec`.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     hs = p.add_subparsers(dest="hook_shell", metavar="{bash,zsh,fish,direnv}", required=True)
+    # argparse's "invalid choice" lists every subcommand; the hooks' own ones stay unlisted
+    hs.choices = hs._name_parser_map = _ListedChoices(hidden=("export", "use"))
     for shell in SHELLS:
         sp = hs.add_parser(shell, help=f"print the {shell} prompt hook")
         sp.add_argument("agents", nargs="*", metavar="AGENT",

@@ -33,10 +33,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     scope = resolve_scope(ctx.paths, args.config, args.scope)
     r = disable(ctx.paths, ctx.env, args.integration, scope)
     if not r.found:
-        ctx.out(f"{args.integration} is not set up in the {scope.name} scope ({scope.config_path}): "
+        ctx.out(f"{args.integration} is not set up in the {scope.kind} scope ({scope.config_path}): "
                 "nothing to undo")
         return 0
-    ctx.out(f"{args.integration}: disabled in the {scope.name} scope")
+    ctx.out(f"{args.integration}: disabled in the {scope.kind} scope")
     for c in r.changes:
         ctx.out(f"  {c.path}: {WORDS.get(c.action, c.action)}")
     if r.token_revoked:

@@ -12,19 +12,24 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from cordon.app.allow import approve_written
 from cordon.cli.context import Context, add_scope_args
+from cordon.core.credlike import looks_like_credential
 from cordon.core.errors import ConfigError, SecretError, UsageError
-from cordon.core.model import Auth, Route, SecretSpec, Upstream
+from cordon.core.model import Auth, Route, SecretSpec, UpstreamSpec
 from cordon.core.routes import PRESETS, derive_name
-from cordon.store.config import check_route, load_config, select_config_path
+from cordon.store.config import check_route, load_config
 from cordon.store.configedit import add_route, remove_route, route_table, update_route
+from cordon.store.knownscopes import keyring_users, remember
+from cordon.store.scope import resolve_scope
+from cordon.store.upstreamca import check_ca_files
 
 SOURCES = ("keyring", "1password", "env", "file", "command")
 
 # flag dest -> the sources it belongs to (None: any)
 ROUTE_FLAGS: dict[str, tuple[str, ...] | None] = {
     "preset": None, "host": None, "new_name": None, "auth_type": None, "header_name": None, "scheme": None,
-    "username": None, "source": None, "paths": None, "placeholder_env": None, "placeholder": None,
+    "username": None, "query_param": None, "source": None, "paths": None, "placeholder_env": None, "placeholder": None,
     "upstream_address": None, "upstream_ca_file": None, "upstream_scheme": None,
     "account": ("keyring",), "service": ("keyring",),
     "vault": ("1password",), "item": ("1password",), "field": ("1password",), "op_account": ("1password",),
@@ -69,7 +74,10 @@ def register(sub: Any, name: str) -> None:
     rm.add_argument("name")
     add_scope_args(rm)
     rm.add_argument("--delete-secret", action="store_true",
-                    help="also delete its secret from the keyring (keyring routes only)")
+                    help="also delete its secret from the keyring (keyring routes only); asks first "
+                         "when routes of other known configs use the same entry")
+    rm.add_argument("--force", action="store_true",
+                    help="with --delete-secret: delete a keyring entry other configs use without asking")
     rm.set_defaults(run=run_remove)
 
 
@@ -93,7 +101,10 @@ def _route_flags(p: argparse.ArgumentParser, *, creating: bool) -> None:
                    help="variables that hold the placeholder in children (repeat or comma-separate)")
     g.add_argument("--placeholder", help="the placeholder value (default dummy-replaced-by-cordon)")
     a = p.add_argument_group("auth")
-    a.add_argument("--auth-type", choices=("header", "basic"), help="header (default) or basic")
+    a.add_argument("--auth-type", choices=("header", "basic", "query"),
+                   help="header (default), basic, or query (the key goes into --query-param)")
+    a.add_argument("--query-param", help="query parameter that carries the key (type query; with header: "
+                                         "used instead of the header when the request has it)")
     a.add_argument("--header-name", help="header that carries the credential (default Authorization)")
     a.add_argument("--scheme", help="e.g. Bearer (default for Authorization); '' for none")
     a.add_argument("--username", help="user name for basic auth")
@@ -133,6 +144,10 @@ def _abs(p: str, cwd: Path) -> Path:
 
 
 def build_route(args: argparse.Namespace, base: Route | None, cwd: Path) -> Route:
+    if getattr(args, "account", None) and looks_like_credential(args.account):
+        raise UsageError("--account looks like a secret key, not a keyring account name (it was not stored)",
+                         "give a label such as `--account openai`; store the key itself with "
+                         "`cordon secret set NAME` (input hidden)")
     """The route the flags describe, on top of `base` (the route being edited, or None)."""
     preset = PRESETS[args.preset] if args.preset else None
     host = args.host or (preset.host if preset else None) or (base.host if base else None)
@@ -171,7 +186,7 @@ def build_route(args: argparse.Namespace, base: Route | None, cwd: Path) -> Rout
     if paths is None:
         paths = base.paths if base else ()
 
-    up = base.upstream if base else Upstream()
+    up = base.upstream if base else UpstreamSpec()
     address = up.address if args.upstream_address is None else (args.upstream_address or None)
     ca_file = up.ca_file if args.upstream_ca_file is None else (
         _abs(args.upstream_ca_file, cwd) if args.upstream_ca_file else None)
@@ -180,10 +195,21 @@ def build_route(args: argparse.Namespace, base: Route | None, cwd: Path) -> Rout
     auth_kw: dict[str, Any] = {}
     if placeholder:
         auth_kw["placeholder"] = placeholder
-    route = Route(name=name, host=host, paths=paths,
-                  auth=Auth(type="basic" if atype == "basic" else "header", secret=secret, header_name=header,
-                            scheme=scheme, username=username, placeholder_env=placeholder_env, **auth_kw),
-                  upstream=Upstream(address=address, ca_file=ca_file, scheme="http" if uscheme == "http" else "https"))
+    # a preset's further hosts and query parameter come with it (unless --host names another host)
+    source = preset if preset is not None and not args.host else base if base is not None and not args.host else None
+    more_hosts = source.more_hosts if source is not None else ()
+    query_param = args.query_param or (preset.query_param if preset is not None
+                                       else old.query_param if old else None)
+    if atype == "query" and not query_param:
+        raise UsageError("query auth needs a parameter name", "pass --query-param key")
+    if atype == "basic":
+        query_param = None
+    route = Route(name=name, host=host, paths=paths, more_hosts=more_hosts,
+                  auth=Auth(type="basic" if atype == "basic" else "query" if atype == "query" else "header",
+                            secret=secret, header_name=header, scheme=scheme, username=username,
+                            placeholder_env=placeholder_env, query_param=query_param, **auth_kw),
+                  upstream=UpstreamSpec(address=address, ca_file=ca_file,
+                                        scheme="http" if uscheme == "http" else "https"))
     # the same validation as a file (reserved headers, CR/LF, host syntax, ...), without a file:line
     return check_route(route_table(route), cwd)
 
@@ -232,13 +258,11 @@ def _build_secret(args: argparse.Namespace, old: SecretSpec | None, name: str, c
 
 def _target(args: argparse.Namespace, ctx: Context, *, creating: bool) -> Path:
     paths = ctx.paths
-    path, _scope = select_config_path(paths, args.config, args.scope)
-    if path is None:
-        if not creating:
-            raise ConfigError(f"no cordon.toml in {paths.cwd} or its parents, and no user config",
-                              "add a route first: `cordon route add --preset openai`")
-        path = paths.cwd / "cordon.toml"   # neither flag: project scope, as in Cordon
-    return path
+    scope = resolve_scope(paths, args.config, args.scope)
+    if scope.config_path is None and not creating:
+        raise ConfigError(f"no cordon.toml in {paths.cwd} or its parents, and no user config",
+                          "add a route first: `cordon route add --preset openai`")
+    return scope.config_file   # neither flag and no file yet: the project scope's, as in Cordon
 
 
 def run_add(args: argparse.Namespace, ctx: Context) -> int:
@@ -252,7 +276,10 @@ def run_add(args: argparse.Namespace, ctx: Context) -> int:
         from cordon.cli.route_wizard import wizard
         args = wizard(args, ctx, None)
     route = build_route(args, None, cwd)
+    check_ca_files([route], path)
     created = add_route(path, route)
+    remember(ctx.paths, path)
+    approve_written(ctx.paths, path, [route.name])   # what cordon wrote is what the user asked for
     if created:
         ctx.out(f"created {path}")
     ctx.out(f"added route '{route.name}' ({route.host}) to {path}")
@@ -285,23 +312,30 @@ def run_edit(args: argparse.Namespace, ctx: Context) -> int:
         from cordon.cli.route_wizard import wizard
         args = wizard(args, ctx, base)
     route = build_route(args, base, ctx.paths.cwd)
+    check_ca_files([route], path)
     update_route(path, args.name, route)
+    remember(ctx.paths, path)
+    approve_written(ctx.paths, path, [route.name])
     ctx.out(f"updated route '{route.name}' ({route.host}) in {path}")
     return 0
 
 
 def _load(args: argparse.Namespace, ctx: Context) -> tuple[Path | None, list[Route]]:
-    path, scope = select_config_path(ctx.paths, args.config, args.scope)
+    scope = resolve_scope(ctx.paths, args.config, args.scope)
+    path = scope.config_path
     if path is None or (not path.exists() and args.config is None):
         return path, []
-    return path, list(load_config(path, scope).routes)
+    return path, list(scope.config.routes)
 
 
 def describe_auth(route: Route) -> str:
     a = route.auth
     if a.type == "basic":
         return f"basic ({a.username})"
-    return f"{a.header_name}: {a.scheme}" if a.scheme else a.header_name
+    if a.type == "query":
+        return f"?{a.query_param}="
+    header = f"{a.header_name}: {a.scheme}" if a.scheme else a.header_name
+    return f"{header} (or ?{a.query_param}=)" if a.query_param else header
 
 
 def run_list(args: argparse.Namespace, ctx: Context) -> int:
@@ -314,7 +348,7 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
         ctx.err(f"no routes in {where}; add one with `cordon route add`")
         return 0
     rows = [("NAME", "HOST", "AUTH", "SECRET")] + [
-        (r.name, r.host + (" " + ",".join(r.paths) if r.paths else ""), describe_auth(r),
+        (r.name, ",".join(r.hosts) + (" " + ",".join(r.paths) if r.paths else ""), describe_auth(r),
          r.auth.secret.describe()) for r in routes]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
@@ -340,7 +374,7 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
     u = r.upstream
     lines = [
         ("name", r.name),
-        ("host", r.host),
+        ("host", ", ".join(r.hosts)),
         ("paths", ", ".join(r.paths) if r.paths else "(all)"),
         ("auth", describe_auth(r) + " <secret>" if r.auth.type == "header" else describe_auth(r)),
         ("placeholder_env", ", ".join(r.auth.placeholder_env) or "(none)"),
@@ -354,13 +388,34 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def _may_delete_shared(ctx: Context, path: Path, removed: Route, *, force: bool) -> bool:
+    """Whether to delete `removed`'s keyring entry: warn when routes of other known configs read
+    it, then ask (a terminal), take --force, or keep it."""
+    users = keyring_users(ctx.paths, removed.auth.secret, besides=path)
+    if not users:
+        return True
+    ctx.err(f"cordon: warning: {removed.auth.secret.describe()} is also used by "
+            + "; ".join(f"route '{u.route}' in {u.config_path}" for u in users)
+            + ": deleting it breaks " + ("that route" if len(users) == 1 else "those routes"))
+    if force:
+        return True
+    if not ctx.stdin.isatty():
+        ctx.err("hint: pass --force to delete it anyway")
+        return False
+    ctx.stderr.write("Delete it anyway? [y/N] ")
+    ctx.stderr.flush()
+    return ctx.stdin.readline().strip().lower() in ("y", "yes")
+
+
 def run_remove(args: argparse.Namespace, ctx: Context) -> int:
     path, _ = _find(args, ctx)
     old = remove_route(path, args.name)
     ctx.out(f"removed route '{old.name}' ({old.host}) from {path}")
     s = old.auth.secret
     if s.source == "keyring":
-        if args.delete_secret:
+        if args.delete_secret and not _may_delete_shared(ctx, path, old, force=args.force):
+            ctx.out(f"its secret stays in {s.describe()}")
+        elif args.delete_secret:
             from cordon.store.generation import bump_generation, generation_file
             from cordon.store.secrets import delete_keyring_secret
             try:

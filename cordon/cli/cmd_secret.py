@@ -14,9 +14,15 @@ from typing import Any
 from cordon.cli.context import Context, add_scope_args
 from cordon.core.errors import ConfigError, SecretError, UsageError
 from cordon.core.model import Config, Route
-from cordon.store.config import load_selected
 from cordon.store.generation import bump_generation, generation_file
-from cordon.store.secrets import SecretResolver, delete_keyring_secret, set_keyring_secret
+from cordon.store.scope import load_scope
+from cordon.store.secrets import (
+    NoKeyring,
+    SecretResolver,
+    delete_keyring_secret,
+    no_keyring_hint,
+    set_keyring_secret,
+)
 
 
 def register(sub: Any, name: str) -> None:
@@ -91,19 +97,22 @@ def read_value(ctx: Context, prompt: str) -> str:
 
 def store_secret(route: Route, ctx: Context) -> None:
     value = read_value(ctx, f"Secret for route '{route.name}' (input hidden): ")
-    set_keyring_secret(route.auth.secret, value, ctx.env)
+    try:
+        set_keyring_secret(route.auth.secret, value, ctx.env)
+    except NoKeyring as e:
+        raise SecretError(e.message, no_keyring_hint(route.name)) from None
     bump_generation(generation_file(ctx.paths.cordon_home))  # running proxies re-resolve on their next request
     ctx.out(f"stored the secret of route '{route.name}' in {route.auth.secret.describe()}")
 
 
 def run_set(args: argparse.Namespace, ctx: Context) -> int:
-    cfg = load_selected(ctx.paths, args.config, args.scope)
+    cfg = load_scope(ctx.paths, args.config, args.scope).config
     store_secret(_keyring_route(cfg, args.name, "set"), ctx)
     return 0
 
 
 def run_delete(args: argparse.Namespace, ctx: Context) -> int:
-    cfg = load_selected(ctx.paths, args.config, args.scope)
+    cfg = load_scope(ctx.paths, args.config, args.scope).config
     r = _keyring_route(cfg, args.name, "delete")
     delete_keyring_secret(r.auth.secret, ctx.env)
     bump_generation(generation_file(ctx.paths.cordon_home))
@@ -112,7 +121,7 @@ def run_delete(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_check(args: argparse.Namespace, ctx: Context) -> int:
-    cfg = load_selected(ctx.paths, args.config, args.scope)
+    cfg = load_scope(ctx.paths, args.config, args.scope).config
     routes = [_route(cfg, args.name)] if args.name else list(cfg.routes)
     results = SecretResolver(ctx.env, cfg.op_path).check(routes)
     missing = [(r, e) for r, e in results if e is not None]

@@ -18,7 +18,8 @@ from cordon.app.service import (
 )
 from cordon.cli.context import Context, add_scope_args
 from cordon.core.errors import CordonError
-from cordon.store.config import load_config, select_config_path
+from cordon.store.config import load_config
+from cordon.store.scope import resolve_scope
 
 ACTIONS = ("install", "uninstall", "start", "stop", "status")
 
@@ -45,8 +46,7 @@ def _describe(st: ServiceState) -> str:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     paths = ctx.paths
-    selected, _scope = select_config_path(paths, args.config, args.scope)
-    name, config_path = select_target(paths, args.name, selected)
+    name, config_path = select_target(paths, args.name, resolve_scope(paths, args.config, args.scope).config_path)
     manager = manager_for(paths, ctx.env)
     if args.action == "install" and args.print_only:
         spec = build_spec(paths, ctx.env, name, config_path)

@@ -7,6 +7,8 @@ from typing import Any
 
 from cordon.app.integrations import INTEGRATIONS, SetupResult, prepare, resolve_scope, route_missing, setup
 from cordon.cli.context import Context, add_scope_args
+from cordon.core.errors import UsageError
+from cordon.store.knownscopes import remember
 from cordon.store.runrecord import live_run_record
 
 LABELS = {"codex": "Codex CLI", "claude-code": "Claude Code"}
@@ -34,6 +36,10 @@ def ask(ctx: Context, question: str, default: bool = True) -> bool:
     line = ctx.stdin.readline()
     if not line:
         ctx.stderr.write("\n")
+        if not ctx.stdin.isatty():
+            # no terminal and no answer: never decide for the user
+            raise UsageError("cordon setup has a question and no terminal to answer it",
+                             "pass --yes to accept what it proposes, or run it in a terminal")
         return default
     answer = line.strip().lower()
     return default if not answer else answer in ("y", "yes")
@@ -56,12 +62,13 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                        f"({preset.description}; the real key comes from the keyring entry "
                        f"'{preset.name}')?")
     render(ctx, setup(ctx.paths, ctx.env, args.integration, scope, add_route=add))
+    remember(ctx.paths, scope.config_file)     # a known config: `route remove --delete-secret` checks it
     return 0
 
 
 def render(ctx: Context, r: SetupResult) -> None:
     label = LABELS.get(r.integration, r.integration)
-    ctx.out(f"{label}: set up for the {r.scope.name} scope ({r.scope.config_path}, proxy port {r.port})")
+    ctx.out(f"{label}: set up for the {r.scope.kind} scope ({r.scope.config_path}, proxy port {r.port})")
     if r.config_created:
         ctx.out(f"  created    {r.scope.config_path}")
     if r.route_added:
@@ -73,13 +80,14 @@ def render(ctx: Context, r: SetupResult) -> None:
         ctx.out(f"  {c.action:<10} {c.path}{extra}")
     for note in r.notes:
         ctx.out(f"note: {note}")
-    flag = " --scope user" if r.scope.name == "user" else ""
+    flag = " --scope user" if r.scope.kind == "user" else ""
     rec = live_run_record(r.scope.state_dir)
     if rec is None:
         start = [f"start the proxy: `cordon start{flag}` (foreground), or `cordon service install{flag}` "
                  "(at login)"]
-    elif r.route_added or rec.port != r.port:
-        start = [f"restart `cordon start{flag}` (pid {rec.pid}): it reads cordon.toml only when it starts"]
+    elif rec.port != r.port:
+        start = [f"restart `cordon start{flag}` (pid {rec.pid}): it listens on port {rec.port}, the config now "
+                 f"says {r.port} (other edits of cordon.toml apply without a restart)"]
     else:
         start = []
     steps = [*r.next_steps, *start]

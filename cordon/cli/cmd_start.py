@@ -9,11 +9,11 @@ import json
 import os
 from typing import Any
 
-from cordon.app.scope import Scope, load_scope
 from cordon.app.start import ProxyRun
 from cordon.cli.context import Context, add_scope_args
 from cordon.cli.logsetup import LEVELS, Redactor, setup_logging, teardown_logging
 from cordon.core.errors import SecretError
+from cordon.store.scope import Scope, load_scope
 
 
 def register(sub: Any, name: str) -> None:
@@ -31,7 +31,7 @@ def register(sub: Any, name: str) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    scope = load_scope(args, ctx.paths)
+    scope = load_scope(ctx.paths, args.config, args.scope)
     proxy = ProxyRun(scope, ctx.env)
     handler = setup_logging(args.log_level, args.log_format, ctx.stderr, Redactor(proxy.sensitive_values))
     try:
@@ -53,9 +53,9 @@ def _ready_line(ctx: Context, fmt: str, scope: Scope, port: int) -> None:
         ts = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         ctx.err(json.dumps({"ts": ts, "level": "info", "logger": "cordon", "event": "ready",
                             "msg": f"ready on 127.0.0.1:{port}", "port": port, "routes": n,
-                            "scope": scope.scope, "config": str(scope.config_path), "pid": os.getpid()}))
+                            "scope": scope.name, "config": str(scope.config_path), "pid": os.getpid()}))
     else:
-        ctx.err(f"cordon: ready on 127.0.0.1:{port} ({n} route{'s' if n != 1 else ''}, {scope.scope} scope, "
+        ctx.err(f"cordon: ready on 127.0.0.1:{port} ({n} route{'s' if n != 1 else ''}, {scope.name} scope, "
                 f"config {scope.config_path})")
     with contextlib.suppress(OSError, ValueError):
         ctx.stderr.flush()

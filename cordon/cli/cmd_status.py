@@ -9,6 +9,7 @@ from typing import Any
 from cordon.app.service import manager_or_none
 from cordon.app.status import ScopeStatus, gather, to_json
 from cordon.cli.context import Context, add_scope_args
+from cordon.core.wording import plural
 
 
 def register(sub: Any, name: str) -> None:
@@ -78,8 +79,9 @@ def _render(st: ScopeStatus, ctx: Context) -> None:
         elif st.ca.problem:
             ctx.out(f"  CA:      {st.ca.problem}")
         else:
-            assert st.ca.not_after is not None
-            ctx.out(f"  CA:      {st.ca.cert_path}, expires {st.ca.not_after:%Y-%m-%d} ({st.ca.days_left} days)")
+            assert st.ca.not_after is not None and st.ca.days_left is not None
+            left = plural(st.ca.days_left, "day")
+            ctx.out(f"  CA:      {st.ca.cert_path}, expires {st.ca.not_after:%Y-%m-%d} ({left})")
     if not st.routes:
         if not st.config_error:
             ctx.out("  routes:  none")
@@ -91,7 +93,8 @@ def _render(st: ScopeStatus, ctx: Context) -> None:
                for r in st.routes]
     ws = max(len(s) for s in secrets)
     for r, secret in zip(st.routes, secrets, strict=True):
-        counts = f"  {r.requests} requests, {r.errors} errors" if r.requests is not None else ""
+        counts = (f"  {plural(r.requests, 'request')}, {plural(r.errors or 0, 'error')}"
+                  if r.requests is not None else "")
         ctx.out(f"    {r.name:<{wn}}  {r.host:<{wh}}  {secret:<{ws}}{counts}".rstrip())
         if r.secret_fix and not r.secret_ok:
             ctx.out(f"    {'':<{wn}}  {'':<{wh}}  fix: {r.secret_fix}")

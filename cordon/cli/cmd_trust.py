@@ -33,16 +33,16 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.command == "untrust":
         res = untrust(scope, store)
         if res.action == "absent":
-            ctx.out(f"the {scope.name} scope's CA is not in the {res.store}: nothing to remove")
+            ctx.out(f"the {scope.kind} scope's CA is not in the {res.store}: nothing to remove")
         else:
-            ctx.out(f"removed the {scope.name} scope's CA from the {res.store} ({res.location})")
+            ctx.out(f"removed the {scope.kind} scope's CA from the {res.store} ({res.location})")
         return 0
     res, ca = trust(scope, store)
     fp = fingerprint(ca.cert_pem)
     if res.action == "already":
-        ctx.out(f"the {scope.name} scope's CA is already in the {res.store} ({res.location})")
+        ctx.out(f"the {scope.kind} scope's CA is already in the {res.store} ({res.location})")
     else:
-        ctx.out(f"added the {scope.name} scope's CA {ca.cert_path} to the {res.store} ({res.location})")
+        ctx.out(f"added the {scope.kind} scope's CA {ca.cert_path} to the {res.store} ({res.location})")
     ctx.out(f"SHA-256 fingerprint: {fp}")
-    ctx.out(f"undo: `cordon untrust{' --scope user' if scope.name == 'user' else ''}`")
+    ctx.out(f"undo: `cordon untrust{' --scope user' if scope.kind == 'user' else ''}`")
     return 0

@@ -11,9 +11,10 @@ import argparse
 import time
 from typing import Any
 
-from cordon.app.scope import load_scope, target_port
+from cordon.app.scope import target_port
 from cordon.cli.context import Context, add_scope_args
 from cordon.core.errors import CordonError, UsageError
+from cordon.store.scope import load_scope
 
 POLL_FIRST = 0.02     # seconds; doubles up to POLL_MAX
 POLL_MAX = 0.25
@@ -39,7 +40,7 @@ def healthy(port: int) -> bool:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     if args.timeout < 0:
         raise UsageError("--timeout must be zero or more seconds", "e.g. --timeout 10")
-    scope = load_scope(args, ctx.paths)
+    scope = load_scope(ctx.paths, args.config, args.scope)
     deadline = time.monotonic() + args.timeout
     delay = POLL_FIRST
     port: int | None = None

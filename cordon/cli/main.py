@@ -31,6 +31,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("hook", "cmd_hook"),
     ("trust", "cmd_trust"),
     ("untrust", "cmd_trust"),
+    ("allow", "cmd_allow"),
+    ("deny", "cmd_allow"),
 )
 
 
@@ -49,6 +51,15 @@ def _chosen_command(argv: Sequence[str]) -> str | None:
             continue
         return a if any(a == name for name, _ in COMMANDS) else None
     return None
+
+
+def _innermost(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser of the deepest (sub)command named in argv (`route add` for `route add --x`)."""
+    for a in argv:
+        subs = [x for x in parser._actions if isinstance(x, argparse._SubParsersAction)]
+        if subs and a in subs[0].choices:
+            parser = subs[0].choices[a]
+    return parser
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -76,7 +87,11 @@ def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
     ctx = ctx or Context()
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_chosen_command(argv))
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # argparse hands a subcommand's unknown options up to the top parser, whose usage
+        # line would not mention them: let the command that was named say it
+        _innermost(parser, argv).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "command", None):
         parser.print_help(ctx.stdout)
         return 2
@@ -119,7 +134,17 @@ def _internal_error(e: BaseException, args: argparse.Namespace, ctx: Context) ->
 
 
 def _repair_stale_sessions(ctx: Context) -> None:
-    """Undo what a SIGKILLed `cordon exec` left (its .env edits, its directory): every command does it."""
+    """Undo what a SIGKILLed `cordon exec` left (its .env edits, its directory): every command does it.
+
+    Usually there is nothing to repair: one directory listing answers that, before the
+    session module (and what it imports) is loaded."""
+    try:
+        if not os.listdir(ctx.paths.sessions_dir):
+            return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass   # repair_stale reports it
     from cordon.store.session import repair_stale
     try:
         repair_stale(ctx.paths)
@@ -128,6 +153,8 @@ def _repair_stale_sessions(ctx: Context) -> None:
 
 
 def entry() -> None:
+    from cordon.app.hardening import set_non_dumpable
+    set_non_dumpable()   # any cordon process may come to hold a secret or a token (secret set, start, ...)
     status = main()
     if _chosen_command(sys.argv[1:]) == "exec":
         # `cordon exec` has stopped its proxy and restored every file by now; the

@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Sequence
 
 from cordon.cli.context import Context
+from cordon.core.credlike import looks_like_credential
 from cordon.core.errors import UsageError
 from cordon.core.model import Route
 from cordon.core.routes import PRESETS, derive_name
@@ -37,6 +38,18 @@ class _Asker:
             if not required:
                 return ""
             self.ctx.out("  (an answer is needed)")
+
+    def ask_name(self, question: str, default: str) -> str:
+        """A name (a keyring account): an answer that looks like a key is refused, and wiped
+        from the terminal, so that the key never lands in cordon.toml or on the screen."""
+        while True:
+            answer = self.ask(question, default)
+            if not looks_like_credential(answer):
+                return answer
+            if self.ctx.stdout.isatty():
+                self.ctx.stdout.write("\x1b[1A\x1b[2K")     # up one line, erase it: the pasted key goes
+            self.ctx.out(f"  that looks like a secret key, not a name: it was not kept. {question} is a label "
+                         f"such as '{default}'; the key itself is asked for later, with the input hidden")
 
     def choose(self, question: str, options: Sequence[str], default: str) -> str:
         while True:
@@ -87,7 +100,7 @@ def wizard(args: argparse.Namespace, ctx: Context, base: Route | None) -> argpar
     ns.source = q.choose("Secret source", list(SOURCES), spec.source if spec else "keyring")
     keep = spec if spec is not None and spec.source == ns.source else None
     if ns.source == "keyring":
-        ns.account = q.ask("Keyring account", (keep.account if keep else None) or ns.new_name)
+        ns.account = q.ask_name("Keyring account", (keep.account if keep else None) or ns.new_name)
         if base is None:
             ns.store_secret_now = q.yes("Store the secret in the keyring now?")
     elif ns.source == "1password":

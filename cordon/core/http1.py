@@ -5,6 +5,11 @@ bodies incrementally and serialises heads. Bytes in, values out: no sockets,
 no policy (injection lives in `inject`). Every malformed input raises
 `ProtocolError` with the status the proxy should answer (400, 431, 501, 502).
 Parsing works on whole heads (one `split`), never byte by byte.
+
+Hand-written rather than h11, which is an endpoint's state machine (an event
+object per message and per body chunk, one connection's life): a proxy only
+needs heads and body boundaries, keeps header order and bytes, and relays
+bodies as they arrive.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _TARGET = re.compile(rb"^[\x21-\x7e]+$")
 _VERSION = re.compile(rb"^HTTP/1\.[01]$")
+_BLANK_LINE = re.compile(rb"\n\r?\n")
 
 # RFC 9110 §7.6.1: fields a proxy must not forward (plus those `Connection` names)
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
@@ -103,13 +109,15 @@ def wants_keep_alive(version: bytes, headers: Sequence[tuple[bytes, bytes]]) -> 
 
 
 def find_head_end(buf: bytes | bytearray, start: int = 0) -> int:
-    """Index just past the blank line ending a head, or -1. Bare LF endings are accepted."""
-    i = buf.find(b"\r\n\r\n", start)
-    if i >= 0:
-        j = buf.find(b"\n\n", start, i)
-        return j + 2 if j >= 0 else i + 4
-    j = buf.find(b"\n\n", start)
-    return j + 2 if j >= 0 else -1
+    """Index just past the blank line ending a head, or -1.
+
+    Bare LF endings are accepted, on the last field line and on the blank line
+    alike (`\n\n`, `\r\n\n`, `\n\r\n`, `\r\n\r\n`), as h11 and most servers do: a
+    head must end where any other parser would end it, or what follows the first
+    blank line could be read as more fields here and as a body there.
+    """
+    m = _BLANK_LINE.search(buf, start)
+    return m.end() if m else -1
 
 
 def _lines(head: bytes) -> list[bytes]:

@@ -7,7 +7,7 @@ repr/str/format so it cannot leak into a log line or a traceback by accident.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -17,7 +17,7 @@ DEFAULT_LISTEN = 6790
 DEFAULT_KEYRING_SERVICE = "cordon"
 
 SecretSource = Literal["keyring", "1password", "env", "file", "command"]
-AuthType = Literal["header", "basic"]
+AuthType = Literal["header", "basic", "query"]
 
 
 class Secret:
@@ -68,6 +68,7 @@ class SecretSpec:
     command: tuple[str, ...] = ()       # command argv
     ttl: float = 0.0                    # command: seconds to cache (0: every resolve runs it)
     timeout: float = 10.0               # command / 1password: seconds before giving up
+    env: tuple[str, ...] = ()           # command / 1password: variables passed beyond the minimal set
 
     def describe(self) -> str:
         """A short description naming the location, never the value."""
@@ -92,10 +93,13 @@ class Auth:
     username: str | None = None          # basic
     placeholder_env: tuple[str, ...] = ()
     placeholder: str = DEFAULT_PLACEHOLDER
+    # (ext) the credential's query parameter: with type "query" it always goes there; with
+    # "header" it goes there instead of the header when the request carries that parameter
+    query_param: str | None = None
 
 
 @dataclass(frozen=True)
-class Upstream:
+class UpstreamSpec:
     address: str | None = None           # "host:port" to connect to instead of resolving the route host
     ca_file: Path | None = None          # extra trust anchors, added to the system roots
     scheme: Literal["https", "http"] = "https"
@@ -107,7 +111,13 @@ class Route:
     host: str                            # normalised: lower case, no trailing dot
     auth: Auth
     paths: tuple[str, ...] = ()          # empty: inject on every path
-    upstream: Upstream = field(default_factory=Upstream)
+    upstream: UpstreamSpec = field(default_factory=UpstreamSpec)
+    more_hosts: tuple[str, ...] = ()     # (ext) further names or `*.suffix` patterns
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """Every host name or `*.suffix` pattern the route covers, `host` first."""
+        return (self.host, *self.more_hosts) if self.more_hosts else (self.host,)
 
 
 @dataclass(frozen=True)
@@ -149,3 +159,21 @@ class Config:
             if r.name == name:
                 return r
         return None
+
+
+class SecretReader(Protocol):
+    """Reads a route's secret from where it lives, every call (blocking: keyring, files, `op`,
+    commands). `cordon.store.secrets.SecretResolver` is the real one."""
+
+    def resolve(self, route: Route) -> Secret: ...
+
+
+class Resolver(SecretReader, Protocol):
+    """The one secret cache in front of a reader (`cordon.proxy.secretcache.SecretCache`).
+
+    `resolve` answers from the cache while the value is fresh (see that module for
+    what makes it stale); `invalidate` drops one route's value, or all with None,
+    so the next `resolve` reads the source again.
+    """
+
+    def invalidate(self, route_name: str | None = None) -> None: ...

@@ -1,7 +1,8 @@
 """Who may use the proxy: tokens presented as proxy credentials, checked in constant time.
 
 Clients send `Proxy-Authorization: Basic base64(<any user>:<token>)` (what
-`http://cordon:<token>@127.0.0.1:<port>` in HTTPS_PROXY produces); `/status`
+`http://cordon:<token>@127.0.0.1:<port>` in HTTPS_PROXY produces), and only
+that: `Proxy-Authorization: Bearer` is refused (one documented way in). `/status`
 also takes `Authorization: Bearer <token>`. Every stored token is compared on
 every check (digests of equal length, `hmac.compare_digest`), so timing says
 nothing about which token or how much of it matched.
@@ -43,20 +44,20 @@ class ProxyAuth:
                 found = name
         return found
 
-    def check_header(self, value: bytes | None) -> str | None:
-        """Check a `Proxy-Authorization` (or `Authorization`) value: Basic or Bearer."""
+    def check_header(self, value: bytes | None, *, bearer: bool = False) -> str | None:
+        """Check a `Proxy-Authorization` value (Basic), or with `bearer` an `Authorization` one (Bearer)."""
         if not value:
             return None
         scheme, _, cred = value.strip().partition(b" ")
         scheme = scheme.lower()
         cred = cred.strip()
-        if scheme == b"basic":
+        if scheme == b"basic" and not bearer:
             try:
                 raw = base64.b64decode(cred, validate=True)
             except (binascii.Error, ValueError):
                 return None
             _user, sep, token = raw.partition(b":")
             return self.check_token(token) if sep else None
-        if scheme == b"bearer":
+        if scheme == b"bearer" and bearer:
             return self.check_token(cred)
         return None

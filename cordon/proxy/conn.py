@@ -2,20 +2,19 @@
 
 Heads are located with one `find` per received block (never byte by byte);
 bytes read past a head stay in the buffer for the body or the next message.
+Hand-written rather than anyio's `BufferedByteReceiveStream` with a cancel
+scope per read: a head's time limits are one read deadline on the `Stream`.
 """
 
 from __future__ import annotations
 
 import ssl
-from typing import Any
 
 import anyio
-import anyio.abc
 
 from cordon.core.errors import ProtocolError
-from cordon.core.http1 import MAX_HEAD, encode_chunk, find_head_end
-from cordon.proxy.transport.fastio import FastStream
-from cordon.proxy.transport.fasttls import TLSConn
+from cordon.core.http1 import MAX_HEAD, find_head_end
+from cordon.proxy.transport.stream import Stream
 
 RECV = 1 << 18  # large reads: fewer trips through Python per megabyte
 
@@ -23,13 +22,12 @@ RECV = 1 << 18  # large reads: fewer trips through Python per megabyte
 class Conn:
     """One side of a proxied exchange: `stream` plus whatever was read ahead."""
 
-    __slots__ = ("buf", "closed", "ssl_object", "stream")
+    __slots__ = ("buf", "closed", "stream")
 
-    def __init__(self, stream: anyio.abc.ByteStream, buf: bytes = b"", ssl_object: Any = None) -> None:
+    def __init__(self, stream: Stream, buf: bytes = b"") -> None:
         self.stream = stream
         self.buf = bytearray(buf)
         self.closed = False
-        self.ssl_object = ssl_object   # set for TLS streams: lets receive_batch drain decrypted records
 
     async def read_head(self, *, idle: float | None, head: float, status_on_eof: int = 400,
                         status_too_large: int = 431, idle_is_timeout: bool = False) -> bytes | None:
@@ -39,19 +37,16 @@ class Conn:
         (None: no limit), before sending anything; with `idle_is_timeout` that
         silence raises TimeoutError instead. Once a byte has arrived the whole
         head must follow within `head` seconds (slowloris), else TimeoutError.
-        The limits are a read deadline on the TCP stream, moved on at the first byte.
+        The limits are the stream's read deadline, moved on at the first byte.
         """
         buf = self.buf
         if buf.startswith(b"\r\n") or buf.startswith(b"\n"):
             del buf[:len(buf) - len(buf.lstrip(b"\r\n"))]   # stray CRLFs between messages (RFC 9112 §2.2)
-        fs = _fast(self.stream)
-        if fs is None:
-            # every stream the proxy makes is a FastStream or our TLS over one
-            raise TypeError(f"read_head needs a FastStream underneath, not {type(self.stream).__name__}")
+        fs = self.stream
         started = bool(buf)
-        loop = fs.loop
+        clock = fs.clock
         limit = head if started else idle
-        fs.deadline = loop.time() + limit if limit is not None else None
+        fs.deadline = clock() + limit if limit is not None else None
         start = 0
         try:
             while True:
@@ -80,7 +75,7 @@ class Conn:
                     if stripped:
                         del buf[:len(buf) - len(stripped)]
                         started = True
-                        fs.deadline = loop.time() + head
+                        fs.deadline = clock() + head
                     else:
                         buf.clear()
         finally:
@@ -105,21 +100,10 @@ class Conn:
         that forwards 64 KiB at a time makes a quarter of the trips.
         """
         data = await self.receive(max_bytes)
-        obj = self.ssl_object
-        if obj is None or len(data) >= max_bytes:
+        if len(data) >= max_bytes:
             return data
-        parts = [data]
-        n = len(data)
-        while n < max_bytes:
-            try:
-                more = obj.read(max_bytes - n)
-            except ssl.SSLError:   # WantRead: no whole record buffered; errors surface on the next receive
-                break
-            if not more:
-                break
-            parts.append(more)
-            n += len(more)
-        return b"".join(parts) if len(parts) > 1 else data
+        more = self.stream.receive_nowait(max_bytes - len(data))
+        return data + more if more else data
 
     async def receive_within(self, max_bytes: int, timeout: float) -> bytes:
         """`receive`, failing with TimeoutError if nothing arrives within `timeout` seconds."""
@@ -137,25 +121,14 @@ class Conn:
 
     async def send_chunk(self, data: bytes) -> None:
         """`data` as one chunk of a chunked body (over TLS without copying it into the chunk)."""
-        s = self.stream
-        if type(s) is TLSConn and data:
-            await s.send_parts((b"%x\r\n" % len(data), data, b"\r\n"))
-        else:
-            await s.send(encode_chunk(data))
+        if data:
+            await self.stream.send_parts((b"%x\r\n" % len(data), data, b"\r\n"))
 
     async def aclose(self) -> None:
         self.closed = True
-        await anyio.aclose_forcefully(self.stream)
-
-
-def _fast(stream: anyio.abc.ByteStream) -> FastStream | None:
-    """The FastStream carrying `stream` (itself, or under our TLS), else None."""
-    t = type(stream)   # exact types: isinstance on these ABCs costs more than the read
-    if t is FastStream:
-        return stream   # type: ignore[return-value]
-    if t is TLSConn and type(stream.raw) is FastStream:   # type: ignore[attr-defined]
-        return stream.raw   # type: ignore[attr-defined,no-any-return]
-    return None
+        with anyio.CancelScope() as scope:   # anyio.aclose_forcefully, for a Stream
+            scope.cancel()
+            await self.stream.aclose()
 
 
 async def splice(a: Conn, b: Conn, *, half_close: bool = True) -> tuple[int, int]:

@@ -1,8 +1,8 @@
 """The event loop under the proxy: uvloop when it is installed, else asyncio's own.
 
-uvloop is asyncio's loop written in C over libuv. On the proxy's hot path it
-takes about a tenth of the CPU off every intercepted request (the figures are
-in docs/performance.md); everything above the loop is unchanged
+uvloop is asyncio's loop written in C over libuv: the proxy's hot path spends
+less CPU per intercepted request on it (docs/performance.md has the
+measurements); everything above the loop is unchanged
 (anyio, the asyncio protocols of `fastio`). `CORDON_EVENT_LOOP=asyncio`
 forces the standard library's loop, for comparison or if uvloop misbehaves.
 """

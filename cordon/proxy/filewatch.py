@@ -1,9 +1,9 @@
 """Notice that a file changed without a system call per check: inotify, on Linux.
 
 The proxy used to `stat()` the secrets generation file on every request so
-that `cordon secret set` in another process takes effect on the next request.
-On this project's VM that one call cost ~17 us of CPU and ~26 us of latency
-per request (docs/performance.md). `FileWatch` asks the kernel instead: an
+that `cordon secret set` in another process takes effect on the next request:
+a system call on every request (docs/performance.md has what it cost).
+`FileWatch` asks the kernel instead: an
 inotify watch on the file's directory, read by the event loop, calls
 `on_change` when an event names the file (written, created, renamed over,
 deleted).

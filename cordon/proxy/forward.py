@@ -48,7 +48,7 @@ from cordon.core.http1 import (
 )
 from cordon.core.scrub import EchoScrub, Scrubber
 from cordon.proxy.conn import RECV, Conn
-from cordon.proxy.pool import Pool, Target, Upstream, open_connection
+from cordon.proxy.pool import Pool, Target, Upstream
 from cordon.proxy.websocket import relay_upgraded
 
 PREFETCH_MAX = 64 * 1024   # request bodies up to this size are read first (replayable on a stale connection)
@@ -137,7 +137,7 @@ class Forwarder:
         retried = False
         while True:
             if plan.upgrade:
-                up = await open_connection(plan.target, self.pool.contexts, self.t.connect)
+                up = await self.pool.open(plan.target, self.t.connect)
             else:
                 up = await self.pool.acquire(plan.target)
             reused = up.uses > 0

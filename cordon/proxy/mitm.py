@@ -12,43 +12,66 @@ from __future__ import annotations
 import logging
 import ssl
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import anyio
 
 from cordon.core.errors import ProtocolError, SecretError
 from cordon.core.http1 import RequestHead, request_framing, strip_hop_by_hop
-from cordon.core.inject import InjectionError, echo_scrub, rewrite_headers, wants_secret
+from cordon.core.inject import InjectionError, echo_scrub, rewrite_request, wants_secret
 from cordon.core.model import Route, Secret
-from cordon.core.routes import normalize_host, split_host_port
+from cordon.core.routes import normalize_host, server_name_host, split_host_port
 from cordon.proxy.conn import Conn
-from cordon.proxy.forward import ClientGone, Plan
-from cordon.proxy.tls import sni_of
+from cordon.proxy.forward import ClientGone, Forwarder, Plan, Timeouts
+from cordon.proxy.pool import Target
+from cordon.proxy.secretcache import SecretCache
+from cordon.proxy.stats import ProxyStats
+from cordon.proxy.tls import Issuer, sni_of
 from cordon.proxy.transport.fasttls import TLSConn
 from cordon.proxy.websocket import upgrade_token
-
-if TYPE_CHECKING:
-    from cordon.proxy.server import Proxy
 
 log = logging.getLogger("cordon.proxy")
 
 
-async def serve_mitm(px: Proxy, client: Conn, route: Route, host: str, port: int, who: str = "-") -> None:
+class ProxyCore(Protocol):
+    """What the MITM leg uses of the running proxy (`server.Proxy`; declared here so that
+    `server` imports `mitm` and never the other way round)."""
+
+    @property
+    def issuer(self) -> Issuer: ...
+    @property
+    def timeouts(self) -> Timeouts: ...
+    @property
+    def stats(self) -> ProxyStats: ...
+    @property
+    def secrets(self) -> SecretCache: ...
+    @property
+    def forwarder(self) -> Forwarder: ...
+
+    async def read_request(self, conn: Conn, *, count_refused: bool = False) -> RequestHead | None: ...
+    def route_target(self, route: Route, port: int, host: str | None = None) -> Target: ...
+    async def send_error(self, conn: Conn, status: int, message: str, *, close: bool,
+                         extra: list[tuple[bytes, bytes]] | None = None) -> None: ...
+    def log_exchange(self, route: str | None, host: str, req: RequestHead, status: int, nbytes: int,
+                     t0: float, error: str | None = None, who: str = "-") -> None: ...
+
+
+async def serve_mitm(px: ProxyCore, client: Conn, route: Route, host: str, port: int, who: str = "-") -> None:
     """Run the intercepted connection until either side is done."""
-    # cached per host; the first call signs a leaf (about a millisecond with EC keys)
-    ctx = px.settings.issuer.server_context(route.host)
+    # cached per host; the first call signs a leaf (about a millisecond with EC keys). The
+    # leaf names the CONNECT host: a route may cover several names or a `*.suffix` pattern
+    ctx = px.issuer.server_context(normalize_host(host))
     try:
         with anyio.fail_after(px.timeouts.handshake):
             tls = await TLSConn.wrap(client.stream, ctx, server_side=True, prefix=bytes(client.buf))
     except (TimeoutError, ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream, OSError) as e:
         reason = e.reason if isinstance(e, ssl.SSLError) and e.reason else type(e).__name__
         log.info("TLS handshake with the client for %s failed: %s (does the client trust cordon's CA?)",
-                 route.host, reason)
+                 normalize_host(host), reason)
         return
     client.buf.clear()
-    ssl_object = tls.ssl_object
-    sni = sni_of(ssl_object)
-    inner = Conn(tls, ssl_object=ssl_object)
+    sni = sni_of(tls.ssl_object)
+    inner = Conn(tls)
     try:
         while True:
             req = await px.read_request(inner)
@@ -79,7 +102,7 @@ def _origin_path(req: RequestHead, host: str) -> bytes:
 
 def check_host(req: RequestHead, host: str, port: int, sni: str | None) -> None:
     """421 unless the Host header and the TLS SNI both name the CONNECT host."""
-    if sni is not None and normalize_host(sni) != normalize_host(host):
+    if sni is not None and normalize_host(server_name_host(sni)) != normalize_host(host):
         raise ProtocolError(f"TLS server name does not match the CONNECT host {host}", 421)
     hosts = [v for k, v in req.headers if k.lower() == b"host"]
     if len(hosts) > 1:
@@ -98,7 +121,7 @@ def check_host(req: RequestHead, host: str, port: int, sni: str | None) -> None:
         raise ProtocolError(f"Host header does not match the CONNECT host {host}", 421)
 
 
-async def route_request(px: Proxy, client: Conn, req: RequestHead, route: Route, host: str, port: int,
+async def route_request(px: ProxyCore, client: Conn, req: RequestHead, route: Route, host: str, port: int,
                         sni: str | None, *, absolute: bool = False, who: str = "-") -> bool:
     """Forward one request for a route host; returns whether the client connection stays open."""
     t0 = time.monotonic()
@@ -112,7 +135,7 @@ async def route_request(px: Proxy, client: Conn, req: RequestHead, route: Route,
         if absolute:
             headers = [(k, v) for k, v in strip_hop_by_hop(req.headers) if k.lower() != b"host"]
             # the route's own spelling (no trailing dot or client casing reaches the upstream)
-            name = route.host.encode("idna")
+            name = normalize_host(host).encode("idna")
             headers.insert(0, (b"Host", name if port in (80, 443) else b"%s:%d" % (name, port)))
         else:
             check_host(req, host, port, sni)
@@ -121,12 +144,12 @@ async def route_request(px: Proxy, client: Conn, req: RequestHead, route: Route,
         inject = wants_secret(route, path)
         secret = await _secret(px, route, required=inject)
         try:
-            headers, _ = rewrite_headers(headers, route, path, secret if inject else None)
+            headers, path, _ = rewrite_request(headers, route, path, secret if inject else None)
         except InjectionError as e:
             raise ProtocolError(str(e), 502)
         # every response from a route host is scrubbed, injected or not: the upstream may echo the key anyway
         scrub = echo_scrub(route, secret) if secret is not None else None
-        plan = Plan(target=px.route_target(route, port), method=req.method, path=path, headers=headers,
+        plan = Plan(target=px.route_target(route, port, host), method=req.method, path=path, headers=headers,
                     scrub=scrub, upgrade=upgrade)
         result = await px.forwarder.exchange(client, req, plan)
     except ClientGone as e:
@@ -150,7 +173,7 @@ async def route_request(px: Proxy, client: Conn, req: RequestHead, route: Route,
     return result.keep_alive
 
 
-async def _secret(px: Proxy, route: Route, *, required: bool) -> Secret | None:
+async def _secret(px: ProxyCore, route: Route, *, required: bool) -> Secret | None:
     """The route's secret; when it is only wanted for scrubbing, a failed lookup is None, not an error."""
     try:
         return await px.secrets.get(route)

@@ -13,17 +13,18 @@ import errno
 import socket
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
-import anyio.abc
 
 from cordon.core.errors import ProtocolError
 from cordon.proxy.conn import Conn
 from cordon.proxy.tls import ClientContexts
-from cordon.proxy.transport.fastio import FastStream, connect
+from cordon.proxy.transport.fastio import connect
 from cordon.proxy.transport.fasttls import TLSConn
+from cordon.proxy.transport.stream import Stream
 
 IDLE_TTL = 30.0        # drop pooled connections idle longer than this (servers time out ~60 s)
 MAX_IDLE_PER_TARGET = 256   # a burst of parallel clients must not churn upstream handshakes
@@ -49,14 +50,13 @@ class Target:
 class Upstream(Conn):
     """A connection to a target; `uses` counts the exchanges it carried."""
 
-    __slots__ = ("idle_since", "raw", "target", "uses")
+    __slots__ = ("idle_since", "target", "uses")
 
-    def __init__(self, stream: anyio.abc.ByteStream, target: Target, raw: FastStream) -> None:
+    def __init__(self, stream: Stream, target: Target) -> None:
         super().__init__(stream)
         self.target = target
         self.uses = 0
         self.idle_since = 0.0
-        self.raw = raw          # the TCP stream under any TLS
 
     def looks_dead(self) -> bool:
         """A connection holding any unread byte (EOF, junk, an unsolicited response) is not reused.
@@ -65,12 +65,12 @@ class Upstream(Conn):
         answer to the next client's request. The bytes may be in our buffer, in
         the TLS session (ciphertext or decrypted records) or on the socket.
         """
-        s = self.stream
-        if isinstance(s, TLSConn):
-            # the socket's bytes go straight into the TLS session: has_unread tells
-            # post-handshake messages (TLS 1.3 session tickets, harmless) from data
-            return bool(self.buf) or s.has_unread() or self.raw.peer_closed()
-        return bool(self.buf) or self.raw.looks_dead()
+        return bool(self.buf) or self.stream.looks_dead()
+
+
+# How a pool opens a connection: (target, timeout) -> a connected (for TLS: handshaken) Upstream.
+# `open_connection` over TCP in the proxy; an in-memory one in the transcript tests.
+Opener = Callable[[Target, float], Awaitable[Upstream]]
 
 
 def os_failure(e: OSError) -> tuple[bool, str]:
@@ -99,13 +99,22 @@ def _ssl_reason(e: BaseException) -> str:
 async def open_connection(target: Target, contexts: ClientContexts, timeout: float) -> Upstream:
     """Connect and (for TLS) handshake within `timeout`; map failures to 502/504."""
     where = target.describe()
+    # which trust anchors verified (or failed to verify) the upstream: the first thing to check
+    trust = f" (trusting the system roots and {target.ca_file})" if target.ca_file else ""
+    context = None
+    if target.tls:
+        try:
+            context = contexts.get(target.ca_file)
+        except (OSError, ssl.SSLError) as e:
+            raise ProtocolError(f"cannot use the CA file {target.ca_file} for upstream {where}: "
+                                f"{getattr(e, 'strerror', None) or _ssl_reason(e)}", 502) from None
     try:
         with anyio.fail_after(timeout):
             sock = await connect(target.connect_host, target.connect_port)
-            stream: anyio.abc.ByteStream = sock
-            if target.tls:
+            stream: Stream = sock
+            if context is not None:
                 try:
-                    stream = await TLSConn.wrap(sock, contexts.get(target.ca_file), server_side=False,
+                    stream = await TLSConn.wrap(sock, context, server_side=False,
                                                 hostname=target.host)
                 except BaseException:
                     await anyio.aclose_forcefully(sock)
@@ -113,9 +122,9 @@ async def open_connection(target: Target, contexts: ClientContexts, timeout: flo
     except TimeoutError:
         raise ProtocolError(f"upstream {where} timed out after {timeout:g}s while connecting", 504)
     except ssl.SSLCertVerificationError as e:
-        raise ProtocolError(f"upstream {where} failed TLS verification: {_ssl_reason(e)}", 502)
+        raise ProtocolError(f"upstream {where} failed TLS verification: {_ssl_reason(e)}{trust}", 502)
     except ssl.SSLError as e:
-        raise ProtocolError(f"TLS handshake with upstream {where} failed: {_ssl_reason(e)}", 502)
+        raise ProtocolError(f"TLS handshake with upstream {where} failed: {_ssl_reason(e)}{trust}", 502)
     except (anyio.BrokenResourceError, anyio.EndOfStream) as e:
         raise ProtocolError(f"upstream {where} closed the connection during the TLS handshake"
                             f"{': ' + _ssl_reason(e.__cause__) if e.__cause__ else ''}", 502)
@@ -126,18 +135,16 @@ async def open_connection(target: Target, contexts: ClientContexts, timeout: flo
         if refused:
             raise ProtocolError(f"upstream {where} refused the connection", 502)
         raise ProtocolError(f"cannot reach upstream {where}: {reason}", 502)
-    up = Upstream(stream, target, sock)
-    if isinstance(stream, TLSConn):
-        up.ssl_object = stream.ssl_object
-    return up
+    return Upstream(stream, target)
 
 
 class Pool:
     """Idle upstream connections by target, reused LIFO (the warmest first)."""
 
-    def __init__(self, contexts: ClientContexts, connect_timeout: float) -> None:
+    def __init__(self, contexts: ClientContexts, connect_timeout: float, opener: Opener | None = None) -> None:
         self.contexts = contexts
         self.connect_timeout = connect_timeout
+        self._opener = opener
         self._idle: dict[Target, list[Upstream]] = {}
         self._opening: dict[Target, anyio.Semaphore] = {}
 
@@ -168,11 +175,17 @@ class Pool:
             if up is not None:
                 return up
             left = max(0.001, self.connect_timeout - (time.monotonic() - t0))
-            return await open_connection(target, self.contexts, left)
+            return await self.open(target, left)
         finally:
             sem.release()
             if sem.value == MAX_OPENING_PER_TARGET and not sem.statistics().tasks_waiting:
                 self._opening.pop(target, None)   # one semaphore per target in use, not per target ever seen
+
+    async def open(self, target: Target, timeout: float) -> Upstream:
+        """A new connection, never pooled before (WebSocket upgrades take one of these)."""
+        if self._opener is not None:
+            return await self._opener(target, timeout)
+        return await open_connection(target, self.contexts, timeout)
 
     async def _take_idle(self, target: Target) -> Upstream | None:
         idle = self._idle.get(target)

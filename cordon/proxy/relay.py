@@ -8,7 +8,6 @@ routing, no name resolution, bytes only (the proxy behind does the checking).
 
 from __future__ import annotations
 
-import contextlib
 import socket
 from collections.abc import Sequence
 from typing import Any
@@ -72,13 +71,15 @@ async def _join(client: anyio.abc.SocketStream, port: int) -> None:
         except OSError:
             return
         async with upstream, anyio.create_task_group() as tg:
-            tg.start_soon(_pump, client, upstream)
-            tg.start_soon(_pump, upstream, client)
+            tg.start_soon(_pump, client, upstream, tg.cancel_scope)
+            tg.start_soon(_pump, upstream, client, tg.cancel_scope)
 
 
-async def _pump(src: Any, dst: Any) -> None:
-    with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+async def _pump(src: Any, dst: Any, both: anyio.CancelScope) -> None:
+    """Copy until EOF, then half-close `dst` (the other direction goes on); a broken side ends both."""
+    try:
         async for chunk in src:
             await dst.send(chunk)
-    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
         await dst.send_eof()
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        both.cancel()

@@ -1,11 +1,18 @@
-"""Secrets for a running proxy: resolved in a worker thread, cached, invalidated on change.
+"""The one secret cache: each secret is read once per session, and again only when it changed.
 
-The resolver is blocking (keyring, `op`, subprocesses), so a lookup never runs
-on the event loop. A change made by another process is noticed this way:
+`SecretCache` implements `cordon.core.model.Resolver` in front of a blocking
+`SecretReader` (keyring, `op`, subprocesses). Before the event loop runs
+(`cordon exec`'s and `cordon start`'s preflight) `resolve()` is called directly;
+the proxy then calls `get()`, which reads a stale value in a worker thread so a
+lookup never blocks the event loop. A value read at preflight serves the
+requests that follow. A change made by another process is noticed this way:
 
 - generation file: `cordon secret set|delete` call `bump_generation(path)`,
   which atomically replaces the file; any change of its (inode, mtime, size)
-  drops every cached value, so the next request re-resolves. The path is
+  drops every cached value but those of `command` and `1password` sources, so
+  the next request re-resolves. Those two are kept (`cordon secret set|delete`
+  only change keyring entries): any process of the user can replace the file,
+  and it must not make cordon run a secret command or `op` again at will. The path is
   `ProxySettings.secrets_gen_file`; callers use `cordon.store.generation.generation_file(paths.cordon_home)`
   (one file for all scopes: keyring entries are shared by every scope).
   Once `watch()` runs inside the event loop, an inotify watch
@@ -16,29 +23,26 @@ on the event loop. A change made by another process is noticed this way:
   mount that swaps a symlink elsewhere is only seen by `stat()`), else by a
   `stat()` per request.
 - `command` sources: a value lives `spec.ttl` seconds (0: resolved per request).
-- in-process: `SecretCache.invalidate(route_name=None)`.
+- in-process: `SecretCache.invalidate(route_name=None)` (SIGHUP of `cordon start`).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import anyio
 import anyio.to_thread
 
-from cordon.core.model import Route, Secret
+from cordon.core.model import Route, Secret, SecretReader
 from cordon.proxy.filewatch import FileWatch
 
 Sig = tuple[int, int, int] | None
-
-
-class Resolver(Protocol):
-    def resolve(self, route: Route) -> Secret: ...
+RUNS_A_PROGRAM = frozenset({"command", "1password"})   # not re-resolved on a generation bump
 
 
 def _sig(path: Path | None) -> Sig:
@@ -57,19 +61,22 @@ class _Entry:
     expires: float | None     # monotonic deadline, None: until invalidated
     file_sig: Sig
     file_path: Path | None = None   # a `file` source's path
+    source: str = ""                # the spec's source ("keyring", "command", ...)
 
 
 class SecretCache:
-    """Per-route cache in front of a blocking resolver (see module docstring)."""
+    """Per-route cache in front of a blocking reader (see module docstring); a `Resolver`."""
 
-    def __init__(self, resolver: Resolver, gen_file: Path | None = None,
+    def __init__(self, reader: SecretReader, gen_file: Path | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.resolver = resolver
+        self.reader = reader
         self.gen_file = gen_file
         self._clock = clock
         self._gen = _sig(gen_file)
         self._entries: dict[str, _Entry] = {}
-        self._locks: dict[str, anyio.Lock] = {}
+        self._locks: dict[str, anyio.Lock] = {}          # requests wait on the loop, not in threads
+        self._guard = threading.Lock()
+        self._reads: dict[str, threading.Lock] = {}      # one read of a route at a time
         self._watch: FileWatch | None = None
         self._watching_files = False                 # watch() ran: watch `file` sources as they are cached
         self._file_watches: dict[Path, FileWatch] = {}
@@ -124,16 +131,15 @@ class SecretCache:
         g = _sig(self.gen_file)
         if g != self._gen:
             self._gen = g
-            self.invalidate()
+            for name, e in list(self._entries.items()):
+                if e.source not in RUNS_A_PROGRAM:
+                    del self._entries[name]
 
     def invalidate(self, route_name: str | None = None) -> None:
         if route_name is None:
             self._entries.clear()
         else:
             self._entries.pop(route_name, None)
-        inv = getattr(self.resolver, "invalidate", None)
-        if callable(inv):
-            inv(route_name)
 
     def _fresh(self, route: Route) -> Secret | None:
         e = self._entries.get(route.name)
@@ -147,11 +153,41 @@ class SecretCache:
                 return None
         return e.secret
 
-    async def get(self, route: Route) -> Secret:
-        """The route's secret; raises whatever the resolver raises (SecretError)."""
+    def _check(self, route: Route) -> Secret | None:
         if self.gen_file is not None and not self.watching:
             self._check_generation()
-        s = self._fresh(route)
+        return self._fresh(route)
+
+    def resolve(self, route: Route) -> Secret:
+        """The route's secret, read now if not fresh (blocking); raises what the reader raises
+        (SecretError). Thread-safe: concurrent callers for one route read it once."""
+        s = self._check(route)
+        if s is not None:
+            return s
+        return self._read(route)
+
+    def _read(self, route: Route) -> Secret:
+        """Read the source unless another thread just did (blocking; no generation check here,
+        so a worker thread never invalidates behind the event loop's back)."""
+        with self._guard:
+            read_lock = self._reads.setdefault(route.name, threading.Lock())
+        with read_lock:
+            s = self._fresh(route)   # another thread may have read it meanwhile
+            if s is not None:
+                return s
+            spec = route.auth.secret
+            file_path = spec.path if spec.source == "file" else None
+            file_sig = _sig(file_path)
+            secret = self.reader.resolve(route)
+            expires = None
+            if spec.source == "command":
+                expires = self._clock() + spec.ttl
+            self._entries[route.name] = _Entry(secret, expires, file_sig, file_path, spec.source)
+            return secret
+
+    async def get(self, route: Route) -> Secret:
+        """`resolve` for the event loop: a fresh value at once, else read in a worker thread."""
+        s = self._check(route)
         if s is not None:
             return s
         lock = self._locks.get(route.name)
@@ -162,16 +198,6 @@ class SecretCache:
             if s is not None:
                 return s
             spec = route.auth.secret
-            file_path = spec.path if spec.source == "file" else None
-            if file_path is not None and self._watching_files:
-                self._watch_file(file_path)   # before the read: a change after it is not missed
-            file_sig = _sig(file_path)
-            inv = getattr(self.resolver, "invalidate", None)
-            if callable(inv) and route.name in self._entries:
-                inv(route.name)       # stale here: the resolver's own cache is stale too
-            secret = await anyio.to_thread.run_sync(self.resolver.resolve, route)
-            expires = None
-            if spec.source == "command":
-                expires = self._clock() + spec.ttl
-            self._entries[route.name] = _Entry(secret, expires, file_sig, file_path)
-            return secret
+            if spec.source == "file" and spec.path is not None and self._watching_files:
+                self._watch_file(spec.path)   # on the loop, before the read: a later change is not missed
+            return await anyio.to_thread.run_sync(self._read, route)

@@ -31,18 +31,21 @@ from cordon.core.http1 import (
     simple_response,
     strip_hop_by_hop,
 )
-from cordon.core.model import Policy, Route, Secret
+from cordon.core.model import Policy, Route, SecretReader
 from cordon.core.routes import RouteTable, normalize_host, split_host_port
+from cordon.core.wording import plural
 from cordon.proxy.auth import CHALLENGE, ProxyAuth
 from cordon.proxy.conn import Conn, splice
 from cordon.proxy.eventloop import running_loop_name
 from cordon.proxy.forward import Forwarder, Plan, Timeouts
 from cordon.proxy.mitm import route_request, serve_mitm
-from cordon.proxy.pool import Pool, Target
+from cordon.proxy.pool import Opener, Pool, Target
+from cordon.proxy.refuse import answered_hosts, serve_refusal
 from cordon.proxy.secretcache import SecretCache
 from cordon.proxy.stats import ProxyStats
 from cordon.proxy.tls import ClientContexts, Issuer
 from cordon.proxy.transport.fastio import serve_tcp
+from cordon.proxy.transport.stream import Stream
 from cordon.proxy.tunnel import connect_pinned, guarded_addresses
 from cordon.proxy.websocket import upgrade_token
 
@@ -51,18 +54,14 @@ __all__ = ["ProxyAuth", "ProxySettings", "ProxyStats", "SecretCache", "Timeouts"
 log = logging.getLogger("cordon.proxy")
 
 
-class Resolver(Protocol):
-    def resolve(self, route: Route) -> Secret: ...
-
-
 @dataclass(frozen=True)
 class ProxySettings:
     """Everything a running proxy needs; it reads no files or keyrings itself.
 
     routes: the route hosts to intercept. issuer: `.server_context(host)` (e.g.
-    `cordon.proxy.tls.LeafIssuer(ca)`). resolver: blocking `.resolve(route) ->
-    Secret`, called in a worker thread and cached (a `SecretCache` is used as is,
-    anything else is wrapped in one watching `secrets_gen_file`). auth: None for
+    `cordon.proxy.tls.LeafIssuer(ca)`). resolver: a `SecretCache` (used as is: it
+    may hold values read at preflight), or any blocking `SecretReader`, which is
+    wrapped in one watching `secrets_gen_file`. auth: None for
     an open proxy, else the tokens clients must present. upstream_ca_file:
     replaces the system roots upstream (tests, doctor); a route's own ca_file
     is added on top.
@@ -70,7 +69,7 @@ class ProxySettings:
 
     routes: tuple[Route, ...]
     issuer: Issuer
-    resolver: Resolver
+    resolver: SecretReader
     auth: ProxyAuth | None = None
     policy: Policy = Policy()  # noqa: RUF009 (frozen, shared safely)
     port: int = 0
@@ -79,6 +78,19 @@ class ProxySettings:
     timeouts: Timeouts = Timeouts()  # noqa: RUF009 (frozen, shared safely)
     version: str = __version__
     stats: ProxyStats = field(default_factory=ProxyStats)
+    config: ConfigSource | None = None    # `cordon start`: the config file, re-read when it changes
+
+
+class ConfigSource(Protocol):
+    """Where a long-lived proxy's routes and policy come from (cordon.app.liveconfig)."""
+
+    def current(self) -> tuple[tuple[Route, ...], Policy] | None:
+        """New routes and policy when the source changed and loads; None otherwise (cheap)."""
+        ...
+
+    def health(self) -> dict[str, Any]:
+        """What /health says about it: which configuration is live, and a pending error."""
+        ...
 
 
 async def serve(settings: ProxySettings, *,
@@ -88,7 +100,7 @@ async def serve(settings: ProxySettings, *,
 
     def started(port: int) -> None:
         settings.stats.port = port
-        log.info("proxy listening on 127.0.0.1:%d (%d routes)", port, len(settings.routes))
+        log.info("proxy listening on 127.0.0.1:%d (%s)", port, plural(len(settings.routes), "route"))
         task_status.started(port)
 
     px.secrets.watch()   # secret changes by inotify where it works, else a stat() per request
@@ -114,38 +126,60 @@ class _Started:
 class Proxy:
     """Per-`serve` state: route table, pool, secret cache, stats."""
 
-    def __init__(self, settings: ProxySettings) -> None:
+    def __init__(self, settings: ProxySettings, *, opener: Opener | None = None) -> None:
+        """`opener`: how upstream connections are opened (default: TCP and verified TLS)."""
         self.settings = settings
-        self.table = RouteTable(settings.routes)
+        self.issuer = settings.issuer
+        self._apply(settings.routes, settings.policy)
         self.timeouts = settings.timeouts
         self.stats = settings.stats
-        self.pool = Pool(ClientContexts(settings.upstream_ca_file), settings.timeouts.connect)
+        self.pool = Pool(ClientContexts(settings.upstream_ca_file), settings.timeouts.connect, opener)
         self.forwarder = Forwarder(self.pool, settings.timeouts)
         r = settings.resolver
         self.secrets = r if isinstance(r, SecretCache) else SecretCache(r, settings.secrets_gen_file)
-        self.exemptions = ssrf.Exemptions.parse(settings.policy.allow_private)
-        self.allow_hosts = frozenset(normalize_host(h) for h in settings.policy.allow_hosts)
-        self._targets: dict[tuple[int, int], tuple[Route, Target]] = {}
+        self._targets: dict[tuple[int, str, int], tuple[Route, Target]] = {}
+
+    def _apply(self, routes: tuple[Route, ...], policy: Policy) -> None:
+        """The routes and policy new connections are served with (start, or a reloaded config)."""
+        self.routes = routes
+        self.policy = policy
+        self.table = RouteTable(routes)
+        self.exemptions = ssrf.Exemptions.parse(policy.allow_private)
+        self.allow_hosts = frozenset(normalize_host(h) for h in policy.allow_hosts)
+        self.answered = answered_hosts(policy.unmatched, self.allow_hosts)
+
+    def _reload(self) -> None:
+        """A changed config (settings.config) takes effect on the next connection."""
+        source = self.settings.config
+        if source is None:
+            return
+        fresh = source.current()
+        if fresh is not None:
+            self._apply(*fresh)
+            self.secrets.invalidate()     # cached by route name: an edited route may read another source
 
     # -- helpers used by mitm --------------------------------------------------------
-    def route_target(self, route: Route, port: int) -> Target:
-        # per request: cached per (route object, port); the route is kept so its id is never reused
-        hit = self._targets.get((id(route), port))
+    def route_target(self, route: Route, port: int, host: str | None = None) -> Target:
+        """Where a request for `host` (a name the route covers; its own host by default) goes."""
+        name = route.host if host is None else normalize_host(host)
+        # per request: cached per (route object, host, port); the route is kept so its id is never reused
+        key = (id(route), name, port)
+        hit = self._targets.get(key)
         if hit is not None and hit[0] is route:
             return hit[1]
-        t = self._route_target(route, port)
+        t = self._route_target(route, name, port)
         if len(self._targets) < 1024:
-            self._targets[(id(route), port)] = (route, t)
+            self._targets[key] = (route, t)
         return t
 
-    def _route_target(self, route: Route, port: int) -> Target:
+    def _route_target(self, route: Route, host: str, port: int) -> Target:
         up = route.upstream
         tls = up.scheme != "http"
         if up.address:
             ch, cp = split_host_port(up.address, 443 if tls else 80)
         else:
-            ch, cp = route.host, port
-        return Target(host=route.host, port=port, connect_host=ch, connect_port=cp, tls=tls,
+            ch, cp = host, port
+        return Target(host=host, port=port, connect_host=ch, connect_port=cp, tls=tls,
                       ca_file=up.ca_file)
 
     async def send_error(self, conn: Conn, status: int, message: str, *, close: bool,
@@ -175,8 +209,9 @@ class Proxy:
         log.info(msg, *args, extra={"cordon": extra})
 
     # -- connection handling -------------------------------------------------------
-    async def handle(self, sock: anyio.abc.ByteStream) -> None:
+    async def handle(self, sock: Stream) -> None:
         self.stats.connections += 1
+        self._reload()
         client = Conn(sock)
         try:
             await self._client_loop(client)
@@ -257,6 +292,10 @@ class Proxy:
             await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
             await serve_mitm(self, client, route, host, port, who)
             return False
+        if normalize_host(host) in self.answered:   # denied, but refused inside TLS (cordon.proxy.refuse)
+            await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            await serve_refusal(self, client, normalize_host(host), who)
+            return False
         # unmatched: policy, SSRF guard, then an opaque tunnel to the validated address
         try:
             addrs = await self._vet_unmatched(host, port)
@@ -273,8 +312,8 @@ class Proxy:
         up = Conn(upstream)
         try:
             await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            # copied through the lean streams (256 KiB reads); splice(2) through a pipe measured
-            # ~10 % slower on uvloop and no faster on asyncio's loop (docs/performance.md)
+            # copied through the lean streams (256 KiB reads), not splice(2) through a pipe, which
+            # was slower on uvloop and no faster on asyncio's loop (docs/performance.md)
             _sent, received = await splice(client, up)
         finally:
             await up.aclose()
@@ -283,7 +322,7 @@ class Proxy:
 
     async def _vet_unmatched(self, host: str, port: int) -> list[str]:
         """Policy (`unmatched = "deny"` + allow_hosts), then the SSRF guard: 403 or addresses."""
-        pol = self.settings.policy
+        pol = self.policy
         if pol.unmatched == "deny" and normalize_host(host) not in self.allow_hosts:
             raise ProtocolError(f"{host} is not an allowed host ([policy] unmatched = \"deny\")", 403)
         return await guarded_addresses(host, port, self.exemptions, self.timeouts.connect)
@@ -345,20 +384,22 @@ class Proxy:
         if path == b"/health" and req.method in (b"GET", b"HEAD"):
             body = json.dumps({"status": "ok", "version": self.settings.version,
                                "uptime": round(self.stats.uptime, 3),
-                               "routes": len(self.table), "loop": running_loop_name()}).encode() + b"\n"
+                               "routes": len(self.table), "loop": running_loop_name(),
+                               **({"config": self.settings.config.health()} if self.settings.config else {}),
+                               }).encode() + b"\n"
             await self._send_json(client, req, 200, body, keep)
             return keep
         if path == b"/status" and req.method in (b"GET", b"HEAD"):
             auth = self.settings.auth
             if auth is not None and auth.check_header(req.get(b"proxy-authorization")) is None \
-                    and auth.check_header(req.get(b"authorization")) is None:
+                    and auth.check_header(req.get(b"authorization"), bearer=True) is None:
                 self.stats.refused += 1
                 await self.send_error(client, 401, "/status needs the proxy token "
                                       "(Authorization: Bearer <token>)", close=not keep,
                                       extra=[(b"WWW-Authenticate", b'Bearer realm="cordon"')])
                 return keep
             snap = self.stats.snapshot(version=self.settings.version,
-                                       route_names=[r.name for r in self.settings.routes])
+                                       route_names=[r.name for r in self.routes])
             await self._send_json(client, req, 200, json.dumps(snap).encode() + b"\n", keep)
             return keep
         await self.send_error(client, 400, "this is cordon's proxy: send CONNECT or absolute-form requests "

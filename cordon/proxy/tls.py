@@ -37,11 +37,27 @@ def sni_of(ssl_object: Any) -> str | None:
 
 
 def load_context(chain_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
-    """A TLS server context from PEM bytes (the ssl module only loads files)."""
+    """A TLS server context from PEM bytes, the key never written to a file.
+
+    `SSLContext.load_cert_chain` only reads paths: on Linux the PEM goes into an
+    anonymous in-memory file (`memfd_create`), read through `/proc/self/fd/N` and
+    closed at once. Only this process (not dumpable, so not ptrace-able by its
+    children) can open that path meanwhile. Elsewhere: a 0600 file in a 0700
+    temporary directory, removed right after loading.
+    """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_alpn_protocols(ALPN)
     ctx.sni_callback = _record_sni
+    memfd_create = getattr(os, "memfd_create", None)
+    if memfd_create is not None and os.path.isdir("/proc/self/fd"):
+        fd = memfd_create("cordon-leaf", os.MFD_CLOEXEC)
+        try:
+            os.write(fd, chain_pem + key_pem)   # a memfd takes any size in one write
+            ctx.load_cert_chain(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
+        return ctx
     d = tempfile.mkdtemp(prefix="cordon-leaf-")  # 0700: the key is readable by us only
     try:
         p = os.path.join(d, "leaf.pem")

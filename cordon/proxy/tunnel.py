@@ -18,7 +18,8 @@ from cordon.core import ssrf
 from cordon.core.errors import ProtocolError
 from cordon.core.routes import normalize_host
 from cordon.proxy.pool import os_failure
-from cordon.proxy.transport.fastio import FastStream, connect
+from cordon.proxy.transport.fastio import connect
+from cordon.proxy.transport.stream import Stream
 
 
 async def resolve(host: str, port: int, timeout: float) -> list[str]:
@@ -53,7 +54,7 @@ async def guarded_addresses(host: str, port: int, exemptions: ssrf.Exemptions, t
     return addrs
 
 
-async def connect_pinned(host: str, addrs: list[str], port: int, timeout: float) -> FastStream:
+async def connect_pinned(host: str, addrs: list[str], port: int, timeout: float) -> Stream:
     """TCP to the first validated address that answers; 502 refused/unreachable, 504 timeout."""
     last: OSError | None = None
     try:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cordon.core.errors import ConfigError, UsageError
+from cordon.core.errors import ConfigError
 from cordon.core.model import (
     DEFAULT_KEYRING_SERVICE,
     DEFAULT_LISTEN,
@@ -27,10 +27,9 @@ from cordon.core.model import (
     Route,
     SecretSpec,
     TlsConfig,
-    Upstream,
+    UpstreamSpec,
 )
 from cordon.core.routes import normalize_host
-from cordon.store.paths import Paths
 
 RESERVED_HEADERS = frozenset(
     h.lower()
@@ -42,21 +41,24 @@ _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
 _HOST_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
+_QUERY_PARAM_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 TOP_KEYS = {"listen", "tls", "routes", "policy", "secrets", "listeners", "exec"}
+UNSUPPORTED_KEYS = {"listeners"}   # known (Cordon's), always refused with their own error: never suggested
 EXEC_KEYS = {"sandbox", "egress", "egress_ports"}
 TLS_KEYS = {"enabled", "ca_cert_path", "ca_key_path"}
 POLICY_KEYS = {"unmatched", "allow_hosts", "allow_private"}
 ROUTE_KEYS = {"name", "match", "auth", "upstream"}
-MATCH_KEYS = {"host", "paths"}
-AUTH_KEYS = {"type", "header_name", "scheme", "username", "placeholder_env", "placeholder", "secret"}
+MATCH_KEYS = {"host", "hosts", "paths"}
+AUTH_KEYS = {"type", "header_name", "scheme", "username", "placeholder_env", "placeholder", "secret",
+             "query_param"}
 UPSTREAM_KEYS = {"address", "ca_file", "scheme"}
 SECRET_KEYS: dict[str, set[str]] = {
     "keyring": {"source", "account", "service", "decode"},
-    "1password": {"source", "account", "vault", "item", "field", "timeout"},
+    "1password": {"source", "account", "vault", "item", "field", "timeout", "env"},
     "env": {"source", "var"},
     "file": {"source", "path"},
-    "command": {"source", "command", "ttl", "timeout"},
+    "command": {"source", "command", "ttl", "timeout", "env"},
 }
 
 
@@ -144,7 +146,7 @@ def _check_keys(ctx: _Ctx, table: Mapping[str, Any], allowed: set[str], path: tu
         if k not in allowed:
             where = _dotted(path) or "top level"
             raise ctx.error((*path, k), f"unknown key '{k}' in {where}",
-                            f"remove it or use one of: {', '.join(sorted(allowed))}")
+                            f"remove it or use one of: {', '.join(sorted(allowed - UNSUPPORTED_KEYS))}")
 
 
 def _need_table(ctx: _Ctx, v: Any, path: tuple[Any, ...]) -> Mapping[str, Any]:
@@ -181,7 +183,8 @@ def _str_list(ctx: _Ctx, table: Mapping[str, Any], key: str, path: tuple[Any, ..
 
 
 def _resolve_path(base: Path, p: str) -> Path:
-    pp = Path(p)
+    """An absolute path: `~` and `~user` expanded, a relative one against the file's directory."""
+    pp = Path(p).expanduser()
     return pp if pp.is_absolute() else (base / pp)
 
 
@@ -206,7 +209,7 @@ def _parse_secret(ctx: _Ctx, t: Mapping[str, Any], path: tuple[Any, ...], route_
                           item=_str(ctx, t, "item", path, required=True),
                           field=_str(ctx, t, "field", path, default="credential"),
                           account=_str(ctx, t, "account", path),
-                          timeout=_num(ctx, t, "timeout", path, 30.0))
+                          timeout=_num(ctx, t, "timeout", path, 30.0), env=_env_names(ctx, t, path))
     if source == "env":
         var = _str(ctx, t, "var", path, required=True) or ""
         if not _ENV_NAME_RE.match(var):
@@ -222,7 +225,16 @@ def _parse_secret(ctx: _Ctx, t: Mapping[str, Any], path: tuple[Any, ...], route_
         raise ctx.error((*path, "command"), f"route '{route_name}': command must be a non-empty list",
                         'write command = ["program", "arg", ...] (no shell is involved)')
     return SecretSpec(source="command", command=tuple(cmd), ttl=_num(ctx, t, "ttl", path, 0.0),
-                      timeout=_num(ctx, t, "timeout", path, 10.0))
+                      timeout=_num(ctx, t, "timeout", path, 10.0), env=_env_names(ctx, t, path))
+
+
+def _env_names(ctx: _Ctx, t: Mapping[str, Any], path: tuple[Any, ...]) -> tuple[str, ...]:
+    """`env = ["NAME", ...]`: what a secret command or `op` gets beyond the minimal environment."""
+    v = t.get("env", [])
+    if not isinstance(v, list) or not all(isinstance(x, str) and _ENV_NAME_RE.match(x) for x in v):
+        raise ctx.error((*path, "env"), f"'{_dotted((*path, 'env'))}' must be a list of variable names",
+                        'write env = ["VAULT_ADDR", "VAULT_TOKEN"]')
+    return tuple(v)
 
 
 def _num(ctx: _Ctx, t: Mapping[str, Any], key: str, path: tuple[Any, ...], default: float) -> float:
@@ -241,11 +253,7 @@ def _parse_route(ctx: _Ctx, t: Mapping[str, Any], i: int) -> Route:
         raise ctx.error(path, f"route #{i + 1} has no [routes.match] table",
                         'add [routes.match] with host = "api.example.com"')
     _check_keys(ctx, match, MATCH_KEYS, (*path, "match"))
-    raw_host = _str(ctx, match, "host", (*path, "match"), required=True) or ""
-    host = normalize_host(raw_host)
-    if not _HOST_RE.match(host) and not _is_ip(host):
-        raise ctx.error((*path, "match", "host"), f"'{raw_host}' is not a host name",
-                        "give an exact host such as api.openai.com (no scheme, port, path or wildcard)")
+    host, more_hosts = _parse_hosts(ctx, match, (*path, "match"))
     name = _str(ctx, t, "name", path) or host
     if not _NAME_RE.match(name):
         raise ctx.error((*path, "name"), f"route name '{name}' is not valid",
@@ -269,10 +277,25 @@ def _parse_route(ctx: _Ctx, t: Mapping[str, Any], i: int) -> Route:
         atype, header_name, scheme = "header", header_name or "Authorization", scheme or "Bearer"
     elif atype == "api_key":
         atype = "header"
-    if atype not in ("header", "basic"):
+    if atype not in ("header", "basic", "query"):
         raise ctx.error((*apath, "type"), f"route '{name}': unknown auth type '{atype}'",
-                        'use type = "header" or type = "basic"')
+                        'use type = "header", "basic" or "query"')
     username = _str(ctx, auth_t, "username", apath)
+    query_param = _str(ctx, auth_t, "query_param", apath)
+    if query_param is not None and not _QUERY_PARAM_RE.match(query_param):
+        raise ctx.error((*apath, "query_param"), f"route '{name}': '{query_param}' is not a query parameter name",
+                        'write e.g. query_param = "key" (letters, digits, "-", "_" and ".")')
+    if atype == "query":
+        if query_param is None:
+            raise ctx.error(apath, f"route '{name}': query auth needs query_param",
+                            'add query_param = "key" (the parameter the provider reads the key from)')
+        if username is not None or scheme is not None:
+            raise ctx.error(apath, f"route '{name}': query auth has no username or scheme",
+                            "remove username and scheme (the key goes into the query as it is)")
+        header_name = header_name or "Authorization"
+    elif atype == "basic" and query_param is not None:
+        raise ctx.error((*apath, "query_param"), f"route '{name}': query_param does not apply to basic auth",
+                        'remove query_param, or use type = "header" or "query"')
     if atype == "header":
         if not header_name:
             raise ctx.error(apath, f"route '{name}': header auth needs header_name",
@@ -293,7 +316,7 @@ def _parse_route(ctx: _Ctx, t: Mapping[str, Any], i: int) -> Route:
         if username is not None:
             raise ctx.error((*apath, "username"), f"route '{name}': username is only used with type = \"basic\"",
                             'remove username, or set type = "basic"')
-    else:
+    elif atype == "basic":
         if header_name is not None and header_name.lower() != "authorization":
             raise ctx.error((*apath, "header_name"),
                             f"route '{name}': basic auth always uses the Authorization header",
@@ -317,7 +340,7 @@ def _parse_route(ctx: _Ctx, t: Mapping[str, Any], i: int) -> Route:
     secret_t = _need_table(ctx, auth_t.get("secret", {"source": "keyring"}), (*apath, "secret"))
     secret = _parse_secret(ctx, secret_t, (*apath, "secret"), name)
 
-    upstream = Upstream()
+    upstream = UpstreamSpec()
     if "upstream" in t:
         ut = _need_table(ctx, t["upstream"], (*path, "upstream"))
         upath = (*path, "upstream")
@@ -335,12 +358,37 @@ def _parse_route(ctx: _Ctx, t: Mapping[str, Any], i: int) -> Route:
         if uscheme not in ("https", "http"):
             raise ctx.error((*upath, "scheme"), f"route '{name}': upstream scheme '{uscheme}' is not valid",
                             'use scheme = "https" (default) or "http"')
-        upstream = Upstream(address=address, ca_file=_resolve_path(ctx.base, ca) if ca else None,
+        upstream = UpstreamSpec(address=address, ca_file=_resolve_path(ctx.base, ca) if ca else None,
                             scheme="http" if uscheme == "http" else "https")
-    auth = Auth(type="basic" if atype == "basic" else "header", secret=secret,
+    auth = Auth(type="basic" if atype == "basic" else "query" if atype == "query" else "header", secret=secret,
                 header_name=header_name or "Authorization", scheme=scheme, username=username,
-                placeholder_env=placeholder_env, placeholder=placeholder)
-    return Route(name=name, host=host, auth=auth, paths=paths, upstream=upstream)
+                placeholder_env=placeholder_env, placeholder=placeholder, query_param=query_param)
+    return Route(name=name, host=host, auth=auth, paths=paths, upstream=upstream, more_hosts=more_hosts)
+
+
+def _parse_hosts(ctx: _Ctx, match: Mapping[str, Any], mpath: tuple[Any, ...]) -> tuple[str, tuple[str, ...]]:
+    """`host` and/or `hosts` (ext): exact names, IPs, or `*.suffix` patterns; the first is the route's host."""
+    raw: list[tuple[str, tuple[Any, ...]]] = []
+    one = _str(ctx, match, "host", mpath, required="hosts" not in match)
+    if one is not None:
+        raw.append((one, (*mpath, "host")))
+    raw += [(h, (*mpath, "hosts")) for h in _str_list(ctx, match, "hosts", mpath)]
+    if not raw:
+        raise ctx.error((*mpath, "hosts"), "'hosts' is empty", 'write hosts = ["api.example.com"]')
+    out: list[str] = []
+    for value, where in raw:
+        h = normalize_host(value)
+        base = h[2:] if h.startswith("*.") else h
+        if h.startswith("*.") and (not _HOST_RE.match(base) or "." not in base):
+            raise ctx.error(where, f"'{value}' is not a host pattern",
+                            "a pattern is `*.` and a domain of two labels or more, such as *.githubcopilot.com")
+        if not h.startswith("*.") and not _HOST_RE.match(h) and not _is_ip(h):
+            raise ctx.error(where, f"'{value}' is not a host name",
+                            "give an exact host such as api.openai.com, or *.example.com "
+                            "(no scheme, port or path)")
+        if h not in out:
+            out.append(h)
+    return out[0], tuple(out[1:])
 
 
 def _is_ip(s: str) -> bool:
@@ -381,10 +429,13 @@ def parse_config(text: str, file: Path, scope: str = "explicit") -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        m = re.search(r"\(at line (\d+), column \d+\)|\(at end of document\)", str(e))
+        m = re.search(r"\s*\(at line (\d+), column (\d+)\)|\s*\(at end of document\)", str(e))
         line = m.group(1) if m and m.group(1) else (str(text.count("\n") + 1) if m else None)
         where = f"{file}:{line}" if line else str(file)
-        raise ConfigError(f"{where}: invalid TOML: {e}",
+        what = str(e)[:m.start()] + str(e)[m.end():] if m else str(e)   # the line is in `where` already
+        if m and m.group(2):
+            what += f" (column {m.group(2)})"
+        raise ConfigError(f"{where}: invalid TOML: {what}",
                           "fix the syntax at that line (strings need quotes, tables need [brackets], "
                           "each key once per table)") from None
     ctx = _Ctx(file=file, loc=_Locator(text), base=file.parent)
@@ -466,13 +517,22 @@ def parse_config(text: str, file: Path, scope: str = "explicit") -> Config:
         if r.name in names:
             raise ctx.error(("routes", i, "name"), f"duplicate route name '{r.name}'",
                             "give every route a unique name")
-        if r.host in hosts:
-            raise ctx.error(("routes", i, "match", "host"),
-                            f"host '{r.host}' already has route '{routes[hosts[r.host]].name}'",
-                            "one route per host: merge them or remove one")
+        for h in r.hosts:
+            if h in hosts:
+                raise ctx.error(("routes", i, "match", "host" if h == r.host else "hosts"),
+                                f"host '{h}' already has route '{routes[hosts[h]].name}'",
+                                "one route per host: merge them or remove one")
+            hosts[h] = i
         names[r.name] = i
-        hosts[r.host] = i
         routes.append(r)
+    env_sources = {r.auth.secret.var: r.name for r in routes if r.auth.secret.source == "env"}
+    for i, r in enumerate(routes):
+        for var in r.auth.secret.env:
+            if var in env_sources:
+                # a secret command would hold another route's secret in its /proc/<pid>/environ
+                raise ctx.error(("routes", i, "auth", "secret", "env"),
+                                f"route '{r.name}': env passes {var}, the secret of route '{env_sources[var]}'",
+                                f"remove {var} from env: a secret command never gets another route's secret")
     sc = scope if scope in ("project", "user", "explicit") else "explicit"
     return Config(routes=tuple(routes), listen=listen, tls=tls, policy=policy, op_path=op_path,
                   exec=exec_settings, path=file, scope=sc)  # type: ignore[arg-type]
@@ -508,38 +568,10 @@ def load_config(path: Path, scope: str = "explicit") -> Config:
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file",
                           "create it with `cordon route add` or `cordon setup`") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a directory, not a file",
+                          "rename or remove that directory: cordon reads its configuration from a file "
+                          "of that name") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read: {e}", "check the file's permissions and encoding") from None
     return parse_config(text, path, scope)
-
-
-def select_config_path(paths: Paths, config: str | None, scope: str | None) -> tuple[Path | None, str]:
-    """Which cordon.toml a command uses: --config, --scope, nearest project file, user file.
-
-    Returns (path or None when nothing exists yet, scope name).
-    """
-    if config and scope:
-        raise UsageError("--config and --scope cannot be used together", "pass only one of them")
-    if config:
-        p = Path(config)
-        return (p if p.is_absolute() else paths.cwd / p), "explicit"
-    if scope == "user":
-        return paths.user_config, "user"
-    if scope == "project":
-        found = paths.find_project_config()
-        return (found or paths.cwd / "cordon.toml"), "project"
-    found = paths.find_project_config()
-    if found:
-        return found, "project"
-    if paths.user_config.is_file():
-        return paths.user_config, "user"
-    return None, "none"
-
-
-def load_selected(paths: Paths, config: str | None, scope: str | None) -> Config:
-    """The Config a command works on (select_config_path + load_config); ConfigError if there is none."""
-    path, sc = select_config_path(paths, config, scope)
-    if path is None:
-        raise ConfigError(f"no cordon.toml in {paths.cwd} or its parents, and no user config at {paths.user_config}",
-                          "add a route with `cordon route add --preset openai` (or run `cordon setup`)")
-    return load_config(path, sc)

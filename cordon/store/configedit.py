@@ -9,6 +9,7 @@ concurrent edits from losing one. Never prints; never reads secrets.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import re
@@ -74,14 +75,18 @@ def route_table(route: Route, *, defaults: bool = False) -> dict[str, Any]:
         auth["header_name"] = a.header_name
         if a.scheme:
             auth["scheme"] = a.scheme
-    else:
+    elif a.type == "basic":
         auth["username"] = a.username
+    if a.query_param:
+        auth["query_param"] = a.query_param
     if a.placeholder_env or defaults:
         auth["placeholder_env"] = list(a.placeholder_env)
     if defaults or a.placeholder != DEFAULT_PLACEHOLDER:
         auth["placeholder"] = a.placeholder
     auth["secret"] = secret
     match: dict[str, Any] = {"host": route.host}
+    if route.more_hosts:
+        match["hosts"] = list(route.more_hosts)
     if route.paths or defaults:
         match["paths"] = list(route.paths)
     table: dict[str, Any] = {"name": route.name, "match": match, "auth": auth}
@@ -111,6 +116,24 @@ def _locked(directory: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Turn a failure to create or replace the config file into one ConfigError naming it."""
+    try:
+        yield
+    except OSError as e:
+        where = str(e.filename) if e.filename else str(path)
+        if e.errno in (errno.EEXIST, errno.ENOTDIR):
+            why = f"{path.parent} is not a directory"
+        elif where in (str(path), str(path.parent)) or ".cordon-tmp-" in where:
+            why = e.strerror or str(e)
+        else:
+            why = f"{where}: {e.strerror or e}"
+        raise ConfigError(f"cannot write {path}: {why}",
+                          f"make sure {path.parent} exists and is writable by you (the file is unchanged), "
+                          "or pick another file with --config PATH or --scope") from None
 
 
 def _read(path: Path) -> tuple[str, tomlkit.TOMLDocument]:
@@ -150,8 +173,10 @@ def _check_unique(doc: tomlkit.TOMLDocument, route: Route, path: Path, skip: int
         if r.name == route.name:
             raise ConfigError(f"{path}: a route named '{route.name}' already exists",
                               f"change it with `cordon route edit {route.name}`, or pick another --name")
-        if r.host == route.host:
-            raise ConfigError(f"{path}: host {route.host} already has route '{r.name}'",
+        both = set(r.hosts) & set(route.hosts)
+        if both:
+            h = min(both)
+            raise ConfigError(f"{path}: host {h} already has route '{r.name}'",
                               f"one route per host: change it with `cordon route edit {r.name}`")
 
 
@@ -170,12 +195,34 @@ def _last_table(t: Table) -> Table:
     return _last_table(last) if isinstance(last, Table) else t
 
 
+def _end_with_blank_line(doc: tomlkit.TOMLDocument) -> None:
+    """Separate what the file ends with from an appended table by a blank line: a comment
+    right above a header belongs to that header (see _cut_route_block), so a comment that
+    ended the file must not end up touching the new table."""
+    for _ in range(2):     # the file may not even end with a newline
+        text = tomlkit.dumps(doc)
+        if not text.strip() or text.endswith("\n\n"):
+            return
+        last = doc.body[-1][1] if doc.body else None
+        if isinstance(last, AoT) and len(last):
+            last = last[-1]
+        if isinstance(last, Table):
+            _last_table(last).add(tomlkit.nl())
+        else:
+            doc.add(tomlkit.nl())
+
+
 def add_route(path: Path, route: Route) -> bool:
     """Append a route to `path` (created if missing). Returns True when the file was created."""
     path = Path(path)
     desired = route_table(route)
     check_route(desired, path.parent)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with _writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return _add_route(path, route, desired)
+
+
+def _add_route(path: Path, route: Route, desired: dict[str, Any]) -> bool:
     with _locked(path.parent):
         created = not path.exists()
         _, doc = _read(path)
@@ -183,6 +230,7 @@ def add_route(path: Path, route: Route) -> bool:
         routes = doc.get("routes")
         new = _to_tomlkit(desired)
         _last_table(new).add(tomlkit.nl())  # a blank line before whatever follows in the file
+        _end_with_blank_line(doc)
         if routes is None:
             aot = tomlkit.aot()
             aot.append(new)
@@ -199,7 +247,7 @@ def _same(key: str, old: Any, new: Any, base: Path) -> bool:
     """Whether the value written in the file already means `new`."""
     old = old.unwrap() if hasattr(old, "unwrap") else old
     if key in ("path", "ca_file") and isinstance(old, str):
-        p = Path(old)
+        p = Path(old).expanduser()
         return str(p if p.is_absolute() else base / p) == str(new)
     if key == "host" and isinstance(old, str):
         return normalize_host(old) == str(new)
@@ -230,7 +278,9 @@ def _merge(table: Any, desired: Mapping[str, Any], defaults: Mapping[str, Any], 
                     sub_defaults = {}   # another source: none of the old keys apply
                 _merge(table[k], v, sub_defaults, base, k)
             else:
-                table[k] = _to_tomlkit(v)
+                new = _to_tomlkit(v)
+                _last_table(new).add(tomlkit.nl())  # a blank line before whatever follows, as add_route does
+                table[k] = new
         elif k in table:
             if not _same(k, table[k], v, base):
                 table[k] = v
@@ -256,7 +306,9 @@ def update_route(path: Path, name: str, route: Route) -> None:
     path = Path(path)
     desired = route_table(route)
     check_route(desired, path.parent)
-    with _locked(path.parent):
+    if not path.exists():
+        raise ConfigError(f"{path}: no such file", "add a route first with `cordon route add`")
+    with _writing(path), _locked(path.parent):
         if not path.exists():
             raise ConfigError(f"{path}: no such file", "add a route first with `cordon route add`")
         _, doc = _read(path)
@@ -302,7 +354,9 @@ def _cut_route_block(text: str, index: int) -> str | None:
 def remove_route(path: Path, name: str) -> Route:
     """Delete the route called `name`; returns it as it was."""
     path = Path(path)
-    with _locked(path.parent):
+    if not path.exists():
+        raise ConfigError(f"{path}: no such file", "there are no routes to remove")
+    with _writing(path), _locked(path.parent):
         if not path.exists():
             raise ConfigError(f"{path}: no such file", "there are no routes to remove")
         text, doc = _read(path)

@@ -19,6 +19,9 @@ from collections.abc import Mapping
 from cordon.core.envvars import render
 
 BEGIN = "# >>> cordon managed block: edits here are overwritten (`cordon integration disable` removes it) >>>"
+# the block `cordon exec` writes for one session: it goes when the session ends
+SESSION_BEGIN = ("# >>> cordon managed block: written by `cordon exec` for its session; "
+                 "this file is restored when the session ends >>>")
 END = "# <<< cordon managed block <<<"
 
 _LINE_RE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
@@ -47,16 +50,17 @@ def has_block(text: str) -> bool:
     return _span(text.splitlines(keepends=True)) is not None
 
 
-def render_block(vars: Mapping[str, str]) -> str:
-    """BEGIN line, one dotenv assignment per variable, END line; ends with a newline."""
-    return BEGIN + "\n" + render(vars, "dotenv") + END + "\n"
+def render_block(vars: Mapping[str, str], begin: str = BEGIN) -> str:
+    """`begin` line, one dotenv assignment per variable, END line; ends with a newline."""
+    return begin + "\n" + render(vars, "dotenv") + END + "\n"
 
 
-def apply_block(text: str, vars: Mapping[str, str]) -> str:
-    """Replace cordon's block in place, or append one (after a newline if the text lacks one)."""
+def apply_block(text: str, vars: Mapping[str, str], begin: str = BEGIN) -> str:
+    """Replace cordon's block in place, or append one (after a newline if the text lacks one).
+    `begin` is the marker line: BEGIN for setup's block, SESSION_BEGIN for a session's."""
     lines = text.splitlines(keepends=True)
     span = _span(lines)
-    block = render_block(vars)
+    block = render_block(vars, begin)
     if span is not None:
         start, end = span
         tail = "".join(lines[end:])

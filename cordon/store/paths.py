@@ -6,18 +6,20 @@ is handed (tests pass a throwaway environment). No sockets, no keyring.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from cordon.core.errors import CordonError
 
 CONFIG_NAME = "cordon.toml"
 
 
 def namespace_for(project_dir: Path) -> str:
     """`<dirname>-<sha256(abs dir)[:8]>`, Cordon's per-project name."""
+    import hashlib  # (imported here: every command loads this module, few hash a path)
+
     absdir = str(project_dir.resolve())
     digest = hashlib.sha256(absdir.encode()).hexdigest()[:8]
     return f"{project_dir.resolve().name or 'root'}-{digest}"
@@ -52,11 +54,12 @@ class Paths:
         return self.cordon_home / CONFIG_NAME
 
     def find_project_config(self) -> Path | None:
-        """cordon.toml in the working directory or its nearest parent."""
+        """cordon.toml in the working directory or its nearest parent (a directory of that
+        name counts too, so that loading it fails loudly instead of being skipped)."""
         here = self.cwd.resolve()
         for d in (here, *here.parents):
             cand = d / CONFIG_NAME
-            if cand.is_file():
+            if cand.exists():
                 return cand
         return None
 
@@ -85,17 +88,31 @@ class Paths:
         """Parent of per-session directories: $XDG_RUNTIME_DIR/cordon or a private temp dir."""
         if self.runtime_dir is not None:
             return self.runtime_dir / "cordon"
+        import tempfile  # (imported here: it pulls in shutil, random and hashlib)
+
         return Path(tempfile.gettempdir()) / f"cordon-{os.getuid()}"
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create `path` (and parents) with mode 0700; tighten it if it exists."""
+    """Create `path` (and parents) with mode 0700; tighten it if it exists.
+
+    The mode is checked and changed on an open descriptor of the directory
+    (`fstat`/`fchmod`), and only when it is ours: never through a link to
+    someone else's. Directories in a shared place use `privatedir` instead.
+    """
     old = os.umask(0o077)
     try:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
     finally:
         os.umask(old)
-    st = path.stat()
-    if st.st_mode & 0o077:
-        os.chmod(path, 0o700)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o077:
+            if st.st_uid != os.getuid():
+                raise CordonError(f"{path} belongs to another user and others can read it",
+                                  f"remove {path}, or point XDG_CONFIG_HOME at a directory of your own")
+            os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
     return path

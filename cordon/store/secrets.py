@@ -5,17 +5,16 @@ in a worker thread. Never logs or returns a value except as a `Secret`, and no
 error message carries one. `keyring` is imported lazily (it costs ~70 ms).
 
 Interface (other code relies on these names):
-    SecretResolver(env, op_path=None)
+    SecretResolver(env, op_path=None)      a `cordon.core.model.SecretReader`
         .resolve(route) -> Secret          raises SecretError (names route + fix)
         .check(routes) -> list[tuple[Route, SecretError | None]]   all failures together
-        .invalidate(route_name=None)       drop cached values
     set_keyring_secret(spec, value) / delete_keyring_secret(spec)
     fix_hint(route) -> str                 e.g. "run `cordon secret set openai`"
 
-Caching: keyring and 1Password values are kept until `invalidate()` (a running
-proxy calls it when `cordon secret set` tells it to); `command` values for
-their `ttl`; `env` is a snapshot; `file` is read on every resolve (cheap, and
-a rotated file takes effect at once).
+No caching here: every `resolve` reads the source (`env` is a snapshot taken
+at construction). The one cache, with what makes a value stale (`ttl` of a
+`command`, a changed file, `cordon secret set`), is
+`cordon.proxy.secretcache.SecretCache`.
 """
 
 from __future__ import annotations
@@ -24,13 +23,16 @@ import base64
 import binascii
 import contextlib
 import os
+import re
+import selectors
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cordon.core.errors import SecretError
@@ -52,6 +54,20 @@ def fix_hint(route: Route) -> str:
     if s.source == "1password":
         return "sign in with `op signin` and check vault/item/field in cordon.toml"
     return "check that the command in cordon.toml prints the secret"
+
+
+def no_keyring_hint(route_name: str) -> str:
+    """Three ways to give a route its secret where there is no OS keyring, ready to paste."""
+    var = re.sub(r"[^A-Z0-9]+", "_", route_name.upper()).strip("_") + "_REAL_KEY"
+    return (f"no OS keyring here; any one of these works for route '{route_name}':\n"
+            f"  1. from the environment: `cordon route edit {route_name} --source env --var {var}`, "
+            f"then `export {var}=...` in the shell that runs cordon\n"
+            f"  2. from a file: `cordon route edit {route_name} --source file "
+            f"--path ~/.config/cordon/{route_name}.key`, then write the key alone into that file "
+            f"(`chmod 600` it)\n"
+            f"  3. a headless keyring: `dbus-run-session -- $SHELL`, in it "
+            f"`printf '' | gnome-keyring-daemon --unlock --components=secrets`, then "
+            f"`cordon secret set {route_name}`, and run cordon from that shell")
 
 
 def _clean(value: str, what: str, hint: str) -> Secret:
@@ -93,10 +109,14 @@ def _keyring_backend(env: Mapping[str, str] | None) -> Any:
         return _backends[name]
 
 
+class NoKeyring(SecretError):
+    """No usable OS keyring on this machine (a headless box, an SSH session, a container)."""
+
+
 def _keyring_error(e: Exception, spec: SecretSpec) -> SecretError:
     name = type(e).__name__
     if name in ("NoKeyringError", "InitError"):
-        return SecretError(f"no usable OS keyring for {spec.describe()} ({name})",
+        return NoKeyring(f"no usable OS keyring for {spec.describe()} ({name})",
                            "start a Secret Service (gnome-keyring, KeePassXC) in a desktop session, "
                            "or use source = \"file\" / \"1password\" / \"command\" for this route")
     if name == "KeyringLocked":
@@ -158,28 +178,80 @@ def delete_keyring_secret(spec: SecretSpec, env: Mapping[str, str] | None = None
 
 # --- subprocess sources ------------------------------------------------------------------------
 
+# what every secret command and `op` gets (plus its spec's `env` names; `op` also its OP_* variables):
+# enough to find programs, files, the user's agents and buses, never a route's secret source
+BASE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+            "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME",
+            "DBUS_SESSION_BUS_ADDRESS", "SSH_AUTH_SOCK", "GNUPGHOME", "PASSWORD_STORE_DIR",
+            "DISPLAY", "WAYLAND_DISPLAY", "PYTHON_KEYRING_BACKEND")
+
+
+def child_env(env: Mapping[str, str], spec: SecretSpec) -> dict[str, str]:
+    """The minimal environment of a secret command or `op` (its /proc/<pid>/environ is readable by
+    any process of the user while it runs, the agent included)."""
+    keep = set(BASE_ENV) | set(spec.env)
+    out = {k: v for k, v in env.items() if k in keep or k.startswith("LC_")
+           or (spec.source == "1password" and k.startswith("OP_"))}
+    return out
+
+
 def _run(argv: Sequence[str], env: Mapping[str, str], timeout: float) -> subprocess.CompletedProcess[bytes]:
-    """Run with a timeout that also ends the program's own children.
+    """Run with a timeout that also ends the program's own children; its output is private.
 
     subprocess.run() kills only the direct child on timeout and then waits for
     its pipes, which a grandchild (`sh -c 'x | y'`) keeps open: so the command
     gets its own process group, and the whole group is killed.
+
+    stdout and stderr are sockets, not pipes: any process of the user may open
+    `/proc/<pid>/fd/1` of a running command and read a pipe (stealing the secret
+    as it is printed), while opening a socket that way fails (ENXIO).
     """
-    proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=dict(env), process_group=0)
+    out_r, out_w = socket.socketpair()
+    err_r, err_w = socket.socketpair()
     try:
-        out, err = proc.communicate(timeout=timeout or None)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        raise
+        with out_w, err_w:
+            proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out_w.fileno(),
+                                    stderr=err_w.fileno(), env=dict(env), process_group=0)
+        try:
+            out, err = _collect(out_r, err_r, timeout)
+            proc.wait(timeout=timeout or None)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise subprocess.TimeoutExpired(list(argv), timeout) from None
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+    finally:
+        out_r.close()
+        err_r.close()
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _collect(out_r: socket.socket, err_r: socket.socket, timeout: float) -> tuple[bytes, bytes]:
+    """Read both sockets to EOF; TimeoutExpired after `timeout` seconds (0: no limit)."""
+    deadline = time.monotonic() + timeout if timeout else None
+    bufs: dict[socket.socket, list[bytes]] = {out_r: [], err_r: []}
+    open_ = [out_r, err_r]
+    with selectors.DefaultSelector() as sel:
+        for r in open_:
+            sel.register(r, selectors.EVENT_READ, r)
+        while open_:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise subprocess.TimeoutExpired("", timeout)
+            for key, _ in sel.select(left):
+                sk: socket.socket = key.data
+                data = sk.recv(1 << 16)
+                if data:
+                    bufs[sk].append(data)
+                else:
+                    sel.unregister(sk)
+                    open_.remove(sk)
+    return b"".join(bufs[out_r]), b"".join(bufs[err_r])
 
 
 def _which(program: str, env: Mapping[str, str]) -> str | None:
@@ -189,46 +261,25 @@ def _which(program: str, env: Mapping[str, str]) -> str | None:
 
 
 class SecretResolver:
-    """Resolves secrets per route. Thread-safe; cheap to call repeatedly (cached)."""
+    """Reads secrets per route from their sources, every call (no cache; thread-safe)."""
 
-    def __init__(self, env: Mapping[str, str], op_path: str | None = None, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, env: Mapping[str, str], op_path: str | None = None) -> None:
         self._env = dict(env)
         self._op_path = op_path
-        self._clock = clock
-        self._lock = threading.Lock()
-        # (route name, spec) -> (value, expiry or None for "until invalidated")
-        self._cache: dict[tuple[str, SecretSpec], tuple[Secret, float | None]] = {}
-        # one lock per key so two threads needing the same 1Password item run `op` once
-        self._key_locks: dict[tuple[str, SecretSpec], threading.Lock] = {}
 
     # -- public --
 
     def resolve(self, route: Route) -> Secret:
-        spec = route.auth.secret
-        if spec.source == "env":
+        source = route.auth.secret.source
+        if source == "env":
             return self._from_env(route)
-        if spec.source == "file":
+        if source == "file":
             return self._from_file(route)
-        key = (route.name, spec)
-        with self._lock:
-            klock = self._key_locks.setdefault(key, threading.Lock())
-        with klock:
-            with self._lock:
-                hit = self._cache.get(key)
-            if hit is not None and (hit[1] is None or self._clock() < hit[1]):
-                return hit[0]
-            if spec.source == "keyring":
-                value, ttl = self._from_keyring(route), None
-            elif spec.source == "1password":
-                value, ttl = self._from_op(route), None
-            else:
-                value, ttl = self._from_command(route), spec.ttl
-            if ttl is None or ttl > 0:
-                expiry = None if ttl is None else self._clock() + ttl
-                with self._lock:
-                    self._cache[key] = (value, expiry)
-            return value
+        if source == "keyring":
+            return self._from_keyring(route)
+        if source == "1password":
+            return self._from_op(route)
+        return self._from_command(route)
 
     def check(self, routes: Sequence[Route]) -> list[tuple[Route, SecretError | None]]:
         out: list[tuple[Route, SecretError | None]] = []
@@ -239,14 +290,6 @@ class SecretResolver:
             except SecretError as e:
                 out.append((r, e))
         return out
-
-    def invalidate(self, route_name: str | None = None) -> None:
-        with self._lock:
-            if route_name is None:
-                self._cache.clear()
-            else:
-                for k in [k for k in self._cache if k[0] == route_name]:
-                    del self._cache[k]
 
     # -- sources --
 
@@ -288,6 +331,8 @@ class SecretResolver:
         spec = route.auth.secret
         try:
             value = get_keyring_secret(spec, self._env)
+        except NoKeyring as e:
+            raise self._fail(route, e.message, no_keyring_hint(route.name)) from None
         except SecretError as e:
             raise self._fail(route, e.message, e.hint) from None
         if value is None:
@@ -307,7 +352,7 @@ class SecretResolver:
         if spec.account:
             argv += ["--account", spec.account]
         try:
-            proc = _run(argv, self._env, spec.timeout)
+            proc = _run(argv, child_env(self._env, spec), spec.timeout)
         except subprocess.TimeoutExpired:
             raise self._fail(route, f"`op read` timed out after {spec.timeout:g}s",
                              "check that `op` can reach 1Password (and is not waiting for an unlock prompt), "
@@ -336,7 +381,7 @@ class SecretResolver:
             raise self._fail(route, f"secret command {prog} was not found",
                              "give the program's absolute path or put it on PATH")
         try:
-            proc = _run(spec.command, self._env, spec.timeout)
+            proc = _run(spec.command, child_env(self._env, spec), spec.timeout)
         except subprocess.TimeoutExpired:
             raise self._fail(route, f"secret command {prog} timed out after {spec.timeout:g}s",
                              "make the command faster, or raise timeout in [routes.auth.secret]") from None
@@ -345,7 +390,8 @@ class SecretResolver:
         if proc.returncode != 0:
             # its stderr is not shown: an arbitrary command might echo what it holds
             raise self._fail(route, f"secret command {prog} exited with status {proc.returncode}",
-                             "run the command yourself to see its error")
+                             "run the command yourself to see its error; it runs with a minimal environment "
+                             "(PATH, HOME, XDG_*, ...): name any other variable it needs in env = [...]")
         try:
             text = proc.stdout.decode("utf-8")
         except UnicodeDecodeError:

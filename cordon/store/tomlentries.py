@@ -1,7 +1,7 @@
 """String values at dotted key paths of a TOML file, edited in place (pure: text in, text out).
 
 tomlkit keeps every comment, blank line and table the edit does not touch. Used
-by `cordon setup codex` (through `integrations.edits`) to write Codex's
+by `cordon setup codex` (an `Editor` of `cordon.store.edits`) to write Codex's
 `config.toml` and by `cordon exec` sessions (`session`) to point those entries
 at the session's proxy and back. No file I/O here.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import tomlkit
@@ -19,31 +18,7 @@ import tomlkit.exceptions
 from tomlkit.items import InlineTable, Table
 
 from cordon.core.errors import CordonError
-
-Key = tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Recorded:
-    """One entry cordon wrote: the value it wrote and what was there before (None: nothing)."""
-
-    value: str
-    prev: str | None
-
-
-@dataclass(frozen=True)
-class Applied:
-    text: str | None                  # new text (None: the file should not exist)
-    prev: dict[Key, str | None]       # for each desired key, its value before this edit
-    created: tuple[Key, ...]          # containers (tables, objects) this edit created
-
-
-def undo_value(current: str | None, rec: Recorded) -> tuple[bool, str | None]:
-    """(change?, new value) for one entry being withdrawn: only if it still holds our value."""
-    if current != rec.value:
-        return False, current          # the user changed it since: theirs now
-    return True, rec.prev
-
+from cordon.store.edits import Applied, Key, Recorded, undo_value
 
 MANAGED_COMMENT = "managed by cordon: `cordon integration disable` removes these"
 

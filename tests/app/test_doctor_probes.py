@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from cordon.app.doctor.checks import Check
-from cordon.app.doctor.probes import PY_PROBE, RUNTIMES, Runtime, run_probes
+from cordon.app.doctor.probes import AGENT_RUNTIMES, PY_PROBE, RUNTIMES, Runtime, run_probes
 from tests.conftest import REPO, write
 
 NODE_BIN = REPO / "tests" / "node" / "node_modules" / ".bin"
@@ -33,9 +33,12 @@ def _by_id(checks: list[Check]) -> dict[str, Check]:
     return {c.id: c for c in checks}
 
 
+BASE_RUNTIMES = [rt for rt in RUNTIMES if rt not in AGENT_RUNTIMES]
+
+
 def test_every_runtime_on_path_gets_through(home: Path) -> None:
-    checks = _by_id(run_probes(_env(home)))
-    assert set(checks) == {f"probe.{rt.name}" for rt in RUNTIMES}
+    checks = _by_id(run_probes(_env(home), BASE_RUNTIMES))
+    assert set(checks) == {f"probe.{rt.name}" for rt in BASE_RUNTIMES}
     bad = {k: c.message for k, c in checks.items() if c.status == "fail"}
     assert not bad
     py = checks["probe.python-ssl"]
@@ -94,3 +97,25 @@ def test_doctor_json_includes_the_probes(project: Path, cordon, monkeypatch: pyt
     ok = [c for c in probes if c["status"] == "ok"]
     assert ok and all(isinstance(c["details"]["trust_vars"], list) for c in ok)
     assert r.status == (1 if any(c["status"] == "fail" for c in data["checks"]) else 0)
+
+
+AIDER_BIN = REPO / "tests" / ".aider-venv" / "bin"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rt", AGENT_RUNTIMES, ids=lambda rt: rt.name)
+def test_a_coding_agent_gets_through(home: Path, rt: Runtime) -> None:
+    """The Gemini CLI (Node), opencode (Bun), the Copilot CLI (Node SEA + Rust) and aider
+    (litellm): each reaches the probe host through cordon with the injected credential."""
+    env = _env(home)
+    env["PATH"] = os.pathsep.join([str(AIDER_BIN), env["PATH"]])
+    [c] = run_probes(env, [rt])
+    assert c.id == f"probe.{rt.name}"
+    if shutil.which(rt.program, path=env["PATH"]) is None:
+        assert c.status == "skip"
+        return
+    assert c.status == "ok", c.message
+    assert c.details["trust_vars"] == list(rt.trust_vars), c.message
+    # its files went to the probe's throwaway home
+    assert not (home / ".gemini").exists() and not (home / ".copilot").exists()
+    assert not (home / ".local" / "share" / "opencode").exists()

@@ -8,8 +8,9 @@ import tomllib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cordon.app.integrations.edits import CreateOnly, DotenvBlock, Key, Recorded, TomlEntries
 from cordon.app.integrations.jsonedit import JsonEntries
+from cordon.store.edits import CreateOnly, DotenvBlock, Key, Recorded
+from cordon.store.tomlentries import TomlEntries
 
 
 def recorded(desired: dict[Key, str], prev: dict[Key, str | None]) -> dict[Key, Recorded]:

@@ -93,7 +93,7 @@ def test_running_proxy_with_counts_and_secrets(standin, cordon, monkeypatch: pyt
     lines = r.stdout.splitlines()
     openai = next(ln for ln in lines if ln.strip().startswith("openai"))
     assert "secret ok (environment variable STATUS_TEST_OPENAI)" in openai
-    assert "12 requests, 1 errors" in openai
+    assert "12 requests, 1 error" in openai and "1 errors" not in openai
     anth = next(ln for ln in lines if ln.strip().startswith("anthropic"))
     assert "secret FAILS: environment variable STATUS_TEST_ANTHROPIC is not set" in anth
     assert "0 requests, 0 errors" in anth

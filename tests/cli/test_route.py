@@ -18,8 +18,9 @@ from tests.conftest import REPO, subprocess_env
 PRESET_EXPECTED: dict[str, tuple[str, str, str | None, list[str]]] = {
     "openai": ("api.openai.com", "Authorization", "Bearer", ["OPENAI_API_KEY", "CODEX_API_KEY"]),
     "anthropic": ("api.anthropic.com", "x-api-key", None, ["ANTHROPIC_API_KEY"]),
-    "gemini": ("generativelanguage.googleapis.com", "x-goog-api-key", None, ["GEMINI_API_KEY", "GOOGLE_API_KEY"]),
-    "github": ("api.github.com", "Authorization", "Bearer", ["GITHUB_TOKEN", "GH_TOKEN"]),
+    "gemini": ("generativelanguage.googleapis.com", "x-goog-api-key", None, ["GEMINI_API_KEY", "GOOGLE_API_KEY",
+                                                                         "GOOGLE_GENERATIVE_AI_API_KEY"]),
+    "github": ("api.github.com", "Authorization", "Bearer", ["GITHUB_TOKEN", "GH_TOKEN", "COPILOT_GITHUB_TOKEN"]),
     "openrouter": ("openrouter.ai", "Authorization", "Bearer", ["OPENROUTER_API_KEY"]),
     "mistral": ("api.mistral.ai", "Authorization", "Bearer", ["MISTRAL_API_KEY"]),
     "groq": ("api.groq.com", "Authorization", "Bearer", ["GROQ_API_KEY"]),
@@ -45,6 +46,23 @@ def test_presets(cordon: Any, project: Path, preset: str) -> None:
     assert t["auth"].get("scheme") == scheme
     assert t["auth"]["placeholder_env"] == env
     assert t["auth"]["secret"] == {"source": "keyring", "account": preset, "service": "cordon"}
+    assert t["match"].get("hosts", []) == (["*.githubcopilot.com"] if preset == "github" else [])
+    assert t["auth"].get("query_param") == ("key" if preset == "gemini" else None)
+    text = (project / "cordon.toml").read_text()
+    assert ("*.githubcopilot.com" in text) == (preset == "github")     # written to the file, not only shown
+
+
+def test_query_auth_from_flags_and_a_host_flag_drops_the_presets_other_hosts(cordon: Any, project: Path) -> None:
+    r = cordon("route", "add", "--host", "api.example.com", "--auth-type", "query", "--query-param", "api_key",
+               "--source", "env", "--var", "EX")
+    assert r.status == 0, r.stderr
+    t = show_json(cordon, "example")
+    assert t["auth"]["type"] == "query" and t["auth"]["query_param"] == "api_key"
+    r = cordon("route", "add", "--host", "h.example.org", "--auth-type", "query", "--source", "env", "--var", "EX")
+    assert r.status == 2 and "--query-param" in r.stderr
+    r = cordon("route", "add", "--preset", "github", "--host", "ghe.example.com", "--name", "ghe")
+    assert r.status == 0, r.stderr
+    assert "hosts" not in show_json(cordon, "ghe")["match"]
 
 
 def test_every_preset_is_tested() -> None:
@@ -63,6 +81,8 @@ def test_preset_with_overrides(cordon: Any, project: Path) -> None:
 
 
 def test_custom_routes_for_every_source(cordon: Any, project: Path) -> None:
+    from cordon.core import certs
+    (project / "ca.pem").write_bytes(certs.create_ca("upstream").cert_pem)   # route add checks it
     cases = [
         ("--host", "api.stripe.com", "--source", "1password", "--vault", "Eng", "--item", "Stripe Key",
          "--field", "secret", "--op-account", "team", "--timeout", "15"),
@@ -316,3 +336,127 @@ def test_console_entry_point_and_version() -> None:
     out = subprocess.run([sys.executable, "-m", "cordon", "--version"], capture_output=True, text=True,
                          env=subprocess_env(), cwd=str(REPO))
     assert out.returncode == 0 and out.stdout.startswith("cordon ")
+
+
+@pytest.mark.parametrize("where", ["parent-is-a-file", "proc"])
+def test_an_unwritable_config_is_one_line_error(cordon_proc: Any, project: Path, where: str) -> None:
+    """No `internal error: FileNotFoundError` (exit 70): the file, the reason and a fix."""
+    if where == "parent-is-a-file":
+        (project / "afile").write_text("x\n")
+        target = project / "afile" / "cordon.toml"
+        reason = f"{project / 'afile'} is not a directory"
+    else:
+        target = Path("/proc/cordon.toml")     # a directory nobody may create files in
+        reason = "No such file or directory"
+    p = cordon_proc("route", "add", "--preset", "openai", "--config", str(target), cwd=project)
+    assert p.returncode == 1, p.stderr
+    lines = p.stderr.splitlines()
+    assert lines[0] == f"cordon: error: cannot write {target}: {reason}"
+    assert lines[1].startswith("hint: ") and "--config PATH" in lines[1]
+    assert len(lines) == 2 and "Traceback" not in p.stderr
+
+
+
+def test_wizard_refuses_a_key_typed_as_the_keyring_account(project: Path) -> None:
+    """A key pasted at the `Keyring account` prompt is refused, wiped from the terminal, never
+    repeated by cordon and never written to cordon.toml; the next answer is used instead."""
+    pasted = "sk-proj-Q3x9Lm2Vt7Rb4Nw8Kc1Zp6Hy5"
+    c = spawn(project, "route", "add")
+    c.expect(r"Provider .*: ")
+    c.sendline("openai")
+    c.expect(r"Route name \[openai\]: ")
+    c.sendline("")
+    c.expect(r"Secret source .*\[keyring\]: ")
+    c.sendline("")
+    c.expect(r"Keyring account \[openai\]: ")
+    c.sendline(pasted)
+    c.expect_exact("\x1b[1A\x1b[2K")                   # the echoed line is erased
+    c.expect(r"that looks like a secret key, not a name: it was not kept\.")
+    refusal = c.before + c.after
+    c.expect(r"Keyring account \[openai\]: ")
+    assert pasted not in refusal + c.before
+    c.sendline("work-openai")
+    c.expect(r"Store the secret in the keyring now\? \(Y/n\): ")
+    c.sendline("n")
+    status, out = finish(c)
+    assert status == 0, out
+    assert pasted not in out
+    text = (project / "cordon.toml").read_text()
+    assert pasted not in text and 'account = "work-openai"' in text
+
+
+@pytest.mark.parametrize("account", ["sk-proj-Q3x9Lm2Vt7Rb4Nw8Kc1Zp6Hy5", "ghp_0123456789abcdefghijABCDEFGHIJ",
+                                     "xoxb-2412-9941-abcdefGHIJ", "a8f5f167f44f4964e6c998dee827110c"])
+def test_account_flag_that_looks_like_a_key_is_refused(cordon: Any, project: Path, account: str) -> None:
+    r = cordon("route", "add", "--preset", "openai", "--account", account)
+    assert r.status == 2
+    assert account not in r.stdout + r.stderr
+    assert not (project / "cordon.toml").exists()
+
+
+@pytest.mark.parametrize("account", ["openai", "me@example.com", "team_openai_prod_key_2025", "gh:github.com"])
+def test_account_names_people_choose_are_accepted(cordon: Any, project: Path, account: str) -> None:
+    r = cordon("route", "add", "--preset", "openai", "--account", account)
+    assert r.status == 0, r.stderr
+
+
+def test_setup_without_a_terminal_needs_yes(cordon_proc: Any, project: Path) -> None:
+    p = cordon_proc("setup", "codex", input="", cwd=project)     # stdin is not a terminal, and empty
+    assert p.returncode == 2
+    assert "cordon: error: cordon setup has a question and no terminal to answer it" in p.stderr
+    assert "hint: pass --yes" in p.stderr
+    assert not (project / "cordon.toml").exists() and not (project / ".codex").exists()
+    p = cordon_proc("setup", "codex", "--yes", cwd=project)
+    assert p.returncode == 0, p.stderr
+    assert [r.host for r in load_config(project / "cordon.toml").routes] == ["api.openai.com"]
+
+
+def _two_projects_sharing_openai(cordon_proc: Any, tmp_path: Path) -> tuple[Path, Path]:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        d.mkdir()
+        assert cordon_proc("route", "add", "--preset", "openai", cwd=d).returncode == 0
+    assert cordon_proc("secret", "set", "openai", input="sk-shared-value-1234\n", cwd=a).returncode == 0
+    return a, b
+
+
+def test_removing_a_shared_keyring_entry_warns_and_keeps_it_without_force(cordon_proc: Any, home: Path,
+                                                                          tmp_path: Path) -> None:
+    import keyring
+    a, b = _two_projects_sharing_openai(cordon_proc, tmp_path)
+    p = cordon_proc("route", "remove", "openai", "--delete-secret", input="", cwd=b)
+    assert p.returncode == 0, p.stderr
+    assert (f"cordon: warning: keyring cordon/openai is also used by route 'openai' in {a / 'cordon.toml'}"
+            in p.stderr)
+    assert "hint: pass --force to delete it anyway" in p.stderr
+    assert keyring.get_password("cordon", "openai") == "sk-shared-value-1234"
+    assert cordon_proc("secret", "check", cwd=a).returncode == 0       # project a still works
+    # put it back in b, then --force deletes it (after the same warning)
+    assert cordon_proc("route", "add", "--preset", "openai", cwd=b).returncode == 0
+    p = cordon_proc("route", "remove", "openai", "--delete-secret", "--force", input="", cwd=b)
+    assert p.returncode == 0 and "is also used by route 'openai'" in p.stderr
+    assert keyring.get_password("cordon", "openai") is None
+
+
+@pytest.mark.parametrize(("answer", "kept"), [("n", True), ("y", False)])
+def test_removing_a_shared_keyring_entry_asks_on_a_terminal(cordon_proc: Any, home: Path, tmp_path: Path,
+                                                            answer: str, kept: bool) -> None:
+    import keyring
+    a, b = _two_projects_sharing_openai(cordon_proc, tmp_path)
+    c = spawn(b, "route", "remove", "openai", "--delete-secret")
+    c.expect(f"is also used by route 'openai' in {a / 'cordon.toml'}")
+    c.expect(r"Delete it anyway\? \[y/N\] ")
+    c.sendline(answer)
+    status, _ = finish(c)
+    assert status == 0
+    assert (keyring.get_password("cordon", "openai") is not None) == kept
+
+
+def test_an_entry_no_other_config_uses_is_deleted_without_a_question(cordon_proc: Any, home: Path,
+                                                                     project: Path) -> None:
+    import keyring
+    assert cordon_proc("route", "add", "--preset", "openai", cwd=project).returncode == 0
+    assert cordon_proc("secret", "set", "openai", input="sk-only-here-1234\n", cwd=project).returncode == 0
+    p = cordon_proc("route", "remove", "openai", "--delete-secret", input="", cwd=project)
+    assert p.returncode == 0 and "warning" not in p.stderr
+    assert keyring.get_password("cordon", "openai") is None

@@ -279,3 +279,21 @@ def test_start_refreshes_a_stale_bundle_but_not_from_itself(project: Path) -> No
     with started(cwd=project):
         pass
     assert bundle.read_bytes() == good
+
+
+def test_sigterm_the_instant_ready_appears_stops_cleanly(project: Path) -> None:
+    """A supervisor that stops the proxy as soon as it reports ready (a test harness, a
+    service manager's quick restart) gets exit 0 and no stale proxy.json, every time."""
+    write_config(project)
+    record = state_dir(project) / "proxy.json"
+    for _ in range(10):
+        sp = StartProc(cwd=project)
+        try:
+            while "ready" not in sp.stderr:
+                assert sp.pump(10) and sp.proc.poll() is None, sp.stderr
+            sp.proc.send_signal(signal.SIGTERM)
+            assert sp.wait_exit() == 0, sp.stderr
+        finally:
+            sp.close()
+        assert not record.exists()
+        assert "Traceback" not in sp.stderr

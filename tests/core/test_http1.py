@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from cordon.core.errors import ProtocolError
 from cordon.core.http1 import (
     MAX_HEAD,
+    NO_BODY,
     ChunkedDecoder,
     encode_chunk,
     end_chunks,
@@ -30,6 +31,15 @@ def test_parse_request_keeps_order_and_case() -> None:
     assert (r.method, r.target, r.version) == (b"POST", b"/v1/x?q=1", b"HTTP/1.1")
     assert r.headers == [(b"Host", b"a"), (b"X-Api-Key", b"k"), (b"x-api-key", b"k2")]
     assert r.keep_alive
+
+
+def test_a_head_ends_at_the_first_blank_line_whatever_its_line_endings() -> None:
+    """`X: y\\n\\r\\n` ends the head (as in h11): what follows is a body, not more fields."""
+    for sep in (b"\r\n\r\n", b"\n\n", b"\r\n\n", b"\n\r\n"):
+        raw = b"GET / HTTP/1.1\r\nHost: a\r\nX: y" + sep + b"Content-Length: 5\r\n\r\nhello"
+        end = find_head_end(raw)
+        assert raw[end:] == b"Content-Length: 5\r\n\r\nhello", sep
+        assert request_framing(req(raw[:end])) == NO_BODY, sep
 
 
 def test_leading_blank_lines_and_bare_lf() -> None:

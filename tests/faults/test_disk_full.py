@@ -116,14 +116,14 @@ def test_setup_on_a_full_disk_keeps_user_files_and_says_why(home: Path, tiny_fs:
     before = {p: p.read_bytes() for p in (dotenv, settings)}
     filler = fill(tiny_fs)
     for integration in ("codex", "claude-code"):
-        r = run(proj, "setup", integration, "--scope", "project")
+        r = run(proj, "setup", integration, "--scope", "project", "--yes")
         assert r.returncode == 1, (integration, r.stdout, r.stderr)
         assert "cordon: error:" in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert {p: p.read_bytes() for p in before} == before
         assert leftovers(tiny_fs) == []
     filler.unlink()
     for integration in ("codex", "claude-code"):
-        r = run(proj, "setup", integration, "--scope", "project")
+        r = run(proj, "setup", integration, "--scope", "project", "--yes")
         assert r.returncode == 0, r.stderr
     assert b"KEEP=1" in dotenv.read_bytes() and b"MINE" in settings.read_bytes()
 

@@ -19,7 +19,7 @@ import pytest
 
 from cordon.store.paths import Paths
 from tests import configs
-from tests.conftest import REPO, cordon_argv
+from tests.conftest import REPO, approve_as_user, cordon_argv
 
 HOOK = Path(__file__).resolve().parent / "killpoints"
 USER_ENV = b"# my settings\nKEEP=1\nOPENAI_BASE_URL=https://example.invalid/v1\n"
@@ -58,6 +58,7 @@ def fresh(tmp: Path, name: str, *, config: bool) -> tuple[Path, Path]:
     (proj / ".codex" / "config.toml").write_bytes(USER_CONFIG)
     if config:
         (proj / "cordon.toml").write_text(ROUTE_TOML)
+        approve_as_user(proj / "cordon.toml", env_for(home))
     return home, proj
 
 
@@ -90,7 +91,7 @@ def leftovers(*dirs: Path) -> list[Path]:
 
 
 def test_setup_killed_anywhere_is_repaired_by_running_it_again(tmp_path: Path) -> None:
-    args = ("setup", "codex", "--scope", "project")
+    args = ("setup", "codex", "--scope", "project", "--yes")
     for n in kill_points(tmp_path, args, config=False):
         home, proj, where = killed(tmp_path, n, args, config=False)
         env = env_for(home)
@@ -135,6 +136,6 @@ def test_exec_killed_anywhere_is_repaired_by_the_next_command(tmp_path: Path) ->
 @pytest.mark.parametrize("kind", ["setup", "exec"])
 def test_the_hook_really_kills(tmp_path: Path, kind: str) -> None:
     """The kill-point machinery itself: the process dies at exactly the chosen change."""
-    args = ("setup", "codex", "--scope", "project") if kind == "setup" else ("exec", "--", "true")
+    args = ("setup", "codex", "--scope", "project", "--yes") if kind == "setup" else ("exec", "--", "true")
     _, _, last = killed(tmp_path, 3, args, config=kind == "exec")
     assert last.startswith("3 ")

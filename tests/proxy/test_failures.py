@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cordon.core import certs
 from cordon.core.model import Route
 from cordon.proxy.forward import Timeouts
 from tests.ports import refused_port
@@ -109,6 +110,29 @@ def test_upstream_with_untrusted_ca_is_502(up: UpstreamServer) -> None:
         r = c.get("https://api.openai.com/v1/models")
     assert r.status_code == 502
     assert "certificate" in r.text
+    assert up.requests == []
+
+
+def test_upstream_tls_failure_names_the_ca_file_it_trusted(up: UpstreamServer, tmp_path: Path) -> None:
+    """A route's ca_file for another CA: the 502 says which file was trusted, the first thing to check."""
+    wrong = tmp_path / "wrong-ca.pem"
+    wrong.write_bytes(certs.create_ca("some other CA").cert_pem)
+    with running_proxy([with_address(up.route(), up.address, ca_file=wrong)]) as px, client(px) as c:
+        r = c.get("https://api.openai.com/v1/models")
+    assert r.status_code == 502
+    assert f"(trusting the system roots and {wrong})" in r.text
+    assert up.requests == []
+
+
+@pytest.mark.parametrize("content", [None, b"not a certificate\n"])
+def test_an_unusable_ca_file_is_502_naming_it(up: UpstreamServer, tmp_path: Path, content: bytes | None) -> None:
+    bad = tmp_path / "ca.pem"
+    if content is not None:
+        bad.write_bytes(content)
+    with running_proxy([with_address(up.route(), up.address, ca_file=bad)]) as px, client(px) as c:
+        r = c.get("https://api.openai.com/v1/models")
+    assert r.status_code == 502
+    assert f"cannot use the CA file {bad} for upstream api.openai.com:443" in r.text
     assert up.requests == []
 
 

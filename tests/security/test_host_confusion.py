@@ -36,6 +36,14 @@ def test_host_header_spellings_of_the_same_host_are_served(sc: Scene, host: byte
     assert sc.up.requests[-1].header("authorization") == f"Bearer {SECRET}"
 
 
+@pytest.mark.parametrize("sni", ["api.openai.com:443", "API.OPENAI.COM.:443", "api.openai.com:8443"])
+def test_sni_with_a_port_naming_the_host_is_served(sc: Scene, sni: str) -> None:
+    """`hey` and some other clients put `host:port` in the TLS server name: the host part counts."""
+    r = sc.send(sc.tunnel(sni=sni), b"GET /v1/models HTTP/1.1\r\nHost: " + H + b"\r\n\r\n")
+    assert r is not None and r.status == 200, r and r.head
+    assert sc.up.requests[-1].header("authorization") == f"Bearer {SECRET}"
+
+
 def test_second_host_header_is_refused(sc: Scene) -> None:
     """Two Host fields: the upstream might believe either (RFC 9112 §3.2 says 400)."""
     for hosts in ((H, b"evil.example"), (b"evil.example", H), (H, H)):
@@ -51,7 +59,8 @@ def test_missing_host_in_http11_is_400(sc: Scene) -> None:
     assert sc.up.requests == []
 
 
-@pytest.mark.parametrize("sni", ["evil.example", "api.openai.com.evil.example", "localhost"])
+@pytest.mark.parametrize("sni", ["evil.example", "api.openai.com.evil.example", "localhost", "evil.example:443",
+                                 "api.openai.com:443:443", "evil.example:api.openai.com"])
 def test_sni_naming_another_host_is_421(sc: Scene, sni: str) -> None:
     r = sc.send(sc.tunnel(sni=sni), b"GET /v1/models HTTP/1.1\r\nHost: " + H + b"\r\n\r\n")
     assert r is not None and r.status == 421

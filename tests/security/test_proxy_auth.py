@@ -51,6 +51,22 @@ def test_wrong_credentials_are_407_everywhere(sc: Scene, guess: bytes | None) ->
         assert guess.decode("latin-1") not in sc.caplog.text
 
 
+def test_bearer_proxy_authorization_is_refused_even_with_the_right_token(sc: Scene) -> None:
+    """Only the documented form opens the proxy: `Proxy-Authorization: Basic`. `Bearer` is refused
+    on every entry point; `/status` takes `Authorization: Bearer <token>` (and only there)."""
+    g = b"Proxy-Authorization: Bearer " + TOKEN.encode() + b"\r\n"
+    for req in (b"CONNECT " + HOST.encode() + b":443 HTTP/1.1\r\n" + g + b"\r\n",
+                b"CONNECT example.org:443 HTTP/1.1\r\n" + g + b"\r\n",
+                b"GET http://" + HOST.encode() + b"/v1/models HTTP/1.1\r\n" + g + b"\r\n"):
+        r = sc.send(sc.raw(), req)
+        assert r is not None and r.status == 407, (req, r)
+    r = sc.send(sc.raw(), b"GET /status HTTP/1.1\r\n" + g + b"\r\n")
+    assert r is not None and r.status == 401
+    r = sc.send(sc.raw(), b"GET /status HTTP/1.1\r\nAuthorization: Bearer " + TOKEN.encode() + b"\r\n\r\n")
+    assert r is not None and r.status == 200
+    assert sc.up.requests == []
+
+
 def test_many_guesses_on_one_connection_then_the_right_token(sc: Scene) -> None:
     s = sc.raw()
     for i in range(300):
@@ -97,7 +113,7 @@ def test_comparison_is_over_every_token_with_equal_length_digests(monkeypatch: p
         assert all(a == b == 32 for a, b in calls), "fixed-length digests: timing says nothing about length"
     assert pa.check_token(TOKEN.encode()) == "three"
     assert pa.check_header(basic(b"anyone:" + TOKEN.encode())) == "three"
-    assert pa.check_header(b"Bearer " + TOKEN.encode()) == "three"
+    assert pa.check_header(b"Bearer " + TOKEN.encode(), bearer=True) == "three"
 
 
 def test_the_token_never_reaches_an_upstream(caplog: pytest.LogCaptureFixture) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from cordon.core.errors import ConfigError, UsageError
+from cordon.core.errors import ConfigError
 from cordon.core.model import Config, SecretSpec
-from cordon.store.config import RESERVED_HEADERS, load_config, load_selected, parse_config, select_config_path
+from cordon.store.config import RESERVED_HEADERS, load_config, parse_config
 from cordon.store.paths import Paths
 
 FILE = Path("/etc/proj/cordon.toml")
@@ -252,6 +252,19 @@ def test_invalid_toml_names_the_line() -> None:
     assert e.message.startswith(f"{FILE}:3: invalid TOML")
 
 
+def test_invalid_toml_names_line_and_column_once() -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config("listen = 0\n[[routes]\n", FILE)
+    assert e.value.message == (f"{FILE}:2: invalid TOML: Expected ']]' at the end of an array declaration "
+                               "(column 9)")
+
+
+def test_unknown_key_hint_never_offers_a_key_that_is_always_refused() -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config("listen = 0\nbogus = 1\n", FILE)
+    assert e.value.hint == "remove it or use one of: exec, listen, policy, routes, secrets, tls"
+
+
 def test_invalid_toml_duplicate_key() -> None:
     e = error("listen = 1\nlisten = 2\n")
     assert e.message.startswith(f"{FILE}:2: ")
@@ -264,7 +277,9 @@ def test_invalid_toml_duplicate_key() -> None:
     (ROUTE.replace('type = "header"', 'type = "oauth"  # <-'), "unknown auth type"),
     (ROUTE.replace('host = "api.openai.com"', 'host = "https://api.openai.com"  # <-'), "not a host name"),
     (ROUTE.replace('host = "api.openai.com"', 'host = "api.openai.com:443"  # <-'), "not a host name"),
-    (ROUTE.replace('host = "api.openai.com"', 'host = "*.openai.com"  # <-'), "not a host name"),
+    (ROUTE.replace('host = "api.openai.com"', 'host = "*.com"  # <-'), "not a host pattern"),
+    (ROUTE.replace('host = "api.openai.com"', 'host = "api.*.openai.com"  # <-'), "not a host name"),
+    (ROUTE.replace('host = "api.openai.com"', 'hosts = []  # <-'), "'hosts' is empty"),
     (ROUTE.replace('host = "api.openai.com"', 'host = "api.openai.com/v1"  # <-'), "not a host name"),
     (ROUTE.replace('host = "api.openai.com"', 'host = "api.openai.com"\npaths = ["v1/"]  # <-'),
      "must start with '/'"),
@@ -334,59 +349,6 @@ def test_load_missing_file(tmp_path: Path) -> None:
     assert "no such file" in e.value.message and "cordon route add" in (e.value.hint or "")
 
 
-def paths_for(home: Path, cwd: Path) -> Paths:
-    return Paths.from_env({"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}, cwd)
-
-
-@pytest.fixture
-def tree(tmp_path: Path) -> tuple[Path, Path, Path]:
-    home = tmp_path / "home"
-    (home / ".config" / "cordon").mkdir(parents=True)
-    proj = tmp_path / "proj"
-    deep = proj / "src" / "pkg"
-    deep.mkdir(parents=True)
-    return home, proj, deep
-
-
-def test_discovery_nearest_parent(tree: tuple[Path, Path, Path]) -> None:
-    home, proj, deep = tree
-    (proj / "cordon.toml").write_text("")
-    (home / ".config" / "cordon" / "cordon.toml").write_text("")
-    assert select_config_path(paths_for(home, deep), None, None) == (proj / "cordon.toml", "project")
-    (deep / "cordon.toml").write_text("")
-    assert select_config_path(paths_for(home, deep), None, None) == (deep / "cordon.toml", "project")
-
-
-def test_discovery_falls_back_to_the_user_file(tree: tuple[Path, Path, Path]) -> None:
-    home, _, deep = tree
-    assert select_config_path(paths_for(home, deep), None, None) == (None, "none")
-    user = home / ".config" / "cordon" / "cordon.toml"
-    user.write_text("")
-    assert select_config_path(paths_for(home, deep), None, None) == (user, "user")
-
-
-def test_discovery_flags(tree: tuple[Path, Path, Path]) -> None:
-    home, proj, deep = tree
-    (proj / "cordon.toml").write_text("")
-    p = paths_for(home, deep)
-    assert select_config_path(p, "other.toml", None) == (deep / "other.toml", "explicit")
-    assert select_config_path(p, "/abs/c.toml", None) == (Path("/abs/c.toml"), "explicit")
-    assert select_config_path(p, None, "user") == (home / ".config" / "cordon" / "cordon.toml", "user")
-    assert select_config_path(p, None, "project") == (proj / "cordon.toml", "project")
-    (proj / "cordon.toml").unlink()
-    assert select_config_path(p, None, "project") == (deep / "cordon.toml", "project")
-    with pytest.raises(UsageError) as e:
-        select_config_path(p, "x.toml", "user")
-    assert e.value.exit_status == 2
-
-
-def test_load_selected_without_any_file(tree: tuple[Path, Path, Path]) -> None:
-    home, _, deep = tree
-    with pytest.raises(ConfigError) as e:
-        load_selected(paths_for(home, deep), None, None)
-    assert "no cordon.toml" in e.value.message and "cordon route add" in (e.value.hint or "")
-
-
 def test_both_flags_is_a_usage_error_on_the_command_line(cordon, project: Path) -> None:  # type: ignore[no-untyped-def]
     for argv in (["route", "list"], ["secret", "check"], ["route", "add", "--preset", "openai"]):
         r = cordon(*argv, "--config", "x.toml", "--scope", "user")
@@ -409,3 +371,24 @@ def test_postgres_listeners_are_refused_not_ignored(tmp_path: Path) -> None:
         load_config(f)
     assert f"{f}:3:" in e.value.message and "not supported" in e.value.message
     assert e.value.hint and "[[listeners]]" in e.value.hint
+
+
+def test_exec_table_parses_and_defaults() -> None:
+    from cordon.core.model import ExecSettings
+    assert parse("").exec == ExecSettings(sandbox="auto", egress="open", egress_ports=())
+    c = parse('[exec]\nsandbox = "required"\negress = "proxy"\negress_ports = [5432, 6379]\n')
+    assert c.exec == ExecSettings(sandbox="required", egress="proxy", egress_ports=(5432, 6379))
+
+
+@pytest.mark.parametrize(("text", "what"), [
+    ('[exec]\nsandbox = "maybe"\n', "exec.sandbox 'maybe' is not valid"),
+    ('[exec]\negress = "none"\n', "exec.egress 'none' is not valid"),
+    ('[exec]\negress_ports = [0]\n', "exec.egress_ports must be a list of port numbers"),
+    ('[exec]\negress_ports = ["5432"]\n', "exec.egress_ports must be a list of port numbers"),
+    ('[exec]\nsandbox_mode = "off"\n', "unknown key 'sandbox_mode'"),
+])
+def test_exec_table_errors_name_the_line(text: str, what: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse(text)
+    assert what in e.value.message and ":2:" in e.value.message, e.value.message
+    assert e.value.hint

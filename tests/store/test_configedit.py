@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cordon.core.errors import ConfigError
-from cordon.core.model import Auth, Route, SecretSpec, Upstream
+from cordon.core.model import Auth, Route, SecretSpec, UpstreamSpec
 from cordon.core.routes import PRESETS
 from cordon.store.config import load_config
 from cordon.store.configedit import NEW_FILE_HEADER, add_route, remove_route, route_table, update_route
@@ -219,7 +219,7 @@ def test_round_trip_every_source(tmp_path: Path, spec: SecretSpec) -> None:
     r = Route(name="r", host="r.example", paths=("/v1/", "/v2/"),
               auth=Auth(type="header", header_name="x-api-key", secret=spec, placeholder_env=("R_KEY",),
                         placeholder="ph"),
-              upstream=Upstream(address="127.0.0.1:8443", ca_file=Path("/etc/ca.pem"), scheme="https"))
+              upstream=UpstreamSpec(address="127.0.0.1:8443", ca_file=Path("/etc/ca.pem"), scheme="https"))
     add_route(p, r)
     assert load_config(p).routes == (r,)
 
@@ -235,7 +235,7 @@ def test_round_trip_presets(tmp_path: Path, name: str) -> None:
 def test_basic_round_trip(tmp_path: Path) -> None:
     p = tmp_path / "cordon.toml"
     r = Route(name="b", host="b.example", auth=Auth(type="basic", username="me", secret=SecretSpec(
-        source="env", var="B")), upstream=Upstream(scheme="http"))
+        source="env", var="B")), upstream=UpstreamSpec(scheme="http"))
     add_route(p, r)
     assert load_config(p).routes == (r,)
     assert route_table(r)["auth"] == {"type": "basic", "username": "me", "secret": {"source": "env", "var": "B"}}
@@ -260,3 +260,26 @@ def test_concurrent_adds_lose_nothing(tmp_path: Path) -> None:
     procs = [subprocess.Popen([sys.executable, "-c", code, str(p), n], env=env) for n in names]
     assert [pr.wait(60) for pr in procs] == [0] * len(names)
     assert sorted(r.name for r in load_config(p).routes) == names
+
+
+def test_a_route_added_after_an_edit_that_added_a_table_starts_after_a_blank_line(tmp_path: Path) -> None:
+    p = tmp_path / "cordon.toml"
+    add_route(p, PRESETS["openai"].route(SecretSpec(source="keyring", account="openai")))
+    edited = dataclasses.replace(route_named(p, "openai"), upstream=UpstreamSpec(address="127.0.0.1:9"))
+    update_route(p, "openai", edited)
+    add_route(p, PRESETS["groq"].route(SecretSpec(source="keyring", account="groq")))
+    text = p.read_text()
+    assert 'address = "127.0.0.1:9"\n\n[[routes]]\nname = "groq"' in text
+
+
+@pytest.mark.parametrize("ending", ["\n", ""])
+def test_add_then_remove_keeps_the_comment_that_ended_the_file(tmp_path: Path, ending: str) -> None:
+    """A comment that ends the file belongs to what is above it: the added route starts after a
+    blank line, so removing it again leaves that comment in place."""
+    p = tmp_path / "cordon.toml"
+    p.write_text(BEFORE.rstrip("\n") + "\n# rotate this key monthly" + ending)
+    add_route(p, PRESETS["groq"].route(SecretSpec(source="keyring", account="groq")))
+    assert "# rotate this key monthly\n\n[[routes]]" in p.read_text()
+    remove_route(p, "groq")
+    assert p.read_text().startswith(BEFORE.rstrip("\n") + "\n# rotate this key monthly\n")
+    assert [r.name for r in load_config(p).routes] == ["openai"]

@@ -19,6 +19,7 @@ import pytest
 
 from cordon.core.errors import SecretError
 from cordon.core.model import Auth, Route, Secret, SecretSpec
+from cordon.proxy.secretcache import SecretCache
 from cordon.store.secrets import (
     SecretResolver,
     delete_keyring_secret,
@@ -147,19 +148,23 @@ def test_command_argv_is_not_a_shell(tmp_path: Path) -> None:
     assert SecretResolver(os.environ).resolve(r).reveal() == "a b; echo pwned"
 
 
-def test_command_ttl_zero_runs_every_time(tmp_path: Path) -> None:
+def test_the_resolver_reads_every_time_and_ttl_zero_runs_every_time(tmp_path: Path) -> None:
     argv, count = counting_command(tmp_path)
-    res = SecretResolver(os.environ)
+    r = route(SecretSpec(source="command", command=argv, ttl=300))
+    SecretResolver(os.environ).resolve(r)
+    SecretResolver(os.environ).resolve(r)
+    assert runs(count) == 2      # the reader has no cache: SecretCache is the one
+    res = SecretCache(SecretResolver(os.environ))
     r = route(SecretSpec(source="command", command=argv, ttl=0))
     res.resolve(r)
     res.resolve(r)
-    assert runs(count) == 2
+    assert runs(count) == 4
 
 
 def test_command_ttl_caches_until_expiry_or_invalidate(tmp_path: Path) -> None:
     argv, count = counting_command(tmp_path)
     now = [1000.0]
-    res = SecretResolver(os.environ, clock=lambda: now[0])
+    res = SecretCache(SecretResolver(os.environ), clock=lambda: now[0])
     r = route(SecretSpec(source="command", command=argv, ttl=60))
     res.resolve(r)
     now[0] += 59
@@ -182,7 +187,7 @@ def test_command_ttl_caches_until_expiry_or_invalidate(tmp_path: Path) -> None:
 def test_concurrent_resolves_run_the_command_once(tmp_path: Path) -> None:
     count = tmp_path / "count"
     s = script(tmp_path / "slow", f'echo x >> "{count}"\nsleep 0.3\necho {SECRET}\n')
-    res = SecretResolver(os.environ)
+    res = SecretCache(SecretResolver(os.environ))
     r = route(SecretSpec(source="command", command=(str(s),), ttl=300))
     with ThreadPoolExecutor(8) as pool:
         values = list(pool.map(lambda _: res.resolve(r).reveal(), range(8)))
@@ -231,11 +236,11 @@ def test_command_not_found() -> None:
             route(SecretSpec(source="command", command=("no-such-secret-tool",))))
 
 
-def test_command_gets_the_resolver_environment(tmp_path: Path) -> None:
-    r = route(SecretSpec(source="command", command=(sys.executable, "-c",
-                                                    "import os; print(os.environ['VAULT_TOKEN_X'])")))
-    env = dict(os.environ, VAULT_TOKEN_X="from-env")
-    assert SecretResolver(env).resolve(r).reveal() == "from-env"
+def test_command_gets_a_minimal_environment_plus_its_env_names(tmp_path: Path) -> None:
+    code = "import os; print(os.environ['VAULT_TOKEN_X'], os.environ.get('OTHER', '-'), os.environ['HOME'])"
+    r = route(SecretSpec(source="command", command=(sys.executable, "-c", code), env=("VAULT_TOKEN_X",)))
+    env = dict(os.environ, VAULT_TOKEN_X="from-env", OTHER="not-passed")
+    assert SecretResolver(env).resolve(r).reveal() == f"from-env - {os.environ['HOME']}"
 
 
 # --- 1password (through a stand-in `op`) ---------------------------------------------------------
@@ -271,7 +276,7 @@ def test_op_read_argv_and_value(fake_op: Path) -> None:
 
 
 def test_op_found_on_path_and_cached_until_invalidated(fake_op: Path) -> None:
-    res = SecretResolver({"PATH": f"{fake_op.parent}:{os.defpath}"})
+    res = SecretCache(SecretResolver({"PATH": f"{fake_op.parent}:{os.defpath}"}))
     r = op_route()
     res.resolve(r)
     res.resolve(r)
@@ -373,7 +378,7 @@ def test_a_secret_service_that_dies_is_restarted_before_the_next_test(tmp_path: 
 def test_keyring_round_trip(home: Path) -> None:
     spec = SecretSpec(source="keyring", account="openai")
     r = route(spec, name="openai")
-    res = SecretResolver(os.environ)
+    res = SecretCache(SecretResolver(os.environ))
     with pytest.raises(SecretError) as e:
         res.resolve(r)
     assert "no secret stored in keyring cordon/openai" in e.value.message

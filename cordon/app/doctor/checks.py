@@ -27,8 +27,10 @@ from cordon.core.certs import load_ca, split_pem_certs
 from cordon.core.envvars import BUNDLE_VARS, CA_VARS
 from cordon.core.errors import CordonError
 from cordon.core.model import Config
+from cordon.core.wording import plural
 from cordon.store import castore, dotenvfile
 from cordon.store.config import load_config
+from cordon.store.paths import Paths
 from cordon.store.runrecord import pid_alive, read_run_record
 from cordon.store.secrets import SecretResolver
 from cordon.store.tokens import TokenStore
@@ -65,7 +67,7 @@ def skip(id: str, message: str, **details: Any) -> Check:
 # ---------------------------------------------------------------- config
 
 def check_config(config_path: Path | None, scope: str) -> tuple[list[Check], Config | None]:
-    if config_path is None or not config_path.is_file():
+    if config_path is None or not config_path.exists():
         where = config_path or "the project or user scope"
         return [warn("config", f"no cordon.toml in {where}",
                      "create one with `cordon setup codex` (or claude-code) or `cordon route add --preset openai`; "
@@ -158,10 +160,11 @@ def check_ca(config: Config | None, state_dir: Path, now: dt.datetime) -> list[C
     if ca.not_after <= now:
         out.append(fail("ca.expiry", f"the CA expired on {when}", _RECREATE, not_after=ca.not_after.isoformat()))
     elif days < CA_WARN_DAYS:
-        out.append(warn("ca.expiry", f"the CA expires in {days} days ({when})", _RECREATE,
+        out.append(warn("ca.expiry", f"the CA expires in {plural(days, 'day')} ({when})", _RECREATE,
                         not_after=ca.not_after.isoformat()))
     else:
-        out.append(ok("ca.expiry", f"the CA is valid until {when} ({days} days)", not_after=ca.not_after.isoformat()))
+        out.append(ok("ca.expiry", f"the CA is valid until {when} ({plural(days, 'day')})",
+                      not_after=ca.not_after.isoformat()))
     return out
 
 
@@ -200,6 +203,44 @@ def check_secrets(config: Config, env: Mapping[str, str]) -> list[Check]:
             out.append(ok(cid, f"route '{route.name}': secret resolves ({route.auth.secret.describe()})"))
         else:
             out.append(fail(cid, err.message, err.hint or "see `cordon secret --help`"))
+    return out
+
+
+def check_live_config(state_dir: Path) -> list[Check]:
+    """When this scope's `cordon start` runs: which configuration it serves, and whether an edit
+    of cordon.toml failed to load (it then keeps the last good one)."""
+    from cordon.app.localclient import get_json
+    from cordon.store.runrecord import live_run_record
+    rec = live_run_record(state_dir)
+    if rec is None:
+        return []
+    h = get_json(rec.port, "/health", timeout=2.0)
+    live = (h.body or {}).get("config") if h.status == 200 else None
+    if not isinstance(live, dict):
+        return []
+    if live.get("error"):
+        since = live.get("loaded_at")
+        return [fail("config.live", f"cordon.toml changed but failed to load: {live['error']}; the running "
+                                    f"proxy (pid {rec.pid}) keeps running the configuration loaded at {since}",
+                     "fix the file as the error says: the proxy picks it up on its next connection")]
+    return [ok("config.live", f"the running proxy (pid {rec.pid}) serves the current cordon.toml "
+                              f"(loaded at {live.get('loaded_at')})", live=live.get("live"))]
+
+
+def check_upstream_ca_files(config: Config) -> list[Check]:
+    """One check per route with `[routes.upstream] ca_file`: the file exists and holds PEM certificates."""
+    from cordon.store.upstreamca import check_ca_file
+    out = []
+    for r in config.routes:
+        if r.upstream is None or r.upstream.ca_file is None:
+            continue
+        cid = f"upstream_ca.{r.name}"
+        try:
+            check_ca_file(r.upstream.ca_file, r.name, config.path)
+        except CordonError as e:
+            out.append(fail(cid, e.message, e.hint or "fix ca_file"))
+        else:
+            out.append(ok(cid, f"route '{r.name}': upstream ca_file {r.upstream.ca_file} holds PEM certificates"))
     return out
 
 
@@ -243,6 +284,19 @@ def check_op(config: Config, env: Mapping[str, str], run: Run = _run) -> list[Ch
 
 
 # ---------------------------------------------------------------- tokens
+
+def check_sandbox(config: Config | None, env: Mapping[str, str], paths: Paths) -> Check:
+    """Whether `cordon exec` runs commands confined here (docs/confinement.md)."""
+    mode = config.exec.sandbox if config is not None else "auto"
+    if mode == "off":
+        return skip("sandbox", 'confinement is off ([exec] sandbox = "off")')
+    from cordon.app.sandbox import availability
+    problem = availability(env, paths)
+    if problem is None:
+        return ok("sandbox", "cordon exec runs commands confined (keyring, secrets and cordon's files hidden)")
+    what = "cordon exec refuses to run" if mode == "required" else "cordon exec runs commands unconfined"
+    return (fail if mode == "required" else warn)("sandbox", f"{what}: {problem.message}", problem.hint or "")
+
 
 def check_tokens(state_dir: Path) -> Check:
     store = TokenStore.for_state_dir(state_dir)
@@ -370,3 +424,26 @@ def check_service(manager: Manager | None, name: str | None) -> Check:
     if st.state == "failed":
         return fail("service", f"service '{name}' ({st.unit}) has failed", hint)
     return warn("service", f"service '{name}' ({st.unit}) is installed but {st.state}", hint)
+
+
+def check_agent_keys(config: Config | None, env: Mapping[str, str], home: Path) -> list[Check]:
+    """API keys an agent keeps in its own files (opencode's auth.json): they bypass the placeholder."""
+    from cordon.app.agentauth import describe, stored_keys
+    from cordon.core.routes import PRESETS, RouteTable
+    found = stored_keys(env, home)
+    if not found:
+        return [ok("agent_keys", "no agent keeps an API key of its own (opencode's auth.json)")]
+    table = RouteTable(config.routes if config is not None else ())
+    out: list[Check] = []
+    for k in found:
+        cid = f"agent_keys.{k.agent}.{k.provider}"
+        if table.match(PRESETS[k.preset].host) is not None:
+            out.append(warn(cid, f"{describe(k)}; `cordon exec` hands it the placeholder instead, "
+                                 "but the key is still in that file",
+                            "cordon holds the key already: remove it with `opencode auth logout`",
+                            where=k.where))
+        else:
+            out.append(warn(cid, f"{describe(k)}, which no route covers: opencode sends it itself",
+                            f"move it into cordon: `cordon route add --preset {k.preset}`, "
+                            f"`cordon secret set {k.preset}`, then `opencode auth logout`", where=k.where))
+    return out

@@ -16,9 +16,18 @@ import ssl
 from dataclasses import dataclass, field
 
 import anyio
-import h11
 from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 from anyio.streams.tls import TLSStream
+
+from cordon.core.http1 import (
+    MAX_HEAD,
+    ChunkedDecoder,
+    RequestHead,
+    find_head_end,
+    parse_request_head,
+    request_framing,
+    simple_response,
+)
 
 
 @dataclass
@@ -75,39 +84,45 @@ def _answer(method: str, path: str, upgrade: bool, injected: bool) -> tuple[int,
     return 200, "application/json", json.dumps({"cordon_probe": "ok", "injected": injected}).encode()
 
 
+async def _read_request(tls: TLSStream) -> tuple[RequestHead, bytes] | None:
+    """One request head and its whole body (None: the client left first)."""
+    buf = bytearray()
+    while (end := find_head_end(buf)) < 0:
+        if len(buf) > MAX_HEAD:
+            return None
+        try:
+            buf += await tls.receive(65536)
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            return None
+    req = parse_request_head(bytes(buf[:end]))
+    framing, rest = request_framing(req), bytes(buf[end:])
+    if framing.kind == "length":
+        while len(rest) < framing.length:
+            rest += await tls.receive(65536)
+        return req, rest[:framing.length]
+    if framing.kind == "chunked":
+        dec = ChunkedDecoder()
+        body = dec.feed(rest)
+        while not dec.done:
+            body += dec.feed(await tls.receive(65536))
+        return req, body
+    return req, b""
+
+
 async def _handle(stream: SocketStream, ctx: ssl.SSLContext, header: bytes, expected: bytes,
                   log: ProbeLog) -> None:
     with contextlib.suppress(Exception):   # one broken probe connection must not stop the others
         async with await TLSStream.wrap(stream, server_side=True, ssl_context=ctx,
                                         standard_compatible=False) as tls:
-            conn = h11.Connection(h11.SERVER)
-            while True:
-                req: h11.Request | None = None
-                while True:
-                    ev = conn.next_event()
-                    if ev is h11.NEED_DATA:
-                        try:
-                            data = await tls.receive(65536)
-                        except (anyio.EndOfStream, anyio.BrokenResourceError):
-                            data = b""
-                        conn.receive_data(data)
-                        continue
-                    if isinstance(ev, h11.Request):
-                        req = ev
-                    elif isinstance(ev, h11.EndOfMessage | h11.ConnectionClosed):
-                        break
-                if req is None:
-                    return
-                hdrs = {k.lower(): v for k, v in req.headers}
-                injected = hmac.compare_digest(hdrs.get(header, b""), expected)
-                path = req.target.decode("latin-1")
-                log.hits.append((path, injected))
-                status, ctype, body = _answer(req.method.decode(), path, b"upgrade" in hdrs, injected)
-                await tls.send(conn.send(h11.Response(status_code=status, headers=[
-                    ("Content-Type", ctype), ("Content-Length", str(len(body))), ("Connection", "close")])))
-                await tls.send(conn.send(h11.Data(data=body)))
-                await tls.send(conn.send(h11.EndOfMessage()))
+            got = await _read_request(tls)
+            if got is None:
                 return
+            req, _body = got
+            injected = hmac.compare_digest(req.get(header) or b"", expected)
+            path = req.target.decode("latin-1")
+            log.hits.append((path, injected))
+            status, ctype, body = _answer(req.method.decode(), path, req.get(b"upgrade") is not None, injected)
+            await tls.send(simple_response(status, body, content_type=ctype.encode(), close=True))
 
 
 async def serve_probe_upstream(ctx: ssl.SSLContext, header: str, expected: str, log: ProbeLog, *,

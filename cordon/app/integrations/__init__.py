@@ -3,7 +3,7 @@
 Prepares a scope for a long-lived proxy (`cordon start` on `listen`): its CA,
 its `cordon.toml` with the provider's route, the merged bundle and a client
 token; then asks the integration module which files it wants and applies them
-through `state` (backups, exact undo). Prints nothing: the CLI renders the
+through `cordon.store.userfiles` (backups, exact undo). Prints nothing: the CLI renders the
 returned result. Never starts a proxy and never touches the OS trust store.
 """
 
@@ -13,10 +13,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Literal
 
 from cordon.app.integrations import envcontract, scaffold
-from cordon.app.integrations.state import (
+from cordon.core.errors import CordonError, UsageError
+from cordon.core.model import Config
+from cordon.core.routes import PRESETS, Preset, normalize_host
+from cordon.store import scope as store_scope
+from cordon.store.config import load_config
+from cordon.store.paths import Paths
+from cordon.store.scope import Scope
+from cordon.store.userfiles import (
     Change,
     Record,
     apply_target,
@@ -28,42 +34,11 @@ from cordon.app.integrations.state import (
     save_record,
     undo_file,
 )
-from cordon.core.errors import CordonError, UsageError
-from cordon.core.model import Config
-from cordon.core.routes import PRESETS, Preset, normalize_host
-from cordon.store.config import load_config, select_config_path
-from cordon.store.paths import Paths
-
-ScopeName = Literal["project", "user"]
-
-
-@dataclass(frozen=True)
-class Scope:
-    """Where one setup lives: its cordon.toml, its state dir and (project scope) its directory."""
-
-    name: ScopeName
-    config_path: Path
-    state_dir: Path
-    project_dir: Path | None
 
 
 def resolve_scope(paths: Paths, config: str | None, scope: str | None) -> Scope:
-    """Project scope by default (cordon.toml here or in the nearest parent that has one)."""
-    if config and scope:
-        raise UsageError("--config and --scope cannot be used together", "pass only one of them")
-    if config:
-        path, _ = select_config_path(paths, config, None)
-        assert path is not None
-        path = path.resolve()
-        if path == paths.user_config.resolve():
-            return Scope("user", path, paths.state_dir("user"), None)
-        return Scope("project", path, paths.state_dir("project", path.parent), path.parent)
-    if scope == "user":
-        return Scope("user", paths.user_config, paths.state_dir("user"), None)
-    path, _ = select_config_path(paths, None, "project")
-    assert path is not None
-    path = path.resolve()
-    return Scope("project", path, paths.state_dir("project", path.parent), path.parent)
+    """Setup's scope: the project by default (cordon.toml here or in the nearest parent that has one)."""
+    return store_scope.resolve_scope(paths, config, scope, default="project")
 
 
 def _module(name: str) -> ModuleType:
@@ -84,15 +59,15 @@ def preset_for(name: str) -> Preset:
 def route_missing(scope: Scope, name: str) -> Preset | None:
     """The preset whose route setup would add (None: the config already has a route for its host)."""
     preset = preset_for(name)
-    if not scope.config_path.is_file():
+    if not scope.config_file.is_file():
         return preset
-    cfg = load_config(scope.config_path, scope.name)
+    cfg = load_config(scope.config_file, scope.kind)
     hosts = {normalize_host(r.host) for r in cfg.routes}
     return None if normalize_host(preset.host) in hosts else preset
 
 
 @dataclass(frozen=True)
-class Context:
+class IntegrationContext:
     """What an integration module builds its files from."""
 
     scope: Scope
@@ -137,10 +112,13 @@ def setup(paths: Paths, env: Mapping[str, str], name: str, scope: Scope, *, add_
     mod = _module(name)
     preset = preset_for(name)
     preflight(paths, env, name, scope, command)
-    config_created, route_added = scaffold.ensure_config(scope.config_path, preset, add_route=add_route)
-    cfg = load_config(scope.config_path, scope.name)
+    config_created, route_added = scaffold.ensure_config(scope.config_file, preset, add_route=add_route)
+    if route_added:
+        from cordon.app.allow import approve_written
+        approve_written(paths, scope.config_file, [route_added])
+    cfg = load_config(scope.config_file, scope.kind)
     if cfg.listen == 0:
-        raise CordonError(f"{scope.config_path}: listen = 0 picks a new port on every start, so "
+        raise CordonError(f"{scope.config_file}: listen = 0 picks a new port on every start, so "
                           f"{name} cannot be pointed at it",
                           "set a fixed port, e.g. listen = 6790")
     material = scaffold.ensure_ca_and_bundle(cfg, scope.state_dir, env)
@@ -148,9 +126,9 @@ def setup(paths: Paths, env: Mapping[str, str], name: str, scope: Scope, *, add_
         token = scaffold.client_token(scope.state_dir, mod.TOKEN)
     vars_ = envcontract.contract_vars(port=cfg.listen, token=token, bundle_path=material.bundle_path,
                                       ca_path=material.ca_path, routes=cfg.routes, env=env)
-    ctx = Context(scope=scope, config=cfg, env=env, paths=paths, vars=vars_,
+    ctx = IntegrationContext(scope=scope, config=cfg, env=env, paths=paths, vars=vars_,
                   proxy_vars=envcontract.without_placeholders(vars_, cfg.routes))
-    record = load_record(scope.state_dir, name) or Record(name, scope.name)
+    record = load_record(scope.state_dir, name) or Record(name, scope.kind)
     changes = [apply_target(t, record, lambda: save_record(scope.state_dir, record)) for t in mod.targets(ctx)]
     save_record(scope.state_dir, record)
     route = next((r for r in cfg.routes if normalize_host(r.host) == preset.host), None)
@@ -173,7 +151,7 @@ def preflight(paths: Paths, env: Mapping[str, str], name: str, scope: Scope,
 
 
 def _scope_flag(scope: Scope) -> str:
-    return " --scope user" if scope.name == "user" else ""
+    return " --scope user" if scope.kind == "user" else ""
 
 
 def not_during_a_session(paths: Paths, files: Iterable[Path], command: str) -> None:
@@ -182,7 +160,7 @@ def not_during_a_session(paths: Paths, files: Iterable[Path], command: str) -> N
     The session restores the file as it found it when it ends, which would undo
     (or, for `disable`, bring back) whatever this command changed in the meantime.
     """
-    from cordon.store.session import holders_of
+    from cordon.store.userfiles import holders_of
     for path in files:
         ids = holders_of(paths, path)
         if ids:
@@ -194,20 +172,18 @@ def is_set_up(scope: Scope, name: str) -> bool:
     return load_record(scope.state_dir, name) is not None
 
 
-def on_token_rotated(client: str, token: str, *, scope: str, config_path: Path | None, state_dir: Path,
-                     env: Mapping[str, str], paths: Paths) -> list[Path]:
+def on_token_rotated(client: str, token: str, *, scope: Scope, env: Mapping[str, str],
+                     paths: Paths) -> list[Path]:
     """`cordon token rotate <client>`: rewrite that client's files with the new token first.
 
     Returns the files changed ([] for a client no integration of this scope manages).
     """
-    if client not in INTEGRATIONS or config_path is None or not config_path.is_file():
+    if client not in INTEGRATIONS or scope.config_file is None or not scope.config_file.is_file():
         return []
-    sc = Scope("user" if scope == "user" else "project", config_path.resolve(), state_dir,
-               None if scope == "user" else config_path.resolve().parent)
-    if not is_set_up(sc, client):
+    if not is_set_up(scope, client):
         return []
-    result = setup(paths, env, client, sc, add_route=False, token=token,
-                   command=f"cordon token rotate {client}{_scope_flag(sc)}")
+    result = setup(paths, env, client, scope, add_route=False, token=token,
+                   command=f"cordon token rotate {client}{_scope_flag(scope)}")
     return [c.path for c in result.changes if c.action in ("created", "updated")]
 
 
@@ -239,10 +215,10 @@ class PrepareResult:
 
 def prepare(env: Mapping[str, str], scope: Scope) -> PrepareResult:
     """`cordon setup` with no integration: cordon.toml, CA, bundle and the default token."""
-    created = not scope.config_path.exists()
+    created = not scope.config_file.exists()
     if created:
-        scaffold.ensure_config(scope.config_path, PRESETS["openai"], add_route=False)
-    cfg = load_config(scope.config_path, scope.name)
+        scaffold.ensure_config(scope.config_file, PRESETS["openai"], add_route=False)
+    cfg = load_config(scope.config_file, scope.kind)
     material = scaffold.ensure_ca_and_bundle(cfg, scope.state_dir, env)
     scaffold.client_token(scope.state_dir, "default")
     return PrepareResult(scope=scope, config_created=created, ca_path=material.ca_path,

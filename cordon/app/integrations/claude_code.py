@@ -12,14 +12,15 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cordon.app.integrations.edits import Editor
 from cordon.app.integrations.jsonedit import JsonEntries
 from cordon.app.integrations.scaffold import exposed_to_git
-from cordon.app.integrations.state import Target
+from cordon.store.edits import Editor
 from cordon.store.paths import Paths
+from cordon.store.userfiles import DesiredFile
 
 if TYPE_CHECKING:
-    from cordon.app.integrations import Context, Scope
+    from cordon.app.integrations import IntegrationContext
+    from cordon.store.scope import Scope
 
 NAME = "claude-code"
 TOKEN = "claude-code"
@@ -29,7 +30,7 @@ KEY_VAR = "ANTHROPIC_API_KEY"
 
 
 def settings_path(scope: Scope, paths: Paths) -> Path:
-    if scope.name == "project":
+    if scope.kind == "project":
         assert scope.project_dir is not None
         return scope.project_dir / ".claude" / "settings.local.json"
     return paths.home / ".claude" / "settings.json"
@@ -40,7 +41,7 @@ def files(scope: Scope, env: Mapping[str, str], paths: Paths) -> list[tuple[Path
     return [(path, JsonEntries(str(path)))]
 
 
-def env_block(ctx: Context) -> dict[str, str]:
+def env_block(ctx: IntegrationContext) -> dict[str, str]:
     out = dict(ctx.vars)
     for r in ctx.config.routes:
         # Claude Code needs a key to start in API-key mode; the route's placeholder is what it gets
@@ -49,12 +50,12 @@ def env_block(ctx: Context) -> dict[str, str]:
     return out
 
 
-def targets(ctx: Context) -> list[Target]:
+def targets(ctx: IntegrationContext) -> list[DesiredFile]:
     path = settings_path(ctx.scope, ctx.paths)
-    return [Target(path, JsonEntries(str(path)), {("env", k): v for k, v in env_block(ctx).items()})]
+    return [DesiredFile(path, JsonEntries(str(path)), {("env", k): v for k, v in env_block(ctx).items()})]
 
 
-def notes(ctx: Context) -> Iterator[str]:
+def notes(ctx: IntegrationContext) -> Iterator[str]:
     if not any(r.host == API_HOST for r in ctx.config.routes):
         yield (f"no route for {API_HOST} in {ctx.scope.config_path}: Claude Code's requests will "
                "pass through without a key (add one: `cordon route add --preset anthropic`)")
@@ -62,9 +63,9 @@ def notes(ctx: Context) -> Iterator[str]:
     if ctx.scope.project_dir is not None and exposed_to_git(ctx.scope.project_dir, path):
         yield (f"{path} holds the proxy token but git does not ignore it: add "
                "`.claude/settings.local.json` to .gitignore")
-    if ctx.scope.name == "user":
+    if ctx.scope.kind == "user":
         yield "Claude Code also reads a project's .claude/settings*.json, whose env entries win over these"
 
 
-def next_steps(ctx: Context) -> list[str]:
+def next_steps(ctx: IntegrationContext) -> list[str]:
     return ["restart Claude Code so it reads the new settings"]

@@ -15,14 +15,16 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cordon.app.integrations.edits import CreateOnly, DotenvBlock, Editor, Key, TomlEntries
 from cordon.app.integrations.scaffold import exposed_to_git
-from cordon.app.integrations.state import Target
 from cordon.core.model import DEFAULT_PLACEHOLDER
+from cordon.store.edits import CreateOnly, DotenvBlock, Editor, Key
 from cordon.store.paths import Paths
+from cordon.store.tomlentries import TomlEntries
+from cordon.store.userfiles import DesiredFile
 
 if TYPE_CHECKING:
-    from cordon.app.integrations import Context, Scope
+    from cordon.app.integrations import IntegrationContext
+    from cordon.store.scope import Scope
 
 NAME = "codex"
 TOKEN = "codex"
@@ -38,7 +40,7 @@ def auth_json(placeholder: str = DEFAULT_PLACEHOLDER) -> str:
 
 def codex_home(scope: Scope, env: Mapping[str, str], paths: Paths) -> Path:
     """`<project>/.codex`; user scope: `$CODEX_HOME`, else `~/.codex` (where Codex looks)."""
-    if scope.name == "project":
+    if scope.kind == "project":
         assert scope.project_dir is not None
         return scope.project_dir / ".codex"
     v = env.get("CODEX_HOME")
@@ -58,7 +60,7 @@ def dotenv_vars(vars_: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in vars_.items() if not k.upper().startswith(CODEX_PREFIX)}
 
 
-def _placeholder(ctx: Context) -> str:
+def _placeholder(ctx: IntegrationContext) -> str:
     for r in ctx.config.routes:
         if r.host == API_HOST:
             return r.auth.placeholder
@@ -78,9 +80,9 @@ def stdio_servers(doc: Any) -> Iterator[str]:
             yield str(name)
 
 
-def targets(ctx: Context) -> list[Target]:
+def targets(ctx: IntegrationContext) -> list[DesiredFile]:
     home = codex_home(ctx.scope, ctx.env, ctx.paths)
-    env_file = Target(home / ".env", DotenvBlock(), {(k,): v for k, v in dotenv_vars(ctx.vars).items()})
+    env_file = DesiredFile(home / ".env", DotenvBlock(), {(k,): v for k, v in dotenv_vars(ctx.vars).items()})
     cfg_path = home / "config.toml"
     try:
         text: str | None = cfg_path.read_text(encoding="utf-8")
@@ -91,12 +93,12 @@ def targets(ctx: Context) -> list[Target]:
     for server in stdio_servers(doc):
         for k, v in ctx.proxy_vars.items():
             desired[("mcp_servers", server, "env", k)] = v
-    config = Target(cfg_path, TomlEntries(str(cfg_path)), desired)
-    auth = Target(home / "auth.json", CreateOnly(auth_json(_placeholder(ctx))), {})
+    config = DesiredFile(cfg_path, TomlEntries(str(cfg_path)), desired)
+    auth = DesiredFile(home / "auth.json", CreateOnly(auth_json(_placeholder(ctx))), {})
     return [env_file, config, auth]
 
 
-def notes(ctx: Context) -> Iterator[str]:
+def notes(ctx: IntegrationContext) -> Iterator[str]:
     if not any(r.host == API_HOST for r in ctx.config.routes):
         yield (f"no route for {API_HOST} in {ctx.scope.config_path}: Codex's requests will pass "
                "through without a key (add one: `cordon route add --preset openai`)")
@@ -114,9 +116,9 @@ def notes(ctx: Context) -> Iterator[str]:
         yield f"{home} holds the proxy token but git does not ignore it: add `.codex/` to .gitignore"
 
 
-def next_steps(ctx: Context) -> list[str]:
+def next_steps(ctx: IntegrationContext) -> list[str]:
     home = codex_home(ctx.scope, ctx.env, ctx.paths)
-    if ctx.scope.name == "project":
+    if ctx.scope.kind == "project":
         return [f"point Codex at this project's settings (in your shell profile, or in .envrc with "
                 f"direnv): `export CODEX_HOME={shlex.quote(str(home))}`"]
     if ctx.env.get("CODEX_HOME") is None and home != ctx.paths.home / ".codex":

@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cordon.app.integrations.edits import Applied, Key, Recorded, undo_value
 from cordon.core.errors import CordonError
+from cordon.store.edits import Applied, Key, Recorded, undo_value
 
 
 def _json_indent(text: str) -> str | int | None:

@@ -73,10 +73,26 @@ def keyring_paths(env: Mapping[str, str], paths: Paths) -> tuple[list[str], bool
         out.extend(found)
     if paths.runtime_dir is not None:
         out.append(str(paths.runtime_dir / "bus"))     # the systemd user bus, D-Bus's default
-        out.append(str(paths.runtime_dir / "keyring"))  # gnome-keyring's control socket
+        # gnome-keyring's control socket (not the directory: its ssh agent socket may live there too)
+        out.append(str(paths.runtime_dir / "keyring" / "control"))
     elif not address:
         out.append(f"/run/user/{os.getuid()}/bus")
     return out, abstract
+
+
+def escape_paths(env: Mapping[str, str], paths: Paths, uid: int) -> list[str]:
+    """Sockets of programs outside that run what they are asked to: through one of them the child
+    would be outside (and could read all of the above). Container engines (their access is root's),
+    the user's systemd, terminal multiplexers, the X server; for root also the system bus and
+    systemd's own."""
+    runtime = str(paths.runtime_dir) if paths.runtime_dir is not None else f"/run/user/{uid}"
+    out = ["/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock",
+           "/run/podman/podman.sock", f"{runtime}/docker.sock", f"{runtime}/podman", f"{runtime}/systemd",
+           os.path.join(env.get("TMUX_TMPDIR") or "/tmp", f"tmux-{uid}"), f"/run/screen/S-{env.get('USER', '')}",
+           "/tmp/.X11-unix"]        # an X server takes typed keys for any window, a terminal's too
+    if uid == 0:
+        out += ["/run/systemd/private", "/run/dbus/system_bus_socket", "/var/run/dbus/system_bus_socket"]
+    return out
 
 
 def op_paths(env: Mapping[str, str], paths: Paths) -> list[str]:
@@ -135,6 +151,7 @@ def build_mask(config: Config, routes: Sequence[Route], env: Mapping[str, str], 
     wanted, abstract = keyring_paths(env, paths)
     secrets, uses_op = secret_paths(routes, env, paths)
     wanted += secrets
+    wanted += escape_paths(env, paths, os.geteuid())
     # config, state, CA keys, tokens, records: made now if missing (the session is about to), so
     # what cordon writes there during the session is hidden too
     wanted.append(str(ensure_private_dir(paths.cordon_home)))
@@ -142,7 +159,7 @@ def build_mask(config: Config, routes: Sequence[Route], env: Mapping[str, str], 
         wanted.append(str(config.path))
     if config.tls.ca_key_path is not None:
         wanted.append(str(config.tls.ca_key_path))
-    drop = [*BUS_VARS, *(OP_VARS if uses_op else ()),
+    drop = [*BUS_VARS, "TMUX", "STY", *(OP_VARS if uses_op else ()),
             *(k for k in env if uses_op and k.startswith("OP_SESSION_"))]
     # never the root, the home, the working directory or one of their parents: the child works there
     keep = {"/", os.path.realpath(paths.home), os.path.realpath(paths.cwd)}

@@ -1,13 +1,16 @@
-"""TLS for the proxy's hot path: `ssl.SSLObject` + memory BIOs straight over a `FastStream`.
+"""TLS for the proxy's hot path: `ssl.SSLObject` + memory BIOs, a `stream.Stream` over another.
 
-anyio's `TLSStream` pulls at most 64 KiB from the transport per call (so a
-256 KiB socket read is split, and copied, four times), decrypts one record per
-`receive`, and goes through a generic retry loop with several awaits per
-call. `TLSConn` has a `FastStream` write socket bytes straight into the
-incoming BIO (`attach_bio`: no `bytes` object per socket read), decrypts as
-many records as fit into the caller's `max_bytes` in one call, into the
-thread's scratch buffer (`fastio.scratch`) so that only the bytes decrypted
-are allocated, and writes each encrypted batch to the transport in one `write`.
+Hand-written instead of anyio's `TLSStream` because that one pulls at most
+64 KiB from the transport per call (so a 256 KiB socket read is split, and
+copied, four times), decrypts one record per `receive`, and goes through a
+generic retry loop with several awaits per call (docs/performance.md has the
+measurements). Over a `FastStream`, `TLSConn` has the socket write its bytes
+straight into the incoming BIO (`attach_bio`: no `bytes` object per socket
+read), decrypts as many records as fit into the caller's `max_bytes` in one
+call, into the thread's scratch buffer (`fastio.scratch`) so that only the
+bytes decrypted are allocated, and writes each encrypted batch to the
+transport in one `write`.
+Over any other `Stream` (an in-memory one in the tests) it reads with `receive`.
 
 Semantics follow `TLSStream(standard_compatible=False)`, which the proxy used
 before: no close_notify on close, a ragged EOF is `EndOfStream`, a broken
@@ -28,16 +31,30 @@ import anyio.abc
 from anyio.streams.tls import TLSAttribute
 
 from cordon.proxy.transport.fastio import FastStream, scratch
+from cordon.proxy.transport.stream import Stream
 
 READ_MAX = 1 << 18
 
 
+def server_name(hostname: str) -> str:
+    """The name to send as SNI and verify.
+
+    The proxy only hands over ASCII names (a request target is visible ASCII,
+    RFC 9112 §3.2, and route hosts are validated), which go as they are. Any
+    other name gets the standard library's IDNA codec: should it differ from
+    the resolver's encoding, verification fails, it never passes a wrong host.
+    """
+    if hostname.isascii():
+        return hostname
+    return hostname.encode("idna").decode("ascii")
+
+
 class TLSConn(anyio.abc.ByteStream):
-    """A TLS session over `raw` (a FastStream, or any byte stream via its `receive`)."""
+    """A TLS session over `raw` (a FastStream, or any `Stream` via its `receive`)."""
 
-    __slots__ = ("_broken", "_fast", "_in", "_out", "raw", "ssl_object")
+    __slots__ = ("_broken", "_fast", "_in", "_out", "clock", "raw", "ssl_object")
 
-    def __init__(self, raw: anyio.abc.ByteStream, ssl_object: ssl.SSLObject, bio_in: ssl.MemoryBIO,
+    def __init__(self, raw: Stream, ssl_object: ssl.SSLObject, bio_in: ssl.MemoryBIO,
                  bio_out: ssl.MemoryBIO) -> None:
         self.raw = raw
         self.ssl_object = ssl_object
@@ -45,23 +62,29 @@ class TLSConn(anyio.abc.ByteStream):
         self._out = bio_out
         self._broken = False
         self._fast = type(raw) is FastStream
+        self.clock = raw.clock
+
+    @property
+    def deadline(self) -> float | None:
+        """The read deadline is the carrying stream's: TLS reads wait on it."""
+        return self.raw.deadline
+
+    @deadline.setter
+    def deadline(self, value: float | None) -> None:
+        self.raw.deadline = value
 
     @classmethod
-    async def wrap(cls, raw: anyio.abc.ByteStream, ctx: ssl.SSLContext, *, server_side: bool,
+    async def wrap(cls, raw: Stream, ctx: ssl.SSLContext, *, server_side: bool,
                    hostname: str | None = None, prefix: bytes = b"") -> TLSConn:
         """Handshake over `raw` (`prefix`: bytes already read from it, e.g. a ClientHello)."""
         bio_in, bio_out = ssl.MemoryBIO(), ssl.MemoryBIO()
-        server_hostname: str | None = None
-        if hostname is not None:
-            from anyio._core._sockets import idna2008_resolve  # as TLSStream does (IDNA 2008)
-
-            server_hostname = idna2008_resolve(hostname).decode("ascii")
+        server_hostname = server_name(hostname) if hostname is not None else None
         obj = ctx.wrap_bio(bio_in, bio_out, server_side=server_side, server_hostname=server_hostname)
         if prefix:
             bio_in.write(prefix)
         conn = cls(raw, obj, bio_in, bio_out)
-        if conn._fast:
-            raw.attach_bio(bio_in)  # type: ignore[attr-defined]  # socket bytes straight into the BIO
+        if isinstance(raw, FastStream):
+            raw.attach_bio(bio_in)  # socket bytes straight into the BIO
         while True:
             try:
                 obj.do_handshake()
@@ -190,6 +213,25 @@ class TLSConn(anyio.abc.ByteStream):
                 await self._write(part)
         await self._flush()
 
+    def receive_nowait(self, max_bytes: int) -> bytes:
+        """The whole records already buffered, decrypted (b"" when none; errors surface on the
+        next `receive`)."""
+        obj = self.ssl_object
+        if self._broken or not (self._in.pending or obj.pending()):
+            return b""
+        view = scratch()
+        limit = min(max_bytes, len(view))
+        n = 0
+        while n < limit:
+            try:
+                more: int = obj.read(limit - n, view[n:limit])  # type: ignore[arg-type,assignment]
+            except ssl.SSLError:   # WantRead (a partial record), or an error the next receive reports
+                break
+            if not more:
+                break
+            n += more
+        return bytes(view[:n])
+
     def has_unread(self) -> bool:
         """Whether application data (or a close) was received and not yet handed out.
 
@@ -214,6 +256,14 @@ class TLSConn(anyio.abc.ByteStream):
     async def send_eof(self) -> None:
         raise NotImplementedError("send_eof() is not implemented for TLS streams")
 
+    def looks_dead(self) -> bool:
+        """Unread application data, a close, or a closed carrier. Over a FastStream the socket's
+        bytes go straight into the session: its byte count would also count post-handshake
+        messages (TLS 1.3 session tickets, harmless), so only the carrier's end counts there."""
+        raw = self.raw
+        closed = raw.peer_closed() if isinstance(raw, FastStream) else raw.looks_dead()
+        return self._broken or self.has_unread() or closed
+
     async def aclose(self) -> None:
         # standard_compatible=False: no closing handshake (HTTP framing delimits every message)
         self._broken = True
@@ -223,7 +273,7 @@ class TLSConn(anyio.abc.ByteStream):
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
         obj = self.ssl_object
         return {
-            **self.raw.extra_attributes,
+            **getattr(self.raw, "extra_attributes", {}),   # anyio's typed attributes, where the carrier has them
             TLSAttribute.ssl_object: lambda: obj,
             TLSAttribute.server_side: lambda: obj.server_side,
             TLSAttribute.alpn_protocol: obj.selected_alpn_protocol,

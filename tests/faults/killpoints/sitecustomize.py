@@ -36,6 +36,10 @@ if _log:
                 _step(name, args[0])
             return real(*args, **kw)
         hooked.__wrapped__ = real  # type: ignore[attr-defined]
+        # keep what os advertises for the real function (shutil.rmtree(dir_fd=...) checks these sets)
+        for caps in (os.supports_dir_fd, os.supports_fd, os.supports_follow_symlinks, os.supports_effective_ids):
+            if real in caps:
+                caps.add(hooked)
         return hooked
 
     def _writing_mode(file, mode="r", *a, **k):  # type: ignore[no-untyped-def]

@@ -1,24 +1,46 @@
-"""Format-aware edits of the files an integration manages (pure: text in, text out).
+"""Format-aware edits of the user files cordon manages (pure: text in, text out).
 
 Each editor puts cordon's entries into a file's text and takes them out again
 without touching anything else: a marked block in a `.env`, keys in a TOML
-file (`cordon.store.tomlentries`, shared with `cordon exec`); JSON lives in `jsonedit`. An
-editor that finds nothing to change returns the input unchanged, so a repeated
-`setup` writes no byte. No file I/O here.
+file (`cordon.store.tomlentries`), keys in a JSON file
+(`cordon.app.integrations.jsonedit`). An editor that finds nothing to change
+returns the input unchanged, so a repeated `setup` writes no byte. No file I/O
+here (and no tomlkit: `cordon exec` imports this module on every run).
+`cordon.store.userfiles` records and restores what they change.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from cordon.store import dotenvfile
-from cordon.store.tomlentries import MANAGED_COMMENT as MANAGED_COMMENT
-from cordon.store.tomlentries import Applied as Applied
-from cordon.store.tomlentries import Key as Key
-from cordon.store.tomlentries import Recorded as Recorded
-from cordon.store.tomlentries import TomlEntries as TomlEntries
-from cordon.store.tomlentries import undo_value as undo_value
+
+Key = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One entry cordon wrote: the value it wrote and what was there before (None: nothing)."""
+
+    value: str
+    prev: str | None
+
+
+@dataclass(frozen=True)
+class Applied:
+    text: str | None                  # new text (None: the file should not exist)
+    prev: dict[Key, str | None]       # for each desired key, its value before this edit
+    created: tuple[Key, ...]          # containers (tables, objects) this edit created
+
+
+def undo_value(current: str | None, rec: Recorded) -> tuple[bool, str | None]:
+    """(change?, new value) for one entry being withdrawn: only if it still holds our value."""
+    if current != rec.value:
+        return False, current          # the user changed it since: theirs now
+    return True, rec.prev
+
 
 
 class Editor(Protocol):

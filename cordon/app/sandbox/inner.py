@@ -1,10 +1,11 @@
-"""Run inside the sandbox's network namespace, before the command (`--egress proxy`).
+"""Run inside the sandbox's network namespace before the command (`cordon exec --egress proxy`).
 
-Usage: python -I -S egress_helper.py FD PORT[,PORT...] -- CMD [ARGS...]
-Listens on 127.0.0.1:PORT in the sandbox for each port, hands the listening
-sockets to cordon over the unix socket FD (SCM_RIGHTS), which relays each
-connection to the same port outside; then becomes CMD. Standard library only
-(it runs with -I -S), and nothing else: the command inherits no extra descriptor.
+Usage: python -I -S inner.py FD PORT[,PORT...] -- CMD [ARGS...]
+
+Listens on 127.0.0.1:PORT in the sandbox for each port and hands the listening
+sockets to cordon over the unix socket FD (SCM_RIGHTS); cordon relays each
+connection to the same port outside. Then becomes CMD. Standard library only
+(it runs with -I -S); the command inherits no extra descriptor.
 """
 
 import os
@@ -13,9 +14,9 @@ import sys
 
 
 def main(argv: list[str]) -> None:
-    fd, ports, sep, cmd = int(argv[1]), argv[2], argv[3], argv[4:]
-    if sep != "--" or not cmd:
-        sys.exit("usage: egress_helper.py FD PORT[,PORT...] -- CMD [ARGS...]")
+    if len(argv) < 5 or argv[3] != "--":
+        sys.exit("usage: inner.py FD PORT[,PORT...] -- CMD [ARGS...]")
+    fd, ports, cmd = int(argv[1]), argv[2], argv[4:]
     listeners = []
     for port in ports.split(","):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

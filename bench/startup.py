@@ -1,0 +1,229 @@
+"""Start-up as users feel it: whole `cordon` commands from a non-editable install, median of N.
+
+    python3 bench/startup.py [-n 15] [--repo DIR] [--venv DIR]
+
+Installs `--repo` (default: this checkout) the way users get it, `pip install .`
+(byte-compiled, no editable finder), into `--venv` (default bench/.startup-venv,
+created with the dependencies and keyrings.alt on first use; cordon itself is
+re-installed on every run), then times, each in a throwaway HOME/XDG:
+
+- `python -c pass` with the same interpreter (the floor every command pays);
+- `cordon --version`;
+- `cordon exec -- true` with no routes (no cordon.toml, no *_API_KEY variable);
+- `cordon exec -- true` with two routes whose secrets are in the keyring
+  (keyrings.alt's file backend, so no Secret Service daemon takes part);
+- `cordon start` with those two routes: from spawn to its "ready" line on
+  stderr, and to the first `GET /health` answered 200 (cpu: the process's own
+  user+sys time at that moment, from /proc).
+
+Wall time is the median over N runs after one warm-up; cpu is the user+sys
+time of the process tree (less sensitive to other load on the machine). Not a
+test: it asserts nothing and the suite never runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import re
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BACKEND = "keyrings.alt.file.PlaintextKeyring"
+ROUTES_TOML = """
+[[routes]]
+name = "openai"
+[routes.match]
+host = "api.openai.com"
+[routes.auth]
+type = "header"
+header_name = "Authorization"
+scheme = "Bearer"
+[routes.auth.secret]
+source = "keyring"
+account = "openai"
+
+[[routes]]
+name = "anthropic"
+[routes.match]
+host = "api.anthropic.com"
+[routes.auth]
+type = "header"
+header_name = "x-api-key"
+[routes.auth.secret]
+source = "keyring"
+account = "anthropic"
+"""
+TARGETS = {"cordon --version": 40.0, "cordon exec -- true, no routes": 100.0,
+           "cordon exec -- true, two keyring routes": 130.0, "cordon start: ready line": 120.0,
+           "cordon start: first /health 200": 120.0}
+
+
+def prepare(venv: Path, repo: Path) -> Path:
+    py = venv / "bin" / "python"
+    pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    if not py.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([*pip, str(repo), "keyrings.alt"], check=True)   # the dependencies, once
+    subprocess.run([*pip, "--force-reinstall", "--no-deps", str(repo)], check=True)   # this tree's cordon
+    return py
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def timed(argv: Sequence[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """(wall ms, cpu ms of the process tree)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    r = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} exited {r.returncode}: {r.stderr.decode(errors='replace')[-400:]}")
+    return wall * 1000, ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) * 1000
+
+
+def proc_cpu_ms(pid: int) -> float:
+    """user+sys CPU time of a running process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def start_until_ready(cordon: str, cfg: Path, env: dict[str, str], cwd: Path) -> tuple[float, float, float]:
+    """(ms to the ready line, ms to the first /health 200, cpu ms by then) for one `cordon start`."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen([cordon, "start", "--config", str(cfg), "--log-level", "warn"], env=env, cwd=cwd,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert p.stderr is not None
+        line = p.stderr.readline().decode(errors="replace")
+        ready = time.perf_counter() - t0
+        m = re.search(r"ready on 127\.0\.0\.1:(\d+)", line)
+        if not m:
+            raise SystemExit(f"cordon start did not report ready: {line!r}{p.stderr.read(400)!r}")
+        conn = http.client.HTTPConnection("127.0.0.1", int(m.group(1)), timeout=10)
+        conn.request("GET", "/health")
+        status = conn.getresponse().status
+        health = time.perf_counter() - t0
+        conn.close()
+        if status != 200:
+            raise SystemExit(f"/health answered {status}")
+        return ready * 1000, health * 1000, proc_cpu_ms(p.pid)
+    finally:
+        p.terminate()
+        p.wait(10)
+
+
+def import_profile(py: str, argv: Sequence[str], env: dict[str, str], cwd: Path, runs: int = 5) -> dict[str, float]:
+    """Median self time (ms) of `python -X importtime` per top-level package (cordon per layer)."""
+    per_run: list[dict[str, float]] = []
+    for _ in range(runs):
+        r = subprocess.run([py, "-X", "importtime", *argv], env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+        groups: dict[str, float] = {}
+        for line in r.stderr.splitlines():
+            m = re.match(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)", line)
+            if not m:
+                continue
+            parts = m.group(2).split(".")
+            key = ".".join(parts[:2]) if parts[0] == "cordon" else parts[0].lstrip("_")
+            groups[key] = groups.get(key, 0.0) + int(m.group(1)) / 1000
+        per_run.append(groups)
+    keys = set().union(*per_run)
+    return {k: statistics.median(g.get(k, 0.0) for g in per_run) for k in keys}
+
+
+def print_profile(name: str, prof: dict[str, float], top: int = 14) -> None:
+    total = sum(prof.values())
+    print(f"\n`{name}`: {total:.0f} ms importing (self time, median of 5 runs under -X importtime)\n")
+    print("| package | ms | share |")
+    print("|---|---|---|")
+    for k, v in sorted(prof.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"| {k} | {v:.1f} | {v / total:.0%} |")
+
+
+def median_of(n: int, fn: Callable[[], tuple[float, float]]) -> tuple[float, float]:
+    fn()   # warm-up: page cache, the store's CA on the first `cordon start`
+    runs = [fn() for _ in range(n)]
+    return statistics.median(a for a, _ in runs), statistics.median(b for _, b in runs)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", type=int, default=15, help="timed runs per command (default 15)")
+    ap.add_argument("--repo", type=Path, default=HERE.parent, help="the cordon tree to install (default: this one)")
+    ap.add_argument("--venv", type=Path, default=HERE / ".startup-venv",
+                    help="the virtualenv to install it into (default bench/.startup-venv)")
+    ap.add_argument("--profile", action="store_true",
+                    help="also print what each cordon command spends importing, by package")
+    args = ap.parse_args()
+    py = str(prepare(args.venv.resolve(), args.repo.resolve()))
+    cordon = str(Path(py).parent / "cordon")
+    with tempfile.TemporaryDirectory(prefix="cordon-startup-") as tmp:
+        root = Path(tmp)
+        home = root / "home"
+        (home / ".config").mkdir(parents=True)
+        run = root / "run"
+        run.mkdir(mode=0o700)
+        bare, routed = root / "bare", root / "routed"
+        bare.mkdir()
+        routed.mkdir()
+        cfg = routed / "cordon.toml"
+        cfg.write_text(f"listen = {free_port()}\n{ROUTES_TOML}")
+        env = {k: v for k, v in os.environ.items()
+               if not k.endswith(("_API_KEY", "_TOKEN")) and not k.startswith(("CORDON_", "PYTHON"))
+               and k not in ("SSL_CERT_FILE", "VIRTUAL_ENV")}
+        env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), XDG_DATA_HOME=str(home / ".local/share"),
+                   XDG_RUNTIME_DIR=str(run), PYTHON_KEYRING_BACKEND=BACKEND)
+        subprocess.run([py, "-c", "import keyring; keyring.set_password('cordon', 'openai', 'sk-startup-bench-1'); "
+                        "keyring.set_password('cordon', 'anthropic', 'sk-ant-startup-bench-2')"], env=env, check=True)
+        rows: list[tuple[str, float, float | None]] = []
+        wall, cpu = median_of(args.n, lambda: timed([py, "-c", "pass"], env, bare))
+        rows.append(("python -c pass", wall, cpu))
+        wall, cpu = median_of(args.n, lambda: timed([cordon, "--version"], env, bare))
+        rows.append(("cordon --version", wall, cpu))
+        wall, cpu = median_of(args.n, lambda: timed([cordon, "exec", "--", "true"], env, bare))
+        rows.append(("cordon exec -- true, no routes", wall, cpu))
+        wall, cpu = median_of(args.n, lambda: timed([cordon, "exec", "--", "true"], env, routed))
+        rows.append(("cordon exec -- true, two keyring routes", wall, cpu))
+        start_until_ready(cordon, cfg, env, routed)   # warm-up: creates the store's CA
+        starts = [start_until_ready(cordon, cfg, env, routed) for _ in range(args.n)]
+        rows.append(("cordon start: ready line", statistics.median(s[0] for s in starts), None))
+        rows.append(("cordon start: first /health 200", statistics.median(s[1] for s in starts),
+                     statistics.median(s[2] for s in starts)))
+        profiles = []
+        if args.profile:
+            profiles = [("cordon --version", import_profile(py, [cordon, "--version"], env, bare)),
+                        ("cordon exec -- true, no routes",
+                         import_profile(py, [cordon, "exec", "--", "true"], env, bare)),
+                        ("cordon exec -- true, two keyring routes",
+                         import_profile(py, [cordon, "exec", "--", "true"], env, routed))]
+    load = os.getloadavg()
+    print(f"| command | wall ms (median of {args.n}) | cpu ms | target |")
+    print("|---|---|---|---|")
+    for name, w, c in rows:
+        target = TARGETS.get(name)
+        print(f"| `{name}` | {w:.0f} | {'' if c is None else f'{c:.0f}'} | "
+              f"{'' if target is None else f'≤ {target:.0f}'} |")
+    for name, prof in profiles:
+        print_profile(name, prof)
+    print(f"\nPython {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / "
+          f"{load[2]:.1f}; cordon from {args.repo.resolve()} installed non-editable in {args.venv}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
