@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from cordon.core.certs import CA
     from cordon.proxy.auth import ProxyAuth
     from cordon.proxy.secretcache import SecretCache
+    from cordon.store.logins import LoginStore
     from cordon.store.tokens import TokenWatcher
 
 log = logging.getLogger("cordon.start")
@@ -109,7 +110,7 @@ class ProxyRun:
                                  port=scope.config.listen,
                                  issuer=LeafIssuer(self._ca) if self._ca is not None else _NoIssuer(),
                                  resolver=cache, auth=token_auth(watcher),
-                                 secrets_gen_file=scope.secrets_gen_file,
+                                 secrets_gen_file=scope.secrets_gen_file, logins=self._logins(),
                                  config=LiveConfig(scope.config, scope.config_file, scope.name,
                                                    scope.cordon_home))
         stopped_by: int | None = None
@@ -139,6 +140,15 @@ class ProxyRun:
         if bind_error is not None:
             raise _bind_failure(scope, bind_error)
         return 130 if stopped_by == signal.SIGINT else 0
+
+
+    def _logins(self) -> LoginStore | None:
+        """The login store, when a route injects a subscription login."""
+        if not any(r.auth.type == "login" for r in self.scope.config.routes):
+            return None
+        from cordon.app.logins import proxy_login_store
+        from cordon.store.paths import Paths
+        return proxy_login_store(Paths.from_env(self.env), self.env, self._secret_values.append)
 
 
 def check_secrets(scope: Scope, resolver: Resolver, report: Callable[[SecretError], None]) -> list[str]:

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 "`cordon setup codex` / `cordon setup claude-code`")
         return 0
     add = True
-    preset = route_missing(scope, args.integration)
+    preset = route_missing(scope, args.integration, ctx.paths)
     if preset is not None and not args.yes:
         add = ask(ctx, f"Add a route for {preset.host} to {scope.config_path} "
                        f"({preset.description}; the real key comes from the keyring entry "

@@ -39,6 +39,7 @@ from cordon.proxy.conn import Conn, splice
 from cordon.proxy.eventloop import running_loop_name
 from cordon.proxy.forward import Forwarder, Plan, Timeouts
 from cordon.proxy.mitm import route_request, serve_mitm
+from cordon.proxy.oauth import Broker, LoginBackend
 from cordon.proxy.pool import Opener, Pool, Target
 from cordon.proxy.refuse import answered_hosts, serve_refusal
 from cordon.proxy.secretcache import SecretCache
@@ -64,7 +65,8 @@ class ProxySettings:
     wrapped in one watching `secrets_gen_file`. auth: None for
     an open proxy, else the tokens clients must present. upstream_ca_file:
     replaces the system roots upstream (tests, doctor); a route's own ca_file
-    is added on top.
+    is added on top. logins: where the tokens of `type = "login"` routes live
+    (load/save/lock; `cordon.store.logins.LoginStore`).
     """
 
     routes: tuple[Route, ...]
@@ -76,6 +78,7 @@ class ProxySettings:
     upstream_ca_file: str | None = None
     secrets_gen_file: Path | None = None
     timeouts: Timeouts = Timeouts()  # noqa: RUF009 (frozen, shared safely)
+    logins: LoginBackend | None = None   # subscription logins (routes of type "login"): cordon.proxy.oauth
     version: str = __version__
     stats: ProxyStats = field(default_factory=ProxyStats)
     config: ConfigSource | None = None    # `cordon start`: the config file, re-read when it changes
@@ -130,6 +133,7 @@ class Proxy:
         """`opener`: how upstream connections are opened (default: TCP and verified TLS)."""
         self.settings = settings
         self.issuer = settings.issuer
+        self.oauth: Broker | None = None
         self._apply(settings.routes, settings.policy)
         self.timeouts = settings.timeouts
         self.stats = settings.stats
@@ -137,6 +141,9 @@ class Proxy:
         self.forwarder = Forwarder(self.pool, settings.timeouts)
         r = settings.resolver
         self.secrets = r if isinstance(r, SecretCache) else SecretCache(r, settings.secrets_gen_file)
+        if settings.logins is not None:
+            self.oauth = Broker(settings.logins, self.routes, self.pool.contexts)
+            self.secrets.listeners.append(self.oauth.invalidate)
         self._targets: dict[tuple[int, str, int], tuple[Route, Target]] = {}
 
     def _apply(self, routes: tuple[Route, ...], policy: Policy) -> None:
@@ -147,6 +154,8 @@ class Proxy:
         self.exemptions = ssrf.Exemptions.parse(policy.allow_private)
         self.allow_hosts = frozenset(normalize_host(h) for h in policy.allow_hosts)
         self.answered = answered_hosts(policy.unmatched, self.allow_hosts)
+        if self.oauth is not None:
+            self.oauth.set_routes(routes)
 
     def _reload(self) -> None:
         """A changed config (settings.config) takes effect on the next connection."""
@@ -288,6 +297,8 @@ class Proxy:
         if who is None:
             return await self._refuse_auth(client, req, host)
         route = self.table.match(host)
+        if route is None and self.oauth is not None:
+            route = self.oauth.learned_route(host)
         if route is not None:
             await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
             await serve_mitm(self, client, route, host, port, who)

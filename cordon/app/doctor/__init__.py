@@ -24,6 +24,7 @@ from cordon.app.doctor.checks import (
     check_config,
     check_integration,
     check_live_config,
+    check_logins,
     check_op,
     check_port,
     check_sandbox,
@@ -120,6 +121,7 @@ def run_doctor(paths: Paths, env: Mapping[str, str], *, config: str | None, scop
         checks += check_secrets(cfg, env)
         checks += check_upstream_ca_files(cfg)
         checks += check_op(cfg, env)
+    checks += check_logins(paths, env)
     checks.append(check_sandbox(cfg, env, paths))
     if config_path is not None and cfg is not None:
         checks.append(check_tokens(state_dir))

@@ -206,6 +206,21 @@ def check_secrets(config: Config, env: Mapping[str, str]) -> list[Check]:
     return out
 
 
+def check_logins(paths: Paths, env: Mapping[str, str]) -> list[Check]:
+    """Each subscription login cordon holds: readable, and what it is (plan, expiry, last refresh)."""
+    from cordon.app.logins import login_infos
+    out = []
+    for info in login_infos(paths, env, check=True):
+        cid = f"login.{info.name}"
+        if info.problem:
+            out.append(fail(cid, f"login {info.name}: {info.problem}",
+                            f"run `cordon logout {info.name}` (if it fails, log in with the client again) and "
+                            f"`cordon login {info.name}`", **info.as_json()))
+        else:
+            out.append(ok(cid, f"login {info.name}: {info.describe()}", **info.as_json()))
+    return out
+
+
 def check_live_config(state_dir: Path) -> list[Check]:
     """When this scope's `cordon start` runs: which configuration it serves, and whether an edit
     of cordon.toml failed to load (it then keeps the last good one)."""

@@ -36,6 +36,7 @@ from cordon.core.errors import CordonError
 from cordon.core.model import DEFAULT_PLACEHOLDER, Auth, Route, SecretSpec, UpstreamSpec
 from cordon.proxy.auth import ProxyAuth
 from cordon.proxy.server import ProxySettings, serve
+from cordon.proxy.stats import ProxyStats
 from cordon.proxy.tls import LeafIssuer
 from cordon.store import castore
 from cordon.store.secrets import SecretResolver
@@ -218,7 +219,8 @@ class _Harness:
         # the MITM CA is name-constrained to the probe host, as a `cordon exec` session's is
         self.ca = certs.create_ca("cordon doctor probe CA", permitted_hosts=[PROBE_HOST])
         up_ca = certs.create_ca("cordon doctor upstream CA")
-        leaf = certs.issue_leaf(up_ca, PROBE_HOST)
+        # each trial calls a name of its own under PROBE_HOST, so a refused handshake names it
+        leaf = certs.issue_leaf(up_ca, f"*.{PROBE_HOST}")
         self.upstream_ca = workdir / "upstream-ca.pem"
         self.upstream_ca.write_bytes(up_ca.cert_pem)
         self.ca_path = workdir / "ca.pem"
@@ -232,9 +234,14 @@ class _Harness:
         self.upstream_ctx.load_cert_chain(chain, key)
         self.upstream_port = 0
         self.proxy_port = 0
+        self.stats: ProxyStats | None = None
+
+    def refused(self, host: str) -> bool:
+        """The client at `host` refused cordon's certificate: it will not get through this way."""
+        return self.stats is not None and host in self.stats.handshake_failures
 
     def route(self) -> Route:
-        return Route(name="doctor-probe", host=PROBE_HOST,
+        return Route(name="doctor-probe", host=PROBE_HOST, more_hosts=(f"*.{PROBE_HOST}",),
                      auth=Auth(type="header", header_name="Authorization", scheme="Bearer",
                                secret=SecretSpec(source="env", var=SECRET_VAR)),
                      upstream=UpstreamSpec(address=f"127.0.0.1:{self.upstream_port}", ca_file=self.upstream_ca))
@@ -250,6 +257,7 @@ async def _start_proxy(tg: anyio.abc.TaskGroup, h: _Harness) -> int:
     settings = ProxySettings(routes=(h.route(),), port=0, issuer=LeafIssuer(h.ca),
                              resolver=SecretResolver({SECRET_VAR: h.secret}),
                              auth=ProxyAuth.single(h.token, "doctor"))
+    h.stats = settings.stats
     port: int = await tg.start(serve, settings)
     return port
 
@@ -300,7 +308,8 @@ async def _run(argv: Sequence[str], env: Mapping[str, str], cwd: Path, timeout: 
 async def _trial(h: _Harness, rt: Runtime, exe: str, env: Mapping[str, str], label: str,
                  timeout: float = TIMEOUT) -> Trial:
     prefix = f"/probe/{rt.name}/{label}"
-    url = f"https://{PROBE_HOST}:{h.upstream_port}{prefix}"
+    host = f"{rt.name}-{label}".lower().replace("_", "-") + "." + PROBE_HOST
+    url = f"https://{host}:{h.upstream_port}{prefix}"
     home = h.workdir / "home" / rt.name / label
     home.mkdir(parents=True, exist_ok=True)
     env = dict(env)
@@ -309,14 +318,16 @@ async def _trial(h: _Harness, rt: Runtime, exe: str, env: Mapping[str, str], lab
     if rt.extra_env is not None:
         env.update(rt.extra_env(url, str(home)))
     t0 = anyio.current_time()
+    # done once the request arrived, or once the client refused cordon's certificate (clients
+    # that retry would otherwise run until the timeout)
     rc, stderr = await _run(rt.argv(exe, url, str(home)), env, home, timeout,
-                            lambda: h.log.injected_under(prefix))
+                            lambda: h.log.injected_under(prefix) or h.refused(host))
     took = anyio.current_time() - t0
     if h.log.injected_under(prefix):
         return Trial(True, None, took)
     if rc == EXIT_NOT_IMPORTABLE and rt.name.startswith("python-"):
         return Trial(False, "not importable", took)
-    err = _reason(stderr) or f"exit status {rc}"
+    err = _reason(stderr) or ("it refused cordon's certificate" if h.refused(host) else f"exit status {rc}")
     if h.log.seen_under(prefix):
         err = "the request arrived without the injected credential"
     return Trial(False, err, took)
