@@ -10,24 +10,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from tests import configs
 from tests.conftest import write
 from tests.mock_openai import PLACEHOLDER
 
 REAL = "sk-codexhome-REAL-value-0042"
-ROUTE = """\
-[[routes]]
-name = "openai"
-[routes.match]
-host = "api.openai.com"
-[routes.auth]
-type = "header"
-header_name = "Authorization"
-scheme = "Bearer"
-placeholder_env = ["OPENAI_API_KEY", "CODEX_API_KEY"]
-[routes.auth.secret]
-source = "env"
-var = "CODEXHOME_REAL_KEY"
-"""
+ROUTE = configs.render(configs.openai(env="CODEXHOME_REAL_KEY", placeholder_env=configs.CODEX_VARS))
 # what Codex leaves in its home while it runs
 STATE = ('mkdir -p "$CODEX_HOME/sessions/2026" "$CODEX_HOME/packages/x" "$CODEX_HOME/log"; '
          'echo s > "$CODEX_HOME/sessions/2026/a.jsonl"; echo l > "$CODEX_HOME/logs_1.sqlite"; '

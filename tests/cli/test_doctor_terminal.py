@@ -12,6 +12,7 @@ from typing import Any
 import pexpect
 import pytest
 
+from tests import configs
 from tests.conftest import subprocess_env, write
 
 ESC = "\x1b["
@@ -54,9 +55,8 @@ def test_checks_appear_while_a_probe_is_still_running(project: Path, tmp_path: P
 
 
 def test_colour_on_a_terminal_and_failures_stand_out(project: Path) -> None:
-    write(project / "cordon.toml", "listen = 0\n[[routes]]\nname = \"x\"\n[routes.match]\nhost = \"api.x.example\"\n"
-                                   "[routes.auth]\ntype = \"header\"\nheader_name = \"x-key\"\n"
-                                   "[routes.auth.secret]\nsource = \"env\"\nvar = \"DOCTOR_TTY_UNSET\"\n")
+    configs.write(project / "cordon.toml", configs.anthropic(name="x", host="api.x.example", header_name="x-key",
+                                                          env="DOCTOR_TTY_UNSET"), listen=0)
     c = spawn(project, "doctor", "--no-probes")
     c.expect(r"cordon doctor: ")
     c.expect_exact(f"{ESC}1;31mfail{ESC}0m")                 # the failed secret, in red
