@@ -43,6 +43,9 @@ class EchoScrub:
             if needle and any(_overlaps(n, repl) for n in needles):
                 # this replacement next to the text around it could spell a needle again
                 repl = _filler(needles) * len(repl)
+            if needle and not repl:
+                # cutting the needle out would join the text on either side, which may spell it
+                repl = _filler(needles)
             if needle:
                 safe.append((needle, repl))
         safe.sort(key=lambda p: -len(p[0]))

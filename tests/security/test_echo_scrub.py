@@ -122,6 +122,7 @@ def split(body: bytes, cuts: list[int]) -> list[bytes]:
 @given(cases())
 @example((b"cordon-SECRET-0123456789", P, b"cordon-SECRET-0123456789dummy-replaced-by-cordon-SECRET-0123456789",
           [24 + 18 + 6]))
+@example((b"cordon\x00\x00", b"", b"dummy-replaced-by-cordoncordon\x00\x00\x00\x00", []))   # an empty placeholder
 def test_any_split_of_any_body_leaves_no_copy(case: tuple[bytes, bytes, bytes, list[int]]) -> None:
     secret, placeholder, body, cuts = case
     scrub = EchoScrub.of([(secret, placeholder)])
