@@ -7,6 +7,7 @@ approve exactly what they write."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import textwrap
 from pathlib import Path
@@ -167,3 +168,14 @@ def test_the_users_own_config_needs_no_approval(home: Path, tmp_path: Path, cord
     assert r.returncode == 0, r.stderr
     r = cordon_proc("allow", "--scope", "user", cwd=elsewhere)
     assert r.returncode == 0 and "needs no approval" in r.stdout
+
+
+def test_doctor_names_what_is_not_approved(project: Path, cordon_proc) -> None:  # type: ignore[no-untyped-def]
+    (project / "cordon.toml").write_text(OPENAI)
+    r = cordon_proc("doctor", "--no-probes", "--json", cwd=project, env={"CORDON_TEST_REAL_KEY": SECRET})
+    check = {c["id"]: c for c in json.loads(r.stdout)["checks"]}["config.approved"]
+    assert check["status"] == "fail" and "new route 'openai'" in check["message"]
+    assert check["fix"] == "review it, then run `cordon allow`"
+    assert cordon_proc("allow", cwd=project).returncode == 0
+    r = cordon_proc("doctor", "--no-probes", "--json", cwd=project, env={"CORDON_TEST_REAL_KEY": SECRET})
+    assert {c["id"]: c for c in json.loads(r.stdout)["checks"]}["config.approved"]["status"] == "ok"
