@@ -42,12 +42,16 @@ class RouteSpec:
     placeholder: str | None = None
     paths: Sequence[str] = ()
     upstream: Any = None     # an object with .address and .ca_file, or a mapping
+    hosts: Sequence[str] = ()          # further hosts or *.suffix patterns
+    query_param: str | None = None
 
     def with_(self, **changes: Any) -> RouteSpec:
         return replace(self, **changes)
 
     def table(self) -> dict[str, Any]:
         match: dict[str, Any] = {"host": self.host}
+        if self.hosts:
+            match["hosts"] = list(self.hosts)
         if self.paths:
             match["paths"] = list(self.paths)
         auth: dict[str, Any] = {"type": "header", "header_name": self.header_name}
@@ -57,6 +61,8 @@ class RouteSpec:
             auth["placeholder_env"] = list(self.placeholder_env)
         if self.placeholder is not None:
             auth["placeholder"] = self.placeholder
+        if self.query_param is not None:
+            auth["query_param"] = self.query_param
         auth["secret"] = dict(self.secret)
         t: dict[str, Any] = {"name": self.name, "match": match, "auth": auth}
         if self.upstream is not None:
@@ -95,6 +101,18 @@ def anthropic(*, env: str | None = None, keyring: str | None = None, secret: Map
     kw.setdefault("header_name", "x-api-key")
     kw.setdefault("scheme", None)
     return RouteSpec(secret=secret_table(env, keyring, secret), **kw)
+
+
+def preset(name: str, *, env: str | None = None, keyring: str | None = None,
+           secret: Mapping[str, Any] | None = None, **kw: Any) -> RouteSpec:
+    """The built-in preset `name` (cordon.core.routes.PRESETS) as a route table, as
+    `cordon route add --preset` writes it."""
+    from cordon.core.routes import PRESETS
+    p = PRESETS[name]
+    fields: dict[str, Any] = {"name": p.name, "host": p.host, "hosts": p.more_hosts, "header_name": p.header_name,
+                              "scheme": p.scheme, "placeholder_env": p.placeholder_env, "query_param": p.query_param}
+    fields.update(kw)
+    return RouteSpec(secret=secret_table(env, keyring, secret), **fields)
 
 
 def render(*routes: RouteSpec, listen: int | None = None, policy: Mapping[str, Any] | None = None,

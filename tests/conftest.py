@@ -316,7 +316,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixtur
                 "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy", "SSL_CERT_FILE", "CODEX_HOME",
                 "OPENAI_API_KEY", "CODEX_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY",
                 "GOOGLE_API_KEY", "GITHUB_TOKEN", "GH_TOKEN", "OPENROUTER_API_KEY",
-                "MISTRAL_API_KEY", "GROQ_API_KEY"):
+                "MISTRAL_API_KEY", "GROQ_API_KEY", "GOOGLE_GENERATIVE_AI_API_KEY",
+                "OPENCODE_AUTH_CONTENT", "COPILOT_GITHUB_TOKEN"):
         monkeypatch.delenv(var, raising=False)
     try:
         yield h

@@ -29,7 +29,7 @@ SOURCES = ("keyring", "1password", "env", "file", "command")
 # flag dest -> the sources it belongs to (None: any)
 ROUTE_FLAGS: dict[str, tuple[str, ...] | None] = {
     "preset": None, "host": None, "new_name": None, "auth_type": None, "header_name": None, "scheme": None,
-    "username": None, "source": None, "paths": None, "placeholder_env": None, "placeholder": None,
+    "username": None, "query_param": None, "source": None, "paths": None, "placeholder_env": None, "placeholder": None,
     "upstream_address": None, "upstream_ca_file": None, "upstream_scheme": None,
     "account": ("keyring",), "service": ("keyring",),
     "vault": ("1password",), "item": ("1password",), "field": ("1password",), "op_account": ("1password",),
@@ -101,7 +101,10 @@ def _route_flags(p: argparse.ArgumentParser, *, creating: bool) -> None:
                    help="variables that hold the placeholder in children (repeat or comma-separate)")
     g.add_argument("--placeholder", help="the placeholder value (default dummy-replaced-by-cordon)")
     a = p.add_argument_group("auth")
-    a.add_argument("--auth-type", choices=("header", "basic"), help="header (default) or basic")
+    a.add_argument("--auth-type", choices=("header", "basic", "query"),
+                   help="header (default), basic, or query (the key goes into --query-param)")
+    a.add_argument("--query-param", help="query parameter that carries the key (type query; with header: "
+                                         "used instead of the header when the request has it)")
     a.add_argument("--header-name", help="header that carries the credential (default Authorization)")
     a.add_argument("--scheme", help="e.g. Bearer (default for Authorization); '' for none")
     a.add_argument("--username", help="user name for basic auth")
@@ -192,9 +195,19 @@ def build_route(args: argparse.Namespace, base: Route | None, cwd: Path) -> Rout
     auth_kw: dict[str, Any] = {}
     if placeholder:
         auth_kw["placeholder"] = placeholder
-    route = Route(name=name, host=host, paths=paths,
-                  auth=Auth(type="basic" if atype == "basic" else "header", secret=secret, header_name=header,
-                            scheme=scheme, username=username, placeholder_env=placeholder_env, **auth_kw),
+    # a preset's further hosts and query parameter come with it (unless --host names another host)
+    source = preset if preset is not None and not args.host else base if base is not None and not args.host else None
+    more_hosts = source.more_hosts if source is not None else ()
+    query_param = args.query_param or (preset.query_param if preset is not None
+                                       else old.query_param if old else None)
+    if atype == "query" and not query_param:
+        raise UsageError("query auth needs a parameter name", "pass --query-param key")
+    if atype == "basic":
+        query_param = None
+    route = Route(name=name, host=host, paths=paths, more_hosts=more_hosts,
+                  auth=Auth(type="basic" if atype == "basic" else "query" if atype == "query" else "header",
+                            secret=secret, header_name=header, scheme=scheme, username=username,
+                            placeholder_env=placeholder_env, query_param=query_param, **auth_kw),
                   upstream=UpstreamSpec(address=address, ca_file=ca_file,
                                         scheme="http" if uscheme == "http" else "https"))
     # the same validation as a file (reserved headers, CR/LF, host syntax, ...), without a file:line
@@ -319,7 +332,10 @@ def describe_auth(route: Route) -> str:
     a = route.auth
     if a.type == "basic":
         return f"basic ({a.username})"
-    return f"{a.header_name}: {a.scheme}" if a.scheme else a.header_name
+    if a.type == "query":
+        return f"?{a.query_param}="
+    header = f"{a.header_name}: {a.scheme}" if a.scheme else a.header_name
+    return f"{header} (or ?{a.query_param}=)" if a.query_param else header
 
 
 def run_list(args: argparse.Namespace, ctx: Context) -> int:
@@ -332,7 +348,7 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
         ctx.err(f"no routes in {where}; add one with `cordon route add`")
         return 0
     rows = [("NAME", "HOST", "AUTH", "SECRET")] + [
-        (r.name, r.host + (" " + ",".join(r.paths) if r.paths else ""), describe_auth(r),
+        (r.name, ",".join(r.hosts) + (" " + ",".join(r.paths) if r.paths else ""), describe_auth(r),
          r.auth.secret.describe()) for r in routes]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
@@ -358,7 +374,7 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
     u = r.upstream
     lines = [
         ("name", r.name),
-        ("host", r.host),
+        ("host", ", ".join(r.hosts)),
         ("paths", ", ".join(r.paths) if r.paths else "(all)"),
         ("auth", describe_auth(r) + " <secret>" if r.auth.type == "header" else describe_auth(r)),
         ("placeholder_env", ", ".join(r.auth.placeholder_env) or "(none)"),

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,27 +21,20 @@ from cordon.store.scope import Scope, resolve_scope
 from cordon.store.tokens import DEFAULT_TOKEN, TokenStore, new_token, validate_name
 
 
-@dataclass(frozen=True)
-class TokenScope:
-    """Which tokens.toml a command works on, and the scope it belongs to."""
-
-    scope: Scope
-    store: TokenStore
-
-
-def token_scope(args: argparse.Namespace, ctx: Context) -> TokenScope:
+def token_store(args: argparse.Namespace, ctx: Context) -> tuple[Scope, TokenStore]:
+    """The scope --config/--scope name, and its tokens.toml."""
     scope = resolve_scope(ctx.paths, getattr(args, "config", None), getattr(args, "scope", None))
-    return TokenScope(scope, TokenStore.for_state_dir(scope.state_dir))
+    return scope, TokenStore.for_state_dir(scope.state_dir)
 
 
-def update_client_integrations(ctx: Context, ts: TokenScope, client: str, token: str) -> list[Path]:
+def update_client_integrations(ctx: Context, scope: Scope, client: str, token: str) -> list[Path]:
     """Rewrite `client`'s files with its new token (before tokens.toml changes).
 
     Returns the files rewritten ([] for a client no integration of this scope
     manages); an exception aborts the rotation before the old token stops working.
     """
     from cordon.app.integrations import on_token_rotated
-    return on_token_rotated(client, token, scope=ts.scope, env=ctx.env, paths=ctx.paths)
+    return on_token_rotated(client, token, scope=scope, env=ctx.env, paths=ctx.paths)
 
 
 def register(sub: Any, name: str) -> None:
@@ -70,14 +62,14 @@ def register(sub: Any, name: str) -> None:
 
 
 def run_list(args: argparse.Namespace, ctx: Context) -> int:
-    ts = token_scope(args, ctx)
-    infos = ts.store.list()
+    _, store = token_store(args, ctx)
+    infos = store.list()
     if getattr(args, "json", False):
-        ctx.out(json.dumps({"file": str(ts.store.path), "tokens": [
+        ctx.out(json.dumps({"file": str(store.path), "tokens": [
             {"name": i.name, "created": i.created.isoformat() if i.created else None} for i in infos]}))
         return 0
     if not infos:
-        ctx.err(f"no tokens yet in {ts.store.path}")
+        ctx.err(f"no tokens yet in {store.path}")
         ctx.err("hint: `cordon start` creates the default token; `cordon env --client NAME` a client's")
         return 0
     width = max(len(i.name) for i in infos)
@@ -88,34 +80,34 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def _rotate_one(ctx: Context, ts: TokenScope, name: str) -> None:
+def _rotate_one(ctx: Context, scope: Scope, store: TokenStore, name: str) -> None:
     token = new_token()
-    changed: Sequence[Path] = update_client_integrations(ctx, ts, name, token) if name != DEFAULT_TOKEN else []
-    ts.store.rotate(name, token)
+    changed: Sequence[Path] = update_client_integrations(ctx, scope, name, token) if name != DEFAULT_TOKEN else []
+    store.rotate(name, token)
     ctx.err(f"rotated token '{name}'")
     for path in changed:
         ctx.err(f"  updated {path}")
 
 
 def run_rotate(args: argparse.Namespace, ctx: Context) -> int:
-    ts = token_scope(args, ctx)
+    scope, store = token_store(args, ctx)
     if args.all and args.name:
         raise UsageError("give a token name or --all, not both", "run `cordon token rotate --all`")
     if args.all:
-        names = sorted({i.name for i in ts.store.list()} | {DEFAULT_TOKEN}, key=lambda n: (n != DEFAULT_TOKEN, n))
+        names = sorted({i.name for i in store.list()} | {DEFAULT_TOKEN}, key=lambda n: (n != DEFAULT_TOKEN, n))
     else:
         names = [validate_name(args.name or DEFAULT_TOKEN)]
-        if names[0] != DEFAULT_TOKEN and ts.store.get(names[0]) is None:
-            ts.store.rotate(names[0])  # raises the "no token named" error with the known names
+        if names[0] != DEFAULT_TOKEN and store.get(names[0]) is None:
+            store.rotate(names[0])  # raises the "no token named" error with the known names
     for name in names:
-        _rotate_one(ctx, ts, name)
+        _rotate_one(ctx, scope, store, name)
     ctx.err("hint: a running `cordon start` accepts the new value at once and refuses the old one; "
             "re-run `eval \"$(cordon env)\"` or restart clients that hold the old one")
     return 0
 
 
 def run_revoke(args: argparse.Namespace, ctx: Context) -> int:
-    ts = token_scope(args, ctx)
-    ts.store.revoke(validate_name(args.name))
+    _, store = token_store(args, ctx)
+    store.revoke(validate_name(args.name))
     ctx.err(f"revoked token '{args.name}'")
     return 0

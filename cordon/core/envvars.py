@@ -70,6 +70,10 @@ def _bypasses(entry: str, host: str) -> bool:
     if not e:
         return False
     h = host.lower().rstrip(".")
+    if h.startswith("*."):
+        # a `*.suffix` route host: any entry naming the suffix or a name under it
+        suffix = h[2:]
+        return e == suffix or e.endswith("." + suffix) or suffix.endswith("." + e)
     if h == e or h.endswith("." + e):
         return True
     try:  # CIDR entries (Go, undici, Python) covering an IP route host
@@ -109,7 +113,7 @@ def contract_vars(base_env: Mapping[str, str] | None = None, *, port: int, token
     base = base_env or {}
     url = proxy_url(port, token)
     inherited = ",".join(v for v in (base.get("NO_PROXY"), base.get("no_proxy")) if v)
-    no_proxy = merge_no_proxy(inherited, [r.host for r in routes])
+    no_proxy = merge_no_proxy(inherited, [h for r in routes for h in r.hosts])
     out: dict[str, str] = {}
     for v in PROXY_VARS:
         out[v] = url

@@ -5,6 +5,11 @@ bodies incrementally and serialises heads. Bytes in, values out: no sockets,
 no policy (injection lives in `inject`). Every malformed input raises
 `ProtocolError` with the status the proxy should answer (400, 431, 501, 502).
 Parsing works on whole heads (one `split`), never byte by byte.
+
+Hand-written rather than h11, which is an endpoint's state machine (an event
+object per message and per body chunk, one connection's life): a proxy only
+needs heads and body boundaries, keeps header order and bytes, and relays
+bodies as they arrive.
 """
 
 from __future__ import annotations

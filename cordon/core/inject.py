@@ -2,15 +2,20 @@
 
 Given a request's headers and a route, remove every client copy of the
 route's credential header plus `Authorization` and `Proxy-Authorization`, and
-add the real credential when the path is in scope; `echo_scrub` names every
-form of it to scrub from responses (`scrub`). No I/O, no logging:
-the only place a secret's value is turned into bytes is `credential_header`.
+add the real credential when the path is in scope. A route with a
+`query_param` also loses every client copy of that query parameter, and the
+credential goes there (type "query", or a header route whose request carried
+the parameter: litellm sends Gemini keys as `?key=`). `echo_scrub` names every
+form of it to scrub from responses (`scrub`). No I/O, no logging: the only
+places a secret's value is turned into bytes are `credential_header` and
+`rewrite_query`.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
+from urllib.parse import quote, unquote_to_bytes
 
 from cordon.core.model import Route, Secret
 from cordon.core.routes import injects_on
@@ -63,6 +68,48 @@ def rewrite_headers(headers: Sequence[tuple[bytes, bytes]], route: Route, path: 
     return out, True
 
 
+def rewrite_query(path: bytes, route: Route, secret: Secret | None) -> tuple[bytes, bool]:
+    """Drop every client copy of the route's query parameter; add `secret` there when due.
+
+    Returns the new request target and whether the credential went into it. The
+    parameter's name is compared after percent-decoding (`%6Bey=` is `key=`), so no
+    spelling of it slips the placeholder (or a key of the client's own) through.
+    """
+    param = route.auth.query_param
+    if param is None:
+        return path, False
+    base, sep, query = path.partition(b"?")
+    if not sep:
+        had = False
+        kept: list[bytes] = []
+    else:
+        want = param.encode("ascii")
+        pieces = query.split(b"&")
+        kept = [q for q in pieces if unquote_to_bytes(q.split(b"=", 1)[0].replace(b"+", b" ")) != want]
+        had = len(kept) != len(pieces)
+    due = secret is not None and injects_on(route, base.decode("latin-1")) and (route.auth.type == "query" or had)
+    if due:
+        assert secret is not None
+        value = secret.reveal()
+        if any(c in value for c in "\r\n\0"):
+            raise InjectionError(f"route '{route.name}': the secret contains a line break or NUL")
+        kept = [q for q in kept if q] + [param.encode("ascii") + b"=" + quote(value, safe="").encode("ascii")]
+    elif not had:
+        return path, False
+    kept = [q for q in kept if q]
+    return base + (b"?" + b"&".join(kept) if kept else b""), due
+
+
+def rewrite_request(headers: Sequence[tuple[bytes, bytes]], route: Route, path: bytes,
+                    secret: Secret | None) -> tuple[Headers, bytes, bool]:
+    """`rewrite_headers` and `rewrite_query` together: the credential goes into the query or
+    into the header, never both. Returns (headers, target, injected)."""
+    new_path, in_query = rewrite_query(path, route, secret)
+    header_secret = None if in_query or route.auth.type == "query" else secret
+    out, in_header = rewrite_headers(headers, route, path, header_secret)
+    return out, new_path, in_query or in_header
+
+
 def wants_secret(route: Route, path: bytes) -> bool:
     return injects_on(route, path.decode("latin-1"))
 
@@ -79,6 +126,9 @@ def echo_scrub(route: Route, secret: Secret) -> EchoScrub | None:
     pairs: list[tuple[bytes, bytes]] = []
     if len(value) >= SCRUB_MIN:
         pairs.append((value.encode(), placeholder.encode()))
+    if route.auth.query_param and quote(value, safe="") != value and len(value) >= SCRUB_MIN:
+        # the form `rewrite_query` sent (an upstream echoing its request URL shows that one)
+        pairs.append((quote(value, safe="").encode(), quote(placeholder, safe="").encode()))
     if route.auth.type == "basic":
         user = route.auth.username or ""
         pairs.append((base64.b64encode(f"{user}:{value}".encode()),

@@ -17,7 +17,7 @@ DEFAULT_LISTEN = 6790
 DEFAULT_KEYRING_SERVICE = "cordon"
 
 SecretSource = Literal["keyring", "1password", "env", "file", "command"]
-AuthType = Literal["header", "basic"]
+AuthType = Literal["header", "basic", "query"]
 
 
 class Secret:
@@ -93,6 +93,9 @@ class Auth:
     username: str | None = None          # basic
     placeholder_env: tuple[str, ...] = ()
     placeholder: str = DEFAULT_PLACEHOLDER
+    # (ext) the credential's query parameter: with type "query" it always goes there; with
+    # "header" it goes there instead of the header when the request carries that parameter
+    query_param: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,12 @@ class Route:
     auth: Auth
     paths: tuple[str, ...] = ()          # empty: inject on every path
     upstream: UpstreamSpec = field(default_factory=UpstreamSpec)
+    more_hosts: tuple[str, ...] = ()     # (ext) further names or `*.suffix` patterns
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """Every host name or `*.suffix` pattern the route covers, `host` first."""
+        return (self.host, *self.more_hosts) if self.more_hosts else (self.host,)
 
 
 @dataclass(frozen=True)

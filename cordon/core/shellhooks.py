@@ -24,7 +24,7 @@ _SAFE = re.compile(r"[A-Za-z0-9_+=:,./-]+")
 
 SHELLS = ("bash", "zsh", "fish")
 RENDER_TARGETS = (*SHELLS, "direnv")
-DEFAULT_AGENTS = ("codex", "claude", "gemini", "opencode", "aider")
+DEFAULT_AGENTS = ("codex", "claude", "gemini", "opencode", "aider", "copilot")
 
 STATE_VAR = "CORDON_HOOK"        # exported: which project is active (names only, never values)
 RESTORE_VAR = "_cordon_restore"  # private shell variable: how to put the old values back

@@ -2,6 +2,8 @@
 
 Heads are located with one `find` per received block (never byte by byte);
 bytes read past a head stay in the buffer for the body or the next message.
+Hand-written rather than anyio's `BufferedByteReceiveStream` with a cancel
+scope per read: a head's time limits are one read deadline on the `Stream`.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import anyio
 
 from cordon.core.errors import ProtocolError, SecretError
 from cordon.core.http1 import RequestHead, request_framing, strip_hop_by_hop
-from cordon.core.inject import InjectionError, echo_scrub, rewrite_headers, wants_secret
+from cordon.core.inject import InjectionError, echo_scrub, rewrite_request, wants_secret
 from cordon.core.model import Route, Secret
 from cordon.core.routes import normalize_host, server_name_host, split_host_port
 from cordon.proxy.conn import Conn
@@ -49,7 +49,7 @@ class ProxyCore(Protocol):
     def forwarder(self) -> Forwarder: ...
 
     async def read_request(self, conn: Conn, *, count_refused: bool = False) -> RequestHead | None: ...
-    def route_target(self, route: Route, port: int) -> Target: ...
+    def route_target(self, route: Route, port: int, host: str | None = None) -> Target: ...
     async def send_error(self, conn: Conn, status: int, message: str, *, close: bool,
                          extra: list[tuple[bytes, bytes]] | None = None) -> None: ...
     def log_exchange(self, route: str | None, host: str, req: RequestHead, status: int, nbytes: int,
@@ -58,15 +58,16 @@ class ProxyCore(Protocol):
 
 async def serve_mitm(px: ProxyCore, client: Conn, route: Route, host: str, port: int, who: str = "-") -> None:
     """Run the intercepted connection until either side is done."""
-    # cached per host; the first call signs a leaf (about a millisecond with EC keys)
-    ctx = px.issuer.server_context(route.host)
+    # cached per host; the first call signs a leaf (about a millisecond with EC keys). The
+    # leaf names the CONNECT host: a route may cover several names or a `*.suffix` pattern
+    ctx = px.issuer.server_context(normalize_host(host))
     try:
         with anyio.fail_after(px.timeouts.handshake):
             tls = await TLSConn.wrap(client.stream, ctx, server_side=True, prefix=bytes(client.buf))
     except (TimeoutError, ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream, OSError) as e:
         reason = e.reason if isinstance(e, ssl.SSLError) and e.reason else type(e).__name__
         log.info("TLS handshake with the client for %s failed: %s (does the client trust cordon's CA?)",
-                 route.host, reason)
+                 normalize_host(host), reason)
         return
     client.buf.clear()
     sni = sni_of(tls.ssl_object)
@@ -134,7 +135,7 @@ async def route_request(px: ProxyCore, client: Conn, req: RequestHead, route: Ro
         if absolute:
             headers = [(k, v) for k, v in strip_hop_by_hop(req.headers) if k.lower() != b"host"]
             # the route's own spelling (no trailing dot or client casing reaches the upstream)
-            name = route.host.encode("idna")
+            name = normalize_host(host).encode("idna")
             headers.insert(0, (b"Host", name if port in (80, 443) else b"%s:%d" % (name, port)))
         else:
             check_host(req, host, port, sni)
@@ -143,12 +144,12 @@ async def route_request(px: ProxyCore, client: Conn, req: RequestHead, route: Ro
         inject = wants_secret(route, path)
         secret = await _secret(px, route, required=inject)
         try:
-            headers, _ = rewrite_headers(headers, route, path, secret if inject else None)
+            headers, path, _ = rewrite_request(headers, route, path, secret if inject else None)
         except InjectionError as e:
             raise ProtocolError(str(e), 502)
         # every response from a route host is scrubbed, injected or not: the upstream may echo the key anyway
         scrub = echo_scrub(route, secret) if secret is not None else None
-        plan = Plan(target=px.route_target(route, port), method=req.method, path=path, headers=headers,
+        plan = Plan(target=px.route_target(route, port, host), method=req.method, path=path, headers=headers,
                     scrub=scrub, upgrade=upgrade)
         result = await px.forwarder.exchange(client, req, plan)
     except ClientGone as e:

@@ -164,6 +164,11 @@ class SecretCache:
         s = self._check(route)
         if s is not None:
             return s
+        return self._read(route)
+
+    def _read(self, route: Route) -> Secret:
+        """Read the source unless another thread just did (blocking; no generation check here,
+        so a worker thread never invalidates behind the event loop's back)."""
         with self._guard:
             read_lock = self._reads.setdefault(route.name, threading.Lock())
         with read_lock:
@@ -195,4 +200,4 @@ class SecretCache:
             spec = route.auth.secret
             if spec.source == "file" and spec.path is not None and self._watching_files:
                 self._watch_file(spec.path)   # on the loop, before the read: a later change is not missed
-            return await anyio.to_thread.run_sync(self.resolve, route)
+            return await anyio.to_thread.run_sync(self._read, route)

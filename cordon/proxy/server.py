@@ -125,27 +125,30 @@ class Proxy:
         self.secrets = r if isinstance(r, SecretCache) else SecretCache(r, settings.secrets_gen_file)
         self.exemptions = ssrf.Exemptions.parse(settings.policy.allow_private)
         self.allow_hosts = frozenset(normalize_host(h) for h in settings.policy.allow_hosts)
-        self._targets: dict[tuple[int, int], tuple[Route, Target]] = {}
+        self._targets: dict[tuple[int, str, int], tuple[Route, Target]] = {}
 
     # -- helpers used by mitm --------------------------------------------------------
-    def route_target(self, route: Route, port: int) -> Target:
-        # per request: cached per (route object, port); the route is kept so its id is never reused
-        hit = self._targets.get((id(route), port))
+    def route_target(self, route: Route, port: int, host: str | None = None) -> Target:
+        """Where a request for `host` (a name the route covers; its own host by default) goes."""
+        name = route.host if host is None else normalize_host(host)
+        # per request: cached per (route object, host, port); the route is kept so its id is never reused
+        key = (id(route), name, port)
+        hit = self._targets.get(key)
         if hit is not None and hit[0] is route:
             return hit[1]
-        t = self._route_target(route, port)
+        t = self._route_target(route, name, port)
         if len(self._targets) < 1024:
-            self._targets[(id(route), port)] = (route, t)
+            self._targets[key] = (route, t)
         return t
 
-    def _route_target(self, route: Route, port: int) -> Target:
+    def _route_target(self, route: Route, host: str, port: int) -> Target:
         up = route.upstream
         tls = up.scheme != "http"
         if up.address:
             ch, cp = split_host_port(up.address, 443 if tls else 80)
         else:
-            ch, cp = route.host, port
-        return Target(host=route.host, port=port, connect_host=ch, connect_port=cp, tls=tls,
+            ch, cp = host, port
+        return Target(host=host, port=port, connect_host=ch, connect_port=cp, tls=tls,
                       ca_file=up.ca_file)
 
     async def send_error(self, conn: Conn, status: int, message: str, *, close: bool,

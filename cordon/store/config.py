@@ -41,6 +41,7 @@ _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
 _HOST_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
+_QUERY_PARAM_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 TOP_KEYS = {"listen", "tls", "routes", "policy", "secrets", "listeners", "exec"}
 UNSUPPORTED_KEYS = {"listeners"}   # known (Cordon's), always refused with their own error: never suggested
@@ -48,8 +49,9 @@ EXEC_KEYS = {"sandbox", "egress", "egress_ports"}
 TLS_KEYS = {"enabled", "ca_cert_path", "ca_key_path"}
 POLICY_KEYS = {"unmatched", "allow_hosts", "allow_private"}
 ROUTE_KEYS = {"name", "match", "auth", "upstream"}
-MATCH_KEYS = {"host", "paths"}
-AUTH_KEYS = {"type", "header_name", "scheme", "username", "placeholder_env", "placeholder", "secret"}
+MATCH_KEYS = {"host", "hosts", "paths"}
+AUTH_KEYS = {"type", "header_name", "scheme", "username", "placeholder_env", "placeholder", "secret",
+             "query_param"}
 UPSTREAM_KEYS = {"address", "ca_file", "scheme"}
 SECRET_KEYS: dict[str, set[str]] = {
     "keyring": {"source", "account", "service", "decode"},
@@ -251,11 +253,7 @@ def _parse_route(ctx: _Ctx, t: Mapping[str, Any], i: int) -> Route:
         raise ctx.error(path, f"route #{i + 1} has no [routes.match] table",
                         'add [routes.match] with host = "api.example.com"')
     _check_keys(ctx, match, MATCH_KEYS, (*path, "match"))
-    raw_host = _str(ctx, match, "host", (*path, "match"), required=True) or ""
-    host = normalize_host(raw_host)
-    if not _HOST_RE.match(host) and not _is_ip(host):
-        raise ctx.error((*path, "match", "host"), f"'{raw_host}' is not a host name",
-                        "give an exact host such as api.openai.com (no scheme, port, path or wildcard)")
+    host, more_hosts = _parse_hosts(ctx, match, (*path, "match"))
     name = _str(ctx, t, "name", path) or host
     if not _NAME_RE.match(name):
         raise ctx.error((*path, "name"), f"route name '{name}' is not valid",
@@ -279,10 +277,25 @@ def _parse_route(ctx: _Ctx, t: Mapping[str, Any], i: int) -> Route:
         atype, header_name, scheme = "header", header_name or "Authorization", scheme or "Bearer"
     elif atype == "api_key":
         atype = "header"
-    if atype not in ("header", "basic"):
+    if atype not in ("header", "basic", "query"):
         raise ctx.error((*apath, "type"), f"route '{name}': unknown auth type '{atype}'",
-                        'use type = "header" or type = "basic"')
+                        'use type = "header", "basic" or "query"')
     username = _str(ctx, auth_t, "username", apath)
+    query_param = _str(ctx, auth_t, "query_param", apath)
+    if query_param is not None and not _QUERY_PARAM_RE.match(query_param):
+        raise ctx.error((*apath, "query_param"), f"route '{name}': '{query_param}' is not a query parameter name",
+                        'write e.g. query_param = "key" (letters, digits, "-", "_" and ".")')
+    if atype == "query":
+        if query_param is None:
+            raise ctx.error(apath, f"route '{name}': query auth needs query_param",
+                            'add query_param = "key" (the parameter the provider reads the key from)')
+        if username is not None or scheme is not None:
+            raise ctx.error(apath, f"route '{name}': query auth has no username or scheme",
+                            "remove username and scheme (the key goes into the query as it is)")
+        header_name = header_name or "Authorization"
+    elif atype == "basic" and query_param is not None:
+        raise ctx.error((*apath, "query_param"), f"route '{name}': query_param does not apply to basic auth",
+                        'remove query_param, or use type = "header" or "query"')
     if atype == "header":
         if not header_name:
             raise ctx.error(apath, f"route '{name}': header auth needs header_name",
@@ -303,7 +316,7 @@ def _parse_route(ctx: _Ctx, t: Mapping[str, Any], i: int) -> Route:
         if username is not None:
             raise ctx.error((*apath, "username"), f"route '{name}': username is only used with type = \"basic\"",
                             'remove username, or set type = "basic"')
-    else:
+    elif atype == "basic":
         if header_name is not None and header_name.lower() != "authorization":
             raise ctx.error((*apath, "header_name"),
                             f"route '{name}': basic auth always uses the Authorization header",
@@ -347,10 +360,35 @@ def _parse_route(ctx: _Ctx, t: Mapping[str, Any], i: int) -> Route:
                             'use scheme = "https" (default) or "http"')
         upstream = UpstreamSpec(address=address, ca_file=_resolve_path(ctx.base, ca) if ca else None,
                             scheme="http" if uscheme == "http" else "https")
-    auth = Auth(type="basic" if atype == "basic" else "header", secret=secret,
+    auth = Auth(type="basic" if atype == "basic" else "query" if atype == "query" else "header", secret=secret,
                 header_name=header_name or "Authorization", scheme=scheme, username=username,
-                placeholder_env=placeholder_env, placeholder=placeholder)
-    return Route(name=name, host=host, auth=auth, paths=paths, upstream=upstream)
+                placeholder_env=placeholder_env, placeholder=placeholder, query_param=query_param)
+    return Route(name=name, host=host, auth=auth, paths=paths, upstream=upstream, more_hosts=more_hosts)
+
+
+def _parse_hosts(ctx: _Ctx, match: Mapping[str, Any], mpath: tuple[Any, ...]) -> tuple[str, tuple[str, ...]]:
+    """`host` and/or `hosts` (ext): exact names, IPs, or `*.suffix` patterns; the first is the route's host."""
+    raw: list[tuple[str, tuple[Any, ...]]] = []
+    one = _str(ctx, match, "host", mpath, required="hosts" not in match)
+    if one is not None:
+        raw.append((one, (*mpath, "host")))
+    raw += [(h, (*mpath, "hosts")) for h in _str_list(ctx, match, "hosts", mpath)]
+    if not raw:
+        raise ctx.error((*mpath, "hosts"), "'hosts' is empty", 'write hosts = ["api.example.com"]')
+    out: list[str] = []
+    for value, where in raw:
+        h = normalize_host(value)
+        base = h[2:] if h.startswith("*.") else h
+        if h.startswith("*.") and (not _HOST_RE.match(base) or "." not in base):
+            raise ctx.error(where, f"'{value}' is not a host pattern",
+                            "a pattern is `*.` and a domain of two labels or more, such as *.githubcopilot.com")
+        if not h.startswith("*.") and not _HOST_RE.match(h) and not _is_ip(h):
+            raise ctx.error(where, f"'{value}' is not a host name",
+                            "give an exact host such as api.openai.com, or *.example.com "
+                            "(no scheme, port or path)")
+        if h not in out:
+            out.append(h)
+    return out[0], tuple(out[1:])
 
 
 def _is_ip(s: str) -> bool:
@@ -479,12 +517,13 @@ def parse_config(text: str, file: Path, scope: str = "explicit") -> Config:
         if r.name in names:
             raise ctx.error(("routes", i, "name"), f"duplicate route name '{r.name}'",
                             "give every route a unique name")
-        if r.host in hosts:
-            raise ctx.error(("routes", i, "match", "host"),
-                            f"host '{r.host}' already has route '{routes[hosts[r.host]].name}'",
-                            "one route per host: merge them or remove one")
+        for h in r.hosts:
+            if h in hosts:
+                raise ctx.error(("routes", i, "match", "host" if h == r.host else "hosts"),
+                                f"host '{h}' already has route '{routes[hosts[h]].name}'",
+                                "one route per host: merge them or remove one")
+            hosts[h] = i
         names[r.name] = i
-        hosts[r.host] = i
         routes.append(r)
     env_sources = {r.auth.secret.var: r.name for r in routes if r.auth.secret.source == "env"}
     for i, r in enumerate(routes):

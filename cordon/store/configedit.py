@@ -75,14 +75,18 @@ def route_table(route: Route, *, defaults: bool = False) -> dict[str, Any]:
         auth["header_name"] = a.header_name
         if a.scheme:
             auth["scheme"] = a.scheme
-    else:
+    elif a.type == "basic":
         auth["username"] = a.username
+    if a.query_param:
+        auth["query_param"] = a.query_param
     if a.placeholder_env or defaults:
         auth["placeholder_env"] = list(a.placeholder_env)
     if defaults or a.placeholder != DEFAULT_PLACEHOLDER:
         auth["placeholder"] = a.placeholder
     auth["secret"] = secret
     match: dict[str, Any] = {"host": route.host}
+    if route.more_hosts:
+        match["hosts"] = list(route.more_hosts)
     if route.paths or defaults:
         match["paths"] = list(route.paths)
     table: dict[str, Any] = {"name": route.name, "match": match, "auth": auth}
@@ -169,8 +173,10 @@ def _check_unique(doc: tomlkit.TOMLDocument, route: Route, path: Path, skip: int
         if r.name == route.name:
             raise ConfigError(f"{path}: a route named '{route.name}' already exists",
                               f"change it with `cordon route edit {route.name}`, or pick another --name")
-        if r.host == route.host:
-            raise ConfigError(f"{path}: host {route.host} already has route '{r.name}'",
+        both = set(r.hosts) & set(route.hosts)
+        if both:
+            h = min(both)
+            raise ConfigError(f"{path}: host {h} already has route '{r.name}'",
                               f"one route per host: change it with `cordon route edit {r.name}`")
 
 

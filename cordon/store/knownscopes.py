@@ -34,7 +34,13 @@ def remember(paths: Paths, config_path: Path) -> None:
         if real == paths.user_config.resolve():
             return
         d = ensure_private_dir(paths.state_dir("project", real.parent))
-        atomic_write(d / MARKER, str(real) + "\n", mode=0o600)
+        line = str(real) + "\n"
+        try:
+            if (d / MARKER).read_text(encoding="utf-8") == line:
+                return   # already known: a command that changes nothing writes nothing
+        except (OSError, UnicodeDecodeError):
+            pass
+        atomic_write(d / MARKER, line, mode=0o600)
     except OSError:
         pass
 

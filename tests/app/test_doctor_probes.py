@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from cordon.app.doctor.checks import Check
-from cordon.app.doctor.probes import PY_PROBE, RUNTIMES, Runtime, run_probes
+from cordon.app.doctor.probes import AGENT_RUNTIMES, PY_PROBE, RUNTIMES, Runtime, run_probes
 from tests.conftest import REPO, write
 
 NODE_BIN = REPO / "tests" / "node" / "node_modules" / ".bin"
@@ -33,9 +33,12 @@ def _by_id(checks: list[Check]) -> dict[str, Check]:
     return {c.id: c for c in checks}
 
 
+BASE_RUNTIMES = [rt for rt in RUNTIMES if rt not in AGENT_RUNTIMES]
+
+
 def test_every_runtime_on_path_gets_through(home: Path) -> None:
-    checks = _by_id(run_probes(_env(home)))
-    assert set(checks) == {f"probe.{rt.name}" for rt in RUNTIMES}
+    checks = _by_id(run_probes(_env(home), BASE_RUNTIMES))
+    assert set(checks) == {f"probe.{rt.name}" for rt in BASE_RUNTIMES}
     bad = {k: c.message for k, c in checks.items() if c.status == "fail"}
     assert not bad
     py = checks["probe.python-ssl"]
@@ -94,3 +97,24 @@ def test_doctor_json_includes_the_probes(project: Path, cordon, monkeypatch: pyt
     ok = [c for c in probes if c["status"] == "ok"]
     assert ok and all(isinstance(c["details"]["trust_vars"], list) for c in ok)
     assert r.status == (1 if any(c["status"] == "fail" for c in data["checks"]) else 0)
+
+
+AIDER_BIN = REPO / "tests" / ".aider-venv" / "bin"
+
+
+@pytest.mark.slow
+def test_the_coding_agents_get_through(home: Path) -> None:
+    """The Gemini CLI (Node), opencode (Bun), the Copilot CLI (Node SEA + Rust) and aider
+    (litellm): each reaches the probe host through cordon with the injected credential."""
+    env = _env(home)
+    env["PATH"] = os.pathsep.join([str(AIDER_BIN), env["PATH"]])
+    checks = _by_id(run_probes(env, AGENT_RUNTIMES))
+    assert set(checks) == {f"probe.{rt.name}" for rt in AGENT_RUNTIMES}
+    for rt in AGENT_RUNTIMES:
+        c = checks[f"probe.{rt.name}"]
+        if shutil.which(rt.program, path=env["PATH"]) is None:
+            assert c.status == "skip"
+            continue
+        assert c.status == "ok", c.message
+        assert c.details["trust_vars"] == list(rt.trust_vars), c.message
+    assert not list(home.rglob(".gemini")) and not (home / ".copilot").exists()   # their throwaway homes

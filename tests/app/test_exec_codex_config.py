@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 
 from cordon.store.paths import Paths
-from cordon.store.session import create_session, holders_of, release, toml_acquire
+from cordon.store.session import create_session
 from cordon.store.tokens import TokenStore
+from cordon.store.userfiles import holders_of, release, toml_acquire
 from tests import configs
 from tests.conftest import cordon_argv, subprocess_env, write
 

@@ -52,8 +52,12 @@ def e2e(project: Path, mock: MockOpenAI) -> Path:
     return project
 
 
+# confined wherever bubblewrap is installed (scripts/test installs it): the clients must work in the sandbox
+CONFINED = ("--sandbox", "required") if sys.platform.startswith("linux") and shutil.which("bwrap") else ()
+
+
 def run_exec(project: Path, *cmd: str, timeout: float = 90, level: str = "debug") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cordon_argv("exec", "--log-level", level, "--", *cmd), cwd=project,
+    return subprocess.run(cordon_argv("exec", "--log-level", level, *CONFINED, "--", *cmd), cwd=project,
                           env=subprocess_env({"CORDON_TEST_REAL_KEY": SECRET}), stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=timeout)
 

@@ -91,7 +91,7 @@ def test_paths_inside_a_hidden_directory_need_no_mount_of_their_own(paths: Paths
 def box(root: bool, egress: tuple[int, ...] | None = None) -> Sandbox:
     mask = Mask(dirs=("/h/.config/cordon",), files=("/s/key",), drop_env=("DBUS_SESSION_BUS_ADDRESS",))
     return Sandbox(bwrap="/usr/bin/bwrap", env_cmd="/usr/bin/env", mask=mask, landlock=True,
-                   egress_ports=egress, root=root)
+                   egress_ports=egress, unshare="/usr/bin/unshare" if root else None)
 
 
 def test_command_line_for_a_user_drops_every_capability() -> None:
@@ -103,14 +103,19 @@ def test_command_line_for_a_user_drops_every_capability() -> None:
     # masks first, then what is shown again inside them, then the tmpfs made read-only
     assert joined.index("--tmpfs /h/.config/cordon") < joined.index("--ro-bind /h/.config/cordon/sessions/1.json")
     assert joined.index("--ro-bind /dev/null /s/key") < joined.index("--remount-ro /h/.config/cordon")
-    assert str(INNER) not in joined
+    assert str(INNER) not in joined and "unshare --user" not in joined
 
 
-def test_command_line_for_root_and_for_egress_goes_through_the_inner_step() -> None:
-    joined = " ".join(box(root=True).command(["true"]))
-    assert "--cap-drop" not in joined and f"{sys.executable} -I -S {INNER} --userns --" in joined
-    joined = " ".join(box(root=False, egress=(5432,)).command(["true"], helper_fd=7, proxy_port=4000))
-    assert "--unshare-net" in joined and f"{INNER} --egress 7 4000,5432 --" in joined
+def test_command_line_for_root_and_for_egress() -> None:
+    cmd = box(root=True).command(["true"])
+    joined = " ".join(cmd)
+    assert "--cap-drop" not in joined and "--ro-bind-try /proc/sys /proc/sys" in joined
+    at = cmd.index("/usr/bin/unshare")
+    assert cmd[at:at + 5] == ["/usr/bin/unshare", "--user", "--keep-caps", "--", "/bin/sh"] and cmd[-1] == "true"
+    cmd = box(root=True, egress=(5432,)).command(["true"], helper_fd=7, proxy_port=4000)
+    joined = " ".join(cmd)
+    # the listeners are made first, then root's user namespace
+    assert "--unshare-net" in joined and f"{sys.executable} -I -S {INNER} 7 4000,5432 -- /usr/bin/unshare" in joined
 
 
 def test_child_env_drops_the_bus_and_keeps_the_rest() -> None:
@@ -133,3 +138,11 @@ def test_check_format_refuses_what_execve_would(tmp_path: Path) -> None:
     with pytest.raises(OSError) as e:
         check_format(str(bad))
     assert e.value.errno == errno.ENOEXEC
+
+
+def test_an_egress_port_out_of_range_is_a_usage_error(paths: Paths) -> None:
+    from cordon.app.sandbox import choose
+    from cordon.core.errors import UsageError
+    with pytest.raises(UsageError) as e:
+        choose("auto", "proxy", [70000], Config(), [], {"PATH": os.defpath}, paths, print)
+    assert "70000" in e.value.message and e.value.exit_status == 2

@@ -18,7 +18,8 @@ from tests.conftest import REPO, subprocess_env
 PRESET_EXPECTED: dict[str, tuple[str, str, str | None, list[str]]] = {
     "openai": ("api.openai.com", "Authorization", "Bearer", ["OPENAI_API_KEY", "CODEX_API_KEY"]),
     "anthropic": ("api.anthropic.com", "x-api-key", None, ["ANTHROPIC_API_KEY"]),
-    "gemini": ("generativelanguage.googleapis.com", "x-goog-api-key", None, ["GEMINI_API_KEY", "GOOGLE_API_KEY"]),
+    "gemini": ("generativelanguage.googleapis.com", "x-goog-api-key", None, ["GEMINI_API_KEY", "GOOGLE_API_KEY",
+                                                                         "GOOGLE_GENERATIVE_AI_API_KEY"]),
     "github": ("api.github.com", "Authorization", "Bearer", ["GITHUB_TOKEN", "GH_TOKEN"]),
     "openrouter": ("openrouter.ai", "Authorization", "Bearer", ["OPENROUTER_API_KEY"]),
     "mistral": ("api.mistral.ai", "Authorization", "Bearer", ["MISTRAL_API_KEY"]),
@@ -45,6 +46,23 @@ def test_presets(cordon: Any, project: Path, preset: str) -> None:
     assert t["auth"].get("scheme") == scheme
     assert t["auth"]["placeholder_env"] == env
     assert t["auth"]["secret"] == {"source": "keyring", "account": preset, "service": "cordon"}
+    assert t["match"].get("hosts", []) == (["*.githubcopilot.com"] if preset == "github" else [])
+    assert t["auth"].get("query_param") == ("key" if preset == "gemini" else None)
+    text = (project / "cordon.toml").read_text()
+    assert ("*.githubcopilot.com" in text) == (preset == "github")     # written to the file, not only shown
+
+
+def test_query_auth_from_flags_and_a_host_flag_drops_the_presets_other_hosts(cordon: Any, project: Path) -> None:
+    r = cordon("route", "add", "--host", "api.example.com", "--auth-type", "query", "--query-param", "api_key",
+               "--source", "env", "--var", "EX")
+    assert r.status == 0, r.stderr
+    t = show_json(cordon, "example")
+    assert t["auth"]["type"] == "query" and t["auth"]["query_param"] == "api_key"
+    r = cordon("route", "add", "--host", "h.example.org", "--auth-type", "query", "--source", "env", "--var", "EX")
+    assert r.status == 2 and "--query-param" in r.stderr
+    r = cordon("route", "add", "--preset", "github", "--host", "ghe.example.com", "--name", "ghe")
+    assert r.status == 0, r.stderr
+    assert "hosts" not in show_json(cordon, "ghe")["match"]
 
 
 def test_every_preset_is_tested() -> None:

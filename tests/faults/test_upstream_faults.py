@@ -108,10 +108,8 @@ def test_upstream_refusing_is_502_for_routes_and_tunnels() -> None:
     from dataclasses import replace
 
     from cordon.core.model import Policy
-    with FaultyUpstream() as f:
-        route = f.route()
-    with refused_port() as port, \
-            running_proxy([replace(route, upstream=replace(route.upstream, address=f"127.0.0.1:{port}"))],
+    with FaultyUpstream() as f, refused_port() as port, \
+            running_proxy([replace(f.route(), upstream=replace(f.route().upstream, address=f"127.0.0.1:{port}"))],
                           timeouts=QUICK, policy=Policy(allow_private=("127.0.0.1/32",))) as px, \
             client(px) as c:
         r = c.get("https://api.openai.com/ok")

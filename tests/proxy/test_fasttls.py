@@ -172,3 +172,11 @@ def test_concurrent_sessions_keep_their_own_bytes(pki: tuple[ssl.SSLContext, ssl
 
     anyio.run(_with_server, server_ctx, echo, body)
     assert bad == []
+
+
+def test_server_name_is_ascii() -> None:
+    """SNI and the verified name: ASCII names as they are, others as IDNA A-labels (no anyio internals)."""
+    from cordon.proxy.transport.fasttls import server_name
+
+    assert server_name("api.openai.com") == "api.openai.com"
+    assert server_name("bücher.example") == "xn--bcher-kva.example"

@@ -561,3 +561,17 @@ def test_an_agents_own_bubblewrap_runs_inside_for_a_user(user_scene: Scene) -> N
     r = user_scene.run("exec", "--sandbox", "required", "--", "sh", "-c", nested)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["nested-ok"]
+
+
+def test_root_keeps_its_powers_over_its_own_files(file_routed: Path) -> None:
+    """Confined root still does root's ordinary work: files of any owner (apt, tar, a project
+    mounted from a user's home), processes it starts."""
+    if os.geteuid() != 0:
+        pytest.skip("root only")
+    script = ("touch owned && chown 12345:23456 owned && stat -c '%u:%g' owned && "
+              "echo hi > owned && chmod 000 owned && cat owned && id -u")
+    r = subprocess.run(cordon_argv("exec", "--sandbox", "required", "--", "sh", "-c", script), cwd=file_routed,
+                       env=subprocess_env(), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["12345:23456", "hi", "0"]
+    assert (file_routed / "owned").stat().st_uid == 12345          # the same ids outside

@@ -262,7 +262,7 @@ def test_invalid_toml_names_line_and_column_once() -> None:
 def test_unknown_key_hint_never_offers_a_key_that_is_always_refused() -> None:
     with pytest.raises(ConfigError) as e:
         parse_config("listen = 0\nbogus = 1\n", FILE)
-    assert e.value.hint == "remove it or use one of: listen, policy, routes, secrets, tls"
+    assert e.value.hint == "remove it or use one of: exec, listen, policy, routes, secrets, tls"
 
 
 def test_invalid_toml_duplicate_key() -> None:
@@ -277,7 +277,9 @@ def test_invalid_toml_duplicate_key() -> None:
     (ROUTE.replace('type = "header"', 'type = "oauth"  # <-'), "unknown auth type"),
     (ROUTE.replace('host = "api.openai.com"', 'host = "https://api.openai.com"  # <-'), "not a host name"),
     (ROUTE.replace('host = "api.openai.com"', 'host = "api.openai.com:443"  # <-'), "not a host name"),
-    (ROUTE.replace('host = "api.openai.com"', 'host = "*.openai.com"  # <-'), "not a host name"),
+    (ROUTE.replace('host = "api.openai.com"', 'host = "*.com"  # <-'), "not a host pattern"),
+    (ROUTE.replace('host = "api.openai.com"', 'host = "api.*.openai.com"  # <-'), "not a host name"),
+    (ROUTE.replace('host = "api.openai.com"', 'hosts = []  # <-'), "'hosts' is empty"),
     (ROUTE.replace('host = "api.openai.com"', 'host = "api.openai.com/v1"  # <-'), "not a host name"),
     (ROUTE.replace('host = "api.openai.com"', 'host = "api.openai.com"\npaths = ["v1/"]  # <-'),
      "must start with '/'"),

@@ -16,13 +16,12 @@ from cordon.store.dotenvfile import read_block
 from cordon.store.paths import Paths
 from cordon.store.session import (
     create_session,
-    dotenv_acquire,
-    dotenv_release,
     is_alive,
     live_session,
     load_record,
     repair_stale,
 )
+from cordon.store.userfiles import dotenv_acquire, release
 from tests.conftest import REPO
 
 
@@ -76,9 +75,9 @@ def test_two_holders_then_exact_restore(paths: Paths, tmp_path: Path, existed: b
     assert text.count(b"# >>> cordon") == 1
     if existed:
         assert text.startswith(original)
-    dotenv_release(paths, b.id, env)          # the newest leaves first: back to a's block
+    release(paths, b.id, env)          # the newest leaves first: back to a's block
     assert read_block(env.read_text(errors="replace")) == _vars(1)
-    dotenv_release(paths, a.id, env)
+    release(paths, a.id, env)
     if existed:
         assert env.read_bytes() == original
         assert stat.S_IMODE(env.stat().st_mode) == 0o640
@@ -95,7 +94,7 @@ def test_user_edit_during_session_is_kept(paths: Paths, tmp_path: Path) -> None:
     s = create_session(paths, ca_pem=b"", bundle_pem=b"")
     dotenv_acquire(paths, s.id, env, _vars(1))
     env.write_text(env.read_text() + "B=2\n")
-    dotenv_release(paths, s.id, env)
+    release(paths, s.id, env)
     assert env.read_text() == "A=1\nB=2\n"
     s.close()
 
@@ -108,7 +107,8 @@ def test_sigkilled_session_is_repaired_by_the_next_one(paths: Paths, tmp_path: P
         import os, signal
         from pathlib import Path
         from cordon.store.paths import Paths
-        from cordon.store.session import create_session, dotenv_acquire
+        from cordon.store.session import create_session
+        from cordon.store.userfiles import dotenv_acquire
         paths = Paths.from_env(dict(os.environ), Path({str(tmp_path)!r}))
         s = create_session(paths, ca_pem=b"ca", bundle_pem=b"bundle")
         env = Path({str(env)!r})
@@ -140,7 +140,7 @@ def test_stale_state_is_undone_before_a_new_holder(paths: Paths, tmp_path: Path)
     dead.close()                               # as if killed after its record was removed
     s = create_session(paths, ca_pem=b"", bundle_pem=b"")
     dotenv_acquire(paths, s.id, env, _vars(1))
-    dotenv_release(paths, s.id, env)
+    release(paths, s.id, env)
     assert env.read_text() == "A=1\n"
     s.close()
 
@@ -155,7 +155,7 @@ def test_symlinked_env_file_stays_a_symlink(paths: Paths, tmp_path: Path) -> Non
     s = create_session(paths, ca_pem=b"", bundle_pem=b"")
     dotenv_acquire(paths, s.id, link, _vars(1))
     assert link.is_symlink() and read_block(target.read_text()) == _vars(1)
-    dotenv_release(paths, s.id, link)
+    release(paths, s.id, link)
     assert link.is_symlink() and target.read_bytes() == b"MINE=1\n"
     s.close()
 
@@ -170,8 +170,8 @@ def test_an_edit_between_two_holders_is_kept(paths: Paths, tmp_path: Path) -> No
     dotenv_acquire(paths, a.id, env, _vars(1))
     env.write_text("B=2\n" + env.read_text())
     dotenv_acquire(paths, b.id, env, _vars(2))
-    dotenv_release(paths, a.id, env)
-    dotenv_release(paths, b.id, env)
+    release(paths, a.id, env)
+    release(paths, b.id, env)
     assert env.read_text() == "B=2\nA=1\n"
     a.close()
     b.close()

@@ -18,6 +18,7 @@ from cordon.app.doctor.checks import (
     Check,
     bundle_file,
     ca_files,
+    check_agent_keys,
     check_approved,
     check_bundle,
     check_ca,
@@ -97,6 +98,7 @@ def run_doctor(paths: Paths, env: Mapping[str, str], *, config: str | None, scop
             checks.append(check_integration(f, cfg.listen, tokens, bundle, ca_cert))
         named = names_for_config(manager, config_path) if manager is not None else []
         checks.append(check_service(manager, named[0] if named else default_name(paths, config_path)))
+    checks += check_agent_keys(cfg, env, paths.home)
     if probes:
         from cordon.app.doctor.probes import run_probes  # imports anyio and the proxy only when needed
         checks += run_probes(env)

@@ -401,3 +401,26 @@ def check_service(manager: Manager | None, name: str | None) -> Check:
     if st.state == "failed":
         return fail("service", f"service '{name}' ({st.unit}) has failed", hint)
     return warn("service", f"service '{name}' ({st.unit}) is installed but {st.state}", hint)
+
+
+def check_agent_keys(config: Config | None, env: Mapping[str, str], home: Path) -> list[Check]:
+    """API keys an agent keeps in its own files (opencode's auth.json): they bypass the placeholder."""
+    from cordon.app.agentauth import describe, stored_keys
+    from cordon.core.routes import PRESETS, RouteTable
+    found = stored_keys(env, home)
+    if not found:
+        return [ok("agent_keys", "no agent keeps an API key of its own (opencode's auth.json)")]
+    table = RouteTable(config.routes if config is not None else ())
+    out: list[Check] = []
+    for k in found:
+        cid = f"agent_keys.{k.agent}.{k.provider}"
+        if table.match(PRESETS[k.preset].host) is not None:
+            out.append(warn(cid, f"{describe(k)}; `cordon exec` hands it the placeholder instead, "
+                                 "but the key is still in that file",
+                            "cordon holds the key already: remove it with `opencode auth logout`",
+                            where=k.where))
+        else:
+            out.append(warn(cid, f"{describe(k)}, which no route covers: opencode sends it itself",
+                            f"move it into cordon: `cordon route add --preset {k.preset}`, "
+                            f"`cordon secret set {k.preset}`, then `opencode auth logout`", where=k.where))
+    return out

@@ -12,6 +12,7 @@ it trusts cordon through. Throwaway CA, secret and token: nothing persistent.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -32,7 +33,7 @@ from cordon.app.doctor.probe_upstream import ProbeLog, serve_probe_upstream
 from cordon.core import certs
 from cordon.core.envvars import BUNDLE_VARS, CA_VARS, child_env
 from cordon.core.errors import CordonError
-from cordon.core.model import Auth, Route, SecretSpec, UpstreamSpec
+from cordon.core.model import DEFAULT_PLACEHOLDER, Auth, Route, SecretSpec, UpstreamSpec
 from cordon.proxy.auth import ProxyAuth
 from cordon.proxy.server import ProxySettings, serve
 from cordon.proxy.tls import LeafIssuer
@@ -106,6 +107,8 @@ class Runtime:
     trust_vars: tuple[str, ...]                 # the variables it is known to read, tried one by one
     fix: str
     version_argv: tuple[str, ...] = ("--version",)
+    # (url, its throwaway home) -> variables it also needs: where to send its call, a placeholder key
+    extra_env: Callable[[str, str], dict[str, str]] | None = None
 
 
 def _python() -> str:
@@ -142,6 +145,59 @@ RUNTIMES: tuple[Runtime, ...] = (
             "the Codex CLI trusts cordon through CODEX_CA_CERTIFICATE or SSL_CERT_FILE; both must name a PEM "
             "bundle (system roots plus the cordon CA)"),
 )
+
+
+def _agent_home(home: str, **more: str) -> dict[str, str]:
+    """A coding agent's files (settings, sessions, caches) go to the probe's throwaway home."""
+    return {"HOME": home, "XDG_CONFIG_HOME": f"{home}/.config", "XDG_DATA_HOME": f"{home}/.local/share",
+            "XDG_STATE_HOME": f"{home}/.local/state", "XDG_CACHE_HOME": f"{home}/.cache", **more}
+
+
+def _gemini_env(url: str, home: str) -> dict[str, str]:
+    # with GOOGLE_GEMINI_BASE_URL alone it picks its "gateway" auth, which -p refuses; the
+    # settings file in its throwaway home selects the API key
+    settings = Path(home) / ".gemini" / "settings.json"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text(json.dumps({"security": {"auth": {"selectedType": "gemini-api-key"}},
+                                    "privacy": {"usageStatisticsEnabled": False}}))
+    return _agent_home(home, GOOGLE_GEMINI_BASE_URL=url, GEMINI_API_KEY=DEFAULT_PLACEHOLDER)
+
+
+AGENT_RUNTIMES: tuple[Runtime, ...] = (
+    # the Gemini CLI: Node 20+ with its own proxy agent
+    Runtime("gemini", "gemini",
+            lambda exe, url, wd: [exe, "--skip-trust", "-m", "gemini-2.5-flash", "-p", "reply with ok"],
+            ("NODE_EXTRA_CA_CERTS",),
+            "the Gemini CLI trusts cordon through NODE_EXTRA_CA_CERTS (Node adds it to its roots)",
+            extra_env=lambda url, home: _gemini_env(url, home)),
+    # opencode: a Bun binary
+    Runtime("opencode", "opencode",
+            lambda exe, url, wd: [exe, "run", "-m", "openai/gpt-4o-mini", "reply with ok"],
+            ("NODE_EXTRA_CA_CERTS",),
+            "opencode (Bun) trusts cordon through NODE_EXTRA_CA_CERTS (or SSL_CERT_FILE)",
+            extra_env=lambda url, home: _agent_home(
+                home, OPENAI_API_KEY=DEFAULT_PLACEHOLDER,
+                OPENCODE_CONFIG_CONTENT=json.dumps({"provider": {"openai": {"options": {"baseURL": url + "/v1"}}}}))),
+    # the Copilot CLI: a Node single-executable with a Rust network layer; its first call goes to
+    # the GitHub API it is pointed at
+    Runtime("copilot", "copilot",
+            lambda exe, url, wd: [exe, "-p", "reply with ok", "--allow-all-tools", "--disable-client-telemetry",
+                                  "--no-auto-update"],
+            ("SSL_CERT_FILE",),
+            "the Copilot CLI trusts cordon through SSL_CERT_FILE (or NODE_EXTRA_CA_CERTS)",
+            extra_env=lambda url, home: _agent_home(home, COPILOT_DEBUG_GITHUB_API_URL=url,
+                                                    GH_TOKEN=DEFAULT_PLACEHOLDER)),
+    # aider: Python, litellm on httpx
+    Runtime("aider", "aider",
+            lambda exe, url, wd: [exe, "--openai-api-base", url + "/v1", "--model", "openai/gpt-4o-mini",
+                                  "--message", "reply with ok", "--no-git", "--yes-always", "--no-check-update",
+                                  "--analytics-disable", "--no-stream", "--no-show-model-warnings"],
+            ("SSL_CERT_FILE",),
+            "aider (litellm, httpx) trusts cordon through SSL_CERT_FILE",
+            extra_env=lambda url, home: _agent_home(home, OPENAI_API_KEY=DEFAULT_PLACEHOLDER,
+                                                    LITELLM_LOCAL_MODEL_COST_MAP="True")),
+)
+RUNTIMES = RUNTIMES + AGENT_RUNTIMES
 
 
 @dataclass(frozen=True)
@@ -250,6 +306,8 @@ async def _trial(h: _Harness, rt: Runtime, exe: str, env: Mapping[str, str], lab
     env = dict(env)
     if rt.name == "codex":
         env["CODEX_HOME"] = str(home)    # a throwaway Codex home: no sessions or logs left behind
+    if rt.extra_env is not None:
+        env.update(rt.extra_env(url, str(home)))
     t0 = anyio.current_time()
     rc, stderr = await _run(rt.argv(exe, url, str(home)), env, home, timeout,
                             lambda: h.log.injected_under(prefix))
@@ -288,7 +346,12 @@ async def _probe(h: _Harness, rt: Runtime, base_env: Mapping[str, str], limiter:
         res = await _trial(h, rt, exe, full, "full")
     # a variant that has not got through in several times what the full environment took is failing
     quick = min(TIMEOUT, max(8.0, 4 * res.seconds))
-    version = await anyio.to_thread.run_sync(_version, exe, rt, full)
+    venv = full
+    if rt.extra_env is not None:               # an agent writes its files even for --version
+        vhome = h.workdir / "home" / rt.name / "version"
+        vhome.mkdir(parents=True, exist_ok=True)
+        venv = {**full, **rt.extra_env(f"https://{PROBE_HOST}", str(vhome))}
+    version = await anyio.to_thread.run_sync(_version, exe, rt, venv)
     who = _label(rt, version)
     if not res.ok:
         if res.error == "not importable":

@@ -3,7 +3,7 @@
 Prepares a scope for a long-lived proxy (`cordon start` on `listen`): its CA,
 its `cordon.toml` with the provider's route, the merged bundle and a client
 token; then asks the integration module which files it wants and applies them
-through `state` (backups, exact undo). Prints nothing: the CLI renders the
+through `cordon.store.userfiles` (backups, exact undo). Prints nothing: the CLI renders the
 returned result. Never starts a proxy and never touches the OS trust store.
 """
 
@@ -15,7 +15,14 @@ from pathlib import Path
 from types import ModuleType
 
 from cordon.app.integrations import envcontract, scaffold
-from cordon.app.integrations.state import (
+from cordon.core.errors import CordonError, UsageError
+from cordon.core.model import Config
+from cordon.core.routes import PRESETS, Preset, normalize_host
+from cordon.store import scope as store_scope
+from cordon.store.config import load_config
+from cordon.store.paths import Paths
+from cordon.store.scope import Scope
+from cordon.store.userfiles import (
     Change,
     Record,
     apply_target,
@@ -27,13 +34,6 @@ from cordon.app.integrations.state import (
     save_record,
     undo_file,
 )
-from cordon.core.errors import CordonError, UsageError
-from cordon.core.model import Config
-from cordon.core.routes import PRESETS, Preset, normalize_host
-from cordon.store import scope as store_scope
-from cordon.store.config import load_config
-from cordon.store.paths import Paths
-from cordon.store.scope import Scope
 
 
 def resolve_scope(paths: Paths, config: str | None, scope: str | None) -> Scope:
@@ -160,7 +160,7 @@ def not_during_a_session(paths: Paths, files: Iterable[Path], command: str) -> N
     The session restores the file as it found it when it ends, which would undo
     (or, for `disable`, bring back) whatever this command changed in the meantime.
     """
-    from cordon.store.session import holders_of
+    from cordon.store.userfiles import holders_of
     for path in files:
         ids = holders_of(paths, path)
         if ids:

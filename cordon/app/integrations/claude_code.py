@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 from cordon.app.integrations.jsonedit import JsonEntries
 from cordon.app.integrations.scaffold import exposed_to_git
-from cordon.app.integrations.state import DesiredFile
 from cordon.store.edits import Editor
 from cordon.store.paths import Paths
+from cordon.store.userfiles import DesiredFile
 
 if TYPE_CHECKING:
     from cordon.app.integrations import IntegrationContext

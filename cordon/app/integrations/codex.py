@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cordon.app.integrations.scaffold import exposed_to_git
-from cordon.app.integrations.state import DesiredFile
 from cordon.core.model import DEFAULT_PLACEHOLDER
 from cordon.store.edits import CreateOnly, DotenvBlock, Editor, Key
 from cordon.store.paths import Paths
 from cordon.store.tomlentries import TomlEntries
+from cordon.store.userfiles import DesiredFile
 
 if TYPE_CHECKING:
     from cordon.app.integrations import IntegrationContext

@@ -19,17 +19,15 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cordon.app.sandbox.hidden import Mask, build_mask
-from cordon.core.errors import CordonError
+from cordon.core.errors import CordonError, UsageError
 from cordon.core.model import Config, Route
 from cordon.store.paths import Paths
 
-MODES = ("auto", "required", "off")
-EGRESS = ("open", "proxy")
 # bwrap's monitor process must outlive a terminal's Ctrl-C and cordon's forwarded signals
 # (it would die and orphan the child): it ignores them, and the child gets them back as defaults
 SIGNALS = "INT,QUIT,TERM,HUP"
@@ -50,20 +48,20 @@ class Sandbox:
     mask: Mask
     landlock: bool
     egress_ports: tuple[int, ...] | None      # None: the host's network; else relayed loopback ports
-    root: bool = False                        # the command runs as root: give it a user namespace
+    unshare: str | None = None                # root: util-linux unshare, for its user namespace (userns.py)
 
     def _inner(self, helper_fd: int | None, ports: str) -> list[str]:
-        """The inner step's argv (see inner.py), or nothing when neither part is needed."""
-        opts = ["--userns"] if self.root else []
-        if self.egress_ports is not None:
-            opts += ["--egress", str(helper_fd), ports]
-        return [sys.executable, "-I", "-S", str(INNER), *opts, "--"] if opts else []
+        """The steps between bwrap and the command: the egress listeners, root's user namespace."""
+        from cordon.app.sandbox import userns
+        steps = [] if self.egress_ports is None else [sys.executable, "-I", "-S", str(INNER), str(helper_fd),
+                                                      ports, "--"]
+        return steps + (userns.prefix(self.unshare) if self.unshare else [])
 
     def command(self, argv: Sequence[str], expose: Sequence[tuple[str, bool]] = (),
                 helper_fd: int | None = None, proxy_port: int | None = None) -> list[str]:
         """The argv that runs `argv` confined (a list for Popen, no shell)."""
         cmd = [self.env_cmd, f"--ignore-signal={SIGNALS}", self.bwrap,
-               *_namespace_args(self.egress_ports is not None, self.root)]
+               *_namespace_args(self.egress_ports is not None, self.unshare is not None)]
         for d in self.mask.dirs:
             cmd += ["--tmpfs", d]
         for f in self.mask.files:
@@ -83,13 +81,18 @@ class Sandbox:
               helper_fd: int | None = None, proxy_port: int | None = None) -> SandboxedProcess:
         cmd = self.command(argv, expose, helper_fd, proxy_port)
         fds = (helper_fd,) if helper_fd is not None else ()
-        return _spawn(cmd, self.child_env(env), fds, self.landlock)
+        proc = _spawn(cmd, self.child_env(env), fds, self.landlock)
+        if self.unshare is not None:
+            from cordon.app.sandbox import userns
+            if not userns.map_ids(lambda: _inner_pid(proc.pid), lambda: proc.poll() is None):
+                proc.kill()          # never let it run unmapped (it would wait forever anyway)
+        return proc
 
 
 def _namespace_args(net: bool, root: bool) -> list[str]:
     # --bind / / keeps everything the agent works with (project, $HOME, /tmp, caches) writable;
     # a fresh /dev has no disks (root could read them raw). Root keeps its capabilities only
-    # until inner.py moves it into a user namespace of its own, where they no longer reach
+    # until userns.py moves it into a user namespace of its own, where they no longer reach
     # the mounts that hide the secrets; anyone else keeps none.
     # /sys and, for root, the kernel's knobs in /proc read-only: root's writes there (core_pattern,
     # uevent_helper, sysrq, cgroups) would act outside the sandbox. Being locked, the knobs also keep
@@ -232,8 +235,14 @@ def prepare(mode: str, egress: str, egress_ports: Sequence[int], config: Config,
         raise SandboxUnavailable("the keyring's D-Bus session bus is an abstract socket, which only Landlock "
                                  "scoping (Linux 6.12+) can hide, and this kernel lacks it",
                                  f"use a bus on a path socket (a systemd user session's), {OFF_HINT}")
+    unshare = None
+    if os.geteuid() == 0:
+        unshare = shutil.which("unshare", path=search)
+        if unshare is None:
+            raise SandboxUnavailable("util-linux's unshare is not on PATH (root's sandbox needs it)",
+                                     f"install util-linux, {OFF_HINT}")
     return Sandbox(bwrap=bwrap, env_cmd=env_cmd, mask=mask, landlock=scope,
-                   egress_ports=tuple(egress_ports) if egress == "proxy" else None, root=os.geteuid() == 0)
+                   egress_ports=tuple(egress_ports) if egress == "proxy" else None, unshare=unshare)
 
 
 class Probe:
@@ -244,9 +253,12 @@ class Probe:
     def __init__(self, box: Sandbox, mode: str, env: Mapping[str, str], say: Any) -> None:
         self.box, self.mode, self.say = box, mode, say
         # the egress hand-over is left out (it needs cordon's end of the socket pair)
+        # without the egress hand-over (it needs cordon's end of the socket pair), and root's step
+        # without the wait for the id maps (nobody writes them): `unshare` itself is what may fail
+        userns = [box.unshare, "--user", "--"] if box.unshare else []
         cmd = [box.env_cmd, f"--ignore-signal={SIGNALS}", box.bwrap,
-               *_namespace_args(box.egress_ports is not None, box.root), "--",
-               *replace(box, egress_ports=None)._inner(None, ""), box.env_cmd, f"--default-signal={SIGNALS}", "true"]
+               *_namespace_args(box.egress_ports is not None, box.unshare is not None), "--",
+               *userns, box.env_cmd, f"--default-signal={SIGNALS}", "true"]
         self._proc: subprocess.Popen[bytes] | None = None
         self._error: SandboxUnavailable | None = None
         try:
@@ -296,6 +308,9 @@ def choose(mode: str | None, egress: str | None, egress_ports: Sequence[int], co
     stderr when it falls back (here, or from `Probe.result`)."""
     settings = config.exec
     mode = mode or settings.sandbox
+    bad = [p for p in egress_ports if not 0 < p < 65536]
+    if bad:
+        raise UsageError(f"--egress-port {bad[0]} is not a port number", "give a port from 1 to 65535")
     ports = tuple(dict.fromkeys((*settings.egress_ports, *egress_ports)))
     try:
         box = prepare(mode, egress or settings.egress, ports, config, routes, env, paths)

@@ -37,13 +37,16 @@ READ_MAX = 1 << 18
 
 
 def server_name(hostname: str) -> str:
-    """The name to send as SNI and verify: ASCII as is, else its IDNA 2008 A-label form
-    (as `anyio.getaddrinfo` resolves it, so the name verified is the name resolved)."""
+    """The name to send as SNI and verify.
+
+    The proxy only hands over ASCII names (a request target is visible ASCII,
+    RFC 9112 §3.2, and route hosts are validated), which go as they are. Any
+    other name gets the standard library's IDNA codec: should it differ from
+    the resolver's encoding, verification fails, it never passes a wrong host.
+    """
     if hostname.isascii():
         return hostname
-    import idna  # anyio's own dependency, and what its getaddrinfo encodes names with
-
-    return idna.encode(hostname, uts46=True).decode("ascii")
+    return hostname.encode("idna").decode("ascii")
 
 
 class TLSConn(anyio.abc.ByteStream):
