@@ -85,7 +85,7 @@ def test_a_route_added_by_the_agent_is_refused_by_the_next_session(  # type: ign
         assert SECRET not in r.stdout + r.stderr
 
 
-@pytest.mark.parametrize("edit", ["address", "ca", "source"])
+@pytest.mark.parametrize("edit", ["address", "ca", "source", "hosts"])
 def test_a_changed_upstream_ca_or_source_is_refused(project: Path, cordon_proc, edit: str) -> None:  # type: ignore[no-untyped-def]
     ca = project / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
@@ -98,10 +98,14 @@ def test_a_changed_upstream_ca_or_source_is_refused(project: Path, cordon_proc, 
     elif edit == "ca":
         ca.write_text(ca.read_text().replace("MIIB", "MIIC"))
         words = "route 'openai': upstream CA file changed"
-    else:
+    elif edit == "source":
         (project / "cordon.toml").write_text(base.replace('source = "env"\nvar = "CORDON_TEST_REAL_KEY"',
                                                           'source = "keyring"\naccount = "work"'))
         words = "route 'openai': secret now from keyring cordon/work"
+    else:   # a further host on the same route: the credential would go there too
+        (project / "cordon.toml").write_text(base.replace('host = "api.openai.com"',
+                                                          'host = "api.openai.com"\nhosts = ["*.evil.example"]'))
+        words = "route 'openai': hosts are now api.openai.com, *.evil.example"
     r = cordon_proc("exec", "--", "true", cwd=project, env={"CORDON_TEST_REAL_KEY": SECRET})
     assert r.returncode == 1 and words in r.stderr, r.stderr
 
