@@ -260,6 +260,14 @@ def proxy_py(workdir: Path, upstream_ca: Path, intercept: bool) -> Contender:
                      ca_pem=lambda: ca_cert if intercept else None)
 
 
+def approve(cfg: Path, env: dict[str, str]) -> None:
+    """`cordon allow` the bench's config: a project file's routes are used only once approved."""
+    out = subprocess.run([sys.executable, "-m", "cordon", "allow", "--config", str(cfg)], capture_output=True,
+                         text=True, env={**os.environ, **env}, check=False)
+    if out.returncode != 0 and "unknown" not in out.stderr and "invalid choice" not in out.stderr:
+        raise RuntimeError(f"cordon allow failed: {out.stderr.strip()}")
+
+
 def cordon(workdir: Path, upstream: Upstream, upstream_ca: Path) -> Contender:
     home = workdir / "cordon-home"
     proj = workdir / "cordon-project"
@@ -292,6 +300,7 @@ address = "127.0.0.1:{upstream.ports[0]}"
 ca_file = "{upstream_ca}"
 """)
         cached.clear()
+        approve(cfg, env)
         return [sys.executable, "-m", "cordon", "start", "--config", str(cfg), "--log-level", "warn"]
 
     def env_vars() -> dict[str, str]:

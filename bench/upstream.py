@@ -8,6 +8,7 @@ stdin closes or SIGTERM. It never parses more than it has to: the point is a
 baseline that the proxies, not the upstream, are measured against.
 
     python bench/upstream.py --cert leaf.pem --key leaf.key [--host 127.0.0.1] [--port 0]
+    python bench/upstream.py --plain [--host 127.0.0.1]      # cleartext HTTP (bench/plain.py)
 """
 
 from __future__ import annotations
@@ -92,14 +93,17 @@ class Handler(asyncio.Protocol):
 
 async def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--cert", required=True)
-    ap.add_argument("--key", required=True)
+    ap.add_argument("--cert")
+    ap.add_argument("--key")
+    ap.add_argument("--plain", action="store_true", help="cleartext HTTP instead of TLS")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     args = ap.parse_args()
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(args.cert, args.key)
-    ctx.set_alpn_protocols(["http/1.1"])
+    ctx: ssl.SSLContext | None = None
+    if not args.plain:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(args.cert, args.key)
+        ctx.set_alpn_protocols(["http/1.1"])
     loop = asyncio.get_running_loop()
     server = await loop.create_server(Handler, args.host, args.port, ssl=ctx, backlog=1024)
     port = server.sockets[0].getsockname()[1]

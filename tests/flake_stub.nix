@@ -23,7 +23,7 @@ let
 
   pythonPackages =
     named [
-      "cryptography" "anyio" "idna" "h11" "keyring" "python-dotenv" "tomli-w" "tomlkit" "uvloop" "setuptools"
+      "cryptography" "anyio" "h11" "keyring" "python-dotenv" "tomli-w" "tomlkit" "uvloop" "setuptools"
       "pytest" "pytest-timeout" "pytest-xdist" "pexpect" "hypothesis" "httpx" "requests" "websockets" "openai"
       "keyrings-alt" "secretstorage" "mypy" "pytestCheckHook"
     ]

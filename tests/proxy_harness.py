@@ -102,7 +102,8 @@ class RunningProxy:
 def running_proxy(routes: Sequence[Route], *, secrets: dict[str, str] | None = None,
                   token: str | None = TOKEN, policy: Policy | None = None,
                   timeouts: Timeouts | None = None, upstream_ca_file: str | None = None,
-                  resolver: Any = None, secrets_gen_file: Path | None = None) -> Iterator[RunningProxy]:
+                  resolver: Any = None, secrets_gen_file: Path | None = None,
+                  logins: Any = None) -> Iterator[RunningProxy]:
     ca = certs.create_ca("cordon test CA")
     tmp = Path(tempfile.mkdtemp(prefix="cordon-proxy-test-"))
     ca_file = tmp / "cordon-ca.pem"
@@ -112,7 +113,8 @@ def running_proxy(routes: Sequence[Route], *, secrets: dict[str, str] | None = N
     settings = ProxySettings(routes=tuple(routes), issuer=LeafIssuer(ca), resolver=res,
                              auth=ProxyAuth.single(token) if token else None,
                              policy=policy or Policy(), upstream_ca_file=upstream_ca_file,
-                             secrets_gen_file=secrets_gen_file, timeouts=timeouts or Timeouts())
+                             secrets_gen_file=secrets_gen_file, timeouts=timeouts or Timeouts(),
+                             logins=logins)
     with start_blocking_portal("asyncio") as portal:
         fut, port = portal.start_task(serve, settings)
         try:

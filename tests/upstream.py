@@ -52,6 +52,7 @@ import datetime as dt
 import hashlib
 import json
 import shutil
+import socket
 import ssl
 import tempfile
 import threading
@@ -205,10 +206,28 @@ class LoopbackServer:
         await self._listener.aclose()
 
     async def _serve(self) -> None:
+        raw = self._listener.extra(anyio.abc.SocketAttribute.raw_socket)
         with anyio.CancelScope() as scope:
             self._cancel = scope
             async with anyio.create_task_group() as tg:
-                await self._listener.serve(self._handle, task_group=tg)
+                while True:
+                    # wait, then accept without awaiting: no connection is ever taken by a call
+                    # the shutdown then cancels (its socket would be lost unclosed, a
+                    # ResourceWarning in whichever test runs the next garbage collection)
+                    await anyio.wait_readable(raw)
+                    try:
+                        csock, _ = raw.accept()
+                    except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                        continue
+                    tg.start_soon(self._accepted, csock)
+
+    async def _accepted(self, csock: socket.socket) -> None:
+        try:
+            sock = await anyio.abc.SocketStream.from_socket(csock)
+        except BaseException:
+            csock.close()
+            raise
+        await self._handle(sock)
 
     def _portal_call(self, fn: Any) -> Any:
         assert self._portal is not None, "server not started"

@@ -12,6 +12,7 @@ Heavy modules (cryptography, anyio, the proxy) are imported only when needed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import signal
@@ -29,6 +30,7 @@ from cordon.core.wording import plural
 from cordon.store.paths import Paths
 
 if TYPE_CHECKING:
+    from cordon.app.logins import Subscription
     from cordon.app.sandbox import Probe
     from cordon.core.certs import CA
     from cordon.store.edits import Key
@@ -217,6 +219,9 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
     set_non_dumpable()
     config = load_exec_config(req)
     routes = list(config.routes)
+    if req.paths.logins_index.is_file():   # subscription logins held (`cordon login`)
+        from cordon.app.logins import with_login_routes
+        routes = with_login_routes(routes, req.paths, zero_config=config.scope == "none")
     if config.scope != "none":
         routes = _protect_provider_keys(req.env, routes, say)
     remove = env_secret_vars(routes)
@@ -237,8 +242,8 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
     require_approved(req.paths.cordon_home, config)
     base = {k: v for k, v in req.env.items() if k not in remove}
     exe = find_command(req.argv[0], base)
-    if config.scope == "none" and routes:
-        what = ", ".join(f"{r.auth.secret.var} ({r.host})" for r in routes)
+    if config.scope == "none" and any(r.auth.secret.source == "env" for r in routes):
+        what = ", ".join(f"{r.auth.secret.var} ({r.host})" for r in routes if r.auth.secret.source == "env")
         say(f"cordon: no cordon.toml; protecting {what}: the command gets a placeholder")
     if not routes:
         say("cordon: no routes: tunnel only (nothing is injected; add one with `cordon route add`)")
@@ -261,6 +266,9 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
             req.sensitive(v)
         req.sensitive(token)
 
+    sub = _subscription(routes, req, config, base, say) if any(r.auth.type == "login" for r in routes) else None
+    if sub is not None:
+        routes += sub.extra_routes
     _agent_auth(req, routes, base, say)
     leaked = _vars_holding_secrets(base, values)
     if leaked:
@@ -269,7 +277,10 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
             del base[k]
 
     hosts = [h for r in routes for h in r.hosts]
-    ca = session_ca(hosts)
+    from cordon.proxy.refuse import answered_hosts
+    # denied hosts answered inside TLS (Codex's model discovery) need a leaf from this CA too
+    answered = answered_hosts(config.policy.unmatched, frozenset(config.policy.allow_hosts))
+    ca = session_ca([*hosts, *sorted(answered)])
     bundle = _build_bundle(ca.cert_pem, req.env)
 
     from cordon.store.session import create_session
@@ -279,7 +290,8 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
         from cordon.app.sandbox import choose
         box = choose(req.sandbox, req.egress, req.egress_ports, config, routes, req.env, req.paths, say)
         proj = project_dir(config, req.paths.cwd)
-        codex_home = proj / ".codex" if proj is not None else None
+        codex_home = _codex_home(proj if proj is not None or config.scope != "none" else req.paths.cwd,
+                                 routes, req)
         env_file = _dotenv_target(codex_home, req.env, req.paths)
         codex_config = _codex_config_target(codex_home, req.env, req.paths)
         # recorded before either file changes, so a SIGKILL at any point can be repaired
@@ -290,12 +302,38 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
             session.update(files=tuple(files))
         plan = _ProxyPlan(config=config, routes=routes, resolver=resolver, ca=ca,
                           token=token, session=session, base_env=base,
-                          codex_home=codex_home, env_file=env_file, codex_config=codex_config, sandbox=box)
+                          codex_home=codex_home, env_file=env_file, codex_config=codex_config, sandbox=box,
+                          agent_env=sub.env if sub else {}, agent_drop=sub.drop if sub else [],
+                          sensitive=req.sensitive)
         return _run_loop(req.argv, exe, None, proxy=plan)
     finally:
         if box is not None:
             box.close()
         _teardown(session, req.paths, say)
+
+
+def _subscription(routes: Sequence[Route], req: ExecRequest, config: Config, base: dict[str, str],
+                  say: Say) -> Subscription:
+    """Subscription mode: the agent gets placeholder tokens in its client's own format, and no
+    API-key variable that would override the login (reference/subscription-logins.md §3.2)."""
+    from cordon.app.logins import subscription
+    proj = project_dir(config, req.paths.cwd)
+    sub = subscription(routes, req.env, req.paths, proj / ".codex" if proj is not None else None)
+    dropped = sorted(k for k in sub.drop if k in base)
+    if dropped:
+        say(f"cordon: note: not passing {', '.join(dropped)} to the command (it would override the "
+            f"{'/'.join(sub.logins)} subscription login)")
+    for k in dropped:
+        del base[k]
+    if req.sensitive is not None:
+        for login in sub.logins.values():
+            for value in (login.refresh_token, login.id_token):
+                if value:
+                    req.sensitive(value)
+    if sub.codex_auth is not None:   # before the session: it refuses to replace a newer real login
+        from cordon.app.logins import prepare_codex_auth
+        prepare_codex_auth(*sub.codex_auth)
+    return sub
 
 
 def _protect_provider_keys(env: Mapping[str, str], routes: list[Route], say: Say) -> list[Route]:
@@ -334,6 +372,18 @@ def _build_bundle(ca_pem: bytes, env: Mapping[str, str]) -> bytes:
     """Inherited SSL_CERT_FILE certs, system roots, then the session CA (castore refuses no roots)."""
     from cordon.store.castore import build_bundle
     return build_bundle([ca_pem], env)
+
+
+def _codex_home(proj: Path | None, routes: Sequence[Route], req: ExecRequest) -> Path | None:
+    """The session's CODEX_HOME (cordon.app.codexhome), ready; None outside a project."""
+    if proj is None:
+        return None
+    from cordon.app import codexhome
+    from cordon.app.integrations.codex import API_HOST, auth_json
+    placeholder = next((r.auth.placeholder for r in routes if r.host == API_HOST), DEFAULT_PLACEHOLDER)
+    home = codexhome.choose(proj, req.env, req.paths)
+    codexhome.prepare(home, req.env, req.paths, auth_json(placeholder))
+    return home.path
 
 
 def _dotenv_target(codex_home: Path | None, env: Mapping[str, str], paths: Paths) -> Path | None:
@@ -435,6 +485,9 @@ class _ProxyPlan:
     env_file: Path | None
     codex_config: tuple[Path, dict[Key, str]] | None
     sandbox: Probe | None = None
+    agent_env: dict[str, str] = dataclasses.field(default_factory=dict)   # subscription logins: the
+    agent_drop: list[str] = dataclasses.field(default_factory=list)       # client's placeholders; API-key vars to drop
+    sensitive: Callable[[str], None] | None = None   # told the tokens of refreshed logins (log redaction)
 
 
 @contextlib.contextmanager
@@ -548,7 +601,9 @@ async def _main(argv: Sequence[str], exe: str, env: dict[str, str] | None, plan:
                                              bundle_path=plan.session.bundle_path, ca_path=plan.session.ca_path,
                                              routes=plan.routes, session_id=plan.session.id,
                                              codex_home=plan.codex_home)
-                    env = {**plan.base_env, **contract}
+                    env = {**plan.base_env, **contract, **plan.agent_env}
+                    for k in plan.agent_drop:
+                        env.pop(k, None)
                     if plan.env_file is not None:
                         from cordon.store.userfiles import dotenv_acquire
                         # Codex ignores CODEX_* in its .env; the rest overrides stale proxy settings there
@@ -581,8 +636,16 @@ async def _start_proxy(tg: Any, plan: _ProxyPlan) -> int:
     settings = server.ProxySettings(routes=tuple(plan.routes), policy=plan.config.policy, port=0,
                                     issuer=LeafIssuer(plan.ca), resolver=plan.resolver,
                                     auth=ProxyAuth.single(plan.token, "session"),
-                                    secrets_gen_file=generation_file(plan.session.paths.cordon_home))
+                                    secrets_gen_file=generation_file(plan.session.paths.cordon_home),
+                                    logins=_login_store(plan))
     return int(await tg.start(server.serve, settings))
+
+
+def _login_store(plan: _ProxyPlan) -> Any:
+    if not any(r.auth.type == "login" for r in plan.routes):
+        return None
+    from cordon.app.logins import proxy_login_store
+    return proxy_login_store(plan.session.paths, plan.base_env, plan.sensitive)
 
 
 async def _supervise(argv: Sequence[str], exe: str, env: Mapping[str, str], fwd: _Forwarder,

@@ -18,7 +18,7 @@ import os
 import signal
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from cordon import __version__
 from cordon.app.hardening import set_non_dumpable
@@ -34,7 +34,12 @@ if TYPE_CHECKING:
     from cordon.core.certs import CA
     from cordon.proxy.auth import ProxyAuth
     from cordon.proxy.secretcache import SecretCache
+    from cordon.store.logins import LoginStore
     from cordon.store.tokens import TokenWatcher
+
+    class WatchedAuth(ProxyAuth):
+        def watch(self) -> bool: ...
+        def unwatch(self) -> None: ...
 
 log = logging.getLogger("cordon.start")
 
@@ -96,19 +101,31 @@ class ProxyRun:
         return int(anyio.run(self._serve, on_ready, backend_options=backend_options(self.env)))
 
     async def _serve(self, on_ready: Callable[[int], None]) -> int:
+        watcher = self._watcher
+        assert watcher is not None and self._resolver is not None, "preflight() first"
+        auth = token_auth(watcher)
+        auth.watch()
+        try:
+            return await self._serve_with(on_ready, auth)
+        finally:
+            auth.unwatch()
+
+    async def _serve_with(self, on_ready: Callable[[int], None], auth: ProxyAuth) -> int:
         import anyio
 
+        from cordon.app.liveconfig import LiveConfig
         from cordon.proxy.server import ProxySettings, serve
         from cordon.proxy.tls import LeafIssuer
 
-        scope, watcher = self.scope, self._watcher
-        assert watcher is not None and self._resolver is not None, "preflight() first"
-        cache = self._resolver
+        scope, watcher, cache = self.scope, self._watcher, self._resolver
+        assert watcher is not None and cache is not None
         settings = ProxySettings(routes=tuple(scope.config.routes), policy=scope.config.policy,
                                  port=scope.config.listen,
                                  issuer=LeafIssuer(self._ca) if self._ca is not None else _NoIssuer(),
-                                 resolver=cache, auth=token_auth(watcher),
-                                 secrets_gen_file=scope.secrets_gen_file)
+                                 resolver=cache, auth=auth,
+                                 secrets_gen_file=scope.secrets_gen_file, logins=self._logins(),
+                                 config=LiveConfig(scope.config, scope.config_file, scope.name,
+                                                   scope.cordon_home))
         stopped_by: int | None = None
         bind_error: OSError | None = None
         # handlers first: a SIGTERM that arrives right after "ready" must stop us cleanly
@@ -138,6 +155,15 @@ class ProxyRun:
         return 130 if stopped_by == signal.SIGINT else 0
 
 
+    def _logins(self) -> LoginStore | None:
+        """The login store, when a route injects a subscription login."""
+        if not any(r.auth.type == "login" for r in self.scope.config.routes):
+            return None
+        from cordon.app.logins import proxy_login_store
+        from cordon.store.paths import Paths
+        return proxy_login_store(Paths.from_env(self.env), self.env, self._secret_values.append)
+
+
 def check_secrets(scope: Scope, resolver: Resolver, report: Callable[[SecretError], None]) -> list[str]:
     """Resolve every route's secret; report every failure, then fail. Returns the values
     (for the log redaction filter only)."""
@@ -158,17 +184,42 @@ def check_secrets(scope: Scope, resolver: Resolver, report: Callable[[SecretErro
     return values
 
 
-def token_auth(watcher: TokenWatcher) -> ProxyAuth:
-    """A ProxyAuth that follows tokens.toml: `token rotate|revoke` take effect on the next check."""
-    from cordon.proxy.auth import ProxyAuth
+def token_auth(watcher: TokenWatcher) -> WatchedAuth:
+    """A ProxyAuth that follows tokens.toml: `token rotate|revoke` take effect on the next check.
 
-    class TokenFileAuth(ProxyAuth):
+    After `watch()` (from inside the event loop) the file is watched by inotify
+    and only re-read when it changed; without a watch every check stats it
+    (plain-HTTP clients are checked on every request, not once per connection).
+    """
+    from cordon.proxy.auth import ProxyAuth
+    from cordon.proxy.filewatch import FileWatch
+
+    class _TokenFileAuth(ProxyAuth):
         def __init__(self) -> None:   # no super().__init__: the inner ProxyAuth holds the digests
             self._gen = -1
             self._inner: ProxyAuth | None = None
+            self._watch: FileWatch | None = None
+            self._stale = True
+
+        def watch(self) -> bool:
+            """Watch tokens.toml by inotify from the running loop; False: a stat per check."""
+            if self._watch is None:
+                self._watch = FileWatch(watcher.path, self._changed, self._changed)
+            self._stale = True
+            return self._watch.start()
+
+        def unwatch(self) -> None:
+            if self._watch is not None:
+                self._watch.stop()
+
+        def _changed(self) -> None:
+            self._stale = True
 
         def _current(self) -> ProxyAuth | None:
-            watcher.reload()
+            w = self._watch
+            if self._stale or w is None or not w.active:
+                self._stale = False   # before the read: a change meanwhile marks it again
+                watcher.reload()
             if watcher.generation != self._gen:
                 tokens = watcher.tokens()
                 self._inner = ProxyAuth({tok: name for name, tok in tokens.items()}) if tokens else None
@@ -183,7 +234,7 @@ def token_auth(watcher: TokenWatcher) -> ProxyAuth:
             inner = self._current()
             return inner.check_header(value, bearer=bearer) if inner else None
 
-    return TokenFileAuth()
+    return cast("WatchedAuth", _TokenFileAuth())
 
 
 class _NoIssuer:

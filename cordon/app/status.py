@@ -72,6 +72,16 @@ class ScopeStatus:
 
 # ---------------------------------------------------------------- pieces
 
+def live_config_notes(live: Any) -> list[str]:
+    """What /health says about the running proxy's configuration (`cordon start` re-reads it)."""
+    if not isinstance(live, dict) or not isinstance(live.get("loaded_at"), str):
+        return []
+    since = f"the configuration loaded at {live['loaded_at']}"
+    if live.get("error"):
+        return [f"cordon.toml changed but failed to load: {live['error']}; the proxy keeps running {since}"]
+    return [f"running {since} (sha256 {live.get('live', '?')}; edits apply on the next connection)"]
+
+
 def ca_status(cert_path: Path, now: dt.datetime) -> CAStatus:
     try:
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
@@ -158,6 +168,8 @@ def scope_status(paths: Paths, env: Mapping[str, str], config_path: Path | None,
                 uptime = float(up) if isinstance(up, int | float) and not isinstance(up, bool) else None
                 v = (health.body or {}).get("version")
                 version = v if isinstance(v, str) else version
+                notes += live_config_notes((health.body or {}).get("config"))
+                notes += live_config_notes((health.body or {}).get("config"))
                 token = _default_token(state_dir)
                 st = get_json(record.port, "/status", token=token)
                 if st.status == 200 and st.body is not None:

@@ -157,6 +157,8 @@ def build_route(args: argparse.Namespace, base: Route | None, cwd: Path) -> Rout
     name = args.new_name or (base.name if base else None) or (preset.name if preset else derive_name(host))
 
     old = base.auth if base else None
+    # a login route keeps its auth unless other auth is asked for (upstream, host, paths may change)
+    keep_login = old if old is not None and old.type == "login" and not args.auth_type and not args.source else None
     atype = args.auth_type or (old.type if old else ("basic" if args.username else "header"))
     if atype == "basic":
         header, scheme = "Authorization", None
@@ -181,7 +183,7 @@ def build_route(args: argparse.Namespace, base: Route | None, cwd: Path) -> Rout
         placeholder_env = preset.placeholder_env if preset else (old.placeholder_env if old else ())
     placeholder = args.placeholder or (old.placeholder if old else None)
 
-    secret = _build_secret(args, base.auth.secret if base else None, name, cwd)
+    secret = keep_login.secret if keep_login else _build_secret(args, base.auth.secret if base else None, name, cwd)
     paths = _split(args.paths)
     if paths is None:
         paths = base.paths if base else ()
@@ -205,9 +207,10 @@ def build_route(args: argparse.Namespace, base: Route | None, cwd: Path) -> Rout
     if atype == "basic":
         query_param = None
     route = Route(name=name, host=host, paths=paths, more_hosts=more_hosts,
-                  auth=Auth(type="basic" if atype == "basic" else "query" if atype == "query" else "header",
-                            secret=secret, header_name=header, scheme=scheme, username=username,
-                            placeholder_env=placeholder_env, query_param=query_param, **auth_kw),
+                  auth=keep_login or Auth(type="basic" if atype == "basic" else "query" if atype == "query"
+                                          else "header", secret=secret, header_name=header, scheme=scheme,
+                                          username=username, placeholder_env=placeholder_env,
+                                          query_param=query_param, **auth_kw),
                   upstream=UpstreamSpec(address=address, ca_file=ca_file,
                                         scheme="http" if uscheme == "http" else "https"))
     # the same validation as a file (reserved headers, CR/LF, host syntax, ...), without a file:line
@@ -332,6 +335,9 @@ def describe_auth(route: Route) -> str:
     a = route.auth
     if a.type == "basic":
         return f"basic ({a.username})"
+    if a.type == "login":
+        return ("Authorization: Bearer (subscription access token)" if a.role == "api"
+                else "none (refresh and revoke answered by cordon)")
     if a.type == "query":
         return f"?{a.query_param}="
     header = f"{a.header_name}: {a.scheme}" if a.scheme else a.header_name

@@ -125,10 +125,15 @@ def run_check(args: argparse.Namespace, ctx: Context) -> int:
     routes = [_route(cfg, args.name)] if args.name else list(cfg.routes)
     results = SecretResolver(ctx.env, cfg.op_path).check(routes)
     missing = [(r, e) for r, e in results if e is not None]
+    logins = {}
+    if any(r.auth.type == "login" for r in routes):
+        from cordon.app.logins import login_infos
+        logins = {i.name: i for i in login_infos(ctx.paths, ctx.env)}
     if args.json:
         ctx.out(json.dumps([{"route": r.name, "ok": e is None, "source": r.auth.secret.describe(),
-                             **({"error": e.message, "hint": e.hint} if e else {})} for r, e in results],
-                           indent=2))
+                             **({"error": e.message, "hint": e.hint} if e else {}),
+                             **({"login": logins[r.auth.login].as_json()} if r.auth.login in logins else {})}
+                            for r, e in results], indent=2))
         return 1 if missing else 0
     if not routes:
         ctx.err(f"no routes in {cfg.path}; add one with `cordon route add`")
@@ -137,6 +142,8 @@ def run_check(args: argparse.Namespace, ctx: Context) -> int:
     for r, e in results:
         if e is None:
             ctx.out(f"ok       {r.name:<{width}}  {r.auth.secret.describe()}")
+            if r.auth.login in logins and r.auth.role == "api":
+                ctx.out(f"         {'':<{width}}  {logins[r.auth.login or ''].describe()}")
         else:
             ctx.out(f"missing  {r.name:<{width}}  {e.message}")
             if e.hint:

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 "`cordon setup codex` / `cordon setup claude-code`")
         return 0
     add = True
-    preset = route_missing(scope, args.integration)
+    preset = route_missing(scope, args.integration, ctx.paths)
     if preset is not None and not args.yes:
         add = ask(ctx, f"Add a route for {preset.host} to {scope.config_path} "
                        f"({preset.description}; the real key comes from the keyring entry "
@@ -85,8 +85,9 @@ def render(ctx: Context, r: SetupResult) -> None:
     if rec is None:
         start = [f"start the proxy: `cordon start{flag}` (foreground), or `cordon service install{flag}` "
                  "(at login)"]
-    elif r.route_added or rec.port != r.port:
-        start = [f"restart `cordon start{flag}` (pid {rec.pid}): it reads cordon.toml only when it starts"]
+    elif rec.port != r.port:
+        start = [f"restart `cordon start{flag}` (pid {rec.pid}): it listens on port {rec.port}, the config now "
+                 f"says {r.port} (other edits of cordon.toml apply without a restart)"]
     else:
         start = []
     steps = [*r.next_steps, *start]

@@ -33,13 +33,21 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     status = 0 if scopes[0].running else 1
     if args.quiet:
         return status
+    from cordon.app.logins import login_infos
+    logins = login_infos(ctx.paths, ctx.env)
     if args.json:
-        ctx.out(json.dumps({"running": scopes[0].running, "scopes": [to_json(s) for s in scopes]}, indent=2))
+        ctx.out(json.dumps({"running": scopes[0].running, "scopes": [to_json(s) for s in scopes],
+                            "logins": [i.as_json() for i in logins]}, indent=2))
         return status
     for i, st in enumerate(scopes):
         if i:
             ctx.out()
         _render(st, ctx)
+    if logins:
+        ctx.out()
+        ctx.out("subscription logins (cordon login):")
+        for info in logins:
+            ctx.out(f"  {info.name}: {info.describe()}")
     return status
 
 

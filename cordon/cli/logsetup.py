@@ -34,12 +34,31 @@ class Redactor:
 
     def __init__(self, values: Callable[[], Iterable[str]]) -> None:
         self._values = values
+        self._seen: tuple[str, ...] | None = None
+        self._sorted: list[str] = []
 
     def __call__(self, text: str) -> str:
-        for v in sorted({v for v in self._values() if v and len(v) >= MIN_SECRET_LEN}, key=len, reverse=True):
-            if v in text:
-                text = text.replace(v, REDACTED)
-        return _CREDENTIAL_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+        return self.bound()(text)
+
+    def bound(self) -> Callable[[str], str]:
+        """A redactor over the values as they are now (one record's fields share one look-up)."""
+        vals = tuple(self._values())
+        if vals != self._seen:   # sorted once per change of the values, not once per string
+            self._sorted = sorted({v for v in vals if v and len(v) >= MIN_SECRET_LEN}, key=len, reverse=True)
+            self._seen = vals
+        longest_first = self._sorted
+
+        def redact(text: str) -> str:
+            for v in longest_first:
+                if v in text:
+                    text = text.replace(v, REDACTED)
+            return _CREDENTIAL_RE.sub(_credential, text)
+
+        return redact
+
+
+def _credential(m: re.Match[str]) -> str:
+    return f"{m.group(1)}{m.group(2)}{REDACTED}"
 
 
 class RedactFilter(logging.Filter):
@@ -50,21 +69,22 @@ class RedactFilter(logging.Filter):
         self.redact = redact
 
     def filter(self, record: logging.LogRecord) -> bool:
+        redact = self.redact.bound()
         try:
             msg = record.getMessage()
         except Exception:   # a bad format string must not hide the record
             msg = f"{record.msg!r} {record.args!r}"
-        record.msg = self.redact(msg)
+        record.msg = redact(msg)
         record.args = None
         fields = getattr(record, "cordon", None)
         if isinstance(fields, dict):
-            record.cordon = {k: self.redact(v) if isinstance(v, str) else v for k, v in fields.items()}
+            record.cordon = {k: redact(v) if isinstance(v, str) else v for k, v in fields.items()}
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = self.redact(record.exc_text)
+            record.exc_text = redact(record.exc_text)
         if record.stack_info:
-            record.stack_info = self.redact(record.stack_info)
+            record.stack_info = redact(record.stack_info)
         return True
 
 

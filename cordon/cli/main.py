@@ -24,6 +24,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("integration", "cmd_integration"),
     ("route", "cmd_route"),
     ("secret", "cmd_secret"),
+    ("login", "cmd_login"),
+    ("logout", "cmd_login"),
     ("token", "cmd_token"),
     ("status", "cmd_status"),
     ("doctor", "cmd_doctor"),

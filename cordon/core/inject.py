@@ -93,7 +93,7 @@ def rewrite_query(path: bytes, route: Route, secret: Secret | None) -> tuple[byt
         value = secret.reveal()
         if any(c in value for c in "\r\n\0"):
             raise InjectionError(f"route '{route.name}': the secret contains a line break or NUL")
-        kept = [q for q in kept if q] + [param.encode("ascii") + b"=" + quote(value, safe="").encode("ascii")]
+        kept.append(param.encode("ascii") + b"=" + quote(value, safe="").encode("ascii"))
     elif not had:
         return path, False
     kept = [q for q in kept if q]
@@ -117,7 +117,8 @@ def wants_secret(route: Route, path: bytes) -> bool:
 def echo_scrub(route: Route, secret: Secret) -> EchoScrub | None:
     """What to scrub from responses of `route`'s host: every form of the credential cordon sends.
 
-    The secret (shorter than SCRUB_MIN: not scrubbed) and, for `basic` routes, the
+    The secret (shorter than SCRUB_MIN: not scrubbed), its percent-encoded form for a
+    route with a `query_param` (when that differs), and, for `basic` routes, the
     `base64(user:secret)` cordon put in the header, each replaced by the same form
     of the placeholder.
     """

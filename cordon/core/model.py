@@ -16,8 +16,9 @@ DEFAULT_PLACEHOLDER = "dummy-replaced-by-cordon"
 DEFAULT_LISTEN = 6790
 DEFAULT_KEYRING_SERVICE = "cordon"
 
-SecretSource = Literal["keyring", "1password", "env", "file", "command"]
-AuthType = Literal["header", "basic", "query"]
+SecretSource = Literal["keyring", "1password", "env", "file", "command", "login"]
+AuthType = Literal["header", "basic", "query", "login"]
+LoginRole = Literal["api", "auth"]
 
 
 class Secret:
@@ -81,6 +82,8 @@ class SecretSpec:
             return f"environment variable {self.var}"
         if self.source == "file":
             return f"file {self.path}"
+        if self.source == "login":
+            return f"cordon login {self.account}"
         return f"command {self.command[0] if self.command else '?'}"
 
 
@@ -96,6 +99,8 @@ class Auth:
     # (ext) the credential's query parameter: with type "query" it always goes there; with
     # "header" it goes there instead of the header when the request carries that parameter
     query_param: str | None = None
+    login: str | None = None             # type "login": which subscription login (codex, claude)
+    role: LoginRole = "api"              # "api": access token injected; "auth": refresh/revoke answered by cordon
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,8 @@ def protect(env: Mapping[str, str], routes: Sequence[Route]) -> Protection:
             out.append(route)
             added.append((preset.name, route))
             continue
+        if owner.auth.type == "login":
+            continue   # a subscription session drops these variables itself: they would override the login
         missing = [v for v in found if v not in owner.auth.placeholder_env
                    and not (owner.auth.secret.source == "env" and owner.auth.secret.var == v)]
         if not missing:

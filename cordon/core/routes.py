@@ -152,8 +152,11 @@ PRESETS: dict[str, Preset] = {
                "Google Gemini API (Gemini CLI, aider, opencode)", query_param="key"),
         # the Copilot CLI sends the GitHub token to api.github.com, then to the Copilot API
         # host its plan names (api.githubcopilot.com, api.individual.githubcopilot.com, ...)
+        # COPILOT_GITHUB_TOKEN: the Copilot CLI's own variable, read first when it holds a real-looking
+        # token (the placeholder does not, so it falls back to GH_TOKEN, which holds one too)
         Preset("github", "api.github.com", "Authorization", "Bearer",
-               ("GITHUB_TOKEN", "GH_TOKEN"), "GitHub REST API and GitHub Copilot (Copilot CLI)",
+               ("GITHUB_TOKEN", "GH_TOKEN", "COPILOT_GITHUB_TOKEN"),
+               "GitHub REST API and GitHub Copilot (Copilot CLI)",
                more_hosts=("*.githubcopilot.com",)),
         Preset("openrouter", "openrouter.ai", "Authorization", "Bearer",
                ("OPENROUTER_API_KEY",), "OpenRouter"),

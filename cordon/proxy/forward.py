@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -68,6 +69,8 @@ class Plan:
     headers: Headers                 # end-to-end fields, credentials already rewritten
     scrub: EchoScrub | None = None   # the credential's forms to replace in the response (echo scrubbing)
     upgrade: bytes | None = None     # b"websocket": relay raw bytes after a 101
+    prefetch: int = PREFETCH_MAX     # request bodies up to this size are read first (replayable)
+    on_401: Callable[[], Awaitable[Headers | None]] | None = None   # headers to retry a 401 with, once
 
 
 class ClientGone(ProtocolError):
@@ -121,20 +124,25 @@ class Forwarder:
         body: bytes | None = None
         if framing.kind == "none":
             body = b""
-        elif framing.kind == "length" and framing.length <= PREFETCH_MAX and not expect:
+        elif framing.kind == "length" and framing.length <= plan.prefetch and not expect:
             body = await self._read_exact(client, framing.length)
-        headers = list(plan.headers)
-        if plan.upgrade:
-            headers += [(b"Connection", b"Upgrade"), (b"Upgrade", plan.upgrade)]
-        if framing.kind == "length":
-            headers.append((b"Content-Length", b"%d" % framing.length))
-        elif framing.kind == "chunked":
-            headers.append((b"Transfer-Encoding", b"chunked"))
-        head = serialize_request_head(plan.method, plan.path, headers)
+
+        def request_head(fields: Headers) -> bytes:
+            headers = list(fields)
+            if plan.upgrade:
+                headers += [(b"Connection", b"Upgrade"), (b"Upgrade", plan.upgrade)]
+            if framing.kind == "length":
+                headers.append((b"Content-Length", b"%d" % framing.length))
+            elif framing.kind == "chunked":
+                headers.append((b"Transfer-Encoding", b"chunked"))
+            return serialize_request_head(plan.method, plan.path, headers)
+
+        head = request_head(plan.headers)
         replayable = body is not None and (req.method in IDEMPOTENT or header_get(
             req.headers, b"idempotency-key") is not None)
 
         retried = False
+        on_401 = plan.on_401
         while True:
             if plan.upgrade:
                 up = await self.pool.open(plan.target, self.t.connect)
@@ -161,6 +169,12 @@ class Forwarder:
                             continue
                         raise ProtocolError(f"upstream {plan.target.describe()} closed the connection "
                                             "without answering", 502)
+                    if resp.status == 401 and on_401 is not None:
+                        again, on_401 = await on_401(), None
+                        if again is not None:        # fresh credentials: the same request once more
+                            await up.aclose()
+                            head = request_head(again)
+                            continue
                     upload = _Upload(complete=True, sent=len(body))
                     return await self._respond(client, req, plan, up, resp, upload)
                 return await self._streaming(client, req, plan, up, framing, head, expect)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import ssl
 import time
+from dataclasses import replace
 from typing import Protocol
 
 import anyio
@@ -23,6 +24,7 @@ from cordon.core.model import Route, Secret
 from cordon.core.routes import normalize_host, server_name_host, split_host_port
 from cordon.proxy.conn import Conn
 from cordon.proxy.forward import ClientGone, Forwarder, Plan, Timeouts
+from cordon.proxy.oauth import ACCOUNTS_CHECK, LOGIN_PREFETCH, Broker
 from cordon.proxy.pool import Target
 from cordon.proxy.secretcache import SecretCache
 from cordon.proxy.stats import ProxyStats
@@ -47,6 +49,8 @@ class ProxyCore(Protocol):
     def secrets(self) -> SecretCache: ...
     @property
     def forwarder(self) -> Forwarder: ...
+    @property
+    def oauth(self) -> Broker | None: ...
 
     async def read_request(self, conn: Conn, *, count_refused: bool = False) -> RequestHead | None: ...
     def route_target(self, route: Route, port: int, host: str | None = None) -> Target: ...
@@ -68,6 +72,7 @@ async def serve_mitm(px: ProxyCore, client: Conn, route: Route, host: str, port:
         reason = e.reason if isinstance(e, ssl.SSLError) and e.reason else type(e).__name__
         log.info("TLS handshake with the client for %s failed: %s (does the client trust cordon's CA?)",
                  normalize_host(host), reason)
+        px.stats.handshake_failed(normalize_host(host))
         return
     client.buf.clear()
     sni = sni_of(tls.ssl_object)
@@ -141,16 +146,39 @@ async def route_request(px: ProxyCore, client: Conn, req: RequestHead, route: Ro
             check_host(req, host, port, sni)
             headers = strip_hop_by_hop(req.headers)
         request_framing(req)  # 400 for smuggling-prone framing before any secret lookup
-        inject = wants_secret(route, path)
-        secret = await _secret(px, route, required=inject)
+        if route.auth.type == "login":
+            secret = None
+            if px.oauth is None:
+                raise ProtocolError(f"route '{route.name}': this proxy was started without logins", 502)
+            if route.auth.role == "auth":
+                answered = await px.oauth.agent_call(client, req, route, path, px.timeouts.read)
+                if answered is not None:
+                    px.log_exchange(route.name, host, req, 200, 0, t0, None, who)
+                    return answered
+            else:
+                px.secrets.poll()
+                secret = await px.oauth.access(route)
+            inject = secret is not None
+        else:
+            inject = wants_secret(route, path)
+            secret = await _secret(px, route, required=inject)
+        base = headers
         try:
             headers, path, _ = rewrite_request(headers, route, path, secret if inject else None)
         except InjectionError as e:
             raise ProtocolError(str(e), 502)
         # every response from a route host is scrubbed, injected or not: the upstream may echo the key anyway
         scrub = echo_scrub(route, secret) if secret is not None else None
-        plan = Plan(target=px.route_target(route, port, host), method=req.method, path=path, headers=headers,
-                    scrub=scrub, upgrade=upgrade)
+        target = px.route_target(route, port, host)
+        plan = Plan(target=target, method=req.method, path=path, headers=headers, scrub=scrub, upgrade=upgrade)
+        if secret is not None and px.oauth is not None and route.auth.type == "login":
+            if req.method == b"GET" and path.startswith(ACCOUNTS_CHECK) and not upgrade:
+                status, nbytes, keep = await px.oauth.accounts_check(client, req, route, target, path, headers,
+                                                                      secret)
+                px.log_exchange(route.name, host, req, status, nbytes, t0, None, who)
+                return keep
+            # a 401 is retried once with refreshed tokens (the body is kept for that, up to LOGIN_PREFETCH)
+            plan = replace(plan, prefetch=LOGIN_PREFETCH, on_401=px.oauth.retry_hook(route, base, path, secret))
         result = await px.forwarder.exchange(client, req, plan)
     except ClientGone as e:
         # nobody left to answer; the upstream connection is already closed (the call abandoned)

@@ -80,6 +80,7 @@ class SecretCache:
         self._watch: FileWatch | None = None
         self._watching_files = False                 # watch() ran: watch `file` sources as they are cached
         self._file_watches: dict[Path, FileWatch] = {}
+        self.listeners: list[Callable[[], None]] = []   # told when the generation file changes
 
     @property
     def watching(self) -> bool:
@@ -134,6 +135,13 @@ class SecretCache:
             for name, e in list(self._entries.items()):
                 if e.source not in RUNS_A_PROGRAM:
                     del self._entries[name]
+            for fn in self.listeners:
+                fn()
+
+    def poll(self) -> None:
+        """Notice a generation change now when no inotify watch reports it (callers outside `get`)."""
+        if self.gen_file is not None and not self.watching:
+            self._check_generation()
 
     def invalidate(self, route_name: str | None = None) -> None:
         if route_name is None:

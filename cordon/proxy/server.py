@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
@@ -39,13 +39,15 @@ from cordon.proxy.conn import Conn, splice
 from cordon.proxy.eventloop import running_loop_name
 from cordon.proxy.forward import Forwarder, Plan, Timeouts
 from cordon.proxy.mitm import route_request, serve_mitm
+from cordon.proxy.oauth import Broker, LoginBackend
 from cordon.proxy.pool import Opener, Pool, Target
+from cordon.proxy.refuse import answered_hosts, serve_refusal
 from cordon.proxy.secretcache import SecretCache
 from cordon.proxy.stats import ProxyStats
 from cordon.proxy.tls import ClientContexts, Issuer
-from cordon.proxy.transport.fastio import serve_tcp
+from cordon.proxy.transport.fastio import can_pipe, pipe, serve_tcp
 from cordon.proxy.transport.stream import Stream
-from cordon.proxy.tunnel import connect_pinned, guarded_addresses
+from cordon.proxy.tunnel import GuardMemo, connect_pinned, guarded_addresses
 from cordon.proxy.websocket import upgrade_token
 
 __all__ = ["ProxyAuth", "ProxySettings", "ProxyStats", "SecretCache", "Timeouts", "serve"]
@@ -63,7 +65,8 @@ class ProxySettings:
     wrapped in one watching `secrets_gen_file`. auth: None for
     an open proxy, else the tokens clients must present. upstream_ca_file:
     replaces the system roots upstream (tests, doctor); a route's own ca_file
-    is added on top.
+    is added on top. logins: where the tokens of `type = "login"` routes live
+    (load/save/lock; `cordon.store.logins.LoginStore`).
     """
 
     routes: tuple[Route, ...]
@@ -75,8 +78,22 @@ class ProxySettings:
     upstream_ca_file: str | None = None
     secrets_gen_file: Path | None = None
     timeouts: Timeouts = Timeouts()  # noqa: RUF009 (frozen, shared safely)
+    logins: LoginBackend | None = None   # subscription logins (routes of type "login"): cordon.proxy.oauth
     version: str = __version__
     stats: ProxyStats = field(default_factory=ProxyStats)
+    config: ConfigSource | None = None    # `cordon start`: the config file, re-read when it changes
+
+
+class ConfigSource(Protocol):
+    """Where a long-lived proxy's routes and policy come from (cordon.app.liveconfig)."""
+
+    def current(self) -> tuple[tuple[Route, ...], Policy] | None:
+        """New routes and policy when the source changed and loads; None otherwise (cheap)."""
+        ...
+
+    def health(self) -> dict[str, Any]:
+        """What /health says about it: which configuration is live, and a pending error."""
+        ...
 
 
 async def serve(settings: ProxySettings, *,
@@ -116,16 +133,39 @@ class Proxy:
         """`opener`: how upstream connections are opened (default: TCP and verified TLS)."""
         self.settings = settings
         self.issuer = settings.issuer
-        self.table = RouteTable(settings.routes)
+        self.oauth: Broker | None = None
+        self._apply(settings.routes, settings.policy)
         self.timeouts = settings.timeouts
         self.stats = settings.stats
         self.pool = Pool(ClientContexts(settings.upstream_ca_file), settings.timeouts.connect, opener)
         self.forwarder = Forwarder(self.pool, settings.timeouts)
         r = settings.resolver
         self.secrets = r if isinstance(r, SecretCache) else SecretCache(r, settings.secrets_gen_file)
-        self.exemptions = ssrf.Exemptions.parse(settings.policy.allow_private)
-        self.allow_hosts = frozenset(normalize_host(h) for h in settings.policy.allow_hosts)
+        if settings.logins is not None:
+            self.oauth = Broker(settings.logins, self.routes, self.pool.contexts)
+            self.secrets.listeners.append(self.oauth.invalidate)
         self._targets: dict[tuple[int, str, int], tuple[Route, Target]] = {}
+
+    def _apply(self, routes: tuple[Route, ...], policy: Policy) -> None:
+        """The routes and policy new connections are served with (start, or a reloaded config)."""
+        self.routes = routes
+        self.policy = policy
+        self.table = RouteTable(routes)
+        self.exemptions = ssrf.Exemptions.parse(policy.allow_private)
+        self.allow_hosts = frozenset(normalize_host(h) for h in policy.allow_hosts)
+        self.answered = answered_hosts(policy.unmatched, self.allow_hosts)
+        if self.oauth is not None:
+            self.oauth.set_routes(routes)
+
+    def _reload(self) -> None:
+        """A changed config (settings.config) takes effect on the next connection."""
+        source = self.settings.config
+        if source is None:
+            return
+        fresh = source.current()
+        if fresh is not None:
+            self._apply(*fresh)
+            self.secrets.invalidate()     # cached by route name: an edited route may read another source
 
     # -- helpers used by mitm --------------------------------------------------------
     def route_target(self, route: Route, port: int, host: str | None = None) -> Target:
@@ -180,6 +220,7 @@ class Proxy:
     # -- connection handling -------------------------------------------------------
     async def handle(self, sock: Stream) -> None:
         self.stats.connections += 1
+        self._reload()
         client = Conn(sock)
         try:
             await self._client_loop(client)
@@ -213,6 +254,7 @@ class Proxy:
             return None
 
     async def _client_loop(self, client: Conn) -> None:
+        memo: GuardMemo | None = None   # plain HTTP's last SSRF decision on this connection
         while True:
             req = await self.read_request(client, count_refused=True)
             if req is None:
@@ -224,7 +266,9 @@ class Proxy:
                 if not await self._self_request(client, req):
                     return
             elif b"://" in req.target[:10]:
-                if not await self._absolute(client, req):
+                if memo is None:
+                    memo = GuardMemo()
+                if not await self._absolute(client, req, memo):
                     return
             else:
                 await self.send_error(client, 400, "malformed request target", close=True)
@@ -256,9 +300,15 @@ class Proxy:
         if who is None:
             return await self._refuse_auth(client, req, host)
         route = self.table.match(host)
+        if route is None and self.oauth is not None:
+            route = self.oauth.learned_route(host)
         if route is not None:
             await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
             await serve_mitm(self, client, route, host, port, who)
+            return False
+        if normalize_host(host) in self.answered:   # denied, but refused inside TLS (cordon.proxy.refuse)
+            await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            await serve_refusal(self, client, normalize_host(host), who)
             return False
         # unmatched: policy, SSRF guard, then an opaque tunnel to the validated address
         try:
@@ -276,22 +326,28 @@ class Proxy:
         up = Conn(upstream)
         try:
             await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            # copied through the lean streams (256 KiB reads), not splice(2) through a pipe, which
-            # was slower on uvloop and no faster on asyncio's loop (docs/performance.md)
-            _sent, received = await splice(client, up)
+            # copied by the loop's callbacks (fastio.pipe), not splice(2) through a pipe, which was
+            # slower on uvloop and no faster on asyncio's loop (docs/performance.md)
+            if can_pipe(client.stream, upstream):
+                buffered, client.buf = bytes(client.buf), bytearray()
+                _sent, received = await pipe(client.stream, upstream, buffered)
+            else:
+                _sent, received = await splice(client, up)
         finally:
             await up.aclose()
         self.log_exchange(None, host, req, 200, received, t0, who=who)
         return False
 
-    async def _vet_unmatched(self, host: str, port: int) -> list[str]:
+    async def _vet_unmatched(self, host: str, port: int, memo: GuardMemo | None = None) -> list[str]:
         """Policy (`unmatched = "deny"` + allow_hosts), then the SSRF guard: 403 or addresses."""
-        pol = self.settings.policy
+        pol = self.policy
         if pol.unmatched == "deny" and normalize_host(host) not in self.allow_hosts:
             raise ProtocolError(f"{host} is not an allowed host ([policy] unmatched = \"deny\")", 403)
+        if memo is not None:
+            return await memo.addresses(host, port, self.exemptions, self.timeouts.connect)
         return await guarded_addresses(host, port, self.exemptions, self.timeouts.connect)
 
-    async def _absolute(self, client: Conn, req: RequestHead) -> bool:
+    async def _absolute(self, client: Conn, req: RequestHead, memo: GuardMemo | None = None) -> bool:
         """`GET http://host/path` (absolute-form): route hosts never get a cleartext credential."""
         t0 = time.monotonic()
         scheme, _, rest = req.target.partition(b"://")
@@ -324,7 +380,7 @@ class Proxy:
         upgrade = upgrade_token(req)
         try:
             request_framing(req)
-            addrs = await self._vet_unmatched(host, port)
+            addrs = await self._vet_unmatched(host, port, memo)
             headers = [(k, v) for k, v in strip_hop_by_hop(req.headers) if k.lower() != b"host"]
             headers.insert(0, (b"Host", authority))
             target = Target(host=normalize_host(host), port=port, connect_host=addrs[0], connect_port=port,
@@ -348,7 +404,9 @@ class Proxy:
         if path == b"/health" and req.method in (b"GET", b"HEAD"):
             body = json.dumps({"status": "ok", "version": self.settings.version,
                                "uptime": round(self.stats.uptime, 3),
-                               "routes": len(self.table), "loop": running_loop_name()}).encode() + b"\n"
+                               "routes": len(self.table), "loop": running_loop_name(),
+                               **({"config": self.settings.config.health()} if self.settings.config else {}),
+                               }).encode() + b"\n"
             await self._send_json(client, req, 200, body, keep)
             return keep
         if path == b"/status" and req.method in (b"GET", b"HEAD"):
@@ -361,7 +419,7 @@ class Proxy:
                                       extra=[(b"WWW-Authenticate", b'Bearer realm="cordon"')])
                 return keep
             snap = self.stats.snapshot(version=self.settings.version,
-                                       route_names=[r.name for r in self.settings.routes])
+                                       route_names=[r.name for r in self.routes])
             await self._send_json(client, req, 200, json.dumps(snap).encode() + b"\n", keep)
             return keep
         await self.send_error(client, 400, "this is cordon's proxy: send CONNECT or absolute-form requests "

@@ -30,6 +30,13 @@ class ProxyStats:
     tunnel_errors: int = 0
     plain: int = 0               # absolute-form requests for unmatched hosts
     refused: int = 0             # 403/407/421 and friends
+    # route hosts whose client refused cordon's certificate (a bounded few: a `*.suffix` route
+    # could otherwise be made to count any number of names)
+    handshake_failures: dict[str, int] = field(default_factory=dict)
+
+    def handshake_failed(self, host: str) -> None:
+        if host in self.handshake_failures or len(self.handshake_failures) < 256:
+            self.handshake_failures[host] = self.handshake_failures.get(host, 0) + 1
 
     def route(self, name: str) -> RouteStats:
         st = self.routes.get(name)

@@ -4,12 +4,19 @@
 forbidden (`cordon.core.ssrf`); `connect_pinned` then connects to those same
 addresses (DNS pinning: no second lookup an attacker could answer differently). Used for
 opaque CONNECT tunnels and for absolute-form plain HTTP to unmatched hosts.
+
+A CONNECT resolves once per tunnel. Plain HTTP asks per request, so a client
+connection keeps its last decision (`GuardMemo`): the next request to the same
+host on that connection, within `MEMO_SECONDS`, reuses the addresses that were
+checked (and connects to them) instead of resolving and checking again.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import time
+from collections.abc import Callable
 
 import anyio
 import anyio.abc
@@ -52,6 +59,42 @@ async def guarded_addresses(host: str, port: int, exemptions: ssrf.Exemptions, t
     if why:
         raise ProtocolError(f"refused by the SSRF guard: {why}", 403)
     return addrs
+
+
+MEMO_SECONDS = 1.0   # how long one client connection reuses a decision (the resolver gives no TTL)
+
+
+class GuardMemo:
+    """One client connection's last SSRF decision: (host, checked addresses), for `MEMO_SECONDS`.
+
+    `getaddrinfo` does not say how long its answer may be kept, so the memo
+    keeps it for at most one second, whatever the record's TTL; it never
+    crosses connections (each CONNECT and each new client resolves afresh), and
+    a refusal or a failure is not kept. The addresses handed out are always
+    the ones that were checked: the caller connects to them and to nothing else.
+    """
+
+    __slots__ = ("_addrs", "_clock", "_exemptions", "_host", "_until", "ttl")
+
+    def __init__(self, ttl: float = MEMO_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._host = ""
+        self._addrs: list[str] = []
+        self._exemptions: ssrf.Exemptions | None = None
+        self._until = 0.0
+
+    async def addresses(self, host: str, port: int, exemptions: ssrf.Exemptions, timeout: float) -> list[str]:
+        """`guarded_addresses(host, ...)`, or the memo of the last call for `host` if still fresh
+        (and decided under the same exemptions: a reloaded policy decides afresh)."""
+        now = self._clock()
+        if host == self._host and now < self._until and exemptions is self._exemptions:
+            return self._addrs
+        self._until = 0.0
+        addrs = await guarded_addresses(host, port, exemptions, timeout)
+        self._host, self._addrs, self._exemptions = host, addrs, exemptions
+        self._until = now + self.ttl   # from before the lookup
+        return addrs
 
 
 async def connect_pinned(host: str, addrs: list[str], port: int, timeout: float) -> Stream:

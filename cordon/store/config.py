@@ -51,7 +51,8 @@ POLICY_KEYS = {"unmatched", "allow_hosts", "allow_private"}
 ROUTE_KEYS = {"name", "match", "auth", "upstream"}
 MATCH_KEYS = {"host", "hosts", "paths"}
 AUTH_KEYS = {"type", "header_name", "scheme", "username", "placeholder_env", "placeholder", "secret",
-             "query_param"}
+             "query_param", "login", "role"}
+LOGIN_AUTH_KEYS = {"type", "login", "role"}
 UPSTREAM_KEYS = {"address", "ca_file", "scheme"}
 SECRET_KEYS: dict[str, set[str]] = {
     "keyring": {"source", "account", "service", "decode"},
@@ -277,9 +278,12 @@ def _parse_route(ctx: _Ctx, t: Mapping[str, Any], i: int) -> Route:
         atype, header_name, scheme = "header", header_name or "Authorization", scheme or "Bearer"
     elif atype == "api_key":
         atype = "header"
+    if atype == "login":
+        return Route(name=name, host=host, auth=_parse_login_auth(ctx, auth_t, apath, name), paths=paths,
+                     upstream=_parse_upstream(ctx, t, path, name), more_hosts=more_hosts)
     if atype not in ("header", "basic", "query"):
         raise ctx.error((*apath, "type"), f"route '{name}': unknown auth type '{atype}'",
-                        'use type = "header", "basic" or "query"')
+                        'use type = "header", "basic", "query" or "login"')
     username = _str(ctx, auth_t, "username", apath)
     query_param = _str(ctx, auth_t, "query_param", apath)
     if query_param is not None and not _QUERY_PARAM_RE.match(query_param):
@@ -340,6 +344,31 @@ def _parse_route(ctx: _Ctx, t: Mapping[str, Any], i: int) -> Route:
     secret_t = _need_table(ctx, auth_t.get("secret", {"source": "keyring"}), (*apath, "secret"))
     secret = _parse_secret(ctx, secret_t, (*apath, "secret"), name)
 
+    upstream = _parse_upstream(ctx, t, path, name)
+    auth = Auth(type="basic" if atype == "basic" else "query" if atype == "query" else "header", secret=secret,
+                header_name=header_name or "Authorization", scheme=scheme, username=username,
+                placeholder_env=placeholder_env, placeholder=placeholder, query_param=query_param)
+    return Route(name=name, host=host, auth=auth, paths=paths, upstream=upstream, more_hosts=more_hosts)
+
+
+def _parse_login_auth(ctx: _Ctx, t: Mapping[str, Any], apath: tuple[Any, ...], name: str) -> Auth:
+    """`type = "login"`: a subscription login's token, managed by cordon (`cordon login NAME`)."""
+    from cordon.core.oauth import PLACEHOLDER_CLAUDE_ACCESS, PROVIDERS
+    _check_keys(ctx, t, LOGIN_AUTH_KEYS, apath)
+    login = _str(ctx, t, "login", apath, required=True)
+    if login not in PROVIDERS:
+        raise ctx.error((*apath, "login"), f"route '{name}': unknown login '{login}'",
+                        'write login = "codex" or login = "claude"')
+    role = _str(ctx, t, "role", apath, default="api")
+    if role not in ("api", "auth"):
+        raise ctx.error((*apath, "role"), f"route '{name}': unknown login role '{role}'",
+                        'write role = "api" (the access token is injected) or "auth" (the token endpoint)')
+    return Auth(type="login", secret=SecretSpec(source="login", account=login), header_name="Authorization",
+                scheme="Bearer", placeholder=PLACEHOLDER_CLAUDE_ACCESS, login=login,
+                role="auth" if role == "auth" else "api")
+
+
+def _parse_upstream(ctx: _Ctx, t: Mapping[str, Any], path: tuple[Any, ...], name: str) -> UpstreamSpec:
     upstream = UpstreamSpec()
     if "upstream" in t:
         ut = _need_table(ctx, t["upstream"], (*path, "upstream"))
@@ -359,11 +388,8 @@ def _parse_route(ctx: _Ctx, t: Mapping[str, Any], i: int) -> Route:
             raise ctx.error((*upath, "scheme"), f"route '{name}': upstream scheme '{uscheme}' is not valid",
                             'use scheme = "https" (default) or "http"')
         upstream = UpstreamSpec(address=address, ca_file=_resolve_path(ctx.base, ca) if ca else None,
-                            scheme="http" if uscheme == "http" else "https")
-    auth = Auth(type="basic" if atype == "basic" else "query" if atype == "query" else "header", secret=secret,
-                header_name=header_name or "Authorization", scheme=scheme, username=username,
-                placeholder_env=placeholder_env, placeholder=placeholder, query_param=query_param)
-    return Route(name=name, host=host, auth=auth, paths=paths, upstream=upstream, more_hosts=more_hosts)
+                                scheme="http" if uscheme == "http" else "https")
+    return upstream
 
 
 def _parse_hosts(ctx: _Ctx, match: Mapping[str, Any], mpath: tuple[Any, ...]) -> tuple[str, tuple[str, ...]]:

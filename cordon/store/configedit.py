@@ -63,7 +63,7 @@ def route_table(route: Route, *, defaults: bool = False) -> dict[str, Any]:
         secret["var"] = s.var
     elif s.source == "file":
         secret["path"] = str(s.path)
-    else:
+    elif s.source == "command":
         secret["command"] = list(s.command)
         if defaults or s.ttl:
             secret["ttl"] = _num(s.ttl)
@@ -71,7 +71,9 @@ def route_table(route: Route, *, defaults: bool = False) -> dict[str, Any]:
             secret["timeout"] = _num(s.timeout)
     a = route.auth
     auth: dict[str, Any] = {"type": a.type}
-    if a.type == "header":
+    if a.type == "login":
+        auth.update(login=a.login, role=a.role)
+    elif a.type == "header":
         auth["header_name"] = a.header_name
         if a.scheme:
             auth["scheme"] = a.scheme
@@ -79,11 +81,12 @@ def route_table(route: Route, *, defaults: bool = False) -> dict[str, Any]:
         auth["username"] = a.username
     if a.query_param:
         auth["query_param"] = a.query_param
-    if a.placeholder_env or defaults:
-        auth["placeholder_env"] = list(a.placeholder_env)
-    if defaults or a.placeholder != DEFAULT_PLACEHOLDER:
-        auth["placeholder"] = a.placeholder
-    auth["secret"] = secret
+    if a.type != "login":
+        if a.placeholder_env or defaults:
+            auth["placeholder_env"] = list(a.placeholder_env)
+        if defaults or a.placeholder != DEFAULT_PLACEHOLDER:
+            auth["placeholder"] = a.placeholder
+        auth["secret"] = secret
     match: dict[str, Any] = {"host": route.host}
     if route.more_hosts:
         match["hosts"] = list(route.more_hosts)

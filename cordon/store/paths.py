@@ -50,6 +50,11 @@ class Paths:
         return self.config_home / "cordon"
 
     @property
+    def logins_index(self) -> Path:
+        """The subscription logins cordon holds (no tokens: cordon.store.logins)."""
+        return self.cordon_home / "logins.json"
+
+    @property
     def user_config(self) -> Path:
         return self.cordon_home / CONFIG_NAME
 

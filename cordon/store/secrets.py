@@ -53,6 +53,8 @@ def fix_hint(route: Route) -> str:
         return f"write the secret to {s.path} (mode 0600)"
     if s.source == "1password":
         return "sign in with `op signin` and check vault/item/field in cordon.toml"
+    if s.source == "login":
+        return f"run `cordon login {s.account}`"
     return "check that the command in cordon.toml prints the secret"
 
 
@@ -279,6 +281,8 @@ class SecretResolver:
             return self._from_keyring(route)
         if source == "1password":
             return self._from_op(route)
+        if source == "login":
+            return self._from_login(route)
         return self._from_command(route)
 
     def check(self, routes: Sequence[Route]) -> list[tuple[Route, SecretError | None]]:
@@ -326,6 +330,20 @@ class SecretResolver:
         except UnicodeDecodeError:
             raise self._fail(route, f"secret file {path} is not UTF-8 text") from None
         return _clean(text, f"route '{route.name}': secret file {path}", fix_hint(route))
+
+    def _from_login(self, route: Route) -> Secret:
+        """A login route's current access token (a running proxy asks its login broker instead,
+        which refreshes it)."""
+        from cordon.store.logins import LoginStore
+        from cordon.store.paths import Paths
+        name = route.auth.secret.account or ""
+        try:
+            login = LoginStore(Paths.from_env(self._env), self._env).load(name)
+        except SecretError as e:
+            raise self._fail(route, e.message, e.hint) from None
+        if login is None:
+            raise self._fail(route, f"no {name} login is stored")
+        return Secret(login.access_token)
 
     def _from_keyring(self, route: Route) -> Secret:
         spec = route.auth.secret

@@ -267,8 +267,9 @@ def check(tokens: Mapping[str, str], header_value: str | bytes | None) -> str | 
 class TokenWatcher:
     """A running proxy's view of `tokens.toml`: re-read when the file changes.
 
-    One `os.stat` per check (a few microseconds; checks happen once per proxy
-    connection, not per request). If the file vanishes or cannot be parsed the
+    One `os.stat` per `reload` (the running proxy calls it only when inotify
+    reports a change, or per check where inotify is unavailable: CONNECT is
+    checked once per connection, plain HTTP once per request). If the file vanishes or cannot be parsed the
     last good set stays in force: deleting the file never opens the proxy.
     """
 

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import re
+import shutil
 import socket
 import stat
 import subprocess
@@ -469,3 +470,20 @@ def test_codex_mcp_server_environments_are_checked(tmp_path: Path) -> None:
     assert check_integration(files["codex-mcp.docs"], 6790, ["tok"], tmp_path / "b", tmp_path / "c").status == "ok"
     c = check_integration(files["codex-mcp.other"], 6790, ["tok"], tmp_path / "b", tmp_path / "c")
     assert c.status == "fail" and c.id == "integration.codex-mcp.other" and c.fix == "run `cordon setup codex` again"
+
+
+def test_sandbox_check_says_whether_exec_confines(home: Path, tmp_path: Path) -> None:
+    from cordon.app.doctor.checks import check_sandbox
+    paths = Paths.from_env(dict(os.environ), tmp_path)
+    if sys.platform.startswith("linux") and shutil.which("bwrap"):
+        assert check_sandbox(None, dict(os.environ), paths).status == "ok"
+    nobwrap = tmp_path / "bin"
+    nobwrap.mkdir()
+    (nobwrap / "env").symlink_to(shutil.which("env") or "/usr/bin/env")
+    env = {**os.environ, "PATH": str(nobwrap)}
+    c = check_sandbox(None, env, paths)
+    assert c.status == "warn" and "unconfined" in c.message and c.fix
+    cfg = parse_config('[exec]\nsandbox = "required"\n', tmp_path / "cordon.toml")
+    assert check_sandbox(cfg, env, paths).status == "fail"
+    cfg = parse_config('[exec]\nsandbox = "off"\n', tmp_path / "cordon.toml")
+    assert check_sandbox(cfg, env, paths).status == "skip"

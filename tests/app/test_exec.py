@@ -210,10 +210,15 @@ def test_codex_env_block_user_lines_kept_and_restored(routed: Path, cordon_proc)
     assert dotenv.read_bytes() == original
 
 
-def test_codex_env_created_then_removed(routed: Path, cordon_proc) -> None:  # type: ignore[no-untyped-def]
-    r = cordon_proc("exec", "--", "sh", "-c", "test -f .codex/.env && echo present",
+def test_codex_env_created_then_removed(routed: Path, home: Path, cordon_proc) -> None:  # type: ignore[no-untyped-def]
+    """A project without a .codex of its own gets a Codex home under the user's (~/.codex/cordon/...):
+    the session's .env lives there for the session only, and the project gets nothing."""
+    r = cordon_proc("exec", "--", "sh", "-c", 'test -f "$CODEX_HOME/.env" && echo "$CODEX_HOME"',
                     env={"CORDON_TEST_REAL_KEY": SECRET}, cwd=routed)
-    assert r.returncode == 0 and r.stdout == "present\n", r.stderr
+    assert r.returncode == 0, r.stderr
+    codex_home = Path(r.stdout.strip())
+    assert codex_home.parent == home / ".codex" / "cordon"
+    assert not (codex_home / ".env").exists()
     assert not (routed / ".codex").exists()
 
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import textwrap
 from pathlib import Path
 
 import pytest
 
+from tests import configs
 from tests.conftest import REPO, cordon_argv, subprocess_env, write
 from tests.mock_anthropic import MockAnthropic
 from tests.mock_openai import PLACEHOLDER
@@ -29,23 +29,8 @@ CODEX_NATIVE = NODE_MODULES / "@openai" / "codex-linux-x64" / "vendor" / "x86_64
 pytestmark = pytest.mark.skipif(not shutil.which("bwrap"), reason="bubblewrap is missing (scripts/test installs it)")
 
 
-def anthropic_route(mock: MockAnthropic) -> str:
-    return textwrap.dedent(f"""\
-        [[routes]]
-        name = "anthropic"
-        [routes.match]
-        host = "api.anthropic.com"
-        [routes.auth]
-        type = "header"
-        header_name = "x-api-key"
-        placeholder_env = "ANTHROPIC_API_KEY"
-        [routes.auth.secret]
-        source = "env"
-        var = "CORDON_TEST_REAL_KEY"
-        [routes.upstream]
-        address = "{mock.address}"
-        ca_file = "{mock.ca_file}"
-        """)
+def anthropic_route(mock: MockAnthropic) -> configs.RouteSpec:
+    return configs.anthropic(placeholder_env=["ANTHROPIC_API_KEY"], upstream=mock)   # CORDON_TEST_REAL_KEY
 
 
 @pytest.mark.slow
@@ -53,7 +38,7 @@ def test_claude_code_end_to_end_confined(project: Path, home: Path) -> None:
     if not CLAUDE.exists():
         pytest.skip("tests/node/node_modules/@anthropic-ai/claude-code is not installed (scripts/test installs it)")
     with MockAnthropic(expected_key=SECRET) as mock:
-        write(project / "cordon.toml", anthropic_route(mock) + '\n[exec]\nsandbox = "required"\n')
+        configs.write(project / "cordon.toml", anthropic_route(mock), exec={"sandbox": "required"})
         env = subprocess_env({"CORDON_TEST_REAL_KEY": SECRET, "DISABLE_TELEMETRY": "1",
                               "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1"})
         r = subprocess.run(cordon_argv("exec", "--", str(CLAUDE), "-p", "say hi"), cwd=project, env=env,

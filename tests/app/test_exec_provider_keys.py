@@ -120,3 +120,22 @@ def test_doctor_reports_opencode_keys_with_the_fix(home: Path) -> None:
     assert by_id["agent_keys.opencode.google"].fix is not None
     assert "`cordon route add --preset gemini`" in by_id["agent_keys.opencode.google"].fix
     assert not any("stored-in-opencode" in (c.message + (c.fix or "")) for c in by_id.values())
+
+
+# every variable the agents of docs/agents.md read their key from
+AGENT_VARS = {"GEMINI_API_KEY": "gemini", "GOOGLE_API_KEY": "gemini", "GOOGLE_GENERATIVE_AI_API_KEY": "gemini",
+              "OPENAI_API_KEY": "openai", "ANTHROPIC_API_KEY": "anthropic", "GH_TOKEN": "github",
+              "GITHUB_TOKEN": "github", "COPILOT_GITHUB_TOKEN": "github"}
+
+
+def test_zero_config_protects_every_agents_variable(project: Path, cordon_proc) -> None:  # type: ignore[no-untyped-def]
+    real = {v: f"real-{v.lower()}-0123456789" for v in AGENT_VARS}
+    show = "; ".join(f'echo "{v}=${v}"' for v in AGENT_VARS) + "; cat /proc/$$/environ"
+    r = cordon_proc("exec", "--", "sh", "-c", show, cwd=project, env=real)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    for v in AGENT_VARS:
+        assert f"{v}={PLACEHOLDER}" in lines, v
+    assert not any(value in r.stdout or value in r.stderr for value in real.values())
+    for preset in set(AGENT_VARS.values()):
+        assert PRESETS[preset].host in r.stderr

@@ -146,3 +146,45 @@ def test_an_egress_port_out_of_range_is_a_usage_error(paths: Paths) -> None:
     with pytest.raises(UsageError) as e:
         choose("auto", "proxy", [70000], Config(), [], {"PATH": os.defpath}, paths, print)
     assert "70000" in e.value.message and e.value.exit_status == 2
+
+
+def test_egress_limits_never_fall_back_silently(paths: Paths) -> None:
+    from cordon.app.sandbox import SandboxUnavailable, choose
+    from cordon.core.errors import UsageError
+    with pytest.raises(UsageError):
+        choose("off", "proxy", [], Config(), [], {"PATH": os.defpath}, paths, print)
+    said: list[str] = []
+    # no bwrap on this PATH: under `auto` a plain run would warn and go on; with egress limits it refuses
+    with pytest.raises(SandboxUnavailable):
+        choose("auto", "proxy", [], Config(), [], {"PATH": str(paths.cwd)}, paths, said.append)
+    assert said == []
+
+
+def test_seccomp_filter_is_well_formed() -> None:
+    """Every jump lands inside the program, every path ends in a return, and only the two
+    terminal-input requests are refused (walked here for each architecture's ioctl)."""
+    from cordon.app.sandbox import seccomp
+    prog = seccomp.PROGRAM
+    assert len(seccomp.program()) == 8 * len(prog)
+
+    def run(arch: int, nr: int, arg1: int) -> int:
+        data = {seccomp.ARCH: arch, seccomp.NR: nr, seccomp.ARG1: arg1}
+        pc, acc = 0, 0
+        while True:
+            code, jt, jf, k = prog[pc]
+            if code == seccomp.RET_K:
+                return k
+            if code == seccomp.LD_W_ABS:
+                acc, pc = data[k], pc + 1
+            else:
+                assert code == seccomp.JEQ_K
+                pc = pc + 1 + (jt if acc == k else jf)
+            assert 0 <= pc < len(prog)
+
+    for arch, ioctl in ((seccomp.ARCH_X86_64, 16), (seccomp.ARCH_X86_64, 0x40000000 | 514),
+                        (seccomp.ARCH_I386, 54), (seccomp.ARCH_AARCH64, 29)):
+        assert run(arch, ioctl, seccomp.TIOCSTI) == seccomp.RET_EPERM
+        assert run(arch, ioctl, seccomp.TIOCLINUX) == seccomp.RET_EPERM
+        assert run(arch, ioctl, 0x5401) == seccomp.RET_ALLOW            # TCGETS: the terminal works
+        assert run(arch, ioctl + 1, seccomp.TIOCSTI) == seccomp.RET_ALLOW
+    assert run(0xDEAD, 16, seccomp.TIOCSTI) == seccomp.RET_ALLOW        # other architectures pass

@@ -23,20 +23,8 @@ def counting_route(tmp_path: Path, ttl: int) -> tuple[str, Path]:
     count = tmp_path / "runs"
     script = write(tmp_path / "secret-cmd", f'#!/bin/sh\necho run >> "{count}"\nprintf %s {SECRET}\n')
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    toml = f"""
-[[routes]]
-name = "counted"
-[routes.match]
-host = "api.openai.com"
-[routes.auth]
-type = "header"
-header_name = "Authorization"
-scheme = "Bearer"
-[routes.auth.secret]
-source = "command"
-command = ["{script}"]
-ttl = {ttl}
-"""
+    toml = configs.render(configs.openai(name="counted", secret={"source": "command", "command": [str(script)],
+                                                                  "ttl": ttl}))
     return toml, count
 
 

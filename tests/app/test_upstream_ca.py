@@ -10,28 +10,15 @@ from typing import Any
 import pytest
 
 from cordon.core import certs
-from tests.conftest import write
+from tests import configs
 
 KEY = "sk-upstream-ca-test-1234567890"
 
 
 def config(project: Path, ca_file: Path) -> Path:
-    return write(project / "cordon.toml", f"""\
-listen = 0
-[[routes]]
-name = "internal"
-[routes.match]
-host = "api.internal.example"
-[routes.auth]
-type = "header"
-header_name = "x-api-key"
-[routes.auth.secret]
-source = "env"
-var = "UPSTREAM_CA_TEST_KEY"
-[routes.upstream]
-address = "127.0.0.1:9"
-ca_file = {json.dumps(str(ca_file))}
-""")
+    return configs.write(project / "cordon.toml", configs.anthropic(
+        name="internal", host="api.internal.example", env="UPSTREAM_CA_TEST_KEY",
+        upstream={"address": "127.0.0.1:9", "ca_file": str(ca_file)}), listen=0)
 
 
 @pytest.fixture(params=["missing", "directory", "not-pem", "broken-pem"])

@@ -20,7 +20,7 @@ PRESET_EXPECTED: dict[str, tuple[str, str, str | None, list[str]]] = {
     "anthropic": ("api.anthropic.com", "x-api-key", None, ["ANTHROPIC_API_KEY"]),
     "gemini": ("generativelanguage.googleapis.com", "x-goog-api-key", None, ["GEMINI_API_KEY", "GOOGLE_API_KEY",
                                                                          "GOOGLE_GENERATIVE_AI_API_KEY"]),
-    "github": ("api.github.com", "Authorization", "Bearer", ["GITHUB_TOKEN", "GH_TOKEN"]),
+    "github": ("api.github.com", "Authorization", "Bearer", ["GITHUB_TOKEN", "GH_TOKEN", "COPILOT_GITHUB_TOKEN"]),
     "openrouter": ("openrouter.ai", "Authorization", "Bearer", ["OPENROUTER_API_KEY"]),
     "mistral": ("api.mistral.ai", "Authorization", "Bearer", ["MISTRAL_API_KEY"]),
     "groq": ("api.groq.com", "Authorization", "Bearer", ["GROQ_API_KEY"]),

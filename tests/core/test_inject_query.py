@@ -63,3 +63,11 @@ def test_the_placeholder_never_survives_and_the_key_is_there_once(pieces: list[b
     had = any(p.split(b"=")[0] in (b"key", b"%6Bey", b"%6bey") for p in pieces)
     assert injected == had
     assert b"dummy" not in path and path.count(b"REAL") == (1 if had else 0)
+
+
+def test_the_encoded_form_the_query_carried_is_scrubbed_from_echoes() -> None:
+    from cordon.core.inject import echo_scrub
+    scrub = echo_scrub(GEMINI, Secret("AIza/real+key=1"))
+    assert scrub is not None
+    out = scrub.scrub(b"GET /x?key=AIza%2Freal%2Bkey%3D1 and AIza/real+key=1")
+    assert out == b"GET /x?key=dummy-replaced-by-cordon and dummy-replaced-by-cordon"

@@ -138,6 +138,62 @@ def test_tunnel_half_close() -> None:
     assert got == b"got 100000 bytes"
 
 
+def test_tunnel_passes_on_bytes_sent_with_the_connect() -> None:
+    """Bytes that arrive in the same read as the CONNECT head (a ClientHello sent at once) go first."""
+    with HalfCloseServer() as srv, running_proxy([], policy=LOCAL) as px:
+        s = socket.create_connection(("127.0.0.1", px.port), timeout=10)
+        auth = base64.b64encode(f"cordon:{TOKEN}".encode()).decode()
+        s.sendall(f"CONNECT 127.0.0.1:{srv.port} HTTP/1.1\r\nProxy-Authorization: Basic {auth}\r\n\r\n".encode()
+                  + b"y" * 5000)
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        while chunk := s.recv(65536):
+            got += chunk
+        s.close()
+    assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(b"\r\n\r\ngot 5000 bytes")
+
+
+class BlastServer(LoopbackServer):
+    """Plain TCP: sends `pattern_bytes(n)` as fast as the socket takes it, then closes."""
+
+    N = 24 << 20
+
+    def __init__(self) -> None:
+        super().__init__(tls=False)
+
+    async def serve_connection(self, stream: anyio.abc.ByteStream, sock: anyio.abc.SocketStream,
+                               conn_id: int) -> None:
+        from tests.upstream import pattern_bytes
+
+        data = pattern_bytes(self.N)
+        for i in range(0, self.N, 1 << 20):
+            await stream.send(data[i:i + (1 << 20)])
+
+
+def test_tunnel_waits_for_a_slow_reader_without_losing_bytes() -> None:
+    """The tunnel stops reading the upstream while the client is not reading, and resumes."""
+    import hashlib
+    import time
+
+    from tests.upstream import pattern_bytes
+
+    with BlastServer() as srv, running_proxy([], policy=LOCAL) as px:
+        s, resp = connect_raw(px, f"127.0.0.1:{srv.port}")
+        assert resp.startswith(b"HTTP/1.1 200 ")
+        got = bytearray(resp.partition(b"\r\n\r\n")[2])
+        time.sleep(0.5)                          # both sides' buffers fill: the proxy must pause
+        while len(got) < BlastServer.N:
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                break
+            got += chunk
+            if len(got) < (2 << 20):
+                time.sleep(0.002)                 # a slow start, pausing and resuming many times
+        s.close()
+    assert len(got) == BlastServer.N
+    assert hashlib.sha256(got).digest() == hashlib.sha256(pattern_bytes(BlastServer.N)).digest()
+
+
 def test_tunnel_bulk_bytes_arrive_intact(plain: UpstreamServer) -> None:
     import hashlib
 

@@ -225,10 +225,12 @@ def test_root_cannot_unmount_what_hides_the_secrets(root_scene: Scene) -> None:
 # --- as an unprivileged user ------------------------------------------------------------------------
 
 def _python_for(user: str, uid: int, gid: int) -> str | None:
-    """An interpreter the user can run with cordon's dependencies (this venv's may live under /root)."""
+    """An interpreter the user can run with cordon's dependencies (this venv's may live under /root):
+    the same minor version, for the compiled ones."""
     for cand in (os.path.realpath(sys.executable), os.path.realpath("/usr/bin/python3")):
         r = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--init-groups", "sh", "-c",
-                            'test -x "$1" && "$1" -c "import sys; assert sys.version_info >= (3, 11)"', "_", cand],
+                            'test -x "$1" && "$1" -c "import sys; assert sys.version_info[:2] == ($2, $3)"', "_",
+                            cand, str(sys.version_info[0]), str(sys.version_info[1])],
                            capture_output=True)
         if r.returncode == 0:
             return cand
@@ -575,3 +577,32 @@ def test_root_keeps_its_powers_over_its_own_files(file_routed: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["12345:23456", "hi", "0"]
     assert (file_routed / "owned").stat().st_uid == 12345          # the same ids outside
+
+
+INJECT = ("import fcntl, termios\n"
+          "try:\n    fcntl.ioctl(0, termios.TIOCSTI, b'#'); print('injected')\n"
+          "except OSError as e:\n    print('refused', e.errno)\n")
+
+
+def test_the_child_cannot_type_into_the_terminal(file_routed: Path) -> None:
+    """TIOCSTI would queue input for the shell that reads the terminal after cordon exits, outside
+    the sandbox (bubblewrap's CVE-2017-5226); the seccomp filter refuses it, the terminal stays."""
+    import termios
+
+    import pexpect
+    if not hasattr(termios, "TIOCSTI"):
+        pytest.skip("no TIOCSTI here")
+
+    def run(*options: str) -> str:
+        argv = cordon_argv("exec", *options, "--", sys.executable, "-c", INJECT)
+        child = pexpect.spawn(argv[0], argv[1:], cwd=str(file_routed), env=subprocess_env(), encoding="utf-8",
+                              timeout=60)
+        child.expect(pexpect.EOF)
+        child.close()
+        return str(child.before)
+
+    off = run("--sandbox", "off")
+    if "refused" in off:
+        pytest.skip("this kernel refuses TIOCSTI anyway (dev.tty.legacy_tiocsti = 0)")
+    assert "injected" in off
+    assert "refused 1" in run("--sandbox", "required")

@@ -86,15 +86,4 @@ def test_short_commands_are_not_dumpable(project: Path) -> None:
         p.communicate(b"", timeout=30)
 
 
-KEYRING_ROUTE = """
-[[routes]]
-name = "openai"
-[routes.match]
-host = "api.openai.com"
-[routes.auth]
-type = "header"
-header_name = "Authorization"
-scheme = "Bearer"
-[routes.auth.secret]
-source = "keyring"
-"""
+KEYRING_ROUTE = configs.render(configs.openai(keyring=""))

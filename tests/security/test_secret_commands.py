@@ -21,6 +21,7 @@ from cordon.proxy.secretcache import SecretCache
 from cordon.store.config import load_config
 from cordon.store.generation import bump_generation
 from cordon.store.secrets import SecretResolver
+from tests import configs
 from tests.conftest import cordon_argv, subprocess_env, write
 from tests.upstream import UpstreamServer
 
@@ -65,34 +66,10 @@ def test_secret_command_exposes_neither_environment_nor_output_to_the_agent(proj
     d.mkdir()
     (tmp_path / "command.py").write_text(COMMAND)
     with UpstreamServer("api.example.com") as up:
-        write(project / "cordon.toml", textwrap.dedent(f"""
-            [[routes]]
-            name = "openai"
-            [routes.match]
-            host = "api.openai.com"
-            [routes.auth]
-            type = "header"
-            header_name = "Authorization"
-            scheme = "Bearer"
-            [routes.auth.secret]
-            source = "env"
-            var = "CORDON_TEST_REAL_KEY"
-
-            [[routes]]
-            name = "example"
-            [routes.match]
-            host = "api.example.com"
-            [routes.auth]
-            type = "header"
-            header_name = "x-api-key"
-            [routes.auth.secret]
-            source = "command"
-            command = ["{sys.executable}", "{tmp_path / 'command.py'}", "{d}"]
-            env = ["CMD_SECRET_SOURCE"]
-            [routes.upstream]
-            address = "{up.address}"
-            ca_file = "{up.ca_file}"
-        """))
+        configs.write(project / "cordon.toml", configs.openai(), configs.anthropic(   # CORDON_TEST_REAL_KEY
+            name="example", host="api.example.com", upstream=up, secret={
+                "source": "command", "command": [sys.executable, str(tmp_path / "command.py"), str(d)],
+                "env": ["CMD_SECRET_SOURCE"]}))
         r = subprocess.run(cordon_argv("exec", "--sandbox", "off", "--", sys.executable, "-c", AGENT, str(d)),
                            cwd=project, capture_output=True, text=True, timeout=120,
                            env=subprocess_env({"CORDON_TEST_REAL_KEY": ENV_SECRET, "CMD_SECRET_SOURCE": CMD_SECRET}))

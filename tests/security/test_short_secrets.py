@@ -12,22 +12,11 @@ import textwrap
 from pathlib import Path
 
 from cordon.core.leaks import holds_secret
+from tests import configs
 from tests.conftest import write
 
 SHORT = "k3Y9z"
-ROUTE_TOML = """
-[[routes]]
-name = "openai"
-[routes.match]
-host = "api.openai.com"
-[routes.auth]
-type = "header"
-header_name = "Authorization"
-scheme = "Bearer"
-[routes.auth.secret]
-source = "env"
-var = "CORDON_TEST_REAL_KEY"
-"""
+ROUTE_TOML = configs.render(configs.openai())   # CORDON_TEST_REAL_KEY
 
 COPIES = {"COPY_WHOLE": SHORT, "COPY_BEARER": f"Bearer {SHORT}", "COPY_USER": f"user:{SHORT}",
           "COPY_LIST": f"a=1;key={SHORT};b=2",

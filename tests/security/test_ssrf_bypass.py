@@ -17,9 +17,13 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import anyio
 import pytest
 
+from cordon.core.errors import ProtocolError
 from cordon.core.model import Policy
+from cordon.core.ssrf import Exemptions
+from cordon.proxy.tunnel import GuardMemo
 from tests.proxy_harness import running_proxy
 from tests.security.wire import Scene, proxy_auth_line, read_to_eof, recv_response, scene
 
@@ -176,6 +180,53 @@ def test_dns_rebinding_cannot_swap_the_address_after_the_check(caplog: pytest.Lo
         # a second connection resolves again and now gets the forbidden answer
         assert connect(sc, f"flip.rebind.test:{canary.port}") == 403
         assert canary.accepted == 1
+
+
+def test_plain_http_keeps_a_checked_answer_on_its_connection_only(caplog: pytest.LogCaptureFixture,
+                                                                  canary: Canary, fake_dns: dict[str, Any]) -> None:
+    """Plain HTTP: one client connection reuses its checked answer (and connects to that address);
+    the next connection resolves again and is refused when the answer turned internal."""
+    fake_dns["flip.rebind.test"] = [["127.0.0.1"], ["169.254.169.254"]]
+    with scene(caplog, policy=Policy(allow_private=("127.0.0.1/32",))) as sc:
+        s = sc.raw()
+        for _ in range(3):
+            s.sendall(f"GET http://flip.rebind.test:{canary.port}/ HTTP/1.1\r\n"
+                      f"Host: flip.rebind.test:{canary.port}\r\n".encode() + proxy_auth_line() + b"\r\n")
+            r = recv_response(s)
+            assert r is not None and r.status == 200 and r.body == b"canary"
+        assert fake_dns["__calls__"]["flip.rebind.test"] == 1, "one answer per connection, checked once"
+        assert canary.accepted == 3          # every request went to the checked address
+        assert absolute(sc, f"flip.rebind.test:{canary.port}") == 403
+        assert fake_dns["__calls__"]["flip.rebind.test"] == 2
+        assert canary.accepted == 3
+
+
+def test_a_kept_answer_expires(fake_dns: dict[str, Any]) -> None:
+    """`GuardMemo` hands out the checked addresses for `ttl` seconds from the lookup, then asks again
+    (and a refusal is never kept)."""
+    fake_dns["ttl.rebind.test"] = [["127.0.0.1"], ["169.254.169.254"], ["127.0.0.1"]]
+    now = [100.0]
+    memo = GuardMemo(ttl=1.0, clock=lambda: now[0])
+    allow = Exemptions.parse(["127.0.0.1/32"])
+
+    async def ask() -> list[str] | int:
+        try:
+            return await memo.addresses("ttl.rebind.test", 80, allow, 5.0)
+        except ProtocolError as e:
+            return e.status
+
+    assert anyio.run(ask) == ["127.0.0.1"]
+    now[0] += 0.99
+    assert anyio.run(ask) == ["127.0.0.1"]
+    assert fake_dns["__calls__"]["ttl.rebind.test"] == 1
+    now[0] += 0.02                       # 1.01 s after the lookup: expired
+    assert anyio.run(ask) == 403
+    assert anyio.run(ask) == ["127.0.0.1"]   # the refusal was not kept: asked again
+    assert fake_dns["__calls__"]["ttl.rebind.test"] == 3
+    allow = Exemptions.parse([])             # a reloaded policy: decided afresh, within the second
+    assert anyio.run(ask) == 403
+    assert fake_dns["__calls__"]["ttl.rebind.test"] == 4
+    assert GuardMemo().ttl <= 1.0        # never more than a second, whatever the record's TTL
 
 
 def test_allow_private_is_exact(caplog: pytest.LogCaptureFixture, canary: Canary, fake_dns: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ prints, and no secret or token value enters a check's message or details.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,11 @@ from cordon.app.doctor.checks import (
     check_ca,
     check_config,
     check_integration,
+    check_live_config,
+    check_logins,
     check_op,
     check_port,
+    check_sandbox,
     check_secrets,
     check_service,
     check_tokens,
@@ -71,18 +74,49 @@ def _tokens(state_dir: Path) -> list[str]:
         return []
 
 
+class _Checks(list[Check]):
+    """The report's checks; each one is also handed to `on_check` as soon as it is added."""
+
+    def __init__(self, on_check: Callable[[Check], None] | None) -> None:
+        super().__init__()
+        self.on_check = on_check
+        self.told: set[int] = set()
+
+    def tell(self, c: Check) -> None:
+        if self.on_check is not None and id(c) not in self.told:
+            self.told.add(id(c))
+            self.on_check(c)
+
+    def append(self, c: Check) -> None:
+        super().append(c)
+        self.tell(c)
+
+    def __iadd__(self, cs: Iterable[Check]) -> _Checks:  # type: ignore[override,misc]
+        for c in cs:
+            self.append(c)
+        return self
+
+
 def run_doctor(paths: Paths, env: Mapping[str, str], *, config: str | None, scope: str | None,
-               manager: Manager | None, probes: bool = True, now: dt.datetime | None = None) -> Report:
+               manager: Manager | None, probes: bool = True, now: dt.datetime | None = None,
+               on_start: Callable[[str, Path | None], None] | None = None,
+               on_check: Callable[[Check], None] | None = None) -> Report:
+    """Every check, in order. `on_start(scope, config_path)` first and `on_check(check)` as each
+    one finishes let a terminal show progress (the probes take seconds)."""
     now = now or dt.datetime.now(dt.UTC)
     sc = resolve_scope(paths, config, scope)
     config_path, sel_scope, state_dir = sc.config_path, sc.name, sc.state_dir
+    if on_start is not None:
+        on_start(sel_scope, config_path)
     found, cfg = check_config(config_path, sel_scope)
-    checks: list[Check] = list(found)
+    checks = _Checks(on_check)
+    checks += found
     if cfg is not None:
         checks.append(check_port(cfg, state_dir))
         approved = check_approved(cfg, paths.cordon_home)
         if approved is not None:
             checks.append(approved)
+    checks += check_live_config(state_dir)
     checks += check_ca(cfg, state_dir, now)
     ca_cert, _ = ca_files(cfg, state_dir)
     bundle = bundle_file(state_dir)
@@ -91,6 +125,8 @@ def run_doctor(paths: Paths, env: Mapping[str, str], *, config: str | None, scop
         checks += check_secrets(cfg, env)
         checks += check_upstream_ca_files(cfg)
         checks += check_op(cfg, env)
+    checks += check_logins(paths, env)
+    checks.append(check_sandbox(cfg, env, paths))
     if config_path is not None and cfg is not None:
         checks.append(check_tokens(state_dir))
         tokens = _tokens(state_dir)
@@ -101,7 +137,7 @@ def run_doctor(paths: Paths, env: Mapping[str, str], *, config: str | None, scop
     checks += check_agent_keys(cfg, env, paths.home)
     if probes:
         from cordon.app.doctor.probes import run_probes  # imports anyio and the proxy only when needed
-        checks += run_probes(env)
+        checks += run_probes(env, on_check=checks.tell)
     return Report(scope=sel_scope, config_path=config_path, state_dir=state_dir, checks=tuple(checks))
 
 

@@ -30,6 +30,7 @@ from cordon.core.model import Config
 from cordon.core.wording import plural
 from cordon.store import castore, dotenvfile
 from cordon.store.config import load_config
+from cordon.store.paths import Paths
 from cordon.store.runrecord import pid_alive, read_run_record
 from cordon.store.secrets import SecretResolver
 from cordon.store.tokens import TokenStore
@@ -217,6 +218,42 @@ def check_secrets(config: Config, env: Mapping[str, str]) -> list[Check]:
     return out
 
 
+def check_logins(paths: Paths, env: Mapping[str, str]) -> list[Check]:
+    """Each subscription login cordon holds: readable, and what it is (plan, expiry, last refresh)."""
+    from cordon.app.logins import login_infos
+    out = []
+    for info in login_infos(paths, env, check=True):
+        cid = f"login.{info.name}"
+        if info.problem:
+            out.append(fail(cid, f"login {info.name}: {info.problem}",
+                            f"run `cordon logout {info.name}` (if it fails, log in with the client again) and "
+                            f"`cordon login {info.name}`", **info.as_json()))
+        else:
+            out.append(ok(cid, f"login {info.name}: {info.describe()}", **info.as_json()))
+    return out
+
+
+def check_live_config(state_dir: Path) -> list[Check]:
+    """When this scope's `cordon start` runs: which configuration it serves, and whether an edit
+    of cordon.toml failed to load (it then keeps the last good one)."""
+    from cordon.app.localclient import get_json
+    from cordon.store.runrecord import live_run_record
+    rec = live_run_record(state_dir)
+    if rec is None:
+        return []
+    h = get_json(rec.port, "/health", timeout=2.0)
+    live = (h.body or {}).get("config") if h.status == 200 else None
+    if not isinstance(live, dict):
+        return []
+    if live.get("error"):
+        since = live.get("loaded_at")
+        return [fail("config.live", f"cordon.toml changed but failed to load: {live['error']}; the running "
+                                    f"proxy (pid {rec.pid}) keeps running the configuration loaded at {since}",
+                     "fix the file as the error says: the proxy picks it up on its next connection")]
+    return [ok("config.live", f"the running proxy (pid {rec.pid}) serves the current cordon.toml "
+                              f"(loaded at {live.get('loaded_at')})", live=live.get("live"))]
+
+
 def check_upstream_ca_files(config: Config) -> list[Check]:
     """One check per route with `[routes.upstream] ca_file`: the file exists and holds PEM certificates."""
     from cordon.store.upstreamca import check_ca_file
@@ -274,6 +311,19 @@ def check_op(config: Config, env: Mapping[str, str], run: Run = _run) -> list[Ch
 
 
 # ---------------------------------------------------------------- tokens
+
+def check_sandbox(config: Config | None, env: Mapping[str, str], paths: Paths) -> Check:
+    """Whether `cordon exec` runs commands confined here (docs/confinement.md)."""
+    mode = config.exec.sandbox if config is not None else "auto"
+    if mode == "off":
+        return skip("sandbox", 'confinement is off ([exec] sandbox = "off")')
+    from cordon.app.sandbox import availability
+    problem = availability(env, paths)
+    if problem is None:
+        return ok("sandbox", "cordon exec runs commands confined (keyring, secrets and cordon's files hidden)")
+    what = "cordon exec refuses to run" if mode == "required" else "cordon exec runs commands unconfined"
+    return (fail if mode == "required" else warn)("sandbox", f"{what}: {problem.message}", problem.hint or "")
+
 
 def check_tokens(state_dir: Path) -> Check:
     store = TokenStore.for_state_dir(state_dir)

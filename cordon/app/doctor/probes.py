@@ -36,6 +36,7 @@ from cordon.core.errors import CordonError
 from cordon.core.model import DEFAULT_PLACEHOLDER, Auth, Route, SecretSpec, UpstreamSpec
 from cordon.proxy.auth import ProxyAuth
 from cordon.proxy.server import ProxySettings, serve
+from cordon.proxy.stats import ProxyStats
 from cordon.proxy.tls import LeafIssuer
 from cordon.store import castore
 from cordon.store.secrets import SecretResolver
@@ -218,7 +219,8 @@ class _Harness:
         # the MITM CA is name-constrained to the probe host, as a `cordon exec` session's is
         self.ca = certs.create_ca("cordon doctor probe CA", permitted_hosts=[PROBE_HOST])
         up_ca = certs.create_ca("cordon doctor upstream CA")
-        leaf = certs.issue_leaf(up_ca, PROBE_HOST)
+        # each trial calls a name of its own under PROBE_HOST, so a refused handshake names it
+        leaf = certs.issue_leaf(up_ca, f"*.{PROBE_HOST}")
         self.upstream_ca = workdir / "upstream-ca.pem"
         self.upstream_ca.write_bytes(up_ca.cert_pem)
         self.ca_path = workdir / "ca.pem"
@@ -232,9 +234,14 @@ class _Harness:
         self.upstream_ctx.load_cert_chain(chain, key)
         self.upstream_port = 0
         self.proxy_port = 0
+        self.stats: ProxyStats | None = None
+
+    def refused(self, host: str) -> bool:
+        """The client at `host` refused cordon's certificate: it will not get through this way."""
+        return self.stats is not None and host in self.stats.handshake_failures
 
     def route(self) -> Route:
-        return Route(name="doctor-probe", host=PROBE_HOST,
+        return Route(name="doctor-probe", host=PROBE_HOST, more_hosts=(f"*.{PROBE_HOST}",),
                      auth=Auth(type="header", header_name="Authorization", scheme="Bearer",
                                secret=SecretSpec(source="env", var=SECRET_VAR)),
                      upstream=UpstreamSpec(address=f"127.0.0.1:{self.upstream_port}", ca_file=self.upstream_ca))
@@ -250,6 +257,7 @@ async def _start_proxy(tg: anyio.abc.TaskGroup, h: _Harness) -> int:
     settings = ProxySettings(routes=(h.route(),), port=0, issuer=LeafIssuer(h.ca),
                              resolver=SecretResolver({SECRET_VAR: h.secret}),
                              auth=ProxyAuth.single(h.token, "doctor"))
+    h.stats = settings.stats
     port: int = await tg.start(serve, settings)
     return port
 
@@ -300,7 +308,8 @@ async def _run(argv: Sequence[str], env: Mapping[str, str], cwd: Path, timeout: 
 async def _trial(h: _Harness, rt: Runtime, exe: str, env: Mapping[str, str], label: str,
                  timeout: float = TIMEOUT) -> Trial:
     prefix = f"/probe/{rt.name}/{label}"
-    url = f"https://{PROBE_HOST}:{h.upstream_port}{prefix}"
+    host = f"{rt.name}-{label}".lower().replace("_", "-") + "." + PROBE_HOST
+    url = f"https://{host}:{h.upstream_port}{prefix}"
     home = h.workdir / "home" / rt.name / label
     home.mkdir(parents=True, exist_ok=True)
     env = dict(env)
@@ -309,14 +318,16 @@ async def _trial(h: _Harness, rt: Runtime, exe: str, env: Mapping[str, str], lab
     if rt.extra_env is not None:
         env.update(rt.extra_env(url, str(home)))
     t0 = anyio.current_time()
+    # done once the request arrived, or once the client refused cordon's certificate (clients
+    # that retry would otherwise run until the timeout)
     rc, stderr = await _run(rt.argv(exe, url, str(home)), env, home, timeout,
-                            lambda: h.log.injected_under(prefix))
+                            lambda: h.log.injected_under(prefix) or h.refused(host))
     took = anyio.current_time() - t0
     if h.log.injected_under(prefix):
         return Trial(True, None, took)
     if rc == EXIT_NOT_IMPORTABLE and rt.name.startswith("python-"):
         return Trial(False, "not importable", took)
-    err = _reason(stderr) or f"exit status {rc}"
+    err = _reason(stderr) or ("it refused cordon's certificate" if h.refused(host) else f"exit status {rc}")
     if h.log.seen_under(prefix):
         err = "the request arrived without the injected credential"
     return Trial(False, err, took)
@@ -383,9 +394,11 @@ def _label(rt: Runtime, version: str) -> str:
     return version or rt.name
 
 
-async def _run_all(env: Mapping[str, str], workdir: Path, runtimes: Sequence[Runtime]) -> list[Check]:
+async def _run_all(env: Mapping[str, str], workdir: Path, runtimes: Sequence[Runtime],
+                   on_check: Callable[[Check], None] | None = None) -> list[Check]:
     h = _Harness(workdir, env)
     results: dict[str, Check] = {}
+    told = 0
     async with anyio.create_task_group() as tg:
         h.upstream_port = await tg.start(serve_probe_upstream, h.upstream_ctx, "Authorization",
                                          f"Bearer {h.secret}", h.log)
@@ -393,7 +406,11 @@ async def _run_all(env: Mapping[str, str], workdir: Path, runtimes: Sequence[Run
         limiter = anyio.CapacityLimiter(max(2, min(4, os.cpu_count() or 2)))
 
         async def one(rt: Runtime) -> None:
+            nonlocal told
             results[rt.name] = await _probe(h, rt, env, limiter)
+            while on_check is not None and told < len(runtimes) and runtimes[told].name in results:
+                on_check(results[runtimes[told].name])
+                told += 1
 
         async with anyio.create_task_group() as probes:
             for rt in runtimes:
@@ -408,12 +425,14 @@ def _leaf(e: BaseException) -> BaseException:
     return e
 
 
-def run_probes(env: Mapping[str, str], runtimes: Sequence[Runtime] = RUNTIMES) -> list[Check]:
-    """Every probe, in RUNTIMES order. A harness that cannot start is one failed check."""
+def run_probes(env: Mapping[str, str], runtimes: Sequence[Runtime] = RUNTIMES,
+               on_check: Callable[[Check], None] | None = None) -> list[Check]:
+    """Every probe, in RUNTIMES order; `on_check` gets each as soon as it and those before it
+    are done. A harness that cannot start is one failed check."""
     try:
         try:
             with tempfile.TemporaryDirectory(prefix="cordon-doctor-") as d:
-                return anyio.run(_run_all, env, Path(d), runtimes)
+                return anyio.run(_run_all, env, Path(d), runtimes, on_check)
         except BaseExceptionGroup as group:   # anyio wraps what a task group raises
             raise _leaf(group) from None
     except CordonError as e:

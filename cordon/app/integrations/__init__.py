@@ -52,13 +52,21 @@ def _module(name: str) -> ModuleType:
 INTEGRATIONS = ("codex", "claude-code")
 
 
+LOGIN_OF = {"codex": "codex", "claude-code": "claude"}   # integration -> its subscription login
+
+
 def preset_for(name: str) -> Preset:
     return PRESETS[_module(name).PRESET]
 
 
-def route_missing(scope: Scope, name: str) -> Preset | None:
-    """The preset whose route setup would add (None: the config already has a route for its host)."""
+def route_missing(scope: Scope, name: str, paths: Paths | None = None) -> Preset | None:
+    """The preset whose route setup would add (None: the config already has a route for its host,
+    or cordon holds the client's subscription login, whose own routes setup adds)."""
     preset = preset_for(name)
+    if paths is not None:
+        from cordon.app.logins import held_logins
+        if LOGIN_OF.get(name) in held_logins(paths):
+            return None
     if not scope.config_file.is_file():
         return preset
     cfg = load_config(scope.config_file, scope.kind)
@@ -112,6 +120,12 @@ def setup(paths: Paths, env: Mapping[str, str], name: str, scope: Scope, *, add_
     mod = _module(name)
     preset = preset_for(name)
     preflight(paths, env, name, scope, command)
+    from cordon.app.logins import ensure_login_routes, held_logins
+    login = LOGIN_OF.get(name)
+    if login in held_logins(paths):
+        # subscription mode: the login's routes, not an API-key route that would override the login
+        ensure_login_routes(paths, scope.config_file, login or "")
+        add_route = False
     config_created, route_added = scaffold.ensure_config(scope.config_file, preset, add_route=add_route)
     if route_added:
         from cordon.app.allow import approve_written

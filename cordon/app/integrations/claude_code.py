@@ -45,7 +45,8 @@ def env_block(ctx: IntegrationContext) -> dict[str, str]:
     out = dict(ctx.vars)
     for r in ctx.config.routes:
         # Claude Code needs a key to start in API-key mode; the route's placeholder is what it gets
-        if r.host == API_HOST and KEY_VAR not in out:
+        # (not for a subscription login: ANTHROPIC_API_KEY would override it)
+        if r.host == API_HOST and KEY_VAR not in out and r.auth.type != "login":
             out[KEY_VAR] = r.auth.placeholder
     return out
 

@@ -94,8 +94,19 @@ def targets(ctx: IntegrationContext) -> list[DesiredFile]:
         for k, v in ctx.proxy_vars.items():
             desired[("mcp_servers", server, "env", k)] = v
     config = DesiredFile(cfg_path, TomlEntries(str(cfg_path)), desired)
-    auth = DesiredFile(home / "auth.json", CreateOnly(auth_json(_placeholder(ctx))), {})
+    auth = DesiredFile(home / "auth.json", CreateOnly(_auth_content(ctx)), {})
     return [env_file, config, auth]
+
+
+def _auth_content(ctx: IntegrationContext) -> str:
+    """The placeholder login Codex starts with: ChatGPT mode when cordon holds a Codex subscription login."""
+    if any(r.auth.type == "login" and r.auth.login == "codex" for r in ctx.config.routes):
+        from cordon.core.oauth import client_file
+        from cordon.store.logins import LoginStore
+        login = LoginStore(ctx.paths, ctx.env).load("codex")
+        if login is not None:
+            return client_file(login, real=False)
+    return auth_json(_placeholder(ctx))
 
 
 def notes(ctx: IntegrationContext) -> Iterator[str]:

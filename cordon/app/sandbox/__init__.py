@@ -58,10 +58,13 @@ class Sandbox:
         return steps + (userns.prefix(self.unshare) if self.unshare else [])
 
     def command(self, argv: Sequence[str], expose: Sequence[tuple[str, bool]] = (),
-                helper_fd: int | None = None, proxy_port: int | None = None) -> list[str]:
+                helper_fd: int | None = None, proxy_port: int | None = None,
+                seccomp_fd: int | None = None) -> list[str]:
         """The argv that runs `argv` confined (a list for Popen, no shell)."""
         cmd = [self.env_cmd, f"--ignore-signal={SIGNALS}", self.bwrap,
                *_namespace_args(self.egress_ports is not None, self.unshare is not None)]
+        if seccomp_fd is not None:
+            cmd += ["--seccomp", str(seccomp_fd)]
         for d in self.mask.dirs:
             cmd += ["--tmpfs", d]
         for f in self.mask.files:
@@ -79,9 +82,14 @@ class Sandbox:
 
     def popen(self, argv: Sequence[str], env: Mapping[str, str], expose: Sequence[tuple[str, bool]] = (),
               helper_fd: int | None = None, proxy_port: int | None = None) -> SandboxedProcess:
-        cmd = self.command(argv, expose, helper_fd, proxy_port)
-        fds = (helper_fd,) if helper_fd is not None else ()
-        proc = _spawn(cmd, self.child_env(env), fds, self.landlock)
+        from cordon.app.sandbox import seccomp
+        filt = seccomp.filter_fd()
+        try:
+            cmd = self.command(argv, expose, helper_fd, proxy_port, filt)
+            fds = (filt,) if helper_fd is None else (filt, helper_fd)
+            proc = _spawn(cmd, self.child_env(env), fds, self.landlock)
+        finally:
+            os.close(filt)
         if self.unshare is not None:
             from cordon.app.sandbox import userns
             if not userns.map_ids(lambda: _inner_pid(proc.pid), lambda: proc.poll() is None):
@@ -255,17 +263,21 @@ class Probe:
         # the egress hand-over is left out (it needs cordon's end of the socket pair)
         # without the egress hand-over (it needs cordon's end of the socket pair), and root's step
         # without the wait for the id maps (nobody writes them): `unshare` itself is what may fail
+        from cordon.app.sandbox import seccomp
         userns = [box.unshare, "--user", "--"] if box.unshare else []
+        filt = seccomp.filter_fd()
         cmd = [box.env_cmd, f"--ignore-signal={SIGNALS}", box.bwrap,
-               *_namespace_args(box.egress_ports is not None, box.unshare is not None), "--",
-               *userns, box.env_cmd, f"--default-signal={SIGNALS}", "true"]
+               *_namespace_args(box.egress_ports is not None, box.unshare is not None), "--seccomp", str(filt),
+               "--", *userns, box.env_cmd, f"--default-signal={SIGNALS}", "true"]
         self._proc: subprocess.Popen[bytes] | None = None
         self._error: SandboxUnavailable | None = None
         try:
             self._proc = subprocess.Popen(cmd, env={"PATH": env.get("PATH", os.defpath)}, stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=(filt,))
         except OSError as e:
             self._error = SandboxUnavailable(f"bubblewrap could not run: {e.strerror}", OFF_HINT)
+        finally:
+            os.close(filt)
 
     def result(self) -> Sandbox | None:
         """The sandbox; None under `auto` when the probe failed (said once); raises under `required`."""
@@ -312,8 +324,15 @@ def choose(mode: str | None, egress: str | None, egress_ports: Sequence[int], co
     if bad:
         raise UsageError(f"--egress-port {bad[0]} is not a port number", "give a port from 1 to 65535")
     ports = tuple(dict.fromkeys((*settings.egress_ports, *egress_ports)))
+    egress = egress or settings.egress
+    if egress == "proxy":
+        # the limit is the sandbox's network namespace: without one, no limit, so never a silent fallback
+        if mode == "off":
+            raise UsageError("--egress proxy needs the sandbox, and it is off",
+                             'drop --sandbox off (or [exec] sandbox = "off"), or the egress limit')
+        mode = "required"
     try:
-        box = prepare(mode, egress or settings.egress, ports, config, routes, env, paths)
+        box = prepare(mode, egress, ports, config, routes, env, paths)
     except SandboxUnavailable as e:
         _unavailable(e, mode, say)
         return None
@@ -342,3 +361,18 @@ async def start(tg: Any, probe: Probe, expose: Sequence[tuple[str, bool]],
         finally:
             relay.spawned()
     return spawn
+
+
+def availability(env: Mapping[str, str], paths: Paths) -> SandboxUnavailable | None:
+    """Whether `cordon exec` could confine a command here (for `cordon doctor`): the same checks and
+    probe, with no routes (so nothing of the user's is touched) and the waiting done now."""
+    try:
+        box = prepare("required", "open", (), Config(), (), env, paths)
+    except SandboxUnavailable as e:
+        return e
+    assert box is not None
+    try:
+        Probe(box, "required", env, print).result()
+    except SandboxUnavailable as e:
+        return e
+    return None

@@ -73,7 +73,8 @@ def keyring_paths(env: Mapping[str, str], paths: Paths) -> tuple[list[str], bool
         out.extend(found)
     if paths.runtime_dir is not None:
         out.append(str(paths.runtime_dir / "bus"))     # the systemd user bus, D-Bus's default
-        out.append(str(paths.runtime_dir / "keyring"))  # gnome-keyring's control socket
+        # gnome-keyring's control socket (not the directory: its ssh agent socket may live there too)
+        out.append(str(paths.runtime_dir / "keyring" / "control"))
     elif not address:
         out.append(f"/run/user/{os.getuid()}/bus")
     return out, abstract
@@ -82,11 +83,13 @@ def keyring_paths(env: Mapping[str, str], paths: Paths) -> tuple[list[str], bool
 def escape_paths(env: Mapping[str, str], paths: Paths, uid: int) -> list[str]:
     """Sockets of programs outside that run what they are asked to: through one of them the child
     would be outside (and could read all of the above). Container engines (their access is root's),
-    the user's systemd and terminal multiplexers; for root also the system bus and systemd's own."""
+    the user's systemd, terminal multiplexers, the X server; for root also the system bus and
+    systemd's own."""
     runtime = str(paths.runtime_dir) if paths.runtime_dir is not None else f"/run/user/{uid}"
     out = ["/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock",
            "/run/podman/podman.sock", f"{runtime}/docker.sock", f"{runtime}/podman", f"{runtime}/systemd",
-           os.path.join(env.get("TMUX_TMPDIR") or "/tmp", f"tmux-{uid}"), f"/run/screen/S-{env.get('USER', '')}"]
+           os.path.join(env.get("TMUX_TMPDIR") or "/tmp", f"tmux-{uid}"), f"/run/screen/S-{env.get('USER', '')}",
+           "/tmp/.X11-unix"]        # an X server takes typed keys for any window, a terminal's too
     if uid == 0:
         out += ["/run/systemd/private", "/run/dbus/system_bus_socket", "/var/run/dbus/system_bus_socket"]
     return out

@@ -63,8 +63,8 @@ _SHARED = sys.platform != "win32"
 
 
 class _Protocol(asyncio.BufferedProtocol):
-    __slots__ = ("buf", "buffered", "chunks", "closed", "eof", "exc", "fresh", "paused_reading", "read_waiter",
-                 "sink", "transport", "write_paused", "write_waiter")
+    __slots__ = ("buf", "buffered", "chunks", "closed", "eof", "exc", "fresh", "paused_reading", "peer", "pipe_done",
+                 "piped", "read_waiter", "sink", "transport", "write_paused", "write_waiter")
 
     def __init__(self) -> None:
         self.buf = scratch() if _SHARED else memoryview(bytearray(1 << 16))
@@ -80,6 +80,9 @@ class _Protocol(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.sink: Any = None   # a TLS session's incoming MemoryBIO (FastStream.attach_bio)
         self.fresh = 0          # bytes written to the sink since the last drain_into
+        self.peer: _Protocol | None = None   # `pipe`: where every byte read goes, straight from the loop
+        self.piped = 0                       # bytes passed on to `peer`
+        self.pipe_done: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # not an isinstance check: uvloop's transports do not subclass asyncio.Transport
@@ -94,6 +97,10 @@ class _Protocol(asyncio.BufferedProtocol):
         return self.buf
 
     def buffer_updated(self, nbytes: int) -> None:
+        peer = self.peer
+        if peer is not None:
+            self._forward(peer, nbytes)
+            return
         sink = self.sink
         if sink is None:
             self.data_received(bytes(self.buf[:nbytes]))   # exactly the bytes that arrived
@@ -119,12 +126,24 @@ class _Protocol(asyncio.BufferedProtocol):
     def eof_received(self) -> bool:
         self.eof = True
         self._wake_reader()
+        peer = self.peer
+        if peer is not None:   # half-close passes through; both halves closed ends the pipe
+            t = peer.transport
+            if t is not None and not t.is_closing() and t.can_write_eof():
+                try:
+                    t.write_eof()
+                except OSError:
+                    self._end_pipe()
+            if peer.eof:
+                self._end_pipe()
         return True   # keep the transport open: we may still write (half-close)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.exc = exc
         self._wake_reader()
+        if self.peer is not None:
+            self._end_pipe()
         w = self.write_waiter
         if w is not None and not w.done():
             w.set_result(None)
@@ -134,9 +153,31 @@ class _Protocol(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        src = self.peer   # piped: the side writing into us was paused while we were full
+        if src is not None and src.paused_reading and not src.closed and src.transport is not None:
+            src.paused_reading = False
+            src.transport.resume_reading()
         w = self.write_waiter
         if w is not None and not w.done():
             w.set_result(None)
+
+
+    # -- pipe: both directions copied by the loop's callbacks, no task wake-up per read ----------
+    def _forward(self, peer: _Protocol, nbytes: int) -> None:
+        t = peer.transport
+        if peer.closed or t is None or t.is_closing():
+            self._end_pipe()
+            return
+        t.write(bytes(self.buf[:nbytes]))   # exactly the bytes that arrived (the scratch is shared)
+        self.piped += nbytes
+        if peer.write_paused and not self.paused_reading and self.transport is not None:
+            self.paused_reading = True   # the other side is full: stop reading until it drains
+            self.transport.pause_reading()
+
+    def _end_pipe(self) -> None:
+        fut = self.pipe_done
+        if fut is not None and not fut.done():
+            fut.set_result(None)
 
 
 def _expire(fut: asyncio.Future[None]) -> None:
@@ -286,6 +327,54 @@ class FastStream(anyio.abc.ByteStream):
         """The peer closed (or the connection broke): no byte count, just the end."""
         p = self._p
         return p.eof or p.closed or self._closed
+
+
+def can_pipe(a: object, b: object) -> bool:
+    """Whether `pipe` can join these two streams (both plain TCP streams of this module)."""
+    return (isinstance(a, FastStream) and isinstance(b, FastStream)
+            and a._p.sink is None and b._p.sink is None)
+
+
+async def pipe(sa: object, sb: object, a_read: bytes = b"") -> tuple[int, int]:
+    """Copy bytes both ways between two TCP streams until both directions end; (a->b, b->a) counts.
+
+    The copy runs in the protocols' callbacks: each read is written to the
+    other transport as it arrives (reading pauses while the other side cannot
+    take more), with no task woken per read. EOF from one side is passed on
+    with `write_eof` and the other direction keeps flowing (half-close); a
+    broken or closed side ends both. `a_read`: bytes already read from `a`
+    (sent to `b` first). The caller closes both streams afterwards.
+    """
+    if not can_pipe(sa, sb):
+        raise ValueError("pipe() joins two plain TCP streams (can_pipe)")
+    a, b = cast(FastStream, sa), cast(FastStream, sb)
+    pa, pb = a._p, b._p
+    fut: asyncio.Future[None] = a.loop.create_future()
+    counts = [0, 0]
+    for src, dst, first, i in ((pa, b, a_read, 0), (pb, a, b"", 1)):
+        pending = [first, *src.chunks] if first else list(src.chunks)
+        src.chunks.clear()
+        src.buffered = 0
+        for chunk in pending:
+            dst._transport.write(chunk)
+            counts[i] += len(chunk)
+    pa.peer, pb.peer = pb, pa
+    pa.piped = pb.piped = 0
+    pa.pipe_done = pb.pipe_done = fut
+    try:
+        for rp, wp in ((pa, pb), (pb, pa)):
+            if rp.paused_reading and not rp.closed and rp.transport is not None and not wp.write_paused:
+                rp.paused_reading = False
+                rp.transport.resume_reading()
+            if rp.eof and wp.transport is not None and wp.transport.can_write_eof():
+                wp.transport.write_eof()
+        if pa.closed or pb.closed or (pa.eof and pb.eof):
+            fut.set_result(None)
+        await fut
+    finally:
+        pa.peer = pb.peer = None
+        pa.pipe_done = pb.pipe_done = None
+    return counts[0] + pa.piped, counts[1] + pb.piped
 
 
 async def connect(host: str, port: int) -> FastStream:
