@@ -1,11 +1,12 @@
 """What of a cordon.toml the user must approve, and what changed since they did (pure).
 
 A project file can be rewritten by anything that can write the project, an agent
-included. What decides where a secret goes is fingerprinted per route: the host, the
-secret source (every field that picks the secret, a command's argv and env), the
-upstream (scheme and address) and the upstream CA file (path and content digest);
-plus the 1Password CLI path. Other edits (paths, placeholders, policy, comments) need
-no approval: they cannot send a secret anywhere new.
+included. What decides where a secret goes is fingerprinted per route: its hosts
+(`host`, further `hosts` and `*.suffix` patterns), the secret source (every field that
+picks the secret, a command's argv and env), the upstream (scheme and address) and the
+upstream CA file (path and content digest); plus the 1Password CLI path. Other edits
+(paths, placeholders, policy, comments) need no approval: they cannot send a secret
+anywhere new.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def fingerprint(route: Route, ca_digest: str | None) -> Fingerprint:
     """`ca_digest`: sha256 of the upstream CA file's content ("missing" if unreadable), None without one."""
     up = route.upstream
     return {
-        "host": normalize_host(route.host),
+        "host": ",".join(normalize_host(h) for h in route.hosts),   # `hosts` and `*.suffix` patterns too
         "secret": secret_key(route.auth.secret),
         "upstream": f"{up.scheme}://{up.address or normalize_host(route.host)}",
         "ca": f"{up.ca_file}#{ca_digest}" if up.ca_file is not None else "",
@@ -64,11 +65,11 @@ def changes(approved: Mapping[str, Mapping[str, str]] | None, routes: Sequence[R
             continue
         r = by_name[name]
         if prev is None:
-            out.append(f"new route '{name}' ({r.host}, secret from {r.auth.secret.describe()})")
+            out.append(f"new route '{name}' ({', '.join(r.hosts)}, secret from {r.auth.secret.describe()})")
             continue
         what = []
         if prev.get("host") != fp["host"]:
-            what.append(f"host is now {r.host}")
+            what.append(f"host is now {r.host}" if len(r.hosts) == 1 else f"hosts are now {', '.join(r.hosts)}")
         if prev.get("secret") != fp["secret"]:
             what.append(f"secret now from {r.auth.secret.describe()}")
         if prev.get("upstream") != fp["upstream"]:

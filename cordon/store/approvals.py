@@ -97,13 +97,14 @@ def approve(cordon_home: Path, config: Config, names: Iterable[str] | None = Non
     """
     assert config.path is not None
     fps = current(config)
-    rec = load(cordon_home, config.path) if names is not None else None
-    routes: dict[str, Any] = dict(rec["routes"]) if rec else {}
-    chosen = list(fps) if names is None else [n for n in names if n in fps]
-    for n in chosen:
-        routes[n] = fps[n]
     if names is None:
-        routes = {n: fps[n] for n in fps}
+        routes: dict[str, Any] = dict(fps)
+        chosen = list(fps)
+    else:
+        rec = load(cordon_home, config.path)
+        routes = dict(rec["routes"]) if rec else {}
+        chosen = [n for n in names if n in fps]
+        routes.update({n: fps[n] for n in chosen})
     data = {"path": str(config.path.resolve()), "sha256": _digest(config.path),
             "approved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "routes": routes}
     ensure_private_dir(cordon_home / DIR_NAME)

@@ -7,6 +7,7 @@ approve exactly what they write."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import textwrap
 from pathlib import Path
@@ -84,7 +85,7 @@ def test_a_route_added_by_the_agent_is_refused_by_the_next_session(  # type: ign
         assert SECRET not in r.stdout + r.stderr
 
 
-@pytest.mark.parametrize("edit", ["address", "ca", "source"])
+@pytest.mark.parametrize("edit", ["address", "ca", "source", "hosts"])
 def test_a_changed_upstream_ca_or_source_is_refused(project: Path, cordon_proc, edit: str) -> None:  # type: ignore[no-untyped-def]
     ca = project / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
@@ -97,10 +98,14 @@ def test_a_changed_upstream_ca_or_source_is_refused(project: Path, cordon_proc, 
     elif edit == "ca":
         ca.write_text(ca.read_text().replace("MIIB", "MIIC"))
         words = "route 'openai': upstream CA file changed"
-    else:
+    elif edit == "source":
         (project / "cordon.toml").write_text(base.replace('source = "env"\nvar = "CORDON_TEST_REAL_KEY"',
                                                           'source = "keyring"\naccount = "work"'))
         words = "route 'openai': secret now from keyring cordon/work"
+    else:   # a further host on the same route: the credential would go there too
+        (project / "cordon.toml").write_text(base.replace('host = "api.openai.com"',
+                                                          'host = "api.openai.com"\nhosts = ["*.evil.example"]'))
+        words = "route 'openai': hosts are now api.openai.com, *.evil.example"
     r = cordon_proc("exec", "--", "true", cwd=project, env={"CORDON_TEST_REAL_KEY": SECRET})
     assert r.returncode == 1 and words in r.stderr, r.stderr
 
@@ -167,3 +172,14 @@ def test_the_users_own_config_needs_no_approval(home: Path, tmp_path: Path, cord
     assert r.returncode == 0, r.stderr
     r = cordon_proc("allow", "--scope", "user", cwd=elsewhere)
     assert r.returncode == 0 and "needs no approval" in r.stdout
+
+
+def test_doctor_names_what_is_not_approved(project: Path, cordon_proc) -> None:  # type: ignore[no-untyped-def]
+    (project / "cordon.toml").write_text(OPENAI)
+    r = cordon_proc("doctor", "--no-probes", "--json", cwd=project, env={"CORDON_TEST_REAL_KEY": SECRET})
+    check = {c["id"]: c for c in json.loads(r.stdout)["checks"]}["config.approved"]
+    assert check["status"] == "fail" and "new route 'openai'" in check["message"]
+    assert check["fix"] == "review it, then run `cordon allow`"
+    assert cordon_proc("allow", cwd=project).returncode == 0
+    r = cordon_proc("doctor", "--no-probes", "--json", cwd=project, env={"CORDON_TEST_REAL_KEY": SECRET})
+    assert {c["id"]: c for c in json.loads(r.stdout)["checks"]}["config.approved"]["status"] == "ok"

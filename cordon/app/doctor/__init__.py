@@ -19,6 +19,7 @@ from cordon.app.doctor.checks import (
     bundle_file,
     ca_files,
     check_agent_keys,
+    check_approved,
     check_bundle,
     check_ca,
     check_config,
@@ -112,6 +113,9 @@ def run_doctor(paths: Paths, env: Mapping[str, str], *, config: str | None, scop
     checks += found
     if cfg is not None:
         checks.append(check_port(cfg, state_dir))
+        approved = check_approved(cfg, paths.cordon_home)
+        if approved is not None:
+            checks.append(approved)
     checks += check_live_config(state_dir)
     checks += check_ca(cfg, state_dir, now)
     ca_cert, _ = ca_files(cfg, state_dir)

@@ -83,6 +83,18 @@ def check_config(config_path: Path | None, scope: str) -> tuple[list[Check], Con
     return [ok("config", f"{config_path} parses: {n} route{'s' if n != 1 else ''}")], config
 
 
+def check_approved(config: Config, cordon_home: Path) -> Check | None:
+    """A project cordon.toml is used only as approved (`cordon allow`); None when that does not apply."""
+    from cordon.store import approvals
+    if not approvals.needs_approval(cordon_home, config):
+        return None
+    what = approvals.unapproved(cordon_home, config)
+    if not what:
+        return ok("config.approved", f"{config.path} is used as you approved it")
+    return fail("config.approved", f"`cordon exec` and `cordon start` refuse {config.path}: " + "; ".join(what),
+                "review it, then run `cordon allow`")
+
+
 # ---------------------------------------------------------------- port
 
 def _free_port_suggestion() -> int | None:
