@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,16 @@ def processes_under(path: Path) -> list[str]:
     return out
 
 
+# what a terminal draws between two typed characters: cursor moves, colours, OSC titles
+_DRAWING = r"(?:\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\))*"
+
+
+def typed(text: str) -> re.Pattern[str]:
+    """`text` as the TUI echoes it: a busy machine gets each key drawn on its own, with cursor
+    moves between them (and a space may be drawn as a move alone)."""
+    return re.compile(_DRAWING.join(" ?" if c == " " else re.escape(c) for c in text))
+
+
 def one_run(project: Path, sandbox: str) -> tuple[int, str]:
     codex = codex_available()
     assert codex is not None
@@ -66,13 +77,13 @@ def one_run(project: Path, sandbox: str) -> tuple[int, str]:
             child.expect(USER_MODEL)
         seen.append(child.before)
         child.send("say hi")
-        child.expect("say hi")
+        child.expect(typed("say hi"))
         child.send("\r")
         child.expect("Hello")                         # the mock's reply, rendered word by word
         child.expect("upstream")
         child.expect("Worked for")
         child.send("/quit")
-        child.expect("/quit")
+        child.expect(typed("/quit"))
         child.send("\r")
         child.expect(pexpect.EOF, timeout=30)
         seen.append(child.before)
