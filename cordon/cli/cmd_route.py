@@ -12,17 +12,15 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from cordon.app.allow import approve_written
+from cordon.app import routes as route_edits
 from cordon.cli.context import Context, add_scope_args
 from cordon.core.credlike import looks_like_credential
 from cordon.core.errors import ConfigError, SecretError, UsageError
 from cordon.core.model import Auth, Route, SecretSpec, UpstreamSpec
 from cordon.core.routes import PRESETS, derive_name
 from cordon.store.config import check_route, load_config
-from cordon.store.configedit import add_route, remove_route, route_table, update_route
-from cordon.store.knownscopes import keyring_users, remember
+from cordon.store.configedit import route_table
 from cordon.store.scope import resolve_scope
-from cordon.store.upstreamca import check_ca_files
 
 SOURCES = ("keyring", "1password", "env", "file", "command")
 
@@ -279,10 +277,7 @@ def run_add(args: argparse.Namespace, ctx: Context) -> int:
         from cordon.cli.route_wizard import wizard
         args = wizard(args, ctx, None)
     route = build_route(args, None, cwd)
-    check_ca_files([route], path)
-    created = add_route(path, route)
-    remember(ctx.paths, path)
-    approve_written(ctx.paths, path, [route.name])   # what cordon wrote is what the user asked for
+    created = route_edits.add(ctx.paths, path, route)
     if created:
         ctx.out(f"created {path}")
     ctx.out(f"added route '{route.name}' ({route.host}) to {path}")
@@ -315,10 +310,7 @@ def run_edit(args: argparse.Namespace, ctx: Context) -> int:
         from cordon.cli.route_wizard import wizard
         args = wizard(args, ctx, base)
     route = build_route(args, base, ctx.paths.cwd)
-    check_ca_files([route], path)
-    update_route(path, args.name, route)
-    remember(ctx.paths, path)
-    approve_written(ctx.paths, path, [route.name])
+    route_edits.edit(ctx.paths, path, args.name, route)
     ctx.out(f"updated route '{route.name}' ({route.host}) in {path}")
     return 0
 
@@ -397,7 +389,7 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
 def _may_delete_shared(ctx: Context, path: Path, removed: Route, *, force: bool) -> bool:
     """Whether to delete `removed`'s keyring entry: warn when routes of other known configs read
     it, then ask (a terminal), take --force, or keep it."""
-    users = keyring_users(ctx.paths, removed.auth.secret, besides=path)
+    users = route_edits.other_users(ctx.paths, path, removed.auth.secret)
     if not users:
         return True
     ctx.err(f"cordon: warning: {removed.auth.secret.describe()} is also used by "
@@ -415,18 +407,15 @@ def _may_delete_shared(ctx: Context, path: Path, removed: Route, *, force: bool)
 
 def run_remove(args: argparse.Namespace, ctx: Context) -> int:
     path, _ = _find(args, ctx)
-    old = remove_route(path, args.name)
+    old = route_edits.remove(path, args.name)
     ctx.out(f"removed route '{old.name}' ({old.host}) from {path}")
     s = old.auth.secret
     if s.source == "keyring":
         if args.delete_secret and not _may_delete_shared(ctx, path, old, force=args.force):
             ctx.out(f"its secret stays in {s.describe()}")
         elif args.delete_secret:
-            from cordon.store.generation import bump_generation, generation_file
-            from cordon.store.secrets import delete_keyring_secret
             try:
-                delete_keyring_secret(s, ctx.env)
-                bump_generation(generation_file(ctx.paths.cordon_home))  # running proxies drop the value
+                route_edits.delete_secret(ctx.paths, ctx.env, s)
                 ctx.out(f"deleted its secret from {s.describe()}")
             except SecretError as e:
                 ctx.err(f"note: {e.message}")

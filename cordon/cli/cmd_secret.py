@@ -11,17 +11,15 @@ import getpass
 import json
 from typing import Any
 
+from cordon.app import routes as route_edits
 from cordon.cli.context import Context, add_scope_args
 from cordon.core.errors import ConfigError, SecretError, UsageError
 from cordon.core.model import Config, Route
-from cordon.store.generation import bump_generation, generation_file
 from cordon.store.scope import load_scope
 from cordon.store.secrets import (
     NoKeyring,
     SecretResolver,
-    delete_keyring_secret,
     no_keyring_hint,
-    set_keyring_secret,
 )
 
 
@@ -98,10 +96,9 @@ def read_value(ctx: Context, prompt: str) -> str:
 def store_secret(route: Route, ctx: Context) -> None:
     value = read_value(ctx, f"Secret for route '{route.name}' (input hidden): ")
     try:
-        set_keyring_secret(route.auth.secret, value, ctx.env)
+        route_edits.store_secret(ctx.paths, ctx.env, route.auth.secret, value)
     except NoKeyring as e:
         raise SecretError(e.message, no_keyring_hint(route.name)) from None
-    bump_generation(generation_file(ctx.paths.cordon_home))  # running proxies re-resolve on their next request
     ctx.out(f"stored the secret of route '{route.name}' in {route.auth.secret.describe()}")
 
 
@@ -114,8 +111,7 @@ def run_set(args: argparse.Namespace, ctx: Context) -> int:
 def run_delete(args: argparse.Namespace, ctx: Context) -> int:
     cfg = load_scope(ctx.paths, args.config, args.scope).config
     r = _keyring_route(cfg, args.name, "delete")
-    delete_keyring_secret(r.auth.secret, ctx.env)
-    bump_generation(generation_file(ctx.paths.cordon_home))
+    route_edits.delete_secret(ctx.paths, ctx.env, r.auth.secret)
     ctx.out(f"deleted the secret of route '{r.name}' from {r.auth.secret.describe()}")
     return 0
 
