@@ -12,11 +12,17 @@ over keep-alive connections. In each round, interleaved:
   - plain forward, host name: `curl -x cordon http://localhost:PORT/small`
     (the name goes through the resolver and the SSRF guard);
   - plain forward, IP literal: `http://127.0.0.1:PORT/small`;
-  - tunnel: the same requests through a CONNECT tunnel (`curl -p`).
+  - tunnel: the same requests through a CONNECT tunnel (`curl -p`);
+  - proxy.py (no interception), plain forward, IP literal;
+  - the floor: `relays.py http-uvloop`, a forwarder that splits the request
+    line and headers, rewrites to origin form and relays over one kept-alive
+    upstream connection per client, on uvloop as cordon; no policy, no SSRF
+    guard, no response parsing, no timeouts: strictly less work than cordon.
 
 Figures: req/s and its ratio to direct (wall clock, moved by whatever else
 runs on the machine), and the proxy process's own CPU time per request
-(/proc/<pid>/stat), which other load moves far less. Medians of the rounds.
+(/proc/<pid>/stat, with its child processes: proxy.py forks workers), which
+other load moves far less. Medians of the rounds.
 `--repo` runs cordon from another tree, for a before/after.
 Not a test: it asserts nothing.
 """
@@ -38,8 +44,28 @@ import run as R
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User+system CPU of `pid` and its live descendants."""
+    stats: dict[int, list[str]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stats[int(d.name)] = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+    tree, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        tree.add(p)
+        todo += [q for q, f in stats.items() if int(f[1]) == p and q not in tree]
+    ticks = sum(int(stats[p][11]) + int(stats[p][12]) for p in tree if p in stats)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def start_plain_relay() -> tuple[subprocess.Popen[str], int]:
+    p = subprocess.Popen([sys.executable, str(R.HERE / "relays.py"), "http-uvloop"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert p.stdout is not None
+    return p, int(p.stdout.readline())
 
 
 def start_plain_upstream() -> tuple[subprocess.Popen[str], int]:
@@ -113,45 +139,60 @@ def main() -> int:
     ap.add_argument("--log-level", default="warn",
                     help="cordon's --log-level (default warn, as run.py; info, cordon's default, logs each exchange)")
     ap.add_argument("--repo", type=Path, help="run cordon from another tree (e.g. a worktree of main)")
+    ap.add_argument("--no-peers", action="store_true", help="cordon and direct only (no proxy.py, no floor relay)")
     args = ap.parse_args()
     if args.repo:
         R.REPO = args.repo.resolve()
     with tempfile.TemporaryDirectory(prefix="cordon-plain-") as tmp:
         up, port = start_plain_upstream()
-        c = None
+        c = ppy = None
+        relay: subprocess.Popen[str] | None = None
         try:
             c = start_cordon(Path(tmp), port, args.log_level)
             assert c.proc is not None
             pid = c.proc.pid
             proxy = c.proxy_url()
             rows = {
-                "direct": (f"http://127.0.0.1:{port}/small", None, False),
-                "plain forward, host name": (f"http://localhost:{port}/small", proxy, False),
-                "plain forward, IP literal": (f"http://127.0.0.1:{port}/small", proxy, False),
-                "CONNECT tunnel": (f"http://127.0.0.1:{port}/small", proxy, True),
+                "direct": (f"http://127.0.0.1:{port}/small", None, False, 0),
+                "cordon: plain forward, host name": (f"http://localhost:{port}/small", proxy, False, pid),
+                "cordon: plain forward, IP literal": (f"http://127.0.0.1:{port}/small", proxy, False, pid),
+                "cordon: CONNECT tunnel": (f"http://127.0.0.1:{port}/small", proxy, True, pid),
             }
+            if not args.no_peers:
+                ppy = R.proxy_py(Path(tmp), Path("/dev/null"), False)
+                ppy.start(Path(tmp), f"127.0.0.1:{port}")
+                assert ppy.proc is not None
+                rows["proxy.py: plain forward, IP literal"] = (f"http://127.0.0.1:{port}/small", ppy.proxy_url(),
+                                                               False, ppy.proc.pid)
+                relay, rport = start_plain_relay()
+                rows["floor: relays.py http-uvloop"] = (f"http://127.0.0.1:{port}/small",
+                                                        f"http://127.0.0.1:{rport}", False, relay.pid)
             rate: dict[str, list[float]] = {k: [] for k in rows}
             cpu: dict[str, list[float]] = {k: [] for k in rows}
-            for url, px, tun in rows.values():   # warm-up
+            for url, px, tun, _ in rows.values():   # warm-up
                 batch(url, 200, args.concurrency, px, tun)
             t0 = time.perf_counter()
             for i in range(args.rounds):
                 order = list(rows.items())
                 if i % 2:
                     order.reverse()
-                for name, (url, px, tun) in order:
-                    before = cpu_seconds(pid)
+                for name, (url, px, tun, pid) in order:
+                    before = cpu_seconds(pid) if pid else 0.0
                     b = batch(url, args.requests, args.concurrency, px, tun)
                     rate[name].append(b.ok / b.wall)
-                    cpu[name].append((cpu_seconds(pid) - before) / b.ok * 1e6)
+                    cpu[name].append(((cpu_seconds(pid) if pid else 0.0) - before) / b.ok * 1e6)
             elapsed = time.perf_counter() - t0
         finally:
             if c is not None:
                 c.stop()
+            if ppy is not None:
+                ppy.stop()
+            if relay is not None:
+                R.stop_process(relay)
             R.stop_process(up)
     d = statistics.median(rate["direct"])
     print(f"| concurrency {args.concurrency}, `GET /small` keep-alive | req/s | ratio to direct | "
-          "proxy CPU per request |")
+          "CPU per request in between |")
     print("|---|---|---|---|")
     for name in rows:
         r = statistics.median(rate[name])

@@ -10,13 +10,21 @@ Each is a CONNECT proxy on 127.0.0.1 that parses nothing after the CONNECT line:
   tls-uvloop   tls-asyncio on uvloop
   splice       an opaque tunnel, splice(2) socket -> pipe -> socket, two threads
   copy         an opaque tunnel, recv_into + sendall, two threads
+  http-uvloop  a plain `http://` forwarder (bench/plain.py) on uvloop's protocols:
+               absolute-form request line and headers split, the request
+               rewritten to origin form without the proxy's own headers and
+               sent over one kept-alive upstream connection per client
+               connection (opened once, to the address the name resolves to);
+               the answer copied back without parsing (a non-pipelining client
+               waits for it anyway)
 
-No HTTP parsing, no credential, no scrubbing, no timeouts, no limits: they do
+Apart from that one request split, no HTTP parsing, no credential, no scrubbing, no timeouts, no limits: they do
 strictly less than any real proxy, so what they reach is a ceiling for a
 Python proxy on this machine, not a contender. Prints the port, then serves
 until killed.
 
     python bench/relays.py MODE --cert leaf.pem --key leaf.key --ca ca.pem --upstream-port N
+    python bench/relays.py http-uvloop
 """
 
 from __future__ import annotations
@@ -200,16 +208,134 @@ async def serve_asyncio(port: int, args: argparse.Namespace) -> None:
     await server.serve_forever()
 
 
+_HOP = (b"proxy-authorization", b"proxy-connection")
+
+
+class _HttpUp(asyncio.Protocol):
+    """The upstream leg of `http-uvloop`: whatever arrives goes to the client as it is."""
+
+    def __init__(self, client: _HttpClient) -> None:
+        self.client = client
+
+    def data_received(self, data: bytes) -> None:
+        t = self.client.transport
+        if t is not None:
+            t.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.client.up_lost()
+
+
+class _HttpClient(asyncio.Protocol):
+    """The client leg of `http-uvloop`: split each request head, rewrite it, send it upstream."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buf = b""
+        self.up: asyncio.Transport | None = None
+        self.target = b""
+        self.queued: list[bytes] = []
+        self.connecting = False
+        self.body_left = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]   # uvloop's TCPTransport is not a subclass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.up is not None:
+            self.up.close()
+
+    def up_lost(self) -> None:
+        self.up = None
+        if self.transport is not None:
+            self.transport.close()
+
+    def send_up(self, data: bytes) -> None:
+        if self.up is not None:
+            self.up.write(data)
+        else:
+            self.queued.append(data)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data if self.buf else data
+        while buf:
+            if self.body_left:
+                part = buf[:self.body_left]
+                self.body_left -= len(part)
+                buf = buf[len(part):]
+                self.send_up(part)
+                continue
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                break
+            head, buf = buf[:end], buf[end + 4:]
+            line, _, fields = head.partition(b"\r\n")
+            method, url, version = line.split(b" ")
+            if not url.startswith(b"http://"):
+                assert self.transport is not None
+                self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                self.transport.close()
+                return
+            target, _, path = url[7:].partition(b"/")
+            kept = []
+            for f in fields.split(b"\r\n"):
+                name = f.partition(b":")[0].lower()
+                if name in _HOP:
+                    continue
+                if name == b"content-length":
+                    self.body_left = int(f.partition(b":")[2])
+                kept.append(f)
+            out = b"%s /%s %s\r\n%s\r\n\r\n" % (method, path, version, b"\r\n".join(kept))
+            if target != self.target:
+                self.open(target)
+            self.send_up(out)
+        self.buf = buf
+
+    def open(self, target: bytes) -> None:
+        if self.up is not None:
+            self.up.close()
+            self.up = None
+        self.target = target
+        host, _, port = target.decode().rpartition(":")
+        self.connecting = True
+        asyncio.get_running_loop().create_task(self._connect(host, int(port or 80)))
+
+    async def _connect(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            t, _ = await loop.create_connection(lambda: _HttpUp(self), host, port)
+        except OSError:
+            if self.transport is not None:
+                self.transport.close()
+            return
+        self.up = t
+        for data in self.queued:
+            t.write(data)
+        self.queued.clear()
+
+
+async def serve_http(port: int) -> None:
+    server = await asyncio.get_running_loop().create_server(_HttpClient, "127.0.0.1", port, backlog=1024)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("mode", choices=["tls-threads", "tls-asyncio", "tls-uvloop", "splice", "copy"])
-    ap.add_argument("--cert", required=True)
-    ap.add_argument("--key", required=True)
-    ap.add_argument("--ca", required=True)
-    ap.add_argument("--upstream-port", type=int, required=True, help="the MITM upstream's port on 127.0.0.1")
+    ap.add_argument("mode", choices=["tls-threads", "tls-asyncio", "tls-uvloop", "splice", "copy", "http-uvloop"])
+    ap.add_argument("--cert")
+    ap.add_argument("--key")
+    ap.add_argument("--ca")
+    ap.add_argument("--upstream-port", type=int, help="the MITM upstream's port on 127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     args = ap.parse_args()
-    if args.mode in ("tls-asyncio", "tls-uvloop"):
+    if args.mode == "http-uvloop":
+        import uvloop
+        uvloop.run(serve_http(args.port))
+    elif args.mode != "splice" and args.mode != "copy" and not (args.cert and args.key and args.ca
+                                                                 and args.upstream_port):
+        ap.error(f"{args.mode} needs --cert, --key, --ca and --upstream-port")
+    elif args.mode in ("tls-asyncio", "tls-uvloop"):
         if args.mode == "tls-uvloop":
             import uvloop
             uvloop.run(serve_asyncio(args.port, args))

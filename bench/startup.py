@@ -190,6 +190,9 @@ def main() -> int:
                    XDG_RUNTIME_DIR=str(run), PYTHON_KEYRING_BACKEND=BACKEND)
         subprocess.run([py, "-c", "import keyring; keyring.set_password('cordon', 'openai', 'sk-startup-bench-1'); "
                         "keyring.set_password('cordon', 'anthropic', 'sk-ant-startup-bench-2')"], env=env, check=True)
+        # a project file's routes are used only once approved
+        subprocess.run([cordon, "allow", "--config", str(cfg)], env=env, cwd=routed, check=True,
+                       stdout=subprocess.DEVNULL)
         rows: list[tuple[str, float, float | None]] = []
         wall, cpu = median_of(args.n, lambda: timed([py, "-c", "pass"], env, bare))
         rows.append(("python -c pass", wall, cpu))

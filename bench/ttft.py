@@ -16,8 +16,11 @@ connection kept alive per round, TCP_NODELAY) measures, per request:
 Direct (the client to the upstream) and cordon (`cordon start`, a route for
 the upstream's host: CONNECT, TLS to cordon's leaf, the credential injected,
 the response relayed with echo scrubbing, TLS to the upstream) are measured
-in alternating rounds; the figures are p50/p99 of every sample of a kind, and
-what cordon adds at each percentile. Not a test: it asserts nothing.
+in alternating rounds, with two relays of bench/relays.py that do strictly
+less than cordon (`tls-uvloop` and `tls-threads`: CONNECT, TLS in, TLS out,
+the plaintext copied both ways, nothing else; `--no-relays` leaves them out);
+the figures are p50/p99 of every sample of a kind, and what each adds at each
+percentile over direct. Not a test: it asserts nothing.
 """
 
 from __future__ import annotations
@@ -139,6 +142,7 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=40, help="streamed answers per round and contender")
     ap.add_argument("--events", type=int, default=20, help="events after the first, per answer")
     ap.add_argument("--interval", type=float, default=0.01, help="seconds between events")
+    ap.add_argument("--no-relays", action="store_true", help="direct and cordon only")
     args = ap.parse_args()
     if args.serve:
         asyncio.run(serve(args.cert, args.key, args.events, args.interval))
@@ -162,12 +166,21 @@ def main() -> int:
             ports = [port, port]
 
         c = R.cordon(wd, _Up(), upstream_ca)   # type: ignore[arg-type]
+        relays: list[tuple[str, subprocess.Popen[str], int]] = []
         try:
+            for mode in () if args.no_relays else ("tls-uvloop", "tls-threads"):
+                rp = subprocess.Popen([sys.executable, str(R.HERE / "relays.py"), mode, "--cert", str(leaf),
+                                       "--key", str(key), "--ca", str(upstream_ca), "--upstream-port", str(port)],
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                assert rp.stdout is not None
+                relays.append((f"relay: {mode}", rp, int(rp.stdout.readline())))
             c.start(wd, f"localhost:{port}")   # a route: CONNECT answers 200
             _, header = c.proxy_auth()
             assert header is not None
             cordon_ca = R.bundle(wd / "cordon-ca.pem", c.ca_pem())
             kinds = {"direct": (upstream_ca, None), "cordon": (cordon_ca, (c.port, header))}
+            for name, _, rport in relays:
+                kinds[name] = (upstream_ca, (rport, "none"))
             first: dict[str, list[float]] = {k: [] for k in kinds}
             events: dict[str, list[float]] = {k: [] for k in kinds}
             for ca, px in kinds.values():   # warm-up: leaf certificate, pooled upstream
@@ -187,13 +200,19 @@ def main() -> int:
             elapsed = time.perf_counter() - t_start
         finally:
             c.stop()
+            for _, rp, _ in relays:
+                R.stop_process(rp)
             R.stop_process(up)
-    print("| ms | direct p50 | cordon p50 | added p50 | direct p99 | cordon p99 | added p99 |")
-    print("|---|---|---|---|---|---|---|")
+    print("| ms | p50 | added p50 | p99 | added p99 |")
+    print("|---|---|---|---|---|")
     for label, d in (("first byte (head + first event)", first), ("each later event", events)):
-        a, b = d["direct"], d["cordon"]
-        print(f"| {label} | {pct(a, .5):.3f} | {pct(b, .5):.3f} | {pct(b, .5) - pct(a, .5):+.3f} | "
-              f"{pct(a, .99):.3f} | {pct(b, .99):.3f} | {pct(b, .99) - pct(a, .99):+.3f} |")
+        a = d["direct"]
+        for name, b in d.items():
+            if name == "direct":
+                print(f"| {label}: direct | {pct(a, .5):.3f} | | {pct(a, .99):.3f} | |")
+                continue
+            print(f"| {label}: {name} | {pct(b, .5):.3f} | {pct(b, .5) - pct(a, .5):+.3f} | "
+                  f"{pct(b, .99):.3f} | {pct(b, .99) - pct(a, .99):+.3f} |")
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     n = len(events["cordon"])
     print(f"\n{args.rounds} alternating rounds of {args.requests} answers each ({args.events} events after the "
