@@ -332,8 +332,7 @@ def main() -> None:
     if args.mode == "http-uvloop":
         import uvloop
         uvloop.run(serve_http(args.port))
-    elif args.mode != "splice" and args.mode != "copy" and not (args.cert and args.key and args.ca
-                                                                 and args.upstream_port):
+    elif not (args.cert and args.key and args.ca and args.upstream_port):
         ap.error(f"{args.mode} needs --cert, --key, --ca and --upstream-port")
     elif args.mode in ("tls-asyncio", "tls-uvloop"):
         if args.mode == "tls-uvloop":
