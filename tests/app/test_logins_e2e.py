@@ -55,9 +55,19 @@ def need(binary: Path) -> str:
 
 
 def cordon_run(project: Path, *args: str, env: dict[str, str] | None = None,
-               timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cordon_argv(*args), cwd=project, env=subprocess_env(env), stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=timeout)
+               timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    """Run cordon; a run that outlives `timeout` (below pytest's own limit) fails with what it
+    had printed so far, so a stall can be read from the log (cordon's debug lines name each
+    request and where it went)."""
+    try:
+        return subprocess.run(cordon_argv(*args), cwd=project, env=subprocess_env(env), stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        def tail(b: bytes | str | None) -> str:
+            s = b.decode(errors="replace") if isinstance(b, bytes) else (b or "")
+            return s[-4000:]
+        pytest.fail(f"cordon {' '.join(args[:3])} ran over {timeout:g} s\nstdout: {tail(e.stdout)}\n"
+                    f"stderr: {tail(e.stderr)}")
 
 
 def point_routes_at(project: Path, m: MockProvider) -> None:
