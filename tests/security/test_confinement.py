@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from tests import configs
 from tests.conftest import (
     FILE_BACKEND,
     REPO,
@@ -400,19 +401,8 @@ def read_secret_file(project: Path, env: dict[str, str], *options: str) -> subpr
 def file_routed(project: Path) -> Path:
     (project / "secret.key").write_text("sk-file-route-0123456789\n")
     (project / "secret.key").chmod(0o600)
-    write(project / "cordon.toml", textwrap.dedent(f"""\
-        [[routes]]
-        name = "openai"
-        [routes.match]
-        host = "api.openai.com"
-        [routes.auth]
-        type = "header"
-        header_name = "Authorization"
-        scheme = "Bearer"
-        [routes.auth.secret]
-        source = "file"
-        path = "{project / 'secret.key'}"
-        """))
+    configs.write(project / "cordon.toml",
+                  configs.openai(secret={"source": "file", "path": str(project / "secret.key")}))
     return project
 
 
@@ -491,23 +481,8 @@ EGRESS_PROBE = textwrap.dedent("""\
 
 def test_egress_proxy_lets_only_the_proxy_and_listed_ports_through(project: Path, tmp_path: Path) -> None:
     with UpstreamServer("api.openai.com") as up, UpstreamServer("127.0.0.1", tls=False) as listed:
-        route = textwrap.dedent(f"""\
-            [[routes]]
-            name = "openai"
-            [routes.match]
-            host = "api.openai.com"
-            [routes.auth]
-            type = "header"
-            header_name = "Authorization"
-            scheme = "Bearer"
-            [routes.auth.secret]
-            source = "env"
-            var = "CORDON_TEST_SECRET"
-            [routes.upstream]
-            address = "{up.address}"
-            ca_file = "{up.ca_file}"
-            """)
-        write(project / "cordon.toml", route)
+        route = configs.openai(env="CORDON_TEST_SECRET", upstream=up)
+        configs.write(project / "cordon.toml", route)
         probe = tmp_path / "probe.py"
         probe.write_text(EGRESS_PROBE)
         env = subprocess_env({"CORDON_TEST_SECRET": "sk-egress-secret-42"})
@@ -526,7 +501,7 @@ def test_egress_proxy_lets_only_the_proxy_and_listed_ports_through(project: Path
         assert listed_port == "open" and via == "200"
         assert up.requests[-1].header("authorization") == "Bearer sk-egress-secret-42"
         # the same from [exec], with no listed port: only the proxy
-        write(project / "cordon.toml", route + '\n[exec]\negress = "proxy"\n')
+        configs.write(project / "cordon.toml", route, exec={"egress": "proxy"})
         assert run() == ["ConnectionRefusedError", "ConnectionRefusedError", "200"]
 
 
