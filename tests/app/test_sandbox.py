@@ -111,11 +111,26 @@ def test_command_line_for_root_and_for_egress() -> None:
     joined = " ".join(cmd)
     assert "--cap-drop" not in joined and "--ro-bind-try /proc/sys /proc/sys" in joined
     at = cmd.index("/usr/bin/unshare")
-    assert cmd[at:at + 5] == ["/usr/bin/unshare", "--user", "--keep-caps", "--", "/bin/sh"] and cmd[-1] == "true"
+    assert cmd[at:at + 6] == ["/usr/bin/unshare", "--user", "--keep-caps", "--", "/bin/sh", "-p"] and cmd[-1] == "true"
     cmd = box(root=True, egress=(5432,)).command(["true"], helper_fd=7, proxy_port=4000)
     joined = " ".join(cmd)
     # the listeners are made first, then root's user namespace
     assert "--unshare-net" in joined and f"{sys.executable} -I -S {INNER} 7 4000,5432 -- /usr/bin/unshare" in joined
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="sets its real uid apart from its effective one")
+def test_roots_waiting_shell_never_resets_its_ids() -> None:
+    """The shell starts before cordon writes its id maps: it may read its real uid (unmapped, 65534)
+    before the write and its effective uid (0) after. A shell in its default mode then "drops
+    privileges" to 65534 for good, and the command runs as nobody. Here the mismatch is made on
+    purpose (real uid 65534, effective 0) instead of waited for."""
+    import subprocess
+    from cordon.app.sandbox import userns
+    shell = userns.prefix("/usr/bin/unshare")[4:]          # the part after `unshare ... --`
+    probe = [sys.executable, "-I", "-S", "-c", "import os; print(os.geteuid())"]
+    out = subprocess.run([*shell, *probe], preexec_fn=lambda: os.setresuid(65534, 0, 0),  # noqa: PLW1509
+                         capture_output=True, text=True, timeout=30, check=True)
+    assert out.stdout.strip() == "0", out
 
 
 def test_child_env_drops_the_bus_and_keeps_the_rest() -> None:

@@ -27,8 +27,11 @@ WAIT = ('i=0; until read -r _ _ _ </proc/self/uid_map; do i=$((i+1)); [ "$i" -lt
 def prefix(unshare: str) -> list[str]:
     """The argv that runs the rest of a command line in a new user namespace, once mapped."""
     # --keep-caps: the shell runs before its ids are mapped, and under no_new_privs an exec could
-    # not give root its capabilities back; kept as ambient, they pass through to the command
-    return [unshare, "--user", "--keep-caps", "--", "/bin/sh", "-c", WAIT, "cordon-sandbox"]
+    # not give root its capabilities back; kept as ambient, they pass through to the command.
+    # -p: a shell that reads its real uid before the maps are written (unmapped: 65534) and its
+    # effective uid after (0) sees a set-uid start and would reset both to 65534 for good (dash,
+    # bash); privileged mode keeps the ids it was given
+    return [unshare, "--user", "--keep-caps", "--", "/bin/sh", "-p", "-c", WAIT, "cordon-sandbox"]
 
 
 def map_ids(find: Callable[[], int | None], alive: Callable[[], bool]) -> bool:
