@@ -7,7 +7,7 @@ Heavy modules (cryptography) are imported only by the functions that need them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,16 +42,31 @@ def prepare_ca(scope: Scope, env: Mapping[str, str]) -> CA:
     system roots, a different inherited SSL_CERT_FILE), so concurrent readers
     never see a needless replace.
     """
-    from cordon.store.castore import build_bundle, load_or_create_ca, write_bundle
+    from cordon.store.castore import load_or_create_ca
     ca = load_or_create_ca(scope.ca_cert, scope.ca_key)
-    want = build_bundle([ca.cert_pem], _bundle_env(scope, env))
+    _refresh_bundle(scope, env, ca.cert_pem)
+    return ca
+
+
+def open_ca(scope: Scope, env: Mapping[str, str]) -> Callable[[], CA]:
+    """`prepare_ca` for `cordon start`, which needs the CA itself only to sign leaves: the
+    pair is checked (or created) and the bundle made current now, with the same errors, and
+    the returned function loads the CA (the cryptography import) when first called."""
+    from cordon.store.castore import open_ca as open_files
+    cert_pem, load = open_files(scope.ca_cert, scope.ca_key)
+    _refresh_bundle(scope, env, cert_pem)
+    return load
+
+
+def _refresh_bundle(scope: Scope, env: Mapping[str, str], cert_pem: bytes) -> None:
+    from cordon.store.castore import build_bundle, write_bundle
+    want = build_bundle([cert_pem], _bundle_env(scope, env))
     try:
         current = scope.bundle.read_bytes()
     except OSError:
         current = None
     if current != want:
-        write_bundle(scope.bundle, ca.cert_pem, _bundle_env(scope, env))
-    return ca
+        write_bundle(scope.bundle, cert_pem, _bundle_env(scope, env))
 
 
 def ensure_ca_files(scope: Scope, env: Mapping[str, str]) -> None:

@@ -1,8 +1,10 @@
 """`cordon start`: the long-lived proxy of one scope, from preflight to shutdown.
 
 Order (Cordon's): every route's secret checked, all failures reported together
--> CA (scope state dir or [tls] paths) and bundle -> bind 127.0.0.1:listen ->
-`on_ready(port)` -> serve until SIGINT/SIGTERM; SIGHUP drops cached secrets.
+-> CA (scope state dir or [tls] paths) checked or created, and bundle -> bind
+127.0.0.1:listen -> `on_ready(port)` -> the CA loaded and the route hosts' leaves
+signed in a worker thread (an intercepted connection that comes first waits for
+it) -> serve until SIGINT/SIGTERM; SIGHUP drops cached secrets.
 While it runs, `proxy.json` in the state dir says where (cordon.store.runrecord).
 Proxy tokens come from tokens.toml and are re-read when it changes. Nothing
 here prints: the CLI renders what the callbacks report.
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, cast
 
 from cordon import __version__
 from cordon.app.hardening import set_non_dumpable
-from cordon.app.scope import prepare_ca
+from cordon.app.scope import open_ca
 from cordon.core.errors import ConfigError, CordonError, SecretError
 from cordon.core.model import Resolver
 from cordon.store.runrecord import live_run_record
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from cordon.core.certs import CA
     from cordon.proxy.auth import ProxyAuth
     from cordon.proxy.secretcache import SecretCache
+    from cordon.proxy.tls import LeafIssuer
     from cordon.store.logins import LoginStore
     from cordon.store.tokens import TokenWatcher
 
@@ -52,7 +55,7 @@ class ProxyRun:
         self.env = env
         self._secret_values: list[str] = []
         self._watcher: TokenWatcher | None = None
-        self._ca: CA | None = None
+        self._ca: Callable[[], CA] | None = None   # loads the CA (cryptography): after ready
         self._resolver: SecretCache | None = None
 
     def sensitive_values(self) -> list[str]:
@@ -86,7 +89,7 @@ class ProxyRun:
             raise ConfigError(f"{scope.config_path}: [tls] enabled = false, so cordon cannot intercept "
                               f"its {n} route{'s' if n != 1 else ''}",
                               "remove `enabled = false` from [tls] (or remove the routes)")
-        self._ca = prepare_ca(scope, self.env) if scope.config.tls.enabled else None
+        self._ca = open_ca(scope, self.env) if scope.config.tls.enabled else None
         from cordon.store.tokens import TokenStore, TokenWatcher
         store = TokenStore.for_state_dir(scope.state_dir)
         store.ensure_default()
@@ -119,9 +122,10 @@ class ProxyRun:
 
         scope, watcher, cache = self.scope, self._watcher, self._resolver
         assert watcher is not None and cache is not None
+        issuer = LeafIssuer(self._ca) if self._ca is not None else None
         settings = ProxySettings(routes=tuple(scope.config.routes), policy=scope.config.policy,
                                  port=scope.config.listen,
-                                 issuer=LeafIssuer(self._ca) if self._ca is not None else _NoIssuer(),
+                                 issuer=issuer if issuer is not None else _NoIssuer(),
                                  resolver=cache, auth=auth,
                                  secrets_gen_file=scope.secrets_gen_file, logins=self._logins(),
                                  config=LiveConfig(scope.config, scope.config_file, scope.name,
@@ -139,6 +143,8 @@ class ProxyRun:
                     record = _write_record(scope, port)
                     try:
                         on_ready(port)
+                        if issuer is not None:
+                            tg.start_soon(_warm, issuer, _warm_hosts(scope))
                         async for signum in signals:
                             if signum == signal.SIGHUP:
                                 cache.invalidate()
@@ -162,6 +168,27 @@ class ProxyRun:
         from cordon.app.logins import proxy_login_store
         from cordon.store.paths import Paths
         return proxy_login_store(Paths.from_env(self.env), self.env, self._secret_values.append)
+
+
+WARM_HOSTS = 16   # leaves signed right after ready; other hosts get theirs on first use
+
+
+def _warm_hosts(scope: Scope) -> list[str]:
+    """The routes' exact host names (not `*.suffix` patterns), first ones first."""
+    from cordon.core.routes import normalize_host, wildcard_suffix
+    hosts = [normalize_host(h) for r in scope.config.routes for h in r.hosts if wildcard_suffix(h) is None]
+    return list(dict.fromkeys(hosts))[:WARM_HOSTS]
+
+
+async def _warm(issuer: LeafIssuer, hosts: list[str]) -> None:
+    """Load the CA and sign the route hosts' leaves in a worker thread, after ready."""
+    import anyio.to_thread
+    try:
+        await anyio.to_thread.run_sync(issuer.warm, hosts, abandon_on_cancel=True)
+    except CordonError as e:
+        log.error("the CA could not be loaded: %s (intercepted connections fail until it can be)", e.message)
+    except Exception as e:   # a leaf that cannot be signed: that host's first connection reports it again
+        log.warning("signing the route hosts' certificates ahead failed: %s", e)
 
 
 def check_secrets(scope: Scope, resolver: Resolver, report: Callable[[SecretError], None]) -> list[str]:

@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from cordon.core.pem import split_pem_certs as split_pem_certs  # re-exported
+
 CA_VALIDITY = dt.timedelta(days=3650)
 LEAF_VALIDITY = dt.timedelta(days=200)
 BACKDATE = dt.timedelta(days=2)
@@ -139,26 +141,6 @@ def issue_leaf(ca: CA, host: str, *, now: dt.datetime | None = None,
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     return Leaf(cert_pem=cert_pem, key_pem=key_pem, chain_pem=cert_pem + ca.cert_pem)
-
-
-def split_pem_certs(data: bytes) -> list[bytes]:
-    """Every CERTIFICATE block in a PEM bundle, normalised (for de-duplication)."""
-    out: list[bytes] = []
-    begin, end = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
-    pos = 0
-    while True:
-        s = data.find(begin, pos)
-        if s < 0:
-            break
-        e = data.find(end, s)
-        if e < 0:
-            break
-        block = data[s:e + len(end)]
-        body = b"".join(block[len(begin):-len(end)].split())
-        out.append(begin + b"\n" + b"\n".join(body[i:i + 64] for i in range(0, len(body), 64))
-                   + b"\n" + end + b"\n")
-        pos = e + len(end)
-    return out
 
 
 class LeafCache:

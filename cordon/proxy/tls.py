@@ -1,8 +1,9 @@
 """TLS contexts: leaf certificates for intercepted hosts, verified client contexts upstream.
 
-`LeafIssuer` signs one leaf per host with the CA it is handed and caches the
+`LeafIssuer` signs one leaf per host with the CA it is handed (or loads
+through the function it is handed, on first use or `warm()`) and caches the
 server `SSLContext` (ALPN http/1.1 only; the client's SNI is recorded on the
-connection for the 421 check). `ClientContexts` builds verifying contexts:
+connection for the 421 check). cryptography is imported with the first leaf. `ClientContexts` builds verifying contexts:
 system roots (or an override bundle) plus a route's extra `ca_file`.
 """
 
@@ -13,10 +14,12 @@ import shutil
 import ssl
 import tempfile
 import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from cordon.core import certs
+if TYPE_CHECKING:
+    from cordon.core import certs
 
 ALPN = ["http/1.1"]
 SNI_ATTR = "cordon_sni"
@@ -73,28 +76,61 @@ def load_context(chain_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
 class LeafIssuer:
     """A server context per intercepted host, signed by `ca`.
 
-    Leaves come from `certs.LeafCache` (bounded, re-issued near expiry); the
-    context built for a leaf is kept until the cache hands out a new leaf.
+    `ca` is the CA, or a function that returns it: then it is called once, by the
+    first `server_context` or `warm` (a caller that comes meanwhile waits for it;
+    an error is raised to every caller until a call succeeds). Leaves come from
+    `certs.LeafCache` (bounded, re-issued near expiry); the context built for a
+    leaf is kept until the cache hands out a new leaf.
     """
 
-    def __init__(self, ca: certs.CA) -> None:
-        self.ca = ca
-        self._leaves = certs.LeafCache(ca)
+    def __init__(self, ca: certs.CA | Callable[[], certs.CA]) -> None:
+        self._load: Callable[[], certs.CA] | None = ca if callable(ca) else None
+        self._leaves: certs.LeafCache | None = None
+        if not callable(ca):
+            self._leaves = _leaf_cache(ca)
         self._contexts: dict[str, tuple[certs.Leaf, ssl.SSLContext]] = {}
         self._lock = threading.Lock()
+        self._loading = threading.Lock()
+
+    @property
+    def ca(self) -> certs.CA:
+        return self._cache().ca
+
+    def _cache(self) -> certs.LeafCache:
+        leaves = self._leaves
+        if leaves is None:
+            with self._loading:
+                leaves = self._leaves
+                if leaves is None:
+                    assert self._load is not None
+                    leaves = self._leaves = _leaf_cache(self._load())
+        return leaves
+
+    def warm(self, hosts: Iterable[str] = ()) -> None:
+        """Load the CA and sign the leaves for `hosts` now (from a worker thread right after
+        the proxy is ready), so that the first intercepted connection does not wait for it."""
+        self._cache()
+        for host in hosts:
+            self.server_context(host)
 
     def server_context(self, host: str) -> ssl.SSLContext:
-        leaf = self._leaves.get(host)
+        leaves = self._cache()
+        leaf = leaves.get(host)
         hit = self._contexts.get(host)
         if hit is not None and hit[0] is leaf:
             return hit[1]
         with self._lock:
             hit = self._contexts.get(host)
             if hit is None or hit[0] is not leaf:
-                if len(self._contexts) >= self._leaves.max_size:
+                if len(self._contexts) >= leaves.max_size:
                     self._contexts.clear()   # hosts evicted from the leaf cache go too
                 hit = self._contexts[host] = (leaf, load_context(leaf.chain_pem, leaf.key_pem))
         return hit[1]
+
+
+def _leaf_cache(ca: certs.CA) -> certs.LeafCache:
+    from cordon.core import certs
+    return certs.LeafCache(ca)
 
 
 class ClientContexts:

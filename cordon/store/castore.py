@@ -7,6 +7,8 @@ Never touches the OS trust store (that is `cordon trust`).
 
 Interface:
     load_or_create_ca(cert_path, key_path) -> certs.CA
+    open_ca(cert_path, key_path) -> (cert PEM, loader)  the pair checked now, loaded when needed
+    check_ca(cert_path, key_path) -> bytes             the pair's checks without cryptography
     ca_paths(state_dir) -> tuple[Path, Path]          (cert, key)
     system_roots() -> list[bytes]                      PEM blocks
     build_bundle(extra_pems, env) -> bytes             raises CordonError if no system roots
@@ -19,14 +21,16 @@ import contextlib
 import fcntl
 import os
 import ssl
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives import serialization
-
-from cordon.core.certs import CA, create_ca, load_ca, split_pem_certs
 from cordon.core.errors import ConfigError, CordonError
+from cordon.core.pem import split_pem_certs
 from cordon.store.atomic import atomic_write
+
+if TYPE_CHECKING:
+    from cordon.core.certs import CA
 
 BUNDLE_NAME = "combined-ca.pem"
 
@@ -72,7 +76,7 @@ def _creation_lock(directory: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _load(cert_path: Path, key_path: Path) -> CA:
+def _check_key_mode(key_path: Path) -> None:
     try:
         st = key_path.stat()
     except OSError as e:
@@ -80,19 +84,74 @@ def _load(cert_path: Path, key_path: Path) -> CA:
     if st.st_mode & 0o077:
         raise ConfigError(f"CA key {key_path} is readable by group or others (mode {st.st_mode & 0o777:04o})",
                           f"run `chmod 600 {key_path}`")
+
+
+def _unreadable(cert_path: Path, e: OSError) -> ConfigError:
+    return ConfigError(f"cannot read the CA in {cert_path.parent}: {e.strerror}",
+                       "check the [tls] paths and their permissions")
+
+
+def _invalid(cert_path: Path, key_path: Path, detail: object) -> ConfigError:
+    return ConfigError(f"the CA certificate {cert_path} or key {key_path} is not valid PEM ({detail})",
+                       "point [tls] at a PEM certificate and unencrypted PEM key, "
+                       "or delete both files to let cordon create a new CA")
+
+
+def _mismatch(cert_path: Path, key_path: Path) -> ConfigError:
+    return ConfigError(f"CA key {key_path} does not belong to certificate {cert_path}",
+                       "restore the matching pair, or delete both files to create a new CA")
+
+
+def _no_password() -> bytes:
+    raise ValueError("the key is encrypted")
+
+
+def check_ca(cert_path: Path, key_path: Path) -> bytes:
+    """The checks `load_or_create_ca` makes of a pair on disk, through OpenSSL (already loaded
+    for TLS) instead of cryptography: the key is private, both files are readable PEM, the key
+    belongs to the certificate. Returns the certificate's PEM block, normalised."""
+    _check_key_mode(key_path)
+    try:
+        pems = split_pem_certs(cert_path.read_bytes())
+        if not pems:
+            raise _invalid(cert_path, key_path, "no certificate in the certificate file")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert_path, key_path, password=_no_password)
+    except ssl.SSLError as e:
+        if e.reason == "KEY_VALUES_MISMATCH":
+            raise _mismatch(cert_path, key_path) from None
+        raise _invalid(cert_path, key_path, _which_invalid(pems[0])) from None
+    except OSError as e:
+        raise _unreadable(cert_path, e) from None
+    except ValueError as e:
+        raise _invalid(cert_path, key_path, e) from None
+    return pems[0]
+
+
+def _which_invalid(cert_pem: bytes) -> str:
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=cert_pem.decode("ascii"))
+    except (ssl.SSLError, ValueError):
+        return "the certificate does not parse"
+    return "the key does not parse"
+
+
+def load_ca_files(cert_path: Path, key_path: Path) -> CA:
+    """The CA pair on disk, loaded (cryptography); the errors of `load_or_create_ca`."""
+    from cryptography.hazmat.primitives import serialization
+
+    from cordon.core.certs import load_ca
+
+    _check_key_mode(key_path)
     try:
         ca = load_ca(cert_path.read_bytes(), key_path.read_bytes())
     except OSError as e:
-        raise ConfigError(f"cannot read the CA in {cert_path.parent}: {e.strerror}",
-                          "check the [tls] paths and their permissions") from None
+        raise _unreadable(cert_path, e) from None
     except (ValueError, TypeError) as e:
-        raise ConfigError(f"the CA certificate {cert_path} or key {key_path} is not valid PEM ({e})",
-                          "point [tls] at a PEM certificate and unencrypted PEM key, "
-                          "or delete both files to let cordon create a new CA") from None
+        raise _invalid(cert_path, key_path, e) from None
     spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     if ca.cert.public_key().public_bytes(*spki) != ca.key.public_key().public_bytes(*spki):
-        raise ConfigError(f"CA key {key_path} does not belong to certificate {cert_path}",
-                          "restore the matching pair, or delete both files to create a new CA")
+        raise _mismatch(cert_path, key_path)
     return ca
 
 
@@ -100,7 +159,7 @@ def load_or_create_ca(cert_path: Path, key_path: Path, *, common_name: str = "co
     """Load the CA at these paths, or create an EC P-256 CA there (key 0600, new dirs 0700)."""
     cert_path, key_path = Path(cert_path), Path(key_path)
     if cert_path.exists() and key_path.exists():
-        return _load(cert_path, key_path)
+        return load_ca_files(cert_path, key_path)
     if cert_path.exists() and not key_path.exists():
         raise ConfigError(f"CA certificate {cert_path} exists but its key {key_path} does not",
                           "restore the key, or delete the certificate to let cordon create a new CA "
@@ -109,13 +168,37 @@ def load_or_create_ca(cert_path: Path, key_path: Path, *, common_name: str = "co
     _mkdirs(key_path.parent)
     with _creation_lock(cert_path.parent):
         if cert_path.exists() and key_path.exists():  # another process won the race
-            return _load(cert_path, key_path)
+            return load_ca_files(cert_path, key_path)
+        from cordon.core.certs import create_ca
         ca = create_ca(common_name)
         # the key first: a certificate on disk means the pair is complete
         with _umask(0o077):
             atomic_write(key_path, ca.key_pem(), mode=0o600)
             atomic_write(cert_path, ca.cert_pem, mode=0o644)
     return ca
+
+
+def open_ca(cert_path: Path, key_path: Path) -> tuple[bytes, Callable[[], CA]]:
+    """The CA's certificate PEM now, and a function that returns the CA itself when called.
+
+    A pair on disk is checked now by `check_ca` (the errors `load_or_create_ca`
+    reports, without importing cryptography) and loaded by the function; a
+    missing pair is created now. The function raises ConfigError if the files
+    changed in between (another certificate than the one checked).
+    """
+    cert_path, key_path = Path(cert_path), Path(key_path)
+    if not (cert_path.exists() and key_path.exists()):
+        ca = load_or_create_ca(cert_path, key_path)
+        return ca.cert_pem, lambda: ca
+    pem = check_ca(cert_path, key_path)
+
+    def load() -> CA:
+        ca = load_ca_files(cert_path, key_path)
+        if split_pem_certs(ca.cert_pem) != [pem]:
+            raise ConfigError(f"the CA certificate {cert_path} changed after cordon started",
+                              "restart cordon so that the bundle and the CA agree")
+        return ca
+    return pem, load
 
 
 def _read_certs(path: str | os.PathLike[str]) -> list[bytes]:

@@ -2,16 +2,20 @@
 
 Checked where a user can still fix it calmly (`route add|edit`, the preflight of
 `exec` and `start`, `doctor`) rather than found out as a failed handshake on the
-first request. Reads the file; never writes.
+first request. Reads the file; never writes. The certificates are parsed by
+OpenSSL, as the proxy's verifying context will load them (no cryptography import
+on `cordon start`'s way to ready).
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterable
 from pathlib import Path
 
 from cordon.core.errors import ConfigError
 from cordon.core.model import Route
+from cordon.core.pem import split_pem_certs
 
 _HINT = ("point ca_file at a PEM file of the CA that signed the upstream's certificate "
          "(`cordon route edit {name} --upstream-ca-file PATH`), or remove ca_file")
@@ -32,11 +36,12 @@ def check_ca_file(path: Path, route_name: str, config_path: Path | None = None) 
         raise ConfigError(f"{what} cannot be read: {e.strerror or e}", hint) from None
     if b"-----BEGIN CERTIFICATE-----" not in data:
         raise ConfigError(f"{what} is not a PEM certificate file (no BEGIN CERTIFICATE block)", hint)
-    from cryptography import x509
     try:
-        x509.load_pem_x509_certificates(data)
-    except ValueError as e:
-        raise ConfigError(f"{what} holds a certificate that does not parse: {e}", hint) from None
+        pem = b"".join(split_pem_certs(data)).decode("ascii")
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=pem)
+    except (ssl.SSLError, ValueError) as e:   # ValueError: a block that is not even ASCII
+        detail = e.reason if isinstance(e, ssl.SSLError) and e.reason else "OpenSSL cannot read it"
+        raise ConfigError(f"{what} holds a certificate that does not parse: {detail}", hint) from None
 
 
 def check_ca_files(routes: Iterable[Route], config_path: Path | None = None) -> None:

@@ -1,0 +1,77 @@
+"""`LeafIssuer` handed a function that loads the CA: called once, on first use or `warm`."""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from cordon.core import certs
+from cordon.core.errors import ConfigError
+from cordon.proxy.tls import LeafIssuer
+
+
+class Loader:
+    """Counts its calls; each call waits for `release` (a slow load, as a cold cryptography import)."""
+
+    def __init__(self, ca: certs.CA, fail: int = 0) -> None:
+        self.ca, self.fail, self.calls = ca, fail, 0
+        self.release = threading.Event()
+        self.release.set()
+
+    def __call__(self) -> certs.CA:
+        self.calls += 1
+        self.release.wait(10)
+        if self.calls <= self.fail:
+            raise ConfigError("the CA certificate changed after cordon started", "restart cordon")
+        return self.ca
+
+
+def test_the_loader_runs_on_first_use_only() -> None:
+    ca = certs.create_ca()
+    load = Loader(ca)
+    issuer = LeafIssuer(load)
+    assert load.calls == 0
+    ctx = issuer.server_context("api.openai.com")
+    assert isinstance(ctx, ssl.SSLContext) and load.calls == 1
+    assert issuer.server_context("api.openai.com") is ctx and issuer.ca is ca and load.calls == 1
+
+
+def test_callers_during_the_load_wait_for_it_and_share_it() -> None:
+    load = Loader(certs.create_ca())
+    load.release.clear()
+    issuer = LeafIssuer(load)
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(issuer.server_context, f"h{i % 2}.example") for i in range(8)]
+        load.release.set()
+        contexts = [f.result(timeout=30) for f in futures]
+    assert load.calls == 1
+    assert len({id(c) for c in contexts}) == 2   # one context per host
+
+
+def test_warm_signs_the_hosts_ahead() -> None:
+    load = Loader(certs.create_ca())
+    issuer = LeafIssuer(load)
+    issuer.warm(["api.openai.com", "api.anthropic.com"])
+    assert load.calls == 1
+    ctx = issuer.server_context("api.openai.com")
+    issuer.warm(["api.openai.com"])
+    assert issuer.server_context("api.openai.com") is ctx and load.calls == 1
+
+
+def test_a_failed_load_is_raised_to_the_caller_and_tried_again() -> None:
+    load = Loader(certs.create_ca(), fail=1)
+    issuer = LeafIssuer(load)
+    with pytest.raises(ConfigError, match="changed after cordon started"):
+        issuer.warm(["api.openai.com"])
+    assert isinstance(issuer.server_context("api.openai.com"), ssl.SSLContext)
+    assert load.calls == 2
+
+
+def test_a_ca_handed_directly_is_used_as_before() -> None:
+    ca = certs.create_ca()
+    issuer = LeafIssuer(ca)
+    assert issuer.ca is ca
+    assert isinstance(issuer.server_context("localhost"), ssl.SSLContext)
