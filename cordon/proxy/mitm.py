@@ -13,7 +13,7 @@ import logging
 import ssl
 import time
 from dataclasses import replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
@@ -24,13 +24,15 @@ from cordon.core.model import Route, Secret
 from cordon.core.routes import normalize_host, server_name_host, split_host_port
 from cordon.proxy.conn import Conn
 from cordon.proxy.forward import ClientGone, Forwarder, Plan, Timeouts
-from cordon.proxy.oauth import ACCOUNTS_CHECK, LOGIN_PREFETCH, Broker
 from cordon.proxy.pool import Target
 from cordon.proxy.secretcache import SecretCache
 from cordon.proxy.stats import ProxyStats
 from cordon.proxy.tls import Issuer, sni_of
 from cordon.proxy.transport.fasttls import TLSConn
 from cordon.proxy.websocket import upgrade_token
+
+if TYPE_CHECKING:
+    from cordon.proxy.oauth import Broker  # imported when a login route is served
 
 log = logging.getLogger("cordon.proxy")
 
@@ -172,6 +174,7 @@ async def route_request(px: ProxyCore, client: Conn, req: RequestHead, route: Ro
         target = px.route_target(route, port, host)
         plan = Plan(target=target, method=req.method, path=path, headers=headers, scrub=scrub, upgrade=upgrade)
         if secret is not None and px.oauth is not None and route.auth.type == "login":
+            from cordon.proxy.oauth import ACCOUNTS_CHECK, LOGIN_PREFETCH
             if req.method == b"GET" and path.startswith(ACCOUNTS_CHECK) and not upgrade:
                 status, nbytes, keep = await px.oauth.accounts_check(client, req, route, target, path, headers,
                                                                       secret)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.abc
@@ -39,7 +39,6 @@ from cordon.proxy.conn import Conn, splice
 from cordon.proxy.eventloop import running_loop_name
 from cordon.proxy.forward import Forwarder, Plan, Timeouts
 from cordon.proxy.mitm import route_request, serve_mitm
-from cordon.proxy.oauth import Broker, LoginBackend
 from cordon.proxy.pool import Opener, Pool, Target
 from cordon.proxy.refuse import answered_hosts, serve_refusal
 from cordon.proxy.secretcache import SecretCache
@@ -49,6 +48,9 @@ from cordon.proxy.transport.fastio import can_pipe, pipe, serve_tcp
 from cordon.proxy.transport.stream import Stream
 from cordon.proxy.tunnel import GuardMemo, connect_pinned, guarded_addresses
 from cordon.proxy.websocket import upgrade_token
+
+if TYPE_CHECKING:
+    from cordon.proxy.oauth import Broker, LoginBackend  # imported when the proxy serves logins
 
 __all__ = ["ProxyAuth", "ProxySettings", "ProxyStats", "SecretCache", "Timeouts", "serve"]
 
@@ -142,6 +144,7 @@ class Proxy:
         r = settings.resolver
         self.secrets = r if isinstance(r, SecretCache) else SecretCache(r, settings.secrets_gen_file)
         if settings.logins is not None:
+            from cordon.proxy.oauth import Broker
             self.oauth = Broker(settings.logins, self.routes, self.pool.contexts)
             self.secrets.listeners.append(self.oauth.invalidate)
         self._targets: dict[tuple[int, str, int], tuple[Route, Target]] = {}
