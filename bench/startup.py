@@ -1,6 +1,7 @@
 """Start-up as users feel it: whole `cordon` commands from a non-editable install, median of N.
 
     python3 bench/startup.py [-n 15] [--repo DIR] [--venv DIR]
+    python3 bench/startup.py -n 15 --against DIR      # paired: this tree and DIR's, alternating
 
 Installs `--repo` (default: this checkout) the way users get it, `pip install .`
 (byte-compiled, no editable finder), into `--venv` (default bench/.startup-venv,
@@ -14,21 +15,33 @@ re-installed on every run), then times, each in a throwaway HOME/XDG:
   (keyrings.alt's file backend, so no Secret Service daemon takes part);
 - `cordon start` with those two routes: from spawn to its "ready" line on
   stderr, and to the first `GET /health` answered 200 (cpu: the process's own
-  user+sys time at that moment, from /proc).
+  user+sys time at that moment, from /proc);
+- `cordon start` with a third route, for `localhost`, whose upstream is
+  bench/upstream.py (a throwaway CA made with the `openssl` CLI): from spawn
+  to the first intercepted `GET /small` answered 200, sent the moment the
+  ready line appears (CONNECT, TLS with cordon's leaf, the credential
+  injected, TLS to the upstream); cpu as above.
 
 Wall time is the median over N runs after one warm-up; cpu is the user+sys
-time of the process tree (less sensitive to other load on the machine). Not a
+time of the process tree (less sensitive to other load on the machine). With
+`--against DIR`, DIR's tree is installed into a second virtualenv and the
+`cordon exec` and `cordon start` figures are taken in rounds, each round one run
+of each tree, so that the ratio of each pair holds while the machine's load
+drifts: both medians and the median of the per-round ratios are printed. Not a
 test: it asserts nothing and the suite never runs it.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import http.client
+import json
 import os
 import re
 import resource
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -127,6 +140,88 @@ def start_until_ready(cordon: str, cfg: Path, env: dict[str, str], cwd: Path) ->
         p.wait(10)
 
 
+INTERCEPT_ROUTE = """
+[[routes]]
+name = "bench"
+[routes.match]
+host = "localhost"
+[routes.auth]
+type = "header"
+header_name = "Authorization"
+scheme = "Bearer"
+[routes.auth.secret]
+source = "env"
+var = "BENCH_SECRET"
+[routes.upstream]
+address = "127.0.0.1:{port}"
+ca_file = "{ca}"
+"""
+
+
+def upstream(d: Path) -> tuple[subprocess.Popen[str], int, Path]:
+    """bench/upstream.py with a leaf for localhost from a throwaway CA: (process, port, CA file)."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ca, ca_key, key, csr, leaf = (d / n for n in ("ca.pem", "ca.key", "leaf.key", "leaf.csr", "leaf.pem"))
+    ext = d / "leaf.ext"
+    ext.write_text("subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", str(ca_key), "-out", str(ca), "-subj", "/CN=startup bench CA", "-days", "2")
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", str(key), "-out", str(csr), "-subj", "/CN=localhost")
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+            "-out", str(leaf), "-days", "2", "-extfile", str(ext))
+    p = subprocess.Popen([sys.executable, str(HERE / "upstream.py"), "--cert", str(leaf), "--key", str(key)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    return p, int(p.stdout.readline()), ca
+
+
+def start_until_intercepted(cordon: str, cfg: Path, env: dict[str, str], cwd: Path, up_port: int,
+                            proxy_auth: str, cafile: Path) -> tuple[float, float]:
+    """(ms to the first intercepted 200, cpu ms by then) for one `cordon start`."""
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    t0 = time.perf_counter()
+    p = subprocess.Popen([cordon, "start", "--config", str(cfg), "--log-level", "warn"], env=env, cwd=cwd,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert p.stderr is not None
+        line = p.stderr.readline().decode(errors="replace")
+        m = re.search(r"ready on 127\.0\.0\.1:(\d+)", line)
+        if not m:
+            raise SystemExit(f"cordon start did not report ready: {line!r}{p.stderr.read(400)!r}")
+        conn = http.client.HTTPSConnection("127.0.0.1", int(m.group(1)), context=ctx, timeout=10)
+        conn.set_tunnel("localhost", up_port, headers={"Proxy-Authorization": proxy_auth})
+        conn.request("GET", "/small")
+        r = conn.getresponse()
+        r.read()
+        done = time.perf_counter() - t0
+        conn.close()
+        if r.status != 200:
+            raise SystemExit(f"the intercepted GET answered {r.status}")
+        return done * 1000, proc_cpu_ms(p.pid)
+    finally:
+        p.terminate()
+        p.wait(10)
+
+
+def proxy_credentials(cordon: str, cfg: Path, env: dict[str, str], cwd: Path) -> tuple[str, Path]:
+    """(Proxy-Authorization value, CA bundle) from `cordon env`, asked while a `cordon start` runs."""
+    p = subprocess.Popen([cordon, "start", "--config", str(cfg), "--log-level", "warn"], env=env, cwd=cwd,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert p.stderr is not None
+        p.stderr.readline()
+        out = subprocess.run([cordon, "env", "--format", "json", "--config", str(cfg)], env=env, cwd=cwd,
+                             capture_output=True, text=True, check=True)
+    finally:
+        p.terminate()
+        p.wait(10)
+    values = json.loads(out.stdout)
+    cred = values["HTTPS_PROXY"].split("//", 1)[1].split("@", 1)[0]
+    return "Basic " + base64.b64encode(cred.encode()).decode(), Path(values["SSL_CERT_FILE"])
+
+
 def import_profile(py: str, argv: Sequence[str], env: dict[str, str], cwd: Path, runs: int = 5) -> dict[str, float]:
     """Median self time (ms) of `python -X importtime` per top-level package (cordon per layer)."""
     per_run: list[dict[str, float]] = []
@@ -155,6 +250,19 @@ def print_profile(name: str, prof: dict[str, float], top: int = 14) -> None:
         print(f"| {k} | {v:.1f} | {v / total:.0%} |")
 
 
+def print_pairs(rounds: list[tuple[dict[str, float], dict[str, float]]], this: Path, other: Path) -> None:
+    load = os.getloadavg()
+    print(f"| median of {len(rounds)} rounds | this tree | the other | ratio (median of the rounds' ratios) |")
+    print("|---|---|---|---|")
+    for key in rounds[0][0]:
+        a = statistics.median(r[0][key] for r in rounds)
+        b = statistics.median(r[1][key] for r in rounds)
+        ratio = statistics.median(r[0][key] / r[1][key] for r in rounds)
+        print(f"| {key} | {a:.0f} | {b:.0f} | {ratio:.2f} |")
+    print(f"\nPython {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / "
+          f"{load[2]:.1f}; this tree {this}, the other {other}")
+
+
 def median_of(n: int, fn: Callable[[], tuple[float, float]]) -> tuple[float, float]:
     fn()   # warm-up: page cache, the store's CA on the first `cordon start`
     runs = [fn() for _ in range(n)]
@@ -167,11 +275,17 @@ def main() -> int:
     ap.add_argument("--repo", type=Path, default=HERE.parent, help="the cordon tree to install (default: this one)")
     ap.add_argument("--venv", type=Path, default=HERE / ".startup-venv",
                     help="the virtualenv to install it into (default bench/.startup-venv)")
+    ap.add_argument("--against", type=Path, help="another cordon tree: paired rounds against it")
+    ap.add_argument("--against-venv", type=Path, default=HERE / ".startup-venv-against",
+                    help="the virtualenv for --against (default bench/.startup-venv-against)")
     ap.add_argument("--profile", action="store_true",
                     help="also print what each cordon command spends importing, by package")
     args = ap.parse_args()
     py = str(prepare(args.venv.resolve(), args.repo.resolve()))
     cordon = str(Path(py).parent / "cordon")
+    other = None
+    if args.against:
+        other = str(prepare(args.against_venv.resolve(), args.against.resolve()).parent / "cordon")
     with tempfile.TemporaryDirectory(prefix="cordon-startup-") as tmp:
         root = Path(tmp)
         home = root / "home"
@@ -183,16 +297,43 @@ def main() -> int:
         routed.mkdir()
         cfg = routed / "cordon.toml"
         cfg.write_text(f"listen = {free_port()}\n{ROUTES_TOML}")
+        intercept = root / "intercept"
+        intercept.mkdir()
+        up, up_port, up_ca = upstream(root)
+        icfg = intercept / "cordon.toml"
+        icfg.write_text(f"listen = {free_port()}\n{ROUTES_TOML}{INTERCEPT_ROUTE.format(port=up_port, ca=up_ca)}")
         env = {k: v for k, v in os.environ.items()
                if not k.endswith(("_API_KEY", "_TOKEN")) and not k.startswith(("CORDON_", "PYTHON"))
                and k not in ("SSL_CERT_FILE", "VIRTUAL_ENV")}
         env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), XDG_DATA_HOME=str(home / ".local/share"),
-                   XDG_RUNTIME_DIR=str(run), PYTHON_KEYRING_BACKEND=BACKEND)
+                   XDG_RUNTIME_DIR=str(run), PYTHON_KEYRING_BACKEND=BACKEND, BENCH_SECRET="sk-startup-bench-3")
         subprocess.run([py, "-c", "import keyring; keyring.set_password('cordon', 'openai', 'sk-startup-bench-1'); "
                         "keyring.set_password('cordon', 'anthropic', 'sk-ant-startup-bench-2')"], env=env, check=True)
         # a project file's routes are used only once approved
-        subprocess.run([cordon, "allow", "--config", str(cfg)], env=env, cwd=routed, check=True,
-                       stdout=subprocess.DEVNULL)
+        for conf in (cfg, icfg):
+            subprocess.run([cordon, "allow", "--config", str(conf)], env=env, cwd=conf.parent, check=True,
+                           stdout=subprocess.DEVNULL)
+        if other is not None:
+            try:
+                auth, bundle = proxy_credentials(cordon, icfg, env, intercept)   # also creates its CA
+
+                def one(c: str) -> dict[str, float]:
+                    ready, health, cpu = start_until_ready(c, cfg, env, routed)
+                    iwall, icpu = start_until_intercepted(c, icfg, env, intercept, up_port, auth, bundle)
+                    return {"cordon exec -- true, no routes: cpu ms": timed([c, "exec", "--", "true"], env, bare)[1],
+                            "cordon exec -- true, two keyring routes: cpu ms":
+                                timed([c, "exec", "--", "true"], env, routed)[1],
+                            "cordon start: ready line ms": ready, "cordon start: first /health 200 ms": health,
+                            "cordon start: cpu ms at the first /health 200": cpu,
+                            "cordon start: first intercepted 200 ms": iwall,
+                            "cordon start: cpu ms at the first intercepted 200": icpu}
+                one(cordon), one(other)   # warm-up
+                rounds = [(one(cordon), one(other)) for _ in range(args.n)]
+            finally:
+                up.terminate()
+                up.wait(10)
+            print_pairs(rounds, args.repo.resolve(), args.against.resolve())
+            return 0
         rows: list[tuple[str, float, float | None]] = []
         wall, cpu = median_of(args.n, lambda: timed([py, "-c", "pass"], env, bare))
         rows.append(("python -c pass", wall, cpu))
@@ -207,6 +348,14 @@ def main() -> int:
         rows.append(("cordon start: ready line", statistics.median(s[0] for s in starts), None))
         rows.append(("cordon start: first /health 200", statistics.median(s[1] for s in starts),
                      statistics.median(s[2] for s in starts)))
+        try:
+            auth, bundle = proxy_credentials(cordon, icfg, env, intercept)   # also creates its CA
+            wall, cpu = median_of(args.n, lambda: start_until_intercepted(cordon, icfg, env, intercept, up_port,
+                                                                          auth, bundle))
+            rows.append(("cordon start: first intercepted 200", wall, cpu))
+        finally:
+            up.terminate()
+            up.wait(10)
         profiles = []
         if args.profile:
             profiles = [("cordon --version", import_profile(py, [cordon, "--version"], env, bare)),

@@ -68,7 +68,9 @@ class ProxySettings:
     an open proxy, else the tokens clients must present. upstream_ca_file:
     replaces the system roots upstream (tests, doctor); a route's own ca_file
     is added on top. logins: where the tokens of `type = "login"` routes live
-    (load/save/lock; `cordon.store.logins.LoginStore`).
+    (load/save/lock; `cordon.store.logins.LoginStore`). contexts: the verifying
+    contexts upstream, when the caller makes them (`cordon start` builds them ahead,
+    after ready); by default made from upstream_ca_file on first use.
     """
 
     routes: tuple[Route, ...]
@@ -84,6 +86,7 @@ class ProxySettings:
     version: str = __version__
     stats: ProxyStats = field(default_factory=ProxyStats)
     config: ConfigSource | None = None    # `cordon start`: the config file, re-read when it changes
+    contexts: ClientContexts | None = None
 
 
 class ConfigSource(Protocol):
@@ -139,7 +142,8 @@ class Proxy:
         self._apply(settings.routes, settings.policy)
         self.timeouts = settings.timeouts
         self.stats = settings.stats
-        self.pool = Pool(ClientContexts(settings.upstream_ca_file), settings.timeouts.connect, opener)
+        contexts = settings.contexts or ClientContexts(settings.upstream_ca_file)
+        self.pool = Pool(contexts, settings.timeouts.connect, opener)
         self.forwarder = Forwarder(self.pool, settings.timeouts)
         r = settings.resolver
         self.secrets = r if isinstance(r, SecretCache) else SecretCache(r, settings.secrets_gen_file)
