@@ -181,16 +181,21 @@ def _warm_hosts(scope: Scope) -> list[str]:
     return list(dict.fromkeys(hosts))[:WARM_HOSTS]
 
 
+CONTEXTS_AFTER = 1.0   # s after ready: a client that waited for ready has had its first request served
+
+
 async def _warm(issuer: LeafIssuer, contexts: ClientContexts, scope: Scope) -> None:
-    """After ready, in a worker thread: the CA and the route hosts' leaves, then the verifying
-    contexts of the routes' TLS upstreams (the system roots alone take ~25 ms of CPU to load)."""
+    """After ready, in a worker thread: at once the CA and the route hosts' leaves (every
+    intercepted request needs the CA); a second later the verifying contexts of the routes'
+    TLS upstreams (the system roots take ~25 ms of CPU each, which a request that comes at
+    once would otherwise share its CPU with)."""
+    import anyio
     import anyio.to_thread
 
     hosts = _warm_hosts(scope)
     ca_files = list(dict.fromkeys(r.upstream.ca_file for r in scope.config.routes if r.upstream.scheme != "http"))
 
-    def warm() -> None:
-        issuer.warm(hosts)
+    def warm_contexts() -> None:
         for ca_file in ca_files:
             try:
                 contexts.get(ca_file)
@@ -198,11 +203,13 @@ async def _warm(issuer: LeafIssuer, contexts: ClientContexts, scope: Scope) -> N
                 pass   # the first request to that upstream reports it (a 502 naming the file)
 
     try:
-        await anyio.to_thread.run_sync(warm, abandon_on_cancel=True)
+        await anyio.to_thread.run_sync(issuer.warm, hosts, abandon_on_cancel=True)
     except CordonError as e:
         log.error("the CA could not be loaded: %s (intercepted connections fail until it can be)", e.message)
     except Exception as e:   # a leaf that cannot be signed: that host's first connection reports it again
         log.warning("signing the route hosts' certificates ahead failed: %s", e)
+    await anyio.sleep(CONTEXTS_AFTER)
+    await anyio.to_thread.run_sync(warm_contexts, abandon_on_cancel=True)
 
 
 def check_secrets(scope: Scope, resolver: Resolver, report: Callable[[SecretError], None]) -> list[str]:
