@@ -48,14 +48,15 @@ def prepare_ca(scope: Scope, env: Mapping[str, str]) -> CA:
     return ca
 
 
-def open_ca(scope: Scope, env: Mapping[str, str]) -> Callable[[], CA]:
+def open_ca(scope: Scope, env: Mapping[str, str]) -> tuple[bytes, Callable[[], CA]]:
     """`prepare_ca` for `cordon start`, which needs the CA itself only to sign leaves: the
-    pair is checked (or created) and the bundle made current now, with the same errors, and
-    the returned function loads the CA (the cryptography import) when first called."""
+    pair is checked (or created) and the bundle made current now, with the same errors.
+    Returns the certificate's PEM and a function that loads the CA (the cryptography
+    import) when called."""
     from cordon.store.castore import open_ca as open_files
     cert_pem, load = open_files(scope.ca_cert, scope.ca_key)
     _refresh_bundle(scope, env, cert_pem)
-    return load
+    return cert_pem, load
 
 
 def _refresh_bundle(scope: Scope, env: Mapping[str, str], cert_pem: bytes) -> None:

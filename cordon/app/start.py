@@ -3,9 +3,11 @@
 Order (Cordon's): every route's secret checked, all failures reported together
 -> CA (scope state dir or [tls] paths) checked or created, and bundle -> bind
 127.0.0.1:listen -> `on_ready(port)` -> in a worker thread, what the first intercepted request
-would otherwise pay: the CA loaded, the route hosts' leaves signed, the upstream
-verifying contexts made (a request that comes first waits for the CA, it does
-not fail) -> serve until SIGINT/SIGTERM; SIGHUP drops cached secrets.
+would otherwise pay: the route hosts' leaves signed (by a child process,
+cordon.app.leafsign, so the proxy does not load cryptography for them), a second
+later the upstream verifying contexts (a request that comes first waits for its
+leaf, it does not fail) -> serve until SIGINT/SIGTERM; SIGHUP drops cached
+secrets.
 While it runs, `proxy.json` in the state dir says where (cordon.store.runrecord).
 Proxy tokens come from tokens.toml and are re-read when it changes. Nothing
 here prints: the CLI renders what the callbacks report.
@@ -55,7 +57,7 @@ class ProxyRun:
         self.env = env
         self._secret_values: list[str] = []
         self._watcher: TokenWatcher | None = None
-        self._ca: Callable[[], CA] | None = None   # loads the CA (cryptography): after ready
+        self._ca: tuple[bytes, Callable[[], CA]] | None = None   # its PEM, and a loader (cryptography)
         self._resolver: SecretCache | None = None
 
     def sensitive_values(self) -> list[str]:
@@ -122,7 +124,14 @@ class ProxyRun:
 
         scope, watcher, cache = self.scope, self._watcher, self._resolver
         assert watcher is not None and cache is not None
-        issuer = LeafIssuer(self._ca) if self._ca is not None else None
+        issuer = None
+        if self._ca is not None:
+            from functools import partial
+
+            from cordon.app.leafsign import sign_in_child
+            ca_pem, load_ca = self._ca
+            issuer = LeafIssuer(load_ca, signer=partial(sign_in_child, scope.ca_cert, scope.ca_key, ca_pem=ca_pem),
+                                ahead=_warm_hosts(scope))
         contexts = ClientContexts()
         settings = ProxySettings(routes=tuple(scope.config.routes), policy=scope.config.policy,
                                  port=scope.config.listen, contexts=contexts,
@@ -185,8 +194,8 @@ CONTEXTS_AFTER = 1.0   # s after ready: a client that waited for ready has had i
 
 
 async def _warm(issuer: LeafIssuer, contexts: ClientContexts, scope: Scope) -> None:
-    """After ready, in a worker thread: at once the CA and the route hosts' leaves (every
-    intercepted request needs the CA); a second later the verifying contexts of the routes'
+    """After ready, in a worker thread: at once the route hosts' leaves (by a child process;
+    if that fails, here, loading the CA); a second later the verifying contexts of the routes'
     TLS upstreams (the system roots take ~25 ms of CPU each, which a request that comes at
     once would otherwise share its CPU with)."""
     import anyio

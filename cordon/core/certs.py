@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from cordon.core.pem import Leaf as Leaf  # re-exported
 from cordon.core.pem import split_pem_certs as split_pem_certs  # re-exported
 
 CA_VALIDITY = dt.timedelta(days=3650)
@@ -44,13 +45,6 @@ class CA:
     @property
     def not_after(self) -> dt.datetime:
         return self.cert.not_valid_after_utc
-
-
-@dataclass(frozen=True)
-class Leaf:
-    cert_pem: bytes
-    key_pem: bytes
-    chain_pem: bytes   # leaf then CA
 
 
 def _now() -> dt.datetime:

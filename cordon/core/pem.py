@@ -1,10 +1,20 @@
-"""PEM certificate blocks as bytes (pure, and light: no cryptography import).
+"""PEM certificate blocks and leaves as bytes (pure, and light: no cryptography import).
 
-What the trust bundle and `cordon start`'s CA check need before the proxy is
-ready; parsing and signing certificates is `cordon.core.certs`.
+What the trust bundle, `cordon start`'s CA check and a proxy serving leaves
+signed elsewhere need; parsing and signing certificates is `cordon.core.certs`.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Leaf:
+    cert_pem: bytes
+    key_pem: bytes
+    chain_pem: bytes   # leaf then CA
+
 
 BEGIN, END = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
 

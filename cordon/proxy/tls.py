@@ -3,23 +3,34 @@
 `LeafIssuer` signs one leaf per host with the CA it is handed (or loads
 through the function it is handed, on first use or `warm()`) and caches the
 server `SSLContext` (ALPN http/1.1 only; the client's SNI is recorded on the
-connection for the 421 check). cryptography is imported with the first leaf. `ClientContexts` builds verifying contexts:
+connection for the 421 check). cryptography is imported with the first leaf
+signed here; leaves `warm()` gets from a `signer` (signed in another process)
+need none of it. `ClientContexts` builds verifying contexts:
 system roots (or an override bundle) plus a route's extra `ca_file`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import ssl
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from cordon.core import certs
+    from cordon.core.pem import Leaf
+
+    Signer = Callable[[Sequence[str]], Mapping[str, tuple[Leaf, float]]]
+
+log = logging.getLogger("cordon.proxy")
+RENEW_BEFORE = 86400.0   # s: a leaf signed ahead is replaced this long before it expires
+SIGNER_WAIT = 30.0       # s: at most this long for the signer, then the host's leaf is signed here
 
 ALPN = ["http/1.1"]
 SNI_ATTR = "cordon_sni"
@@ -77,17 +88,29 @@ class LeafIssuer:
     """A server context per intercepted host, signed by `ca`.
 
     `ca` is the CA, or a function that returns it: then it is called once, by the
-    first `server_context` or `warm` (a caller that comes meanwhile waits for it;
-    an error is raised to every caller until a call succeeds). Leaves come from
-    `certs.LeafCache` (bounded, re-issued near expiry); the context built for a
-    leaf is kept until the cache hands out a new leaf.
+    first leaf signed here (a caller that comes meanwhile waits for it; an error is
+    raised to every caller until a call succeeds). `signer`, if given, signs the
+    leaves `warm` asks for elsewhere (a child process, so this one never loads
+    cryptography for them): (hosts) -> {host: (leaf, valid until, epoch s)}; if it
+    fails, they are signed here. `ahead`: the hosts a coming `warm` will sign; a
+    connection for one of them waits for it rather than sign its own. Leaves signed here come from `certs.LeafCache`
+    (bounded, re-issued near expiry); the context built for a leaf is kept until the
+    cache hands out a new leaf.
     """
 
-    def __init__(self, ca: certs.CA | Callable[[], certs.CA]) -> None:
+    def __init__(self, ca: certs.CA | Callable[[], certs.CA], *, signer: Signer | None = None,
+                 ahead: Iterable[str] = ()) -> None:
         self._load: Callable[[], certs.CA] | None = ca if callable(ca) else None
         self._leaves: certs.LeafCache | None = None
         if not callable(ca):
             self._leaves = _leaf_cache(ca)
+        self._signer = signer
+        self._ahead: dict[str, tuple[float, ssl.SSLContext]] = {}   # host -> (valid until, context)
+        # the hosts the signer is (or is about to be) busy with
+        self._signing: frozenset[str] = frozenset(ahead) if signer is not None else frozenset()
+        self._signed = threading.Event()
+        if not self._signing:
+            self._signed.set()
         self._contexts: dict[str, tuple[certs.Leaf, ssl.SSLContext]] = {}
         self._lock = threading.Lock()
         self._loading = threading.Lock()
@@ -107,13 +130,37 @@ class LeafIssuer:
         return leaves
 
     def warm(self, hosts: Iterable[str] = ()) -> None:
-        """Load the CA and sign the leaves for `hosts` now (from a worker thread right after
-        the proxy is ready), so that the first intercepted connection does not wait for it."""
+        """Sign the leaves for `hosts` now (from a worker thread right after the proxy is
+        ready), so that the first intercepted connection does not wait for them; without a
+        signer, that loads the CA here first."""
+        hosts = list(hosts)
+        if self._signer is not None and hosts:
+            self._signed.clear()
+            self._signing = self._signing | frozenset(hosts)   # connections for them wait for the signer
+            try:
+                signed = self._signer(hosts)
+            except Exception as e:
+                log.info("signing the route hosts' certificates in a child process failed (%s); "
+                         "signing them here", e)
+            else:
+                for host, (leaf, until) in signed.items():
+                    self._ahead[host] = (until, load_context(leaf.chain_pem, leaf.key_pem))
+                return
+            finally:
+                self._signing = frozenset()
+                self._signed.set()
         self._cache()
         for host in hosts:
             self.server_context(host)
 
     def server_context(self, host: str) -> ssl.SSLContext:
+        if host in self._signing:
+            self._signed.wait(SIGNER_WAIT)
+        ahead = self._ahead.get(host)
+        if ahead is not None:
+            if time.time() < ahead[0] - RENEW_BEFORE:
+                return ahead[1]
+            self._ahead.pop(host, None)   # near its expiry: signed here from now on
         leaves = self._cache()
         leaf = leaves.get(host)
         hit = self._contexts.get(host)

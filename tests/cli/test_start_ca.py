@@ -1,8 +1,9 @@
-"""`cordon start` and its CA: checked before "ready", loaded (with cryptography) after it.
+"""`cordon start` and its CA: checked before "ready", used after it.
 
-A CA that cannot serve is still a one-line error before the ready line; the CA itself
-is loaded and the route hosts' leaves signed in the background right after ready, and
-intercepted requests that arrive meanwhile wait for it instead of failing.
+A CA that cannot serve is still a one-line error before the ready line; the route
+hosts' leaves are signed right after ready by a child process (the proxy itself
+never loads cryptography for them), and intercepted requests that arrive meanwhile
+wait for them instead of failing.
 """
 
 from __future__ import annotations
@@ -102,7 +103,11 @@ def test_requests_right_after_ready_wait_for_the_ca_and_succeed(project: Path, u
             with ThreadPoolExecutor(6) as pool:
                 assert list(pool.map(get, range(6))) == [200] * 6
         assert up.requests[-1].header("authorization") == f"Bearer {SECRET}"
+        # the route host's leaf was signed by a child process: the proxy never loaded cryptography
+        maps = Path(f"/proc/{sp.proc.pid}/maps").read_text()
+        assert "cryptography" not in maps
     assert "Traceback" not in sp.stderr and "could not be loaded" not in sp.stderr
+    assert "signing them here" not in sp.stderr
 
 
 def test_preflight_loads_no_cryptography(project: Path, up: UpstreamServer) -> None:

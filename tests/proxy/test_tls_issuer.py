@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -75,3 +76,79 @@ def test_a_ca_handed_directly_is_used_as_before() -> None:
     issuer = LeafIssuer(ca)
     assert issuer.ca is ca
     assert isinstance(issuer.server_context("localhost"), ssl.SSLContext)
+
+
+def signer_for(ca: certs.CA, calls: list[list[str]], fail: bool = False):  # type: ignore[no-untyped-def]
+    def sign(hosts):  # type: ignore[no-untyped-def]
+        calls.append(list(hosts))
+        if fail:
+            raise RuntimeError("no child process here")
+        return {h: (certs.issue_leaf(ca, h), time.time() + 86400 * 100) for h in hosts}
+    return sign
+
+
+def test_leaves_signed_ahead_need_no_ca_here() -> None:
+    ca = certs.create_ca()
+    load, calls = Loader(ca), list[list[str]]()
+    issuer = LeafIssuer(load, signer=signer_for(ca, calls))
+    issuer.warm(["api.openai.com"])
+    ctx = issuer.server_context("api.openai.com")
+    assert calls == [["api.openai.com"]] and load.calls == 0
+    assert issuer.server_context("api.openai.com") is ctx
+    issuer.server_context("other.example")   # not signed ahead: the CA is loaded here for it
+    assert load.calls == 1
+
+
+def test_a_failing_signer_falls_back_to_signing_here() -> None:
+    ca = certs.create_ca()
+    load, calls = Loader(ca), list[list[str]]()
+    issuer = LeafIssuer(load, signer=signer_for(ca, calls, fail=True))
+    issuer.warm(["api.openai.com"])
+    assert calls == [["api.openai.com"]] and load.calls == 1
+    assert isinstance(issuer.server_context("api.openai.com"), ssl.SSLContext)
+
+
+def test_a_leaf_signed_ahead_is_replaced_near_its_expiry() -> None:
+    ca = certs.create_ca()
+    load = Loader(ca)
+    issuer = LeafIssuer(load, signer=lambda hosts: {h: (certs.issue_leaf(ca, h), time.time() + 3600) for h in hosts})
+    issuer.warm(["api.openai.com"])
+    assert load.calls == 0
+    issuer.server_context("api.openai.com")   # valid one more hour: less than a day, so signed anew here
+    assert load.calls == 1
+
+
+def test_a_connection_for_a_host_being_signed_ahead_waits_for_the_signer() -> None:
+    ca = certs.create_ca()
+    load, release = Loader(ca), threading.Event()
+
+    def slow(hosts):  # type: ignore[no-untyped-def]
+        release.wait(10)
+        return {h: (certs.issue_leaf(ca, h), time.time() + 86400 * 100) for h in hosts}
+
+    issuer = LeafIssuer(load, signer=slow)
+    with ThreadPoolExecutor(2) as pool:
+        warming = pool.submit(issuer.warm, ["api.openai.com"])
+        while not issuer._signing:   # the signer has started
+            time.sleep(0.001)
+        pending = pool.submit(issuer.server_context, "api.openai.com")
+        time.sleep(0.05)
+        assert not pending.done()
+        release.set()
+        assert isinstance(pending.result(timeout=10), ssl.SSLContext)
+        warming.result(timeout=10)
+    assert load.calls == 0
+
+
+def test_a_connection_that_comes_before_warm_starts_waits_for_the_hosts_announced_ahead() -> None:
+    ca = certs.create_ca()
+    load = Loader(ca)
+    issuer = LeafIssuer(load, signer=lambda hosts: {h: (certs.issue_leaf(ca, h), time.time() + 86400 * 100)
+                                                    for h in hosts}, ahead=["api.openai.com"])
+    with ThreadPoolExecutor(2) as pool:
+        pending = pool.submit(issuer.server_context, "api.openai.com")
+        time.sleep(0.05)
+        assert not pending.done()
+        pool.submit(issuer.warm, ["api.openai.com"]).result(timeout=10)
+        assert isinstance(pending.result(timeout=10), ssl.SSLContext)
+    assert load.calls == 0
