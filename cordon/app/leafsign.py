@@ -4,11 +4,14 @@ Signing needs cryptography, whose compiled module alone keeps about 9 MiB
 resident in the process that imports it, for the process's whole life. Right
 after ready, `cordon start` asks a child instead: the child reads the CA pair
 from its files, signs one leaf per route host, writes the PEMs back over a
-pipe (the leaf keys never touch a disk) and exits. A host that was not signed
+pipe (the leaf keys never touch a disk) and exits. `cordon start` starts it
+during its preflight, so that it runs beside the rest of the start-up. A host that was not signed
 ahead (a `*.suffix` route's names, a refused host) is signed in the proxy on
 first use, as before, and only then does the proxy load cryptography.
 
-    sign_in_child(cert_path, key_path, hosts, ca_pem) -> dict[str, Leaf]   raises LeafSignError
+    Signing(cert_path, key_path, hosts, ca_pem)   the child, started now
+        .result() -> {host: (Leaf, valid until)}   raises LeafSignError; .close() stops it
+    sign_in_child(...) -> the same at once
 """
 
 from __future__ import annotations
@@ -31,23 +34,73 @@ class LeafSignError(Exception):
     """The child could not sign (the caller signs in-process instead)."""
 
 
+class Signing:
+    """A child signing leaves, started at once (it runs beside the caller's own start-up, on
+    another core where there is one); `result()` waits for its answer. `ca_pem`: the
+    certificate the caller checked (may be set after the start); a CA that differs is refused."""
+
+    def __init__(self, cert_path: Path, key_path: Path, hosts: Sequence[str], ca_pem: bytes | None = None) -> None:
+        self.cert_path, self.hosts, self.ca_pem = cert_path, list(hosts), ca_pem
+        request = json.dumps({"cert": str(cert_path), "key": str(key_path), "hosts": self.hosts})
+        env = {k: v for k, v in os.environ.items() if k in _KEEP_ENV}
+        # -I -S: no site processing (the interpreter's start-up halved); the caller's path instead
+        path = [_PACKAGE_ROOT, *(p for p in sys.path if p and os.path.isdir(p))]
+        code = f"import sys; sys.path[:0] = {path!r}; from cordon.app.leafsign import main; main()"
+        self._error: str | None = None
+        self._proc: subprocess.Popen[str] | None = None
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True, env=env)
+            assert self._proc.stdin is not None
+            self._proc.stdin.write(request)   # a few hundred bytes: the pipe takes them at once
+            self._proc.stdin.close()
+            self._proc.stdin = None           # so that communicate() only reads
+        except OSError as e:
+            self.close()
+            self._proc, self._error = None, f"cannot run the signing process: {e}"
+
+    def result(self, hosts: Sequence[str] | None = None) -> dict[str, tuple[Leaf, float]]:
+        """A leaf per host with the time (epoch seconds) it stops being valid; raises
+        LeafSignError. `hosts`, if given, must be those the child was started for."""
+        if hosts is not None and list(hosts) != self.hosts:
+            raise LeafSignError("the signing process was started for other hosts")
+        proc = self._proc
+        if proc is None:
+            raise LeafSignError(self._error or "the signing process was stopped")
+        try:
+            out, err = proc.communicate(timeout=TIMEOUT)
+        except (OSError, subprocess.SubprocessError) as e:
+            self.close()
+            raise LeafSignError(f"the signing process failed: {e}") from None
+        finally:
+            self._proc = None
+        if proc.returncode != 0:
+            raise LeafSignError(err.strip().splitlines()[-1] if err.strip() else f"exit {proc.returncode}")
+        if self.ca_pem is None:
+            raise LeafSignError("the CA certificate was not checked")
+        return _parse(out, self.cert_path, self.ca_pem)
+
+    def close(self) -> None:
+        """Stop the child if it still runs (the caller did not get to ask for the result)."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+        if proc is not None:
+            proc.communicate()
+
+
 def sign_in_child(cert_path: Path, key_path: Path, hosts: Sequence[str], ca_pem: bytes,
                   ) -> dict[str, tuple[Leaf, float]]:
     """A leaf per host, signed by the CA at these paths in a child process, with the time
     (epoch seconds) it stops being valid. `ca_pem`: the certificate the caller checked; a CA
     that changed since is refused."""
-    request = json.dumps({"cert": str(cert_path), "key": str(key_path), "hosts": list(hosts)})
-    env = {k: v for k, v in os.environ.items() if k in _KEEP_ENV or k.startswith("PYTHON")}
-    code = f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); from cordon.app.leafsign import main; main()"
+    return Signing(cert_path, key_path, hosts, ca_pem).result()
+
+
+def _parse(out: str, cert_path: Path, ca_pem: bytes) -> dict[str, tuple[Leaf, float]]:
     try:
-        p = subprocess.run([sys.executable, "-c", code], input=request, capture_output=True, text=True,
-                           env=env, timeout=TIMEOUT, check=False)
-    except (OSError, subprocess.SubprocessError) as e:
-        raise LeafSignError(f"cannot run the signing process: {e}") from None
-    if p.returncode != 0:
-        raise LeafSignError(p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit {p.returncode}")
-    try:
-        answer = json.loads(p.stdout)
+        answer = json.loads(out)
         leaves = {h: (Leaf(cert_pem=c.encode(), key_pem=k.encode(), chain_pem=(c + answer["ca"]).encode()),
                       float(until)) for h, (c, k, until) in answer["leaves"].items()}
         ca = answer["ca"].encode()

@@ -35,6 +35,7 @@ from cordon.store.runrecord import live_run_record
 from cordon.store.scope import Scope
 
 if TYPE_CHECKING:
+    from cordon.app.leafsign import Signing
     from cordon.core.certs import CA
     from cordon.proxy.auth import ProxyAuth
     from cordon.proxy.secretcache import SecretCache
@@ -59,6 +60,7 @@ class ProxyRun:
         self._watcher: TokenWatcher | None = None
         self._ca: tuple[bytes, Callable[[], CA]] | None = None   # its PEM, and a loader (cryptography)
         self._resolver: SecretCache | None = None
+        self._signing: Signing | None = None   # the child signing the route hosts' leaves
 
     def sensitive_values(self) -> list[str]:
         """Every secret and proxy token this run holds (for the log redaction filter only)."""
@@ -67,7 +69,21 @@ class ProxyRun:
 
     def preflight(self, report: Callable[[SecretError], None]) -> None:
         """Refuse a second proxy for the scope, resolve every secret (each failure goes to
-        `report`, then one SecretError), then load or create the CA and the tokens file."""
+        `report`, then one SecretError), then check or create the CA and the tokens file.
+        With the CA on disk already, the child that signs the route hosts' leaves is started
+        first, to run beside all that (`close()` stops it if `serve` does not follow)."""
+        try:
+            self._preflight(report)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._signing is not None:
+            self._signing.close()
+            self._signing = None
+
+    def _preflight(self, report: Callable[[SecretError], None]) -> None:
         set_non_dumpable()   # before any secret or token is in memory (the service runs this too)
         scope = self.scope
         from cordon.store.approvals import require_approved
@@ -77,6 +93,7 @@ class ProxyRun:
             raise CordonError(f"cordon is already running for this scope (pid {rec.pid}, "
                               f"127.0.0.1:{rec.port})",
                               "use that one (`cordon env` points clients at it), or stop it first")
+        self._signing = self._start_signing()
         from cordon.proxy.secretcache import SecretCache
         from cordon.store.secrets import SecretResolver
         # the run's one cache: preflight fills it, the proxy serves from it; values are dropped
@@ -92,6 +109,8 @@ class ProxyRun:
                               f"its {n} route{'s' if n != 1 else ''}",
                               "remove `enabled = false` from [tls] (or remove the routes)")
         self._ca = open_ca(scope, self.env) if scope.config.tls.enabled else None
+        if self._signing is not None and self._ca is not None:
+            self._signing.ca_pem = self._ca[0]   # the certificate the child's CA must be
         from cordon.store.tokens import TokenStore, TokenWatcher
         store = TokenStore.for_state_dir(scope.state_dir)
         store.ensure_default()
@@ -103,7 +122,18 @@ class ProxyRun:
         import anyio
 
         from cordon.proxy.eventloop import backend_options
-        return int(anyio.run(self._serve, on_ready, backend_options=backend_options(self.env)))
+        try:
+            return int(anyio.run(self._serve, on_ready, backend_options=backend_options(self.env)))
+        finally:
+            self.close()
+
+    def _start_signing(self) -> Signing | None:
+        scope = self.scope
+        hosts = _warm_hosts(scope)
+        if not (scope.config.tls.enabled and hosts and scope.ca_cert.is_file() and scope.ca_key.is_file()):
+            return None   # no CA yet: it is created here, and signs here
+        from cordon.app.leafsign import Signing
+        return Signing(scope.ca_cert, scope.ca_key, hosts)
 
     async def _serve(self, on_ready: Callable[[int], None]) -> int:
         watcher = self._watcher
@@ -126,12 +156,9 @@ class ProxyRun:
         assert watcher is not None and cache is not None
         issuer = None
         if self._ca is not None:
-            from functools import partial
-
-            from cordon.app.leafsign import sign_in_child
-            ca_pem, load_ca = self._ca
-            issuer = LeafIssuer(load_ca, signer=partial(sign_in_child, scope.ca_cert, scope.ca_key, ca_pem=ca_pem),
-                                ahead=_warm_hosts(scope))
+            signing = self._signing
+            issuer = LeafIssuer(self._ca[1], signer=signing.result if signing is not None else None,
+                                ahead=signing.hosts if signing is not None else ())
         contexts = ClientContexts()
         settings = ProxySettings(routes=tuple(scope.config.routes), policy=scope.config.policy,
                                  port=scope.config.listen, contexts=contexts,
