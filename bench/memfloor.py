@@ -6,8 +6,9 @@ set-up of run.py) and the `tls-uvloop` relay of bench/relays.py, which holds a
 client TLS session and an upstream TLS connection per client connection and
 does nothing else, on the same Python, uvloop and OpenSSL. A third contender
 is that relay started after importing what `cordon start` imports (the CLI,
-the proxy, cryptography's x509), to split cordon's figure into the modules it
-loads and what its connections cost. For each: VmRSS idle (ready), VmRSS and
+the proxy; not cryptography, which only its short-lived signing child loads),
+to split cordon's figure into the modules it loads and what its connections
+cost. For each: VmRSS idle (ready), VmRSS and
 VmHWM after the load, and the sockets it holds then. Not a test.
 
     bench/.venv/bin/python bench/memfloor.py [--duration 2]
@@ -28,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as R
 
 IMPORTS = ("import cordon.cli.cmd_start, cordon.app.start, cordon.proxy.server, cordon.proxy.mitm, "
-           "cryptography.x509, anyio, runpy, sys; ")
+           "anyio, runpy, sys; ")
 
 
 def status_kib(pid: int, field: str) -> int:

@@ -4,7 +4,7 @@ Signing needs cryptography, whose compiled module alone keeps about 9 MiB
 resident in the process that imports it, for the process's whole life. Right
 after ready, `cordon start` asks a child instead: the child reads the CA pair
 from its files, signs one leaf per route host, writes the PEMs back over a
-pipe (the leaf keys never touch a disk) and exits. `cordon start` starts it
+pipe (the leaf keys never touch a disk) and exits (`cordon.app.leafsign_child`). `cordon start` starts it
 during its preflight, so that it runs beside the rest of the start-up. A host that was not signed
 ahead (a `*.suffix` route's names, a refused host) is signed in the proxy on
 first use, as before, and only then does the proxy load cryptography.
@@ -45,7 +45,7 @@ class Signing:
         env = {k: v for k, v in os.environ.items() if k in _KEEP_ENV}
         # -I -S: no site processing (the interpreter's start-up halved); the caller's path instead
         path = [_PACKAGE_ROOT, *(p for p in sys.path if p and os.path.isdir(p))]
-        code = f"import sys; sys.path[:0] = {path!r}; from cordon.app.leafsign import main; main()"
+        code = f"import sys; sys.path[:0] = {path!r}; from cordon.app.leafsign_child import main; main()"
         self._error: str | None = None
         self._proc: subprocess.Popen[str] | None = None
         try:
@@ -109,27 +109,3 @@ def _parse(out: str, cert_path: Path, ca_pem: bytes) -> dict[str, tuple[Leaf, fl
     if split_pem_certs(ca) != split_pem_certs(ca_pem):
         raise LeafSignError(f"the CA certificate {cert_path} changed after cordon started")
     return leaves
-
-
-def main() -> None:
-    """The child: a JSON request on stdin, the leaves as JSON on stdout."""
-    from cordon.app.hardening import set_non_dumpable
-    set_non_dumpable()   # it holds the CA key and the leaf keys for a moment
-    import datetime as dt
-
-    from cordon.core.certs import LEAF_VALIDITY, issue_leaf
-    from cordon.core.errors import CordonError
-    from cordon.store.castore import load_ca_files
-
-    request = json.loads(sys.stdin.read())
-    try:
-        ca = load_ca_files(Path(request["cert"]), Path(request["key"]))
-    except CordonError as e:
-        sys.exit(e.message)
-    leaves = {}
-    for host in request["hosts"]:
-        now = dt.datetime.now(dt.UTC)
-        leaf = issue_leaf(ca, host, now=now)
-        until = min(ca.not_after, now + LEAF_VALIDITY).timestamp()
-        leaves[host] = (leaf.cert_pem.decode(), leaf.key_pem.decode(), until)
-    json.dump({"ca": ca.cert_pem.decode(), "leaves": leaves}, sys.stdout)

@@ -43,5 +43,14 @@ def test_a_child_that_fails_says_why(tmp_path: Path) -> None:
     cert, key = ca_paths(tmp_path)
     ca = load_or_create_ca(cert, key)
     key.unlink()
-    with pytest.raises(LeafSignError, match="cannot read CA key"):
+    with pytest.raises(LeafSignError, match="cannot load the CA"):
         sign_in_child(cert, key, ["api.openai.com"], ca.cert_pem)
+
+
+def test_a_key_that_is_not_the_certificates_is_refused(tmp_path: Path) -> None:
+    cert, key = ca_paths(tmp_path / "a")
+    ca = load_or_create_ca(cert, key)
+    _, other_key = ca_paths(tmp_path / "b")
+    load_or_create_ca(*ca_paths(tmp_path / "b"))
+    with pytest.raises(LeafSignError, match="does not belong"):
+        sign_in_child(cert, other_key, ["api.openai.com"], ca.cert_pem)
