@@ -361,9 +361,18 @@ def _version(exe: str, rt: Runtime, env: Mapping[str, str]) -> str:
                            env=dict(env), stdin=subprocess.DEVNULL, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return ""
-    first = (p.stdout or p.stderr).strip().splitlines()
-    # "curl 7.88.1 (x86_64-pc-linux-gnu) libcurl/...", "git version 2.39.5", "v20.1.0", "Python 3.11.7"
-    words = first[0].replace(" version ", " ").split() if first else []
+    return _version_words((p.stdout or p.stderr).strip())
+
+
+def _version_words(text: str) -> str:
+    """What a --version line names, up to its version number: "curl 7.88.1 (x86_64-pc-linux-gnu)
+    libcurl/..." -> "curl 7.88.1", "git version 2.39.5" -> "git 2.39.5", "GitHub Copilot CLI
+    1.0.102." -> "GitHub Copilot CLI 1.0.102", "v20.1.0", "1.18.33"."""
+    lines = text.splitlines()
+    words = lines[0].replace(" version ", " ").split() if lines else []
+    for i, w in enumerate(words[:5]):
+        if any(c.isdigit() for c in w):
+            return " ".join(words[:i + 1]).rstrip(".,")[:60]
     return " ".join(words[:2])[:60]
 
 
@@ -411,9 +420,10 @@ def _label(rt: Runtime, version: str) -> str:
     if rt.name.startswith("python-"):
         lib = rt.name.split("-", 1)[1]
         return f"{version or 'python'} {lib}"
-    if rt.name == "node":
-        return f"node {version}" if version else "node"
-    return version or rt.name
+    if not version:
+        return rt.name
+    # an agent that prints its version number alone: say whose it is
+    return version if rt.name.lower() in version.lower() else f"{rt.name} {version}"
 
 
 async def _run_all(env: Mapping[str, str], workdir: Path, runtimes: Sequence[Runtime],
