@@ -110,6 +110,8 @@ class Runtime:
     version_argv: tuple[str, ...] = ("--version",)
     # (url, its throwaway home) -> variables it also needs: where to send its call, a placeholder key
     extra_env: Callable[[str, str], dict[str, str]] | None = None
+    # where under $XDG_CACHE_HOME it unpacks itself: shared with the user's cache (see _packages)
+    package_cache: str | None = None
 
 
 def _python() -> str:
@@ -171,13 +173,14 @@ AGENT_RUNTIMES: tuple[Runtime, ...] = (
             ("NODE_EXTRA_CA_CERTS",),
             "the Gemini CLI trusts cordon through NODE_EXTRA_CA_CERTS (Node adds it to its roots)",
             extra_env=lambda url, home: _gemini_env(url, home)),
-    # opencode: a Bun binary
+    # opencode: a Bun binary; no fetch of its model list from the internet (the probe calls
+    # nothing but the probe host, and a failing fetch holds the call back by seconds)
     Runtime("opencode", "opencode",
             lambda exe, url, wd: [exe, "run", "-m", "openai/gpt-4o-mini", "reply with ok"],
             ("NODE_EXTRA_CA_CERTS",),
             "opencode (Bun) trusts cordon through NODE_EXTRA_CA_CERTS (or SSL_CERT_FILE)",
             extra_env=lambda url, home: _agent_home(
-                home, OPENAI_API_KEY=DEFAULT_PLACEHOLDER,
+                home, OPENAI_API_KEY=DEFAULT_PLACEHOLDER, OPENCODE_DISABLE_MODELS_FETCH="true",
                 OPENCODE_CONFIG_CONTENT=json.dumps({"provider": {"openai": {"options": {"baseURL": url + "/v1"}}}}))),
     # the Copilot CLI: a Node single-executable with a Rust network layer; its first call goes to
     # the GitHub API it is pointed at
@@ -187,7 +190,8 @@ AGENT_RUNTIMES: tuple[Runtime, ...] = (
             ("SSL_CERT_FILE",),
             "the Copilot CLI trusts cordon through SSL_CERT_FILE (or NODE_EXTRA_CA_CERTS)",
             extra_env=lambda url, home: _agent_home(home, COPILOT_DEBUG_GITHUB_API_URL=url,
-                                                    GH_TOKEN=DEFAULT_PLACEHOLDER)),
+                                                    GH_TOKEN=DEFAULT_PLACEHOLDER),
+            package_cache="copilot/pkg"),
     # aider: Python, litellm on httpx
     Runtime("aider", "aider",
             lambda exe, url, wd: [exe, "--openai-api-base", url + "/v1", "--model", "openai/gpt-4o-mini",
@@ -316,7 +320,7 @@ async def _trial(h: _Harness, rt: Runtime, exe: str, env: Mapping[str, str], lab
     if rt.name == "codex":
         env["CODEX_HOME"] = str(home)    # a throwaway Codex home: no sessions or logs left behind
     if rt.extra_env is not None:
-        env.update(rt.extra_env(url, str(home)))
+        env.update(_packages(rt, h.workdir, env, rt.extra_env(url, str(home))))
     t0 = anyio.current_time()
     # done once the request arrived, or once the client refused cordon's certificate (clients
     # that retry would otherwise run until the timeout)
@@ -333,15 +337,42 @@ async def _trial(h: _Harness, rt: Runtime, exe: str, env: Mapping[str, str], lab
     return Trial(False, err, took)
 
 
+def _packages(rt: Runtime, workdir: Path, user: Mapping[str, str], agent: dict[str, str]) -> dict[str, str]:
+    """`agent` (an agent's throwaway variables), its package cache linked to the one it unpacked into
+    in the user's cache (the Copilot CLI: ~235 MB, seconds to unpack), or to one shared by this
+    run's trials; the rest of its cache (its plan, its settings) stays throwaway."""
+    if rt.package_cache is None:
+        return agent
+    cache = user.get("XDG_CACHE_HOME") or os.path.join(user.get("HOME") or os.path.expanduser("~"), ".cache")
+    target = Path(cache) / rt.package_cache
+    if not target.is_dir():
+        target = workdir / "packages" / rt.name
+        target.mkdir(parents=True, exist_ok=True)
+    link = Path(agent["XDG_CACHE_HOME"]) / rt.package_cache
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.is_symlink():
+        link.symlink_to(target, target_is_directory=True)
+    return agent
+
+
 def _version(exe: str, rt: Runtime, env: Mapping[str, str]) -> str:
     try:
         p = subprocess.run([exe, *rt.version_argv], capture_output=True, text=True, timeout=10,
                            env=dict(env), stdin=subprocess.DEVNULL, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return ""
-    first = (p.stdout or p.stderr).strip().splitlines()
-    # "curl 7.88.1 (x86_64-pc-linux-gnu) libcurl/...", "git version 2.39.5", "v20.1.0", "Python 3.11.7"
-    words = first[0].replace(" version ", " ").split() if first else []
+    return _version_words((p.stdout or p.stderr).strip())
+
+
+def _version_words(text: str) -> str:
+    """What a --version line names, up to its version number: "curl 7.88.1 (x86_64-pc-linux-gnu)
+    libcurl/..." -> "curl 7.88.1", "git version 2.39.5" -> "git 2.39.5", "GitHub Copilot CLI
+    1.0.102." -> "GitHub Copilot CLI 1.0.102", "v20.1.0", "1.18.33"."""
+    lines = text.splitlines()
+    words = lines[0].replace(" version ", " ").split() if lines else []
+    for i, w in enumerate(words[:5]):
+        if any(c.isdigit() for c in w):
+            return " ".join(words[:i + 1]).rstrip(".,")[:60]
     return " ".join(words[:2])[:60]
 
 
@@ -361,7 +392,7 @@ async def _probe(h: _Harness, rt: Runtime, base_env: Mapping[str, str], limiter:
     if rt.extra_env is not None:               # an agent writes its files even for --version
         vhome = h.workdir / "home" / rt.name / "version"
         vhome.mkdir(parents=True, exist_ok=True)
-        venv = {**full, **rt.extra_env(f"https://{PROBE_HOST}", str(vhome))}
+        venv = {**full, **_packages(rt, h.workdir, full, rt.extra_env(f"https://{PROBE_HOST}", str(vhome)))}
     version = await anyio.to_thread.run_sync(_version, exe, rt, venv)
     who = _label(rt, version)
     if not res.ok:
@@ -389,9 +420,10 @@ def _label(rt: Runtime, version: str) -> str:
     if rt.name.startswith("python-"):
         lib = rt.name.split("-", 1)[1]
         return f"{version or 'python'} {lib}"
-    if rt.name == "node":
-        return f"node {version}" if version else "node"
-    return version or rt.name
+    if not version:
+        return rt.name
+    # an agent that prints its version number alone: say whose it is
+    return version if rt.name.lower() in version.lower() else f"{rt.name} {version}"
 
 
 async def _run_all(env: Mapping[str, str], workdir: Path, runtimes: Sequence[Runtime],
