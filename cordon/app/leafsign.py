@@ -34,6 +34,19 @@ class LeafSignError(Exception):
     """The child could not sign (the caller signs in-process instead)."""
 
 
+def child_argv() -> list[str]:
+    """The child's command: -I -S (no site processing: the interpreter's start-up halved),
+    with this process's import path instead."""
+    path = [_PACKAGE_ROOT, *(p for p in sys.path if p and os.path.isdir(p))]
+    code = f"import sys; sys.path[:0] = {path!r}; from cordon.app.leafsign_child import main; main()"
+    return [sys.executable, "-I", "-S", "-c", code]
+
+
+def child_env() -> dict[str, str]:
+    """A minimal environment: the proxy's may hold `env`-sourced secrets."""
+    return {k: v for k, v in os.environ.items() if k in _KEEP_ENV}
+
+
 class Signing:
     """A child signing leaves, started at once (it runs beside the caller's own start-up, on
     another core where there is one); `result()` waits for its answer. `ca_pem`: the
@@ -42,16 +55,11 @@ class Signing:
     def __init__(self, cert_path: Path, key_path: Path, hosts: Sequence[str], ca_pem: bytes | None = None) -> None:
         self.cert_path, self.hosts, self.ca_pem = cert_path, list(hosts), ca_pem
         request = json.dumps({"cert": str(cert_path), "key": str(key_path), "hosts": self.hosts})
-        env = {k: v for k, v in os.environ.items() if k in _KEEP_ENV}
-        # -I -S: no site processing (the interpreter's start-up halved); the caller's path instead
-        path = [_PACKAGE_ROOT, *(p for p in sys.path if p and os.path.isdir(p))]
-        code = f"import sys; sys.path[:0] = {path!r}; from cordon.app.leafsign_child import main; main()"
         self._error: str | None = None
         self._proc: subprocess.Popen[str] | None = None
         try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, text=True, env=env)
+            self._proc = subprocess.Popen(child_argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True, env=child_env())
             assert self._proc.stdin is not None
             self._proc.stdin.write(request)   # a few hundred bytes: the pipe takes them at once
             self._proc.stdin.close()

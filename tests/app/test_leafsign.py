@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from cordon.app.leafsign import LeafSignError, sign_in_child
+from cordon.app.leafsign import LeafSignError, child_env, sign_in_child
 from cordon.core.certs import create_ca
 from cordon.proxy.tls import load_context
 from cordon.store.castore import ca_paths, load_or_create_ca
@@ -54,3 +54,10 @@ def test_a_key_that_is_not_the_certificates_is_refused(tmp_path: Path) -> None:
     load_or_create_ca(*ca_paths(tmp_path / "b"))
     with pytest.raises(LeafSignError, match="does not belong"):
         sign_in_child(cert, other_key, ["api.openai.com"], ca.cert_pem)
+
+
+def test_the_child_gets_no_secret_from_the_proxys_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REAL_KEY", "sk-env-sourced-secret")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-another")
+    assert not {"REAL_KEY", "OPENAI_API_KEY"} & child_env().keys()
+    assert "PATH" in child_env()

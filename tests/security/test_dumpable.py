@@ -87,3 +87,20 @@ def test_short_commands_are_not_dumpable(project: Path) -> None:
 
 
 KEYRING_ROUTE = configs.render(configs.openai(keyring=""))
+
+
+def test_the_leaf_signing_child_is_not_dumpable(project: Path) -> None:
+    """`cordon start`'s child that reads the CA key and signs leaves (cordon.app.leafsign), held
+    here before it reads its request: not dumpable, and its environment holds no secret."""
+    from cordon.app.leafsign import child_argv, child_env
+
+    env = child_env() | {"REAL_KEY": SECRET}   # were a secret there, it could not be read either
+    p = subprocess.Popen([*no_caps(), *child_argv()], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while read_environ(p.pid).returncode == 0:
+            assert p.poll() is None and time.monotonic() < deadline, "the signing child stayed dumpable"
+            time.sleep(0.05)
+    finally:
+        p.communicate(b"{}", timeout=30)
