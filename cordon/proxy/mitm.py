@@ -66,7 +66,11 @@ async def serve_mitm(px: ProxyCore, client: Conn, route: Route, host: str, port:
     """Run the intercepted connection until either side is done."""
     # cached per host; the first call signs a leaf (about a millisecond with EC keys). The
     # leaf names the CONNECT host: a route may cover several names or a `*.suffix` pattern
-    ctx = px.issuer.server_context(normalize_host(host))
+    waits = getattr(px.issuer, "waits", None)   # LeafIssuer: the CA or a signer still to come
+    if waits is not None and waits(normalize_host(host)):
+        ctx = await anyio.to_thread.run_sync(px.issuer.server_context, normalize_host(host))
+    else:
+        ctx = px.issuer.server_context(normalize_host(host))
     try:
         with anyio.fail_after(px.timeouts.handshake):
             tls = await TLSConn.wrap(client.stream, ctx, server_side=True, prefix=bytes(client.buf))

@@ -153,6 +153,13 @@ class LeafIssuer:
         for host in hosts:
             self.server_context(host)
 
+    def waits(self, host: str) -> bool:
+        """Whether `server_context(host)` would wait (for the signer, or for the CA to load):
+        the caller then asks from a worker thread, so the event loop keeps serving."""
+        if host in self._signing and not self._signed.is_set():
+            return True
+        return host not in self._ahead and self._leaves is None
+
     def server_context(self, host: str) -> ssl.SSLContext:
         if host in self._signing:
             self._signed.wait(SIGNER_WAIT)

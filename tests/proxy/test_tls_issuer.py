@@ -152,3 +152,14 @@ def test_a_connection_that_comes_before_warm_starts_waits_for_the_hosts_announce
         pool.submit(issuer.warm, ["api.openai.com"]).result(timeout=10)
         assert isinstance(pending.result(timeout=10), ssl.SSLContext)
     assert load.calls == 0
+
+
+def test_waits_says_when_a_context_is_not_at_hand() -> None:
+    ca = certs.create_ca()
+    issuer = LeafIssuer(Loader(ca), signer=lambda hosts: {h: (certs.issue_leaf(ca, h), time.time() + 86400 * 100)
+                                                          for h in hosts}, ahead=["api.openai.com"])
+    assert issuer.waits("api.openai.com") and issuer.waits("other.example")
+    issuer.warm(["api.openai.com"])
+    assert not issuer.waits("api.openai.com") and issuer.waits("other.example")   # the CA is not loaded yet
+    issuer.server_context("other.example")
+    assert not issuer.waits("other.example") and not LeafIssuer(ca).waits("any.example")
