@@ -8,12 +8,19 @@ parent refuses an answer whose CA certificate is not the one it checked.
 from __future__ import annotations
 
 import json
+import os
 import sys
+
+NICE = 10   # background work: where no core is free, the proxy's own start-up goes first
 
 
 def main() -> None:
     from cordon.app.hardening import set_non_dumpable
     set_non_dumpable()   # it holds the CA key and the leaf keys for a moment
+    try:
+        os.nice(NICE)
+    except OSError:
+        pass
     import datetime as dt
 
     from cordon.core.certs import LEAF_VALIDITY, issue_leaf, load_ca
