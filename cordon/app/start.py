@@ -1,13 +1,13 @@
 """`cordon start`: the long-lived proxy of one scope, from preflight to shutdown.
 
-Order (Cordon's): every route's secret checked, all failures reported together
--> CA (scope state dir or [tls] paths) checked or created, and bundle -> bind
-127.0.0.1:listen -> `on_ready(port)` -> in a worker thread, what the first intercepted request
-would otherwise pay: the route hosts' leaves signed (by a child process,
-cordon.app.leafsign, so the proxy does not load cryptography for them), a second
-later the upstream verifying contexts (a request that comes first waits for its
-leaf, it does not fail) -> serve until SIGINT/SIGTERM; SIGHUP drops cached
-secrets.
+Order (Cordon's): with the CA on disk, the child that signs the route hosts'
+leaves started (cordon.app.leafsign: the proxy does not load cryptography for
+them) -> every route's secret checked, all failures reported together -> CA
+(scope state dir or [tls] paths) checked or created, and bundle -> bind
+127.0.0.1:listen -> `on_ready(port)` -> in a worker thread, the child's leaves
+taken (a connection for one of those hosts that comes first waits for them, it
+does not fail), a second later the upstream verifying contexts made -> serve
+until SIGINT/SIGTERM; SIGHUP drops cached secrets.
 While it runs, `proxy.json` in the state dir says where (cordon.store.runrecord).
 Proxy tokens come from tokens.toml and are re-read when it changes. Nothing
 here prints: the CLI renders what the callbacks report.
@@ -79,6 +79,7 @@ class ProxyRun:
             raise
 
     def close(self) -> None:
+        """Stop the signing child if nobody took its answer (a failed preflight, the end of serve)."""
         if self._signing is not None:
             self._signing.close()
             self._signing = None

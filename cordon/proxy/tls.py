@@ -132,8 +132,10 @@ class LeafIssuer:
     def warm(self, hosts: Iterable[str] = ()) -> None:
         """Sign the leaves for `hosts` now (from a worker thread right after the proxy is
         ready), so that the first intercepted connection does not wait for them; without a
-        signer, that loads the CA here first."""
+        signer, that loads the CA here first. No hosts: nothing (the CA loads on first use)."""
         hosts = list(hosts)
+        if not hosts:
+            return
         if self._signer is not None and hosts:
             self._signed.clear()
             self._signing = self._signing | frozenset(hosts)   # connections for them wait for the signer

@@ -22,7 +22,7 @@ from cordon.store.castore import ca_paths, load_or_create_ca
 from cordon.store.paths import Paths
 from cordon.store.tokens import TokenStore
 from tests import configs
-from tests.cli.test_start import SECRET, state_dir, write_config
+from tests.cli.test_start import SECRET, health, state_dir, write_config
 from tests.conftest import subprocess_env
 from tests.startproc import StartProc, started
 from tests.upstream import UpstreamServer
@@ -128,3 +128,14 @@ def test_preflight_loads_no_cryptography(project: Path, up: UpstreamServer) -> N
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "[]"
     assert (Paths.from_env(env, project).state_dir("project", project) / "certs" / "combined-ca.pem").exists()
+
+
+def test_a_proxy_without_routes_never_loads_cryptography(project: Path) -> None:
+    """Tunnels only: nothing is ever signed, so the CA is checked at start and never loaded."""
+    write_config(project)
+    _ca_in_state_dir(project)
+    with started(cwd=project) as sp:
+        port = sp.wait_ready()
+        assert health(port)[0] == 200
+        sp.pump(1.5)   # past the warm-up after ready
+        assert "cryptography" not in Path(f"/proc/{sp.proc.pid}/maps").read_text()
