@@ -4,9 +4,11 @@
 
 Run with the interpreter of bench/.startup-venv (made by bench/startup.py: a
 non-editable, byte-compiled install), each command `-n` times after a warm-up;
-median wall and CPU (user+system) in ms. Each step does strictly less than
-`cordon start`, which needs the event loop and TLS (the proxy), anyio, and
-cryptography's x509 and EC (it loads the store's CA to sign leaves). Not a test.
+median wall and CPU (user+system) in ms. Up to "+ anyio", each step does
+strictly less than `cordon start` does before it is ready (the event loop and
+TLS for the proxy, anyio); the last two rows add cryptography's x509 and EC and
+one signature, which `cordon start` needed before ready until its CA moved
+after it (now only its signing child loads them). Not a test.
 """
 
 from __future__ import annotations
