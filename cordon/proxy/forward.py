@@ -71,6 +71,7 @@ class Plan:
     upgrade: bytes | None = None     # b"websocket": relay raw bytes after a 101
     prefetch: int = PREFETCH_MAX     # request bodies up to this size are read first (replayable)
     on_401: Callable[[], Awaitable[Headers | None]] | None = None   # headers to retry a 401 with, once
+    framing: Framing | None = None   # the request's body framing, when the caller already has it
 
 
 class ClientGone(ProtocolError):
@@ -119,7 +120,7 @@ class Forwarder:
         self.t = timeouts
 
     async def exchange(self, client: Conn, req: RequestHead, plan: Plan) -> Result:
-        framing = request_framing(req)
+        framing = plan.framing or request_framing(req)
         expect = b"100-continue" in tokens(req.headers, b"expect")
         body: bytes | None = None
         if framing.kind == "none":

@@ -126,6 +126,23 @@ class _Started:
         self._fn(value)
 
 
+class PlainMemo(GuardMemo):
+    """What one client connection's absolute-form requests keep from one request to the next.
+
+    The SSRF decision (`GuardMemo`, at most a second), the last request target's parsed
+    scheme and authority with the route they matched (under the route table they were
+    matched against), and the last upstream `Target` (one object per connection, so the
+    pool's lookups hit on identity).
+    """
+
+    __slots__ = ("authority", "target")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.authority: tuple[bytes, bytes, RouteTable, str, int, Route | None] | None = None
+        self.target: Target | None = None
+
+
 class Proxy:
     """Per-`serve` state: route table, pool, secret cache, stats."""
 
@@ -254,7 +271,7 @@ class Proxy:
             return None
 
     async def _client_loop(self, client: Conn) -> None:
-        memo: GuardMemo | None = None   # plain HTTP's last SSRF decision on this connection
+        memo: PlainMemo | None = None   # plain HTTP's last SSRF decision etc. on this connection
         while True:
             req = await self.read_request(client, count_refused=True)
             if req is None:
@@ -267,7 +284,7 @@ class Proxy:
                     return
             elif b"://" in req.target[:10]:
                 if memo is None:
-                    memo = GuardMemo()
+                    memo = PlainMemo()
                 if not await self._absolute(client, req, memo):
                     return
             else:
@@ -347,7 +364,7 @@ class Proxy:
             return await memo.addresses(host, port, self.exemptions, self.timeouts.connect)
         return await guarded_addresses(host, port, self.exemptions, self.timeouts.connect)
 
-    async def _absolute(self, client: Conn, req: RequestHead, memo: GuardMemo | None = None) -> bool:
+    async def _absolute(self, client: Conn, req: RequestHead, memo: PlainMemo | None = None) -> bool:
         """`GET http://host/path` (absolute-form): route hosts never get a cleartext credential."""
         t0 = time.monotonic()
         scheme, _, rest = req.target.partition(b"://")
@@ -356,20 +373,27 @@ class Proxy:
         if b"?" in authority:
             authority, _, q = authority.partition(b"?")
             tail, slash = b"?" + q, b"/"
-        if scheme not in (b"http", b"https") or not authority or b"@" in authority:
-            await self.send_error(client, 400, "malformed absolute-form request target", close=True)
-            return False
-        default = 443 if scheme == b"https" else 80
-        try:
-            host, port = split_host_port(authority.decode("latin-1"), default)
-        except ValueError:
-            await self.send_error(client, 400, "malformed absolute-form request target", close=True)
-            return False
+        # the same scheme and authority as this connection's last request: the same answers
+        seen = memo.authority if memo is not None else None
+        if seen is not None and seen[0] == scheme and seen[1] == authority and seen[2] is self.table:
+            host, port, route = seen[3], seen[4], seen[5]
+        else:
+            if scheme not in (b"http", b"https") or not authority or b"@" in authority:
+                await self.send_error(client, 400, "malformed absolute-form request target", close=True)
+                return False
+            default = 443 if scheme == b"https" else 80
+            try:
+                host, port = split_host_port(authority.decode("latin-1"), default)
+            except ValueError:
+                await self.send_error(client, 400, "malformed absolute-form request target", close=True)
+                return False
+            route = self.table.match(host)
+            if memo is not None:
+                memo.authority = (scheme, authority, self.table, host, port, route)
         who = self._client_name(req)
         if who is None:
             return await self._refuse_auth(client, req, host)
         path = (slash + tail) if slash else b"/"
-        route = self.table.match(host)
         if route is not None:
             # the upstream leg is TLS unless the route explicitly chose `scheme = "http"`
             up_port = 443 if (route.upstream.scheme == "https" and scheme == b"http" and port == 80) else port
@@ -379,13 +403,19 @@ class Proxy:
         self.stats.plain += 1
         upgrade = upgrade_token(req)
         try:
-            request_framing(req)
+            framing = request_framing(req)
             addrs = await self._vet_unmatched(host, port, memo)
-            headers = [(k, v) for k, v in strip_hop_by_hop(req.headers) if k.lower() != b"host"]
-            headers.insert(0, (b"Host", authority))
-            target = Target(host=normalize_host(host), port=port, connect_host=addrs[0], connect_port=port,
-                            tls=scheme == b"https")
-            plan = Plan(target=target, method=req.method, path=path, headers=headers, upgrade=upgrade)
+            headers = [(b"Host", authority)]
+            headers += [(k, v) for k, v in strip_hop_by_hop(req.headers) if k.lower() != b"host"]
+            target = memo.target if memo is not None else None
+            if target is None or target.connect_host != addrs[0] or target.port != port \
+                    or target.tls != (scheme == b"https") or target.host != normalize_host(host):
+                target = Target(host=normalize_host(host), port=port, connect_host=addrs[0], connect_port=port,
+                                tls=scheme == b"https")
+                if memo is not None:
+                    memo.target = target   # one object per connection: the pool's lookups hit on identity
+            plan = Plan(target=target, method=req.method, path=path, headers=headers, upgrade=upgrade,
+                        framing=framing)
             result = await self.forwarder.exchange(client, req, plan)
         except ProtocolError as e:
             if e.status == 403:

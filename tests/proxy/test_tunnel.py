@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -262,3 +263,72 @@ def test_requests_tunnel_sees_the_upstreams_own_certificate(plain: UpstreamServe
         assert r.status_code == 200
         assert px.stats.tunnels == 1
     assert plain.requests[-1].header("authorization") == "Bearer theirs"
+
+
+def _plain_get(s: socket.socket, url: str) -> bytes:
+    """One keep-alive absolute-form GET on `s`; the whole response (Content-Length body)."""
+    auth = base64.b64encode(f"cordon:{TOKEN}".encode()).decode()
+    s.sendall(f"GET {url} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: Basic {auth}\r\n\r\n".encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        assert chunk, "the proxy closed the connection"
+        buf += chunk
+    head, _, body = buf.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    while len(body) < length:
+        body += s.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def test_plain_http_on_one_connection_goes_where_each_request_says() -> None:
+    """A client connection remembers its last target (authority, checked address, upstream);
+    a request naming another host or port is sent there, and back again."""
+    with UpstreamServer("127.0.0.1", tls=False) as one, UpstreamServer("127.0.0.1", tls=False) as two, \
+            running_proxy([], policy=LOCAL) as px:
+        s = socket.create_connection(("127.0.0.1", px.port), timeout=10)
+        with s:
+            for up, path in ((one, "/a"), (two, "/b"), (two, "/c"), (one, "/d"), (two, "/e?x=1")):
+                resp = _plain_get(s, f"http://127.0.0.1:{up.port}{path}")
+                assert resp.startswith(b"HTTP/1.1 200 ")
+        assert [r.target for r in one.requests] == ["/a", "/d"]
+        assert [r.target for r in two.requests] == ["/b", "/c", "/e?x=1"]
+        assert {r.header("host") for r in two.requests} == {f"127.0.0.1:{two.port}"}
+        assert px.stats.plain == 5
+
+
+class _Switch:
+    """A ConfigSource handing out new routes once, when told to."""
+
+    def __init__(self) -> None:
+        self.routes: tuple[Any, ...] | None = None
+
+    def current(self) -> tuple[tuple[Any, ...], Policy] | None:
+        fresh, self.routes = self.routes, None
+        return (fresh, LOCAL) if fresh is not None else None
+
+    def health(self) -> dict[str, Any]:
+        return {}
+
+
+def test_plain_http_connection_follows_a_route_added_meanwhile() -> None:
+    """The per-connection memo of the last target's route is dropped with the route table: a
+    host that becomes a route host gets the route (and its credential) on the very next
+    request of a connection that was forwarding it as an unmatched host."""
+    with UpstreamServer("localhost", tls=False) as up:
+        switch = _Switch()
+        with running_proxy([], policy=LOCAL, config=switch) as px:
+            s = socket.create_connection(("127.0.0.1", px.port), timeout=10)
+            with s:
+                assert _plain_get(s, f"http://localhost:{up.port}/before").startswith(b"HTTP/1.1 200 ")
+                switch.routes = (up.route(upstream_scheme="http"),)
+                with socket.create_connection(("127.0.0.1", px.port), timeout=10) as other:
+                    # a new connection applies the changed config; its answer says it has
+                    other.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                    assert other.recv(65536).startswith(b"HTTP/1.1 200 ")
+                assert switch.routes is None
+                assert _plain_get(s, f"http://localhost:{up.port}/after").startswith(b"HTTP/1.1 200 ")
+        before, after = up.requests
+        assert before.target == "/before" and before.header("authorization") is None
+        assert after.target == "/after" and after.header("authorization") == f"Bearer {SECRET}"
