@@ -162,7 +162,25 @@ def _fast_fields(block: bytes) -> Headers | None:
     return [(name, value.strip(b" \t")) for name, value in _FAST_FIELD.findall(block)]
 
 
-def parse_request_head(head: bytes) -> RequestHead:
+class FieldMemo:
+    """One client connection's last request field block and its parse.
+
+    A keep-alive client repeats the same fields on every request (curl: Host,
+    Proxy-Authorization, User-Agent, Accept...); `parse_request_head(head, memo)`
+    reuses the parse when the bytes after the request line are exactly those of
+    the last request (the same bytes parse the same way: nothing is less strict).
+    The heads then share one `headers` list, which is read-only like the rest of
+    a head; a caller may key its own derived values on that list's identity.
+    """
+
+    __slots__ = ("block", "headers")
+
+    def __init__(self) -> None:
+        self.block = b""
+        self.headers: Headers = []
+
+
+def parse_request_head(head: bytes, memo: FieldMemo | None = None) -> RequestHead:
     """Parse `request-line CRLF *(field CRLF) CRLF` (leading empty lines are skipped)."""
     if len(head) > MAX_HEAD:
         raise ProtocolError("request head larger than 64 KiB", 431)
@@ -170,7 +188,13 @@ def parse_request_head(head: bytes) -> RequestHead:
         head = head.lstrip(b"\r\n")
     m = _FAST_REQUEST_LINE.match(head)
     if m is not None:
-        fields = _fast_fields(head[m.end():])
+        block = head[m.end():]
+        if memo is not None and block == memo.block:
+            fields: Headers | None = memo.headers
+        else:
+            fields = _fast_fields(block)
+            if memo is not None and fields is not None:
+                memo.block, memo.headers = block, fields
         if fields is not None:
             method, target, version = head[:m.end()].rstrip(b"\r\n").split(b" ")
             if b"#" not in target:

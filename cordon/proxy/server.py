@@ -25,6 +25,9 @@ from cordon import __version__
 from cordon.core import ssrf
 from cordon.core.errors import ProtocolError
 from cordon.core.http1 import (
+    FieldMemo,
+    Framing,
+    Headers,
     RequestHead,
     parse_request_head,
     request_framing,
@@ -135,12 +138,15 @@ class PlainMemo(GuardMemo):
     pool's lookups hit on identity).
     """
 
-    __slots__ = ("authority", "target")
+    __slots__ = ("authority", "derived", "target")
 
     def __init__(self) -> None:
         super().__init__()
         self.authority: tuple[bytes, bytes, RouteTable, str, int, Route | None] | None = None
         self.target: Target | None = None
+        # what the request's fields decide (framing, upgrade, the fields to forward), for the
+        # `headers` list it was computed from: FieldMemo hands out the same list for the same bytes
+        self.derived: tuple[Headers, bytes, Framing, bytes | None, Headers] | None = None
 
 
 class Proxy:
@@ -248,7 +254,8 @@ class Proxy:
             with anyio.CancelScope(shield=True):
                 await client.aclose()
 
-    async def read_request(self, conn: Conn, *, count_refused: bool = False) -> RequestHead | None:
+    async def read_request(self, conn: Conn, *, count_refused: bool = False,
+                           fields: FieldMemo | None = None) -> RequestHead | None:
         """The next request on `conn`; None when the connection is done (a bad or late head is
         answered first: 408, or the parser's status)."""
         t = self.timeouts
@@ -263,7 +270,7 @@ class Proxy:
         if head is None:
             return None
         try:
-            return parse_request_head(head)
+            return parse_request_head(head, fields)
         except ProtocolError as e:
             if count_refused:
                 self.stats.refused += 1
@@ -272,8 +279,9 @@ class Proxy:
 
     async def _client_loop(self, client: Conn) -> None:
         memo: PlainMemo | None = None   # plain HTTP's last SSRF decision etc. on this connection
+        fields = FieldMemo()            # the last request's fields and their parse
         while True:
-            req = await self.read_request(client, count_refused=True)
+            req = await self.read_request(client, count_refused=True, fields=fields)
             if req is None:
                 return
             if req.method == b"CONNECT":
@@ -401,12 +409,20 @@ class Proxy:
             return await route_request(self, client, fixed, route, host, up_port, None, absolute=True,
                                        who=who)
         self.stats.plain += 1
-        upgrade = upgrade_token(req)
+        derived = memo.derived if memo is not None else None
+        if derived is not None and derived[0] is req.headers and derived[1] == req.version:
+            framing, upgrade, forwarded = derived[2], derived[3], derived[4]
+        else:
+            upgrade = upgrade_token(req)
+            framing = None
         try:
-            framing = request_framing(req)
+            if framing is None:
+                framing = request_framing(req)
+                forwarded = [(k, v) for k, v in strip_hop_by_hop(req.headers) if k.lower() != b"host"]
+                if memo is not None:
+                    memo.derived = (req.headers, req.version, framing, upgrade, forwarded)
             addrs = await self._vet_unmatched(host, port, memo)
-            headers = [(b"Host", authority)]
-            headers += [(k, v) for k, v in strip_hop_by_hop(req.headers) if k.lower() != b"host"]
+            headers = [(b"Host", authority), *forwarded]
             target = memo.target if memo is not None else None
             if target is None or target.connect_host != addrs[0] or target.port != port \
                     or target.tls != (scheme == b"https") or target.host != normalize_host(host):

@@ -332,3 +332,35 @@ def test_plain_http_connection_follows_a_route_added_meanwhile() -> None:
         before, after = up.requests
         assert before.target == "/before" and before.header("authorization") is None
         assert after.target == "/after" and after.header("authorization") == f"Bearer {SECRET}"
+
+
+def test_plain_http_on_one_connection_reads_each_requests_own_fields() -> None:
+    """What a connection's repeated fields decide (framing, the fields forwarded) is kept
+    between its requests; a request whose fields differ is read by its own."""
+    auth = b"Proxy-Authorization: Basic " + base64.b64encode(f"cordon:{TOKEN}".encode()) + b"\r\n"
+    with UpstreamServer("127.0.0.1", tls=False) as up, running_proxy([], policy=LOCAL) as px:
+        url = b"http://127.0.0.1:%d" % up.port
+        s = socket.create_connection(("127.0.0.1", px.port), timeout=10)
+        with s:
+            def ask(head: bytes, body: bytes = b"") -> bytes:
+                s.sendall(head + body)
+                buf = b""
+                while b"\r\n\r\n" not in buf:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        return buf
+                    buf += chunk
+                return buf
+
+            same = b"X-Same: 1\r\n" + auth + b"\r\n"
+            assert ask(b"GET " + url + b"/1 HTTP/1.1\r\n" + same).startswith(b"HTTP/1.1 200 ")
+            assert ask(b"GET " + url + b"/2 HTTP/1.1\r\n" + same).startswith(b"HTTP/1.1 200 ")
+            posted = b"POST " + url + b"/upload HTTP/1.1\r\nContent-Length: 5\r\nX-Same: 1\r\n" + auth + b"\r\n"
+            assert ask(posted, b"hello").startswith(b"HTTP/1.1 200 ")
+            assert ask(b"GET " + url + b"/3 HTTP/1.1\r\n" + same).startswith(b"HTTP/1.1 200 ")
+            both = (b"POST " + url + b"/x HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n"
+                    + b"X-Same: 1\r\n" + auth + b"\r\n")
+            assert ask(both, b"0\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+        got = [(r.method, r.path, r.body, r.header("x-same"), r.header("proxy-authorization")) for r in up.requests]
+        assert got == [("GET", "/1", b"", "1", None), ("GET", "/2", b"", "1", None),
+                       ("POST", "/upload", b"hello", "1", None), ("GET", "/3", b"", "1", None)]
