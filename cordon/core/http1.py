@@ -396,7 +396,7 @@ def end_chunks(trailers: Sequence[tuple[bytes, bytes]] = ()) -> bytes:
 
 
 def serialize_headers(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
-    return b"".join(k + b": " + v + b"\r\n" for k, v in headers)
+    return b"".join([b"%b: %b\r\n" % kv for kv in headers])
 
 
 def serialize_request_head(method: bytes, target: bytes, headers: Iterable[tuple[bytes, bytes]]) -> bytes:

@@ -38,7 +38,6 @@ from cordon.core.http1 import (
     encode_chunk,
     end_chunks,
     header_get,
-    parse_response_head,
     request_framing,
     response_framing,
     serialize_request_head,
@@ -304,7 +303,7 @@ class Forwarder:
                 return None
             if raw is None:
                 return None
-            resp = parse_response_head(raw)
+            resp = up.response_memo.parse(raw)
             if resp.status == 101:
                 if plan.upgrade:
                     return resp
@@ -368,9 +367,15 @@ class Forwarder:
         if resp.status == 101:
             down, upb = await relay_upgraded(client, up, resp, plan.scrub)
             return Result(status=101, keep_alive=False, bytes_down=down, bytes_up=upb)
-        rf = response_framing(req.method, resp)   # ProtocolError(502) on nonsense
+        memo = up.response_memo
+        if memo.decided is resp and memo.method == req.method:
+            rf, headers, up_keep = memo.framing, list(memo.fields), memo.keep_alive
+        else:
+            rf = response_framing(req.method, resp)   # ProtocolError(502) on nonsense
+            headers = strip_hop_by_hop(resp.headers)
+            up_keep = wants_keep_alive(resp.version, resp.headers)
+            memo.decide(resp, req.method, rf, headers, up_keep)
         keep_client = req.keep_alive
-        headers = strip_hop_by_hop(resp.headers)
         scrubber: Scrubber | None = None
         if plan.scrub:
             headers = plan.scrub.headers(headers)
@@ -391,7 +396,7 @@ class Forwarder:
                 scrubber is not None or len(up.buf) >= rf.length):
             # small body: scrub it whole (keeping an exact Content-Length) and send it with the head
             return await self._respond_small(client, req, plan, up, resp, rf.length, headers, scrubber,
-                                             upload, keep_client)
+                                             upload, keep_client, up_keep)
         elif rf.kind == "length" and scrubber is None:
             headers.append((b"Content-Length", b"%d" % rf.length))
             mode = "length"
@@ -407,7 +412,7 @@ class Forwarder:
         res = Result(status=resp.status, keep_alive=keep_client)
         await client.send(serialize_response_head(resp.status, resp.reason, headers))
 
-        up_reusable = rf.kind != "close" and wants_keep_alive(resp.version, resp.headers)
+        up_reusable = rf.kind != "close" and up_keep
         try:
             res.bytes_down, trailers, clean = await self._relay_body(client, up, rf, mode, scrubber)
             if not clean:
@@ -441,7 +446,7 @@ class Forwarder:
 
     async def _respond_small(self, client: Conn, req: RequestHead, plan: Plan, up: Upstream, resp: ResponseHead,
                              length: int, headers: Headers, scrubber: Scrubber | None, upload: _Upload,
-                             keep_client: bool) -> Result:
+                             keep_client: bool, up_keep: bool) -> Result:
         parts: list[bytes] = []
         left = length
         try:
@@ -460,7 +465,7 @@ class Forwarder:
         if not keep_client:
             headers.append((b"Connection", b"close"))
         await client.send(serialize_response_head(resp.status, resp.reason, headers) + body)
-        if upload.complete and wants_keep_alive(resp.version, resp.headers):
+        if upload.complete and up_keep:
             await self.pool.release(up)
         else:
             await up.aclose()

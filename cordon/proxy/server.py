@@ -168,6 +168,7 @@ class Proxy:
             self.oauth = Broker(settings.logins, self.routes, self.pool.contexts)
             self.secrets.listeners.append(self.oauth.invalidate)
         self._targets: dict[tuple[int, str, int], tuple[Route, Target]] = {}
+        self._plain_targets: dict[tuple[str, int, str, bool], Target] = {}
 
     def _apply(self, routes: tuple[Route, ...], policy: Policy) -> None:
         """The routes and policy new connections are served with (start, or a reloaded config)."""
@@ -202,6 +203,18 @@ class Proxy:
         t = self._route_target(route, name, port)
         if len(self._targets) < 1024:
             self._targets[key] = (route, t)
+        return t
+
+    def _plain_target(self, host: str, port: int, address: str, tls: bool) -> Target:
+        """The Target of an unmatched host at a checked address: one object for all connections
+        (the pool's lookups then hit on identity)."""
+        key = (host, port, address, tls)
+        t = self._plain_targets.get(key)
+        if t is None:
+            t = Target(host=host, port=port, connect_host=address, connect_port=port, tls=tls)
+            if len(self._plain_targets) >= 1024:
+                self._plain_targets.clear()
+            self._plain_targets[key] = t
         return t
 
     def _route_target(self, route: Route, host: str, port: int) -> Target:
@@ -426,8 +439,7 @@ class Proxy:
             target = memo.target if memo is not None else None
             if target is None or target.connect_host != addrs[0] or target.port != port \
                     or target.tls != (scheme == b"https") or target.host != normalize_host(host):
-                target = Target(host=normalize_host(host), port=port, connect_host=addrs[0], connect_port=port,
-                                tls=scheme == b"https")
+                target = self._plain_target(normalize_host(host), port, addrs[0], scheme == b"https")
                 if memo is not None:
                     memo.target = target   # one object per connection: the pool's lookups hit on identity
             plan = Plan(target=target, method=req.method, path=path, headers=headers, upgrade=upgrade,

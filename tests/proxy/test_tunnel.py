@@ -364,3 +364,65 @@ def test_plain_http_on_one_connection_reads_each_requests_own_fields() -> None:
         got = [(r.method, r.path, r.body, r.header("x-same"), r.header("proxy-authorization")) for r in up.requests]
         assert got == [("GET", "/1", b"", "1", None), ("GET", "/2", b"", "1", None),
                        ("POST", "/upload", b"hello", "1", None), ("GET", "/3", b"", "1", None)]
+
+
+def test_plain_http_relays_each_response_by_its_own_head() -> None:
+    """An upstream connection keeps its last response head's parse and what it decided; a
+    repeated head is relayed the same way, a different head (or the same head answering a
+    HEAD request) by its own framing."""
+    import threading
+
+    script = [
+        (b"GET", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"),
+        (b"GET", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"),
+        (b"GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nworld\r\n0\r\n\r\n"),
+        (b"HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"),
+        (b"GET", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nagain"),
+    ]
+    lsock = socket.create_server(("127.0.0.1", 0))
+    port = lsock.getsockname()[1]
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = lsock.accept()
+        with conn:
+            buf = b""
+            for _method, answer in script:
+                while b"\r\n\r\n" not in buf:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                seen.append(head.split(b"\r\n", 1)[0])
+                conn.sendall(answer)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    auth = b"Proxy-Authorization: Basic " + base64.b64encode(f"cordon:{TOKEN}".encode()) + b"\r\n"
+    with running_proxy([], policy=LOCAL) as px, socket.create_connection(("127.0.0.1", px.port), timeout=10) as s:
+        f = s.makefile("rb")
+        got = []
+        for i, (method, _answer) in enumerate(script):
+            s.sendall(method + b" http://127.0.0.1:%d/%d HTTP/1.1\r\n" % (port, i) + auth + b"\r\n")
+            status = f.readline()
+            fields = {}
+            while (line := f.readline()) not in (b"\r\n", b""):
+                k, _, v = line.partition(b":")
+                fields[k.strip().lower()] = v.strip()
+            if method == b"HEAD":
+                body = b""
+            elif b"content-length" in fields:
+                body = f.read(int(fields[b"content-length"]))
+            else:   # chunked, as the upstream sent it
+                body = b""
+                while (size := int(f.readline().strip(), 16)):
+                    body += f.read(size)
+                    f.readline()
+                f.readline()
+            got.append((status.split(b" ")[1], fields.get(b"content-length"), body))
+    lsock.close()
+    t.join(5)
+    assert got == [(b"200", b"5", b"hello"), (b"200", b"5", b"hello"), (b"200", None, b"world"),
+                   (b"200", b"5", b""), (b"200", b"5", b"again")]
+    assert [line.split(b" ")[0] for line in seen] == [m for m, _ in script]
