@@ -24,7 +24,7 @@ let
   pythonPackages =
     named [
       "cryptography" "anyio" "h11" "keyring" "python-dotenv" "tomli-w" "tomlkit" "uvloop" "setuptools"
-      "pytest" "pytest-timeout" "pytest-xdist" "pexpect" "hypothesis" "httpx" "requests" "websockets" "openai"
+      "pytest" "pytest-timeout" "pytest-xdist" "pexpect" "pyte" "hypothesis" "httpx" "requests" "websockets" "openai"
       "keyrings-alt" "secretstorage" "mypy" "pytestCheckHook"
     ]
     // {

@@ -142,10 +142,11 @@ def test_opencode(project: Path, home: Path, preset: str, var: str, model: str) 
     hosts = [configs.preset(preset).host]
     with MockProvider(preset, hosts, expected_key=SECRET) as mock:
         configs.write(project / "cordon.toml", configs.preset(preset, env=var, upstream=mock))
-        # one model call: no title for the session, no update check
+        # one model call: no title for the session, no update check; no fetch of its model list
+        # (tunnelled to the internet, which this machine cannot reach: seconds of waiting)
         config = json.dumps({"autoupdate": False, "agent": {"title": {"disable": True}}})
         r = run_agent(project, var, opencode, "run", "-m", model, "say hi",
-                      extra_env={"OPENCODE_CONFIG_CONTENT": config})
+                      extra_env={"OPENCODE_CONFIG_CONTENT": config, "OPENCODE_DISABLE_MODELS_FETCH": "true"})
         assert_clean(r, mock, project, home, (var,))
         assert len(mock.requests) == 1, [q.path for q in mock.requests]
         assert all(stored not in json.dumps(q.headers) for q in mock.requests)

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import IO
 
 import pexpect
+import pyte
 import pytest
 
 from tests.app.test_exec_e2e import QUIET_CODEX_CONFIG, SECRET, codex_available, route_toml
@@ -46,14 +48,40 @@ def processes_under(path: Path) -> list[str]:
     return out
 
 
-# what a terminal draws between two typed characters: cursor moves, colours, OSC titles
-_DRAWING = r"(?:\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\))*"
+class Screen:
+    """The terminal as a user sees it (pyte keeps the cells): a TUI redraws what it likes between
+    two keys, so what was typed is looked for on the screen, not in the byte stream. A pexpect
+    `logfile_read`, so it sees every byte pexpect reads; `log` gets a copy."""
+
+    def __init__(self, rows: int, cols: int, log: IO[str]) -> None:
+        self.screen = pyte.Screen(cols, rows)
+        self.stream = pyte.Stream(self.screen)
+        self.log = log
+
+    def write(self, data: str) -> None:
+        self.stream.feed(data)
+        self.log.write(data)
+
+    def flush(self) -> None:
+        self.log.flush()
+
+    def close(self) -> None:
+        self.log.close()
+
+    def shows(self, text: str) -> bool:
+        return any(text in line for line in self.screen.display)
 
 
-def typed(text: str) -> re.Pattern[str]:
-    """`text` as the TUI echoes it: a busy machine gets each key drawn on its own, with cursor
-    moves between them (and a space may be drawn as a move alone)."""
-    return re.compile(_DRAWING.join(" ?" if c == " " else re.escape(c) for c in text))
+def wait_until_shown(child: pexpect.spawn, screen: Screen, text: str, timeout: float = 60) -> None:
+    """Read the terminal until `text` is on the screen: then the TUI has taken those keys."""
+    deadline = time.monotonic() + timeout
+    while not screen.shows(text):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} never appeared on the screen:\n" + "\n".join(screen.screen.display))
+        try:
+            child.read_nonblocking(65536, timeout=0.2)
+        except pexpect.TIMEOUT:
+            pass
 
 
 def one_run(project: Path, sandbox: str) -> tuple[int, str]:
@@ -63,7 +91,8 @@ def one_run(project: Path, sandbox: str) -> tuple[int, str]:
                           cwd=str(project), env=subprocess_env({"CORDON_TEST_REAL_KEY": SECRET,
                                                                 "TERM": "xterm-256color"}),
                           encoding="utf-8", timeout=60, dimensions=(40, 120))
-    child.logfile_read = open(os.environ.get("CODEX_TTY_LOG", os.devnull), "a")  # noqa: SIM115
+    screen = Screen(40, 120, open(os.environ.get("CODEX_TTY_LOG", os.devnull), "a"))  # noqa: SIM115
+    child.logfile_read = screen
     seen: list[str] = []
     try:
         # a git repository Codex has not seen yet: it asks once whether to trust it (and saves
@@ -77,19 +106,19 @@ def one_run(project: Path, sandbox: str) -> tuple[int, str]:
             child.expect(USER_MODEL)
         seen.append(child.before)
         child.send("say hi")
-        child.expect(typed("say hi"))
+        wait_until_shown(child, screen, "say hi")     # sent at once with Enter, it reads as a paste
         child.send("\r")
         child.expect("Hello")                         # the mock's reply, rendered word by word
         child.expect("upstream")
         child.expect("Worked for")
         child.send("/quit")
-        child.expect(typed("/quit"))
+        wait_until_shown(child, screen, "/quit")
         child.send("\r")
         child.expect(pexpect.EOF, timeout=30)
         seen.append(child.before)
     finally:
         child.close(force=True)
-        child.logfile_read.close()
+        screen.close()
     return int(child.exitstatus if child.exitstatus is not None else 128 + (child.signalstatus or 0)), "".join(seen)
 
 

@@ -99,6 +99,32 @@ def test_doctor_json_includes_the_probes(project: Path, cordon, monkeypatch: pyt
     assert r.status == (1 if any(c["status"] == "fail" for c in data["checks"]) else 0)
 
 
+def test_the_copilot_probe_reuses_the_package_the_user_unpacked_and_nothing_else(tmp_path: Path) -> None:
+    """The Copilot CLI unpacks ~235 MB of itself into its cache: a probe's runs use the copy in the
+    user's cache (or one shared by the probe's runs), never the plan or settings cached beside it."""
+    from cordon.app.doctor.probes import _packages
+    [copilot] = [rt for rt in AGENT_RUNTIMES if rt.name == "copilot"]
+    assert copilot.extra_env is not None
+    user = {"HOME": str(tmp_path / "u"), "XDG_CACHE_HOME": str(tmp_path / "u" / ".cache")}
+    work = tmp_path / "work"
+
+    def run(label: str) -> Path:
+        env = _packages(copilot, work, user, copilot.extra_env("https://x", str(work / label)))  # type: ignore[misc]
+        return Path(env["XDG_CACHE_HOME"])
+    first, second = run("a"), run("b")
+    assert first != second and (first / "copilot" / "pkg").resolve() == (second / "copilot" / "pkg").resolve()
+    assert (first / "copilot" / "pkg").resolve().is_relative_to(work)      # nothing unpacked yet: the run's own
+    unpacked = tmp_path / "u" / ".cache" / "copilot" / "pkg"
+    unpacked.mkdir(parents=True)
+    third = run("c")
+    assert (third / "copilot" / "pkg").resolve() == unpacked
+    assert not (third / "copilot" / "copilot-user-cache.json").exists() and third.is_relative_to(work)
+    [gemini] = [rt for rt in AGENT_RUNTIMES if rt.name == "gemini"]
+    assert gemini.extra_env is not None
+    assert not (Path(_packages(gemini, work, user, gemini.extra_env("https://x", str(work / "g")))["XDG_CACHE_HOME"])
+                / "copilot").exists()
+
+
 AIDER_BIN = REPO / "tests" / ".aider-venv" / "bin"
 
 

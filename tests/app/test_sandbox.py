@@ -125,10 +125,11 @@ def test_roots_waiting_shell_never_resets_its_ids() -> None:
     privileges" to 65534 for good, and the command runs as nobody. Here the mismatch is made on
     purpose (real uid 65534, effective 0) instead of waited for."""
     import subprocess
+
     from cordon.app.sandbox import userns
     shell = userns.prefix("/usr/bin/unshare")[4:]          # the part after `unshare ... --`
     probe = [sys.executable, "-I", "-S", "-c", "import os; print(os.geteuid())"]
-    out = subprocess.run([*shell, *probe], preexec_fn=lambda: os.setresuid(65534, 0, 0),  # noqa: PLW1509
+    out = subprocess.run([*shell, *probe], preexec_fn=lambda: os.setresuid(65534, 0, 0),
                          capture_output=True, text=True, timeout=30, check=True)
     assert out.stdout.strip() == "0", out
 

@@ -92,7 +92,8 @@ def _ours(f: Framing) -> tuple[str, int]:
 
 
 def _fields(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    return [(k.lower(), v) for k, v in headers]
+    # h11 lowercases a Transfer-Encoding value (coding names are case-insensitive, RFC 9112 §7)
+    return [(k.lower(), v.lower() if k.lower() == b"transfer-encoding" else v) for k, v in headers]
 
 
 @ORACLE

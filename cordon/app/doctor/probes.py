@@ -110,6 +110,8 @@ class Runtime:
     version_argv: tuple[str, ...] = ("--version",)
     # (url, its throwaway home) -> variables it also needs: where to send its call, a placeholder key
     extra_env: Callable[[str, str], dict[str, str]] | None = None
+    # where under $XDG_CACHE_HOME it unpacks itself: shared with the user's cache (see _packages)
+    package_cache: str | None = None
 
 
 def _python() -> str:
@@ -171,13 +173,14 @@ AGENT_RUNTIMES: tuple[Runtime, ...] = (
             ("NODE_EXTRA_CA_CERTS",),
             "the Gemini CLI trusts cordon through NODE_EXTRA_CA_CERTS (Node adds it to its roots)",
             extra_env=lambda url, home: _gemini_env(url, home)),
-    # opencode: a Bun binary
+    # opencode: a Bun binary; no fetch of its model list from the internet (the probe calls
+    # nothing but the probe host, and a failing fetch holds the call back by seconds)
     Runtime("opencode", "opencode",
             lambda exe, url, wd: [exe, "run", "-m", "openai/gpt-4o-mini", "reply with ok"],
             ("NODE_EXTRA_CA_CERTS",),
             "opencode (Bun) trusts cordon through NODE_EXTRA_CA_CERTS (or SSL_CERT_FILE)",
             extra_env=lambda url, home: _agent_home(
-                home, OPENAI_API_KEY=DEFAULT_PLACEHOLDER,
+                home, OPENAI_API_KEY=DEFAULT_PLACEHOLDER, OPENCODE_DISABLE_MODELS_FETCH="true",
                 OPENCODE_CONFIG_CONTENT=json.dumps({"provider": {"openai": {"options": {"baseURL": url + "/v1"}}}}))),
     # the Copilot CLI: a Node single-executable with a Rust network layer; its first call goes to
     # the GitHub API it is pointed at
@@ -187,7 +190,8 @@ AGENT_RUNTIMES: tuple[Runtime, ...] = (
             ("SSL_CERT_FILE",),
             "the Copilot CLI trusts cordon through SSL_CERT_FILE (or NODE_EXTRA_CA_CERTS)",
             extra_env=lambda url, home: _agent_home(home, COPILOT_DEBUG_GITHUB_API_URL=url,
-                                                    GH_TOKEN=DEFAULT_PLACEHOLDER)),
+                                                    GH_TOKEN=DEFAULT_PLACEHOLDER),
+            package_cache="copilot/pkg"),
     # aider: Python, litellm on httpx
     Runtime("aider", "aider",
             lambda exe, url, wd: [exe, "--openai-api-base", url + "/v1", "--model", "openai/gpt-4o-mini",
@@ -316,7 +320,7 @@ async def _trial(h: _Harness, rt: Runtime, exe: str, env: Mapping[str, str], lab
     if rt.name == "codex":
         env["CODEX_HOME"] = str(home)    # a throwaway Codex home: no sessions or logs left behind
     if rt.extra_env is not None:
-        env.update(rt.extra_env(url, str(home)))
+        env.update(_packages(rt, h.workdir, env, rt.extra_env(url, str(home))))
     t0 = anyio.current_time()
     # done once the request arrived, or once the client refused cordon's certificate (clients
     # that retry would otherwise run until the timeout)
@@ -331,6 +335,24 @@ async def _trial(h: _Harness, rt: Runtime, exe: str, env: Mapping[str, str], lab
     if h.log.seen_under(prefix):
         err = "the request arrived without the injected credential"
     return Trial(False, err, took)
+
+
+def _packages(rt: Runtime, workdir: Path, user: Mapping[str, str], agent: dict[str, str]) -> dict[str, str]:
+    """`agent` (an agent's throwaway variables), its package cache linked to the one it unpacked into
+    in the user's cache (the Copilot CLI: ~235 MB, seconds to unpack), or to one shared by this
+    run's trials; the rest of its cache (its plan, its settings) stays throwaway."""
+    if rt.package_cache is None:
+        return agent
+    cache = user.get("XDG_CACHE_HOME") or os.path.join(user.get("HOME") or os.path.expanduser("~"), ".cache")
+    target = Path(cache) / rt.package_cache
+    if not target.is_dir():
+        target = workdir / "packages" / rt.name
+        target.mkdir(parents=True, exist_ok=True)
+    link = Path(agent["XDG_CACHE_HOME"]) / rt.package_cache
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.is_symlink():
+        link.symlink_to(target, target_is_directory=True)
+    return agent
 
 
 def _version(exe: str, rt: Runtime, env: Mapping[str, str]) -> str:
@@ -361,7 +383,7 @@ async def _probe(h: _Harness, rt: Runtime, base_env: Mapping[str, str], limiter:
     if rt.extra_env is not None:               # an agent writes its files even for --version
         vhome = h.workdir / "home" / rt.name / "version"
         vhome.mkdir(parents=True, exist_ok=True)
-        venv = {**full, **rt.extra_env(f"https://{PROBE_HOST}", str(vhome))}
+        venv = {**full, **_packages(rt, h.workdir, full, rt.extra_env(f"https://{PROBE_HOST}", str(vhome)))}
     version = await anyio.to_thread.run_sync(_version, exe, rt, venv)
     who = _label(rt, version)
     if not res.ok:
