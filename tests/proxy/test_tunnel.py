@@ -370,7 +370,7 @@ def test_plain_http_relays_each_response_by_its_own_head() -> None:
     """An upstream connection keeps its last response head's parse and what it decided; a
     repeated head is relayed the same way, a different head (or the same head answering a
     HEAD request) by its own framing."""
-    import threading
+    from anyio.from_thread import start_blocking_portal
 
     script = [
         (b"GET", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"),
@@ -379,28 +379,31 @@ def test_plain_http_relays_each_response_by_its_own_head() -> None:
         (b"HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"),
         (b"GET", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nagain"),
     ]
-    lsock = socket.create_server(("127.0.0.1", 0))
-    port = lsock.getsockname()[1]
     seen: list[bytes] = []
 
-    def serve() -> None:
-        conn, _ = lsock.accept()
-        with conn:
+    async def answer(conn: anyio.abc.SocketStream) -> None:
+        async with conn:
             buf = b""
-            for _method, answer in script:
+            for _method, reply in script:
                 while b"\r\n\r\n" not in buf:
-                    chunk = conn.recv(65536)
-                    if not chunk:
+                    try:
+                        buf += await conn.receive()
+                    except anyio.EndOfStream:
                         return
-                    buf += chunk
                 head, _, buf = buf.partition(b"\r\n\r\n")
                 seen.append(head.split(b"\r\n", 1)[0])
-                conn.sendall(answer)
+                await conn.send(reply)
 
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
+    async def listen(*, task_status: anyio.abc.TaskStatus[int]) -> None:
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        async with listener:
+            task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
+            await listener.serve(answer)
+
     auth = b"Proxy-Authorization: Basic " + base64.b64encode(f"cordon:{TOKEN}".encode()) + b"\r\n"
-    with running_proxy([], policy=LOCAL) as px, socket.create_connection(("127.0.0.1", px.port), timeout=10) as s:
+    with start_blocking_portal() as portal, running_proxy([], policy=LOCAL) as px, \
+            socket.create_connection(("127.0.0.1", px.port), timeout=10) as s:
+        fut, port = portal.start_task(listen)
         f = s.makefile("rb")
         got = []
         for i, (method, _answer) in enumerate(script):
@@ -421,8 +424,7 @@ def test_plain_http_relays_each_response_by_its_own_head() -> None:
                     f.readline()
                 f.readline()
             got.append((status.split(b" ")[1], fields.get(b"content-length"), body))
-    lsock.close()
-    t.join(5)
+        fut.cancel()
     assert got == [(b"200", b"5", b"hello"), (b"200", b"5", b"hello"), (b"200", None, b"world"),
                    (b"200", b"5", b""), (b"200", b"5", b"again")]
     assert [line.split(b" ")[0] for line in seen] == [m for m, _ in script]
