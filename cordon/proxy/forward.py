@@ -71,6 +71,8 @@ class Plan:
     prefetch: int = PREFETCH_MAX     # request bodies up to this size are read first (replayable)
     on_401: Callable[[], Awaitable[Headers | None]] | None = None   # headers to retry a 401 with, once
     framing: Framing | None = None   # the request's body framing, when the caller already has it
+    expect: bool | None = None       # the request asks for 100-continue, when the caller already knows
+    keep_alive: bool | None = None   # the client wants its connection kept, when the caller already knows
 
 
 class ClientGone(ProtocolError):
@@ -120,7 +122,7 @@ class Forwarder:
 
     async def exchange(self, client: Conn, req: RequestHead, plan: Plan) -> Result:
         framing = plan.framing or request_framing(req)
-        expect = b"100-continue" in tokens(req.headers, b"expect")
+        expect = plan.expect if plan.expect is not None else b"100-continue" in tokens(req.headers, b"expect")
         body: bytes | None = None
         if framing.kind == "none":
             body = b""
@@ -375,7 +377,7 @@ class Forwarder:
             headers = strip_hop_by_hop(resp.headers)
             up_keep = wants_keep_alive(resp.version, resp.headers)
             memo.decide(resp, req.method, rf, headers, up_keep)
-        keep_client = req.keep_alive
+        keep_client = req.keep_alive if plan.keep_alive is None else plan.keep_alive
         scrubber: Scrubber | None = None
         if plan.scrub:
             headers = plan.scrub.headers(headers)

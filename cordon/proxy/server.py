@@ -33,6 +33,7 @@ from cordon.core.http1 import (
     request_framing,
     simple_response,
     strip_hop_by_hop,
+    tokens,
 )
 from cordon.core.model import Policy, Route, SecretReader
 from cordon.core.routes import RouteTable, normalize_host, split_host_port
@@ -146,7 +147,7 @@ class PlainMemo(GuardMemo):
         self.target: Target | None = None
         # what the request's fields decide (framing, upgrade, the fields to forward), for the
         # `headers` list it was computed from: FieldMemo hands out the same list for the same bytes
-        self.derived: tuple[Headers, bytes, Framing, bytes | None, Headers] | None = None
+        self.derived: tuple[Headers, bytes, Framing, bytes | None, Headers, bool, bool] | None = None
 
 
 class Proxy:
@@ -424,7 +425,7 @@ class Proxy:
         self.stats.plain += 1
         derived = memo.derived if memo is not None else None
         if derived is not None and derived[0] is req.headers and derived[1] == req.version:
-            framing, upgrade, forwarded = derived[2], derived[3], derived[4]
+            framing, upgrade, forwarded, expect, keep = derived[2:]
         else:
             upgrade = upgrade_token(req)
             framing = None
@@ -432,8 +433,10 @@ class Proxy:
             if framing is None:
                 framing = request_framing(req)
                 forwarded = [(k, v) for k, v in strip_hop_by_hop(req.headers) if k.lower() != b"host"]
+                expect = b"100-continue" in tokens(req.headers, b"expect")
+                keep = req.keep_alive
                 if memo is not None:
-                    memo.derived = (req.headers, req.version, framing, upgrade, forwarded)
+                    memo.derived = (req.headers, req.version, framing, upgrade, forwarded, expect, keep)
             addrs = await self._vet_unmatched(host, port, memo)
             headers = [(b"Host", authority), *forwarded]
             target = memo.target if memo is not None else None
@@ -443,7 +446,7 @@ class Proxy:
                 if memo is not None:
                     memo.target = target   # one object per connection: the pool's lookups hit on identity
             plan = Plan(target=target, method=req.method, path=path, headers=headers, upgrade=upgrade,
-                        framing=framing)
+                        framing=framing, expect=expect, keep_alive=keep)
             result = await self.forwarder.exchange(client, req, plan)
         except ProtocolError as e:
             if e.status == 403:

@@ -361,9 +361,17 @@ def test_plain_http_on_one_connection_reads_each_requests_own_fields() -> None:
             both = (b"POST " + url + b"/x HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n"
                     + b"X-Same: 1\r\n" + auth + b"\r\n")
             assert ask(both, b"0\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+        s = socket.create_connection(("127.0.0.1", px.port), timeout=10)
+        with s:
+            assert ask(b"GET " + url + b"/4 HTTP/1.1\r\n" + same).startswith(b"HTTP/1.1 200 ")
+            last = ask(b"GET " + url + b"/5 HTTP/1.1\r\nConnection: close\r\n" + same)
+            assert last.startswith(b"HTTP/1.1 200 ") and b"\r\nConnection: close\r\n" in last
+            while s.recv(65536):   # the proxy closes after the answer the client asked to be the last
+                pass
         got = [(r.method, r.path, r.body, r.header("x-same"), r.header("proxy-authorization")) for r in up.requests]
         assert got == [("GET", "/1", b"", "1", None), ("GET", "/2", b"", "1", None),
-                       ("POST", "/upload", b"hello", "1", None), ("GET", "/3", b"", "1", None)]
+                       ("POST", "/upload", b"hello", "1", None), ("GET", "/3", b"", "1", None),
+                       ("GET", "/4", b"", "1", None), ("GET", "/5", b"", "1", None)]
 
 
 def test_plain_http_relays_each_response_by_its_own_head() -> None:
