@@ -40,6 +40,10 @@ class ProxyAuth:
         # as long as this object, so a changed token set (a new ProxyAuth) starts empty.
         self._passed: list[tuple[bytes, str]] = []
 
+    def current(self) -> ProxyAuth | None:
+        """The token set checks go to now: this one (a token file's watcher hands out its latest)."""
+        return self
+
     @classmethod
     def single(cls, token: str, client: str = "default") -> ProxyAuth:
         return cls({token: client})

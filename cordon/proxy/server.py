@@ -139,7 +139,7 @@ class PlainMemo(GuardMemo):
     pool's lookups hit on identity).
     """
 
-    __slots__ = ("authority", "derived", "target")
+    __slots__ = ("authority", "derived", "target", "who")
 
     def __init__(self) -> None:
         super().__init__()
@@ -148,6 +148,8 @@ class PlainMemo(GuardMemo):
         # what the request's fields decide (framing, upgrade, the fields to forward), for the
         # `headers` list it was computed from: FieldMemo hands out the same list for the same bytes
         self.derived: tuple[Headers, bytes, Framing, bytes | None, Headers, bool, bool] | None = None
+        # the client the fields' Proxy-Authorization named, for that headers list and token set
+        self.who: tuple[Headers, ProxyAuth, str] | None = None
 
 
 class Proxy:
@@ -313,12 +315,25 @@ class Proxy:
                 await self.send_error(client, 400, "malformed request target", close=True)
                 return
 
-    def _client_name(self, req: RequestHead) -> str | None:
-        """The name of the client whose token the request carries ("-" for an open proxy), or None."""
+    def _client_name(self, req: RequestHead, memo: PlainMemo | None = None) -> str | None:
+        """The name of the client whose token the request carries ("-" for an open proxy), or None.
+
+        With `memo`: the same fields (the same headers list, see FieldMemo) checked against the
+        same token set as the connection's last request that passed get the same answer."""
         auth = self.settings.auth
         if auth is None:
             return "-"
-        return auth.check_header(req.get(b"proxy-authorization"))
+        if memo is None:
+            return auth.check_header(req.get(b"proxy-authorization"))
+        tokens = auth.current()
+        if tokens is None:
+            return None
+        seen = memo.who
+        if seen is not None and seen[0] is req.headers and seen[1] is tokens:
+            return seen[2]
+        who = tokens.check_header(req.get(b"proxy-authorization"))
+        memo.who = (req.headers, tokens, who) if who is not None else None
+        return who
 
     async def _refuse_auth(self, client: Conn, req: RequestHead, host: str) -> bool:
         self.stats.refused += 1
@@ -412,7 +427,7 @@ class Proxy:
             route = self.table.match(host)
             if memo is not None:
                 memo.authority = (scheme, authority, self.table, host, port, route)
-        who = self._client_name(req)
+        who = self._client_name(req, memo)
         if who is None:
             return await self._refuse_auth(client, req, host)
         path = (slash + tail) if slash else b"/"

@@ -181,6 +181,35 @@ def test_a_revoked_token_is_refused_after_it_passed(tmp_path: Path) -> None:
     assert auth.check_header(basic(b"cordon:" + store.load()["default"].encode())) == "default"
 
 
+def test_a_token_rotated_between_two_requests_of_one_connection_is_407(tmp_path: Path) -> None:
+    """A plain-HTTP connection keeps the client its repeated fields named, for the token set
+    that named it: a rotation between two requests makes the next one 407, on the same
+    connection (the running proxy's token file, re-read by a stat per check here)."""
+    import socket
+
+    from cordon.app.start import token_auth
+    from cordon.store.tokens import TokenStore, TokenWatcher
+    from tests.proxy_harness import running_proxy
+
+    store = TokenStore(tmp_path / "tokens.toml")
+    old = store.ensure("default")
+    with UpstreamServer("127.0.0.1", tls=False) as plain, \
+            running_proxy([], policy=Policy(allow_private=("127.0.0.1/32",)), token=old,
+                          auth=token_auth(TokenWatcher(store.path))) as px, \
+            socket.create_connection(("127.0.0.1", px.port), timeout=10) as s:
+        req = (b"GET http://127.0.0.1:%d/x HTTP/1.1\r\nProxy-Authorization: " % plain.port
+               + basic(b"cordon:" + old.encode()) + b"\r\n\r\n")
+        for _ in range(2):
+            s.sendall(req)
+            r = recv_response(s)
+            assert r is not None and r.status == 200 and not r.closed
+        store.rotate("default")
+        s.sendall(req)
+        r = recv_response(s)
+        assert r is not None and r.status == 407
+        assert len(plain.requests) == 2
+
+
 def test_the_token_never_reaches_an_upstream(caplog: pytest.LogCaptureFixture) -> None:
     """Proxy-Authorization is hop-by-hop: stripped on the MITM, plain-HTTP and route legs,
     even when a client repeats it inside the TLS tunnel."""
