@@ -268,10 +268,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Secret Service tests share one worker (and so one daemon) under `--dist loadgroup`."""
+    """Secret Service tests share one worker (and so one daemon) under `--dist loadgroup`.
+
+    The long tests (marked slow) and that group run first: xdist hands tests out in this order,
+    and a long one handed out last would leave the other workers idle until it ends."""
     for item in items:
         if _wants_secret_service(item):
             item.add_marker(pytest.mark.xdist_group("secret_service"))
+    items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else 1 if _wants_secret_service(item) else 2)
 
 
 def _wants_secret_service(item: pytest.Item) -> bool:

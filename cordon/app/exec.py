@@ -350,11 +350,18 @@ def _protect_provider_keys(env: Mapping[str, str], routes: list[Route], say: Say
     return list(p.routes)
 
 
+SHELLS = ("sh", "bash", "zsh", "fish", "dash", "ksh")
+
+
 def _agent_auth(req: ExecRequest, routes: Sequence[Route], base: dict[str, str], say: Say) -> None:
     """Keys an agent keeps in its own files (opencode's auth.json) give way to the placeholders."""
     from cordon.app.agentauth import describe, for_session
     found = for_session(req.env, req.paths.home, routes)
     base.update(found.env)
+    # said where opencode may run: opencode itself or a shell (not before every `exec -- codex`;
+    # `cordon doctor` reports these keys too)
+    if not req.argv or os.path.basename(req.argv[0]) not in ("opencode", *SHELLS):
+        return
     for k in found.replaced:
         say(f"cordon: note: {describe(k)}; it gets the placeholder instead for this session "
             f"(remove it with `opencode auth logout`: see docs/agents.md)")

@@ -125,6 +125,25 @@ def test_the_copilot_probe_reuses_the_package_the_user_unpacked_and_nothing_else
                 / "copilot").exists()
 
 
+def test_each_probe_names_the_runtime_and_its_version() -> None:
+    from cordon.app.doctor.probes import RUNTIMES, _label, _version_words
+    by = {rt.name: rt for rt in RUNTIMES}
+    seen = {
+        "curl": "curl 7.88.1 (x86_64-pc-linux-gnu) libcurl/7.88.1 OpenSSL/3.0.15",
+        "git": "git version 2.39.5",
+        "node": "v20.19.2",
+        "copilot": "GitHub Copilot CLI 1.0.102.\nRun 'copilot update' to check for updates.",
+        "opencode": "1.18.33",
+        "gemini": "0.61.0",
+        "aider": "aider 0.86.2",
+    }
+    assert {name: _label(by[name], _version_words(text)) for name, text in seen.items()} == {
+        "curl": "curl 7.88.1", "git": "git 2.39.5", "node": "node v20.19.2",
+        "copilot": "GitHub Copilot CLI 1.0.102", "opencode": "opencode 1.18.33", "gemini": "gemini 0.61.0",
+        "aider": "aider 0.86.2"}
+    assert _label(by["codex"], "") == "codex"
+
+
 AIDER_BIN = REPO / "tests" / ".aider-venv" / "bin"
 
 

@@ -102,6 +102,9 @@ def test_exec_warns_of_an_opencode_key_no_route_covers(project: Path, home: Path
     assert r.stdout == "[]\n"                                   # nothing to replace: the file is opencode's
     assert f"opencode keeps its own anthropic API key in {f}, which no route covers" in r.stderr
     assert "sk-ant-stored-in-opencode" not in r.stderr
+    # another agent's session is not told about opencode's keys
+    r = cordon_proc("exec", "--", "true", cwd=project, env={"CORDON_TEST_REAL_KEY": OPENAI_SECRET})
+    assert r.returncode == 0 and "opencode" not in r.stderr, r.stderr
 
 
 def test_doctor_reports_opencode_keys_with_the_fix(home: Path) -> None:

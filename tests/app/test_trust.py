@@ -104,6 +104,7 @@ def mitm_leaf_server(project: Path, tmp_path: Path) -> Iterator[int]:
             proc.stdout.close()
 
 
+@pytest.mark.slow
 def test_trust_makes_curl_accept_a_leaf_from_the_scope_ca_and_untrust_undoes_it(
         cordon, project: Path, system_trust_store: None, mitm_leaf_server: int) -> None:
     before = curl(mitm_leaf_server)

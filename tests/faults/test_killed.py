@@ -90,6 +90,7 @@ def leftovers(*dirs: Path) -> list[Path]:
     return [p for d in dirs for p in d.rglob("*") if ".cordon-tmp-" in p.name]
 
 
+@pytest.mark.slow
 def test_setup_killed_anywhere_is_repaired_by_running_it_again(tmp_path: Path) -> None:
     args = ("setup", "codex", "--scope", "project", "--yes")
     for n in kill_points(tmp_path, args, config=False):
@@ -111,6 +112,7 @@ def test_setup_killed_anywhere_is_repaired_by_running_it_again(tmp_path: Path) -
         shutil.rmtree(proj.parent)
 
 
+@pytest.mark.slow
 def test_exec_killed_anywhere_is_repaired_by_the_next_command(tmp_path: Path) -> None:
     args = ("exec", "--", "sh", "-c", "exit 0")
     for n in kill_points(tmp_path, args, config=True):
