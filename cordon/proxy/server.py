@@ -143,7 +143,7 @@ class PlainMemo(GuardMemo):
 
     def __init__(self) -> None:
         super().__init__()
-        self.authority: tuple[bytes, bytes, RouteTable, str, int, Route | None] | None = None
+        self.authority: tuple[bytes, bytes, RouteTable, str, int, Route | None, str] | None = None
         self.target: Target | None = None
         # what the request's fields decide (framing, upgrade, the fields to forward), for the
         # `headers` list it was computed from: FieldMemo hands out the same list for the same bytes
@@ -413,7 +413,7 @@ class Proxy:
         # the same scheme and authority as this connection's last request: the same answers
         seen = memo.authority if memo is not None else None
         if seen is not None and seen[0] == scheme and seen[1] == authority and seen[2] is self.table:
-            host, port, route = seen[3], seen[4], seen[5]
+            host, port, route, name = seen[3], seen[4], seen[5], seen[6]
         else:
             if scheme not in (b"http", b"https") or not authority or b"@" in authority:
                 await self.send_error(client, 400, "malformed absolute-form request target", close=True)
@@ -425,8 +425,9 @@ class Proxy:
                 await self.send_error(client, 400, "malformed absolute-form request target", close=True)
                 return False
             route = self.table.match(host)
+            name = normalize_host(host)
             if memo is not None:
-                memo.authority = (scheme, authority, self.table, host, port, route)
+                memo.authority = (scheme, authority, self.table, host, port, route, name)
         who = self._client_name(req, memo)
         if who is None:
             return await self._refuse_auth(client, req, host)
@@ -456,8 +457,8 @@ class Proxy:
             headers = [(b"Host", authority), *forwarded]
             target = memo.target if memo is not None else None
             if target is None or target.connect_host != addrs[0] or target.port != port \
-                    or target.tls != (scheme == b"https") or target.host != normalize_host(host):
-                target = self._plain_target(normalize_host(host), port, addrs[0], scheme == b"https")
+                    or target.tls != (scheme == b"https") or target.host != name:
+                target = self._plain_target(name, port, addrs[0], scheme == b"https")
                 if memo is not None:
                     memo.target = target   # one object per connection: the pool's lookups hit on identity
             plan = Plan(target=target, method=req.method, path=path, headers=headers, upgrade=upgrade,
