@@ -117,7 +117,7 @@ def make_scene(root: Path, env: dict[str, str], bus: str | None, stack: list[Ups
     op = bindir / "op"
     op.write_text('#!/bin/sh\n[ "$1" = read ] || exit 2\nexec cat "$HOME/.config/op/field"\n')
     op.chmod(0o755)
-    routes = []
+    routes: list[configs.RouteSpec] = []
     upstreams: dict[str, UpstreamServer] = {}
     for source in SOURCES:
         up = UpstreamServer(f"{source}.cordon.test")
@@ -126,22 +126,13 @@ def make_scene(root: Path, env: dict[str, str], bus: str | None, stack: list[Ups
         upstreams[up.host] = up
         ca = root / f"{source}-ca.pem"
         shutil.copyfile(up.ca_file, ca)          # the upstream's own copy is in root's private temp dir
-        secret = {"keyring": 'source = "keyring"\naccount = "kr"',
-                  "file": f'source = "file"\npath = "{secret_file}"',
-                  "env": 'source = "env"\nvar = "CORDON_TEST_ENV_SECRET"',
-                  "op": 'source = "1password"\nvault = "vault"\nitem = "item"\nfield = "field"'}[source]
-        routes.append(textwrap.dedent(f"""\
-            [[routes]]
-            name = "{source}"
-            [routes.match]
-            host = "{up.host}"
-            [routes.auth]
-            type = "header"
-            header_name = "Authorization"
-            scheme = "Bearer"
-            [routes.auth.secret]
-            """) + secret + f'\n[routes.upstream]\naddress = "{up.address}"\nca_file = "{ca}"\n')
-    (project / "cordon.toml").write_text("\n".join(routes))
+        secret = {"keyring": {"source": "keyring", "account": "kr"},
+                  "file": {"source": "file", "path": str(secret_file)},
+                  "env": {"source": "env", "var": "CORDON_TEST_ENV_SECRET"},
+                  "op": {"source": "1password", "vault": "vault", "item": "item", "field": "field"}}[source]
+        routes.append(configs.RouteSpec(name=source, host=up.host, secret=secret,
+                                        upstream={"address": up.address, "ca_file": str(ca)}))
+    (project / "cordon.toml").write_text(configs.render(*routes))
     env = {**env, "PATH": f"{bindir}{os.pathsep}{env['PATH']}", "CORDON_TEST_ENV_SECRET": values["env"]}
     if owner is not None:
         chown_tree(root, *owner)
