@@ -32,7 +32,7 @@ from cordon.core import certs
 from tests.mock_anthropic import message, message_events
 from tests.mock_openai import responses_events
 from tests.oauth_fixtures import codex_access
-from tests.upstream import LoopbackServer, read_request, send_events, send_response, sse_event, str_headers
+from tests.upstream import LoopbackServer, send_events, send_response, serve_requests, sse_event, str_headers
 
 
 @dataclass
@@ -78,12 +78,7 @@ class MockService(LoopbackServer):
 
     async def serve_connection(self, stream: anyio.abc.ByteStream, sock: anyio.abc.SocketStream,
                                conn_id: int) -> None:
-        conn = h11.Connection(h11.SERVER)
-        while True:
-            got = await read_request(stream, conn)
-            if got is None:
-                return
-            head, body = got
+        async def answer(conn: h11.Connection, head: h11.Request, body: bytes) -> bool:
             req = Req(head.method.decode(), head.target.decode(), str_headers(head), body)
             with self._lock:
                 self.requests.append(req)
@@ -93,12 +88,8 @@ class MockService(LoopbackServer):
             else:
                 await send_response(stream, conn, r.status, r.body, r.ctype,
                                     [("connection", "close")] if r.status == 426 else [])
-            if conn.our_state is h11.MUST_CLOSE or req.header("upgrade"):
-                return
-            try:
-                conn.start_next_cycle()
-            except h11.LocalProtocolError:
-                return
+            return bool(req.header("upgrade"))
+        await serve_requests(stream, answer)
 
 
 @dataclass

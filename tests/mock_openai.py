@@ -39,9 +39,9 @@ import h11
 from tests.upstream import (
     WS_GUID,
     LoopbackServer,
-    read_request,
     send_events,
     send_response,
+    serve_requests,
     sse_event,
     str_headers,
     ws_frame,
@@ -149,20 +149,10 @@ class MockOpenAI(LoopbackServer):
 
     async def serve_connection(self, stream: anyio.abc.ByteStream, sock: anyio.abc.SocketStream,
                                conn_id: int) -> None:
-        conn = h11.Connection(h11.SERVER)
-        while True:
-            got = await read_request(stream, conn)
-            if got is None:
-                return
-            head, body = got
+        async def answer(conn: h11.Connection, head: h11.Request, body: bytes) -> bool:
             req = Request(head.method.decode(), head.target.decode(), str_headers(head), body)
-            upgraded = await self._respond(stream, conn, req, body)
-            if upgraded or conn.our_state is h11.MUST_CLOSE:
-                return
-            try:
-                conn.start_next_cycle()
-            except h11.LocalProtocolError:
-                return
+            return await self._respond(stream, conn, req, body)     # True: upgraded to a WebSocket
+        await serve_requests(stream, answer)
 
     def _authorized(self, req: Request) -> bool:
         got = req.header("authorization")

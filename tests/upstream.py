@@ -62,7 +62,7 @@ import socket
 import ssl
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -336,6 +336,22 @@ async def read_request(stream: anyio.abc.ByteStream, conn: h11.Connection) -> tu
             return req, bytes(body)
         else:
             return None
+
+
+async def serve_requests(stream: anyio.abc.ByteStream,
+                         answer: Callable[[h11.Connection, h11.Request, bytes], Awaitable[bool]]) -> None:
+    """The requests of one connection, each read whole (`read_request`) and handed to `answer`,
+    which sends the response on the connection and says whether the connection ends with it (an
+    upgrade taken over, say); kept alive while h11 allows."""
+    conn = h11.Connection(h11.SERVER)
+    while (got := await read_request(stream, conn)) is not None:
+        head, body = got
+        if await answer(conn, head, body) or conn.our_state is h11.MUST_CLOSE:
+            return
+        try:
+            conn.start_next_cycle()
+        except h11.LocalProtocolError:
+            return
 
 
 def str_headers(req: h11.Request) -> list[tuple[str, str]]:
