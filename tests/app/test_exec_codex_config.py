@@ -172,6 +172,17 @@ def test_a_user_edit_during_the_session_is_kept(setup_project: tuple[Path, bytes
     assert config.read_bytes() == b'personality = "friendly"\n' + original
 
 
+def assert_the_next_command_restores(project: Path, config: Path, before: bytes) -> None:
+    """Any later cordon command (here `route list`) puts config.toml back as it was before the
+    session and leaves no session record behind."""
+    r = subprocess.run(cordon_argv("route", "list"), cwd=project, env=env(), capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert config.read_bytes() == before
+    paths = Paths.from_env(dict(os.environ), project)
+    assert not [f for f in paths.sessions_dir.iterdir() if f.suffix == ".json"]
+
+
 def test_sigkilled_session_is_repaired_by_any_command(setup_project: tuple[Path, bytes, bytes],
                                                       project: Path, cordon) -> None:  # type: ignore[no-untyped-def]
     config, original, before = setup_project
@@ -184,12 +195,7 @@ def test_sigkilled_session_is_repaired_by_any_command(setup_project: tuple[Path,
     p.wait()
     os.kill(int(child), signal.SIGKILL)                      # the orphaned child
     assert url in config.read_text()                         # left behind by the crash
-    r = subprocess.run(cordon_argv("route", "list"), cwd=project, env=env(), capture_output=True, text=True,
-                       timeout=60)
-    assert r.returncode == 0, r.stderr
-    assert config.read_bytes() == before
-    paths = Paths.from_env(dict(os.environ), project)
-    assert not [f for f in paths.sessions_dir.iterdir() if f.suffix == ".json"]
+    assert_the_next_command_restores(project, config, before)
     assert cordon("integration", "disable", "codex").status == 0
     assert config.read_bytes() == original
 
@@ -206,12 +212,7 @@ def test_a_restore_that_fails_is_retried_by_the_next_command(setup_project: tupl
     assert b"127.0.0.1:7000" not in config.read_bytes()     # still the session's entries
     assert "127.0.0.1:7000" in (project / ".codex" / ".env").read_text()   # the .env was restored
     (project / ".codex" / f".config.toml.cordon-tmp-{(project / 'cordon.pid').read_text().strip()}").rmdir()
-    r = subprocess.run(cordon_argv("route", "list"), cwd=project, env=env(), capture_output=True, text=True,
-                       timeout=60)
-    assert r.returncode == 0, r.stderr
-    assert config.read_bytes() == before
-    paths = Paths.from_env(dict(os.environ), project)
-    assert not [f for f in paths.sessions_dir.iterdir() if f.suffix == ".json"]
+    assert_the_next_command_restores(project, config, before)
 
 
 def test_two_concurrent_sessions(setup_project: tuple[Path, bytes, bytes], project: Path,
