@@ -32,28 +32,16 @@ from cordon.core import certs
 from tests.mock_anthropic import message, message_events
 from tests.mock_openai import responses_events
 from tests.oauth_fixtures import codex_access
-from tests.upstream import LoopbackServer, send_events, send_response, serve_requests, sse_event, str_headers
-
-
-@dataclass
-class Req:
-    method: str
-    target: str
-    headers: list[tuple[str, str]]
-    body: bytes = b""
-
-    @property
-    def path(self) -> str:
-        return self.target.split("?", 1)[0]
-
-    def header(self, name: str) -> str | None:
-        for k, v in self.headers:
-            if k.lower() == name.lower():
-                return v
-        return None
-
-    def raw(self) -> str:
-        return json.dumps(self.headers) + self.body.decode("latin-1")
+from tests.upstream import (
+    LoopbackServer,
+    Recorded,
+    send_events,
+    send_response,
+    serve_requests,
+    sni_of,
+    sse_event,
+    str_headers,
+)
 
 
 @dataclass
@@ -64,7 +52,7 @@ class Reply:
     sse: list[str] | None = None        # SSE event texts, sent one by one
 
 
-Handler = Callable[[Req], Reply]
+Handler = Callable[[Recorded], Reply]
 
 
 class MockService(LoopbackServer):
@@ -74,12 +62,13 @@ class MockService(LoopbackServer):
     def __init__(self, host: str, ca: certs.CA, handler: Handler, also: tuple[str, ...] = ()) -> None:
         super().__init__(host, ca=ca, also=also)
         self.handler = handler
-        self.requests: list[Req] = []
+        self.requests: list[Recorded] = []
 
     async def serve_connection(self, stream: anyio.abc.ByteStream, sock: anyio.abc.SocketStream,
                                conn_id: int) -> None:
         async def answer(conn: h11.Connection, head: h11.Request, body: bytes) -> bool:
-            req = Req(head.method.decode(), head.target.decode(), str_headers(head), body)
+            req = Recorded(conn_id, head.method.decode(), head.target.decode(), str_headers(head), body,
+                           sni_of(stream))
             with self._lock:
                 self.requests.append(req)
             r = self.handler(req)
@@ -146,7 +135,7 @@ class MockProvider:
         return out
 
     # -- the token endpoint ------------------------------------------------------------
-    def _token(self, req: Req) -> Reply:
+    def _token(self, req: Recorded) -> Reply:
         try:
             body = json.loads(req.body)
         except ValueError:
@@ -176,7 +165,7 @@ class MockProvider:
         return Reply(200, json.dumps(answer).encode())
 
     # -- the model API -----------------------------------------------------------------
-    def _api(self, req: Req) -> Reply:
+    def _api(self, req: Recorded) -> Reply:
         with self._lock:
             forced = self.fail_next.pop(0) if self.fail_next else None
             ok = not self.family.revoked and req.header("authorization") == f"Bearer {self.family.access}"
