@@ -276,13 +276,15 @@ def _reason(text: str) -> str:
     return ((hits or lines or [""])[0])[:240]
 
 
-GRACE = 3.0        # seconds a runtime may take to exit after its request arrived
+GRACE = 3.0        # seconds a runtime that failed may take to say why before it is stopped
 
 
 async def _run(argv: Sequence[str], env: Mapping[str, str], cwd: Path, timeout: float,
-               arrived: Callable[[], bool]) -> tuple[int, str]:
-    """Run one probe; stop it `GRACE` s after its request arrived (Codex keeps retrying on a
-    TLS failure, so a probe that never arrives is stopped at `timeout`). (status, stderr)."""
+               arrived: Callable[[], bool], answered: Callable[[], bool]) -> tuple[int, str]:
+    """Run one probe. Stopped once `answered` (the verdict is in: nothing the runtime does after
+    that changes it, and agents go on working for seconds), else `GRACE` s after its request
+    arrived (time to print why it failed), else at `timeout` (Codex keeps retrying on a TLS
+    failure). (status, stderr)."""
     errfile = cwd / "stderr.txt"
     with errfile.open("wb") as err:
         proc = await anyio.open_process(list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
@@ -297,7 +299,7 @@ async def _run(argv: Sequence[str], env: Mapping[str, str], cwd: Path, timeout: 
             now = anyio.current_time()
             if seen_at is None and arrived():
                 seen_at = now
-            if proc.returncode is None and (now - started > timeout or
+            if proc.returncode is None and (now - started > timeout or answered() or
                                             (seen_at is not None and now - seen_at > GRACE)):
                 timed_out = seen_at is None
                 with contextlib.suppress(ProcessLookupError):
@@ -310,7 +312,9 @@ async def _run(argv: Sequence[str], env: Mapping[str, str], cwd: Path, timeout: 
 
 
 async def _trial(h: _Harness, rt: Runtime, exe: str, env: Mapping[str, str], label: str,
-                 timeout: float = TIMEOUT) -> Trial:
+                 timeout: float = TIMEOUT, why: bool = True) -> Trial:
+    """One run of `rt` through the proxy; `why`: wait for it to say why it failed (the full
+    environment's run, whose error is reported), else stop it as soon as it refused cordon."""
     prefix = f"/probe/{rt.name}/{label}"
     host = f"{rt.name}-{label}".lower().replace("_", "-") + "." + PROBE_HOST
     url = f"https://{host}:{h.upstream_port}{prefix}"
@@ -325,7 +329,8 @@ async def _trial(h: _Harness, rt: Runtime, exe: str, env: Mapping[str, str], lab
     # done once the request arrived, or once the client refused cordon's certificate (clients
     # that retry would otherwise run until the timeout)
     rc, stderr = await _run(rt.argv(exe, url, str(home)), env, home, timeout,
-                            lambda: h.log.injected_under(prefix) or h.refused(host))
+                            lambda: h.log.injected_under(prefix) or h.refused(host),
+                            lambda: h.log.injected_under(prefix) or (not why and h.refused(host)))
     took = anyio.current_time() - t0
     if h.log.injected_under(prefix):
         return Trial(True, None, took)
@@ -393,24 +398,33 @@ async def _probe(h: _Harness, rt: Runtime, base_env: Mapping[str, str], limiter:
         vhome = h.workdir / "home" / rt.name / "version"
         vhome.mkdir(parents=True, exist_ok=True)
         venv = {**full, **_packages(rt, h.workdir, full, rt.extra_env(f"https://{PROBE_HOST}", str(vhome)))}
-    version = await anyio.to_thread.run_sync(_version, exe, rt, venv)
-    who = _label(rt, version)
     if not res.ok:
+        who = _label(rt, await anyio.to_thread.run_sync(_version, exe, rt, venv))
         if res.error == "not importable":
             return skip(cid, f"{rt.name.split('-', 1)[1]} is not importable by {exe}")
         return fail(cid, f"{who}: the request through cordon failed: {res.error}", rt.fix, exe=exe)
+    # the version, the run without any trust variable and one run per variable, side by side
     bare = {k: v for k, v in full.items() if k not in TRUST_VARS}
-    async with limiter:
-        without = await _trial(h, rt, exe, bare, "none", quick)
-    if without.ok:
+    variants = {"none": bare, **{var: {**bare, var: full[var]} for var in rt.trust_vars}}
+    got: dict[str, Trial] = {}
+    version = ""
+
+    async def variant(label: str, env: Mapping[str, str]) -> None:
+        async with limiter:
+            got[label] = await _trial(h, rt, exe, env, label, quick, why=False)
+
+    async def read_version() -> None:
+        nonlocal version
+        version = await anyio.to_thread.run_sync(_version, exe, rt, venv)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read_version)
+        for label, env in variants.items():
+            tg.start_soon(variant, label, env)
+    who = _label(rt, version)
+    if got["none"].ok:
         return ok(cid, f"{who}: credential injected; trusts cordon's CA without any variable "
                        "(the CA is in its default trust store)", exe=exe, version=version, trust_vars=[])
-    carriers: list[str] = []
-    for var in rt.trust_vars:
-        async with limiter:
-            t = await _trial(h, rt, exe, {**bare, var: full[var]}, var, quick)
-        if t.ok:
-            carriers.append(var)
+    carriers = [var for var in rt.trust_vars if got[var].ok]
     via = ", ".join(carriers) if carriers else "the variables together (no single one suffices)"
     return ok(cid, f"{who}: credential injected; trusts cordon via {via}", exe=exe, version=version,
               trust_vars=carriers)
