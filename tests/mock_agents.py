@@ -29,7 +29,7 @@ import anyio.abc
 import h11
 
 from tests.mock_anthropic import message, message_events
-from tests.mock_openai import PLACEHOLDER, MockOpenAI, Request, chat_chunks, responses_events
+from tests.mock_openai import PLACEHOLDER, MockOpenAI, Request, chat_chunks, json_payload, responses_events
 
 REPLY = "Hello from the cordon mock upstream"
 
@@ -71,12 +71,7 @@ class MockProvider(MockOpenAI):
         if not self._authorized(req):
             await self._send(stream, conn, 401, b'{"error":{"message":"mock: wrong key","code":401}}')
             return False
-        try:
-            payload = json.loads(body) if body else {}
-        except ValueError:
-            payload = {}
-        if not isinstance(payload, dict):
-            payload = {}
+        payload = json_payload(body)
         model = str(payload.get("model") or "mock-model")
         answer = {"anthropic": self._anthropic, "gemini": self._gemini, "github": self._github}.get(self.kind)
         if answer is not None and await answer(stream, conn, req, path, payload, model):

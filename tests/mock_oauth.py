@@ -30,7 +30,7 @@ import h11
 
 from cordon.core import certs
 from tests.mock_anthropic import message, message_events
-from tests.mock_openai import responses_events
+from tests.mock_openai import json_payload, responses_events
 from tests.oauth_fixtures import codex_access
 from tests.upstream import (
     LoopbackServer,
@@ -136,10 +136,7 @@ class MockProvider:
 
     # -- the token endpoint ------------------------------------------------------------
     def _token(self, req: Recorded) -> Reply:
-        try:
-            body = json.loads(req.body)
-        except ValueError:
-            body = {}
+        body = json_payload(req.body)
         if req.method != "POST" or body.get("grant_type") != "refresh_token":
             return Reply(404, b'{"error":"mock: not here"}')
         rt = str(body.get("refresh_token"))
@@ -188,11 +185,7 @@ class MockProvider:
                 return Reply(200, sse=[sse_event(e, e["type"]) for e in responses_events(self.reply)])
             return Reply(404, b'{"detail":"mock: not found"}')
         if req.method == "POST" and path == "/v1/messages":
-            try:
-                stream = json.loads(req.body).get("stream")
-            except ValueError:
-                stream = False
-            if stream:
+            if json_payload(req.body).get("stream"):
                 events = message_events(self.reply, "claude-mock")
                 return Reply(200, sse=[sse_event(data, name) for name, data in events])
             return Reply(200, json.dumps(message(self.reply, "claude-mock")).encode())

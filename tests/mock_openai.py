@@ -105,6 +105,15 @@ def responses_events(reply: str, model: str = "gpt-mock") -> list[dict[str, Any]
     return ev
 
 
+def json_payload(body: bytes) -> dict[str, Any]:
+    """A request body's JSON object ({} when there is none, or it is not a JSON object)."""
+    try:
+        payload = json.loads(body) if body else {}
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
 def chat_chunks(reply: str, model: str = "gpt-mock") -> list[dict[str, Any]]:
     now = int(time.time())
     head = {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": now, "model": model}
@@ -182,10 +191,7 @@ class MockOpenAI(LoopbackServer):
                 return False
             await self._serve_ws(stream, conn, req)
             return True
-        try:
-            payload = json.loads(body) if body else {}
-        except ValueError:
-            payload = {}
+        payload = json_payload(body)
         model = str(payload.get("model") or "gpt-mock")
         if req.method == "POST" and path.endswith("/responses"):
             events = responses_events(self.reply, model)
