@@ -318,6 +318,30 @@ async def next_event(stream: anyio.abc.ByteStream, conn: h11.Connection) -> Any:
         conn.receive_data(data)
 
 
+async def read_raw_request(stream: anyio.abc.ByteStream, buf: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """One request as the raw bytes sent, framed by Content-Length alone (for upstreams that must see
+    odd framing untouched), after `buf` (bytes already read): its head without the blank line, its
+    body, and what came after it. None at the end of the stream or on a Content-Length that is not
+    a number."""
+    while b"\r\n\r\n" not in buf:
+        try:
+            buf += await stream.receive(65536)
+        except anyio.EndOfStream:
+            return None
+    head, _, buf = buf.partition(b"\r\n\r\n")
+    n = 0
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length":
+            try:
+                n = int(v)
+            except ValueError:
+                return None
+    while len(buf) < n:
+        buf += await stream.receive(65536)
+    return head, buf[:n], buf[n:]
+
+
 async def read_request(stream: anyio.abc.ByteStream, conn: h11.Connection) -> tuple[h11.Request, bytes] | None:
     """The next request and its whole body, or None once the client is gone. An Upgrade request
     comes back at once with no body (what follows it is not HTTP)."""
