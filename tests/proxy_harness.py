@@ -105,7 +105,8 @@ def running_proxy(routes: Sequence[Route], *, secrets: dict[str, str] | None = N
                   token: str | None = TOKEN, policy: Policy | None = None,
                   timeouts: Timeouts | None = None, upstream_ca_file: str | None = None,
                   resolver: Any = None, secrets_gen_file: Path | None = None,
-                  logins: Any = None) -> Iterator[RunningProxy]:
+                  logins: Any = None, config: Any = None, auth: Any = None) -> Iterator[RunningProxy]:
+    """`auth`: the proxy's ProxyAuth (default: `token` alone)."""
     ca = certs.create_ca("cordon test CA")
     tmp = Path(tempfile.mkdtemp(prefix="cordon-proxy-test-"))
     ca_file = tmp / "cordon-ca.pem"
@@ -113,10 +114,10 @@ def running_proxy(routes: Sequence[Route], *, secrets: dict[str, str] | None = N
     values = secrets if secrets is not None else {"CORDON_TEST_SECRET": SECRET}
     res = resolver if resolver is not None else DictResolver(dict(values))
     settings = ProxySettings(routes=tuple(routes), issuer=LeafIssuer(ca), resolver=res,
-                             auth=ProxyAuth.single(token) if token else None,
+                             auth=auth if auth is not None else ProxyAuth.single(token) if token else None,
                              policy=policy or Policy(), upstream_ca_file=upstream_ca_file,
                              secrets_gen_file=secrets_gen_file, timeouts=timeouts or Timeouts(),
-                             logins=logins)
+                             logins=logins, config=config)
     with start_blocking_portal("asyncio") as portal:
         fut, port = portal.start_task(serve, settings)
         try:

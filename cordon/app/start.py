@@ -226,6 +226,9 @@ def token_auth(watcher: TokenWatcher) -> WatchedAuth:
                 self._gen = watcher.generation
             return self._inner
 
+        def current(self) -> ProxyAuth | None:
+            return self._current()
+
         def check_token(self, token: bytes) -> str | None:
             inner = self._current()
             return inner.check_token(token) if inner else None

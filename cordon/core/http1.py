@@ -33,10 +33,22 @@ _TARGET = re.compile(rb"^[\x21-\x7e]+$")
 _VERSION = re.compile(rb"^HTTP/1\.[01]$")
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 
+# The common, well-formed head, checked and split in C: a request or status line, then field
+# lines `name:value` (CRLF or bare LF), then the blank line, nothing else. What these accept the
+# line-by-line parser below accepts with the same result; anything else (including every
+# malformed head) goes through that parser, which names what is wrong.
+_TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
+_FIELD_LINE = _TCHAR + rb"+:[^\x00-\x08\x0a-\x1f\x7f]*\r?\n"
+_FAST_FIELDS = re.compile(rb"(?:" + _FIELD_LINE + rb")*\r?\n")
+_FAST_FIELD = re.compile(rb"(" + _TCHAR + rb"+):([^\x00-\x08\x0a-\x1f\x7f]*)\r?\n")
+_FAST_REQUEST_LINE = re.compile(_TCHAR + rb"+ [\x21-\x7e]+ HTTP/1\.[01]\r?\n")
+_FAST_STATUS_LINE = re.compile(rb"(HTTP/1\.[01]) ([0-9]{3})(?: ([^\r\n]*))?\r?\n")
+
 # RFC 9110 §7.6.1: fields a proxy must not forward (plus those `Connection` names)
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
                         b"transfer-encoding", b"upgrade", b"proxy-authorization",
                         b"proxy-authenticate"})
+_DROP = HOP_BY_HOP | {b"content-length"}   # strip_hop_by_hop when `Connection` names nothing
 
 
 @dataclass(frozen=True)
@@ -143,10 +155,55 @@ def _parse_fields(lines: Iterable[bytes], status: int) -> Headers:
     return headers
 
 
-def parse_request_head(head: bytes) -> RequestHead:
+def _fast_fields(block: bytes) -> Headers | None:
+    """The fields of a well-formed field block (ending with its blank line), or None."""
+    if _FAST_FIELDS.fullmatch(block) is None:
+        return None
+    return [(name, value.strip(b" \t")) for name, value in _FAST_FIELD.findall(block)]
+
+
+class FieldMemo:
+    """One client connection's last request field block and its parse.
+
+    A keep-alive client repeats the same fields on every request (curl: Host,
+    Proxy-Authorization, User-Agent, Accept...); `parse_request_head(head, memo)`
+    reuses the parse when the bytes after the request line are exactly those of
+    the last request (the same bytes parse the same way: nothing is less strict).
+    The heads then share one `headers` list, which is read-only like the rest of
+    a head; a caller may key its own derived values on that list's identity.
+    """
+
+    __slots__ = ("block", "headers")
+
+    def __init__(self) -> None:
+        self.block = b""
+        self.headers: Headers = []
+
+
+def parse_request_head(head: bytes, memo: FieldMemo | None = None) -> RequestHead:
     """Parse `request-line CRLF *(field CRLF) CRLF` (leading empty lines are skipped)."""
     if len(head) > MAX_HEAD:
         raise ProtocolError("request head larger than 64 KiB", 431)
+    if head[:1] in (b"\r", b"\n"):
+        head = head.lstrip(b"\r\n")
+    m = _FAST_REQUEST_LINE.match(head)
+    if m is not None:
+        block = head[m.end():]
+        if memo is not None and block == memo.block:
+            fields: Headers | None = memo.headers
+        else:
+            fields = _fast_fields(block)
+            if memo is not None and fields is not None:
+                memo.block, memo.headers = block, fields
+        if fields is not None:
+            method, target, version = head[:m.end()].rstrip(b"\r\n").split(b" ")
+            if b"#" not in target:
+                return RequestHead(method=method, target=target, version=version, headers=fields)
+    return _parse_request_lines(head)
+
+
+def _parse_request_lines(head: bytes) -> RequestHead:
+    """`parse_request_head` line by line: every head the fast path does not take."""
     lines = _lines(head.lstrip(b"\r\n"))
     parts = lines[0].split(b" ")
     if len(parts) != 3:
@@ -167,6 +224,19 @@ def parse_response_head(head: bytes) -> ResponseHead:
     """Parse a response head from an upstream; garbage raises ProtocolError(502)."""
     if len(head) > MAX_HEAD:
         raise ProtocolError("upstream response head larger than 64 KiB", 502)
+    if head[:1] in (b"\r", b"\n"):
+        head = head.lstrip(b"\r\n")
+    m = _FAST_STATUS_LINE.match(head)
+    if m is not None:
+        fields = _fast_fields(head[m.end():])
+        if fields is not None:
+            version, code, reason = m.groups()
+            return ResponseHead(status=int(code), reason=reason or b"", version=version, headers=fields)
+    return _parse_response_lines(head)
+
+
+def _parse_response_lines(head: bytes) -> ResponseHead:
+    """`parse_response_head` line by line: every head the fast path does not take."""
     lines = _lines(head.lstrip(b"\r\n"))
     parts = lines[0].split(b" ", 2)
     if len(parts) < 2 or not _VERSION.match(parts[0]) or len(parts[1]) != 3 or not parts[1].isdigit():
@@ -326,7 +396,7 @@ def end_chunks(trailers: Sequence[tuple[bytes, bytes]] = ()) -> bytes:
 
 
 def serialize_headers(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
-    return b"".join(k + b": " + v + b"\r\n" for k, v in headers)
+    return b"".join([b"%b: %b\r\n" % kv for kv in headers])
 
 
 def serialize_request_head(method: bytes, target: bytes, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
@@ -359,6 +429,6 @@ def strip_hop_by_hop(headers: Sequence[tuple[bytes, bytes]], *, keep: frozenset[
 
     `Content-Length` is dropped too: the proxy writes its own framing.
     """
-    named = set(tokens(headers, b"connection")) - keep
-    drop = (HOP_BY_HOP | named | {b"content-length"}) - keep
+    named = tokens(headers, b"connection")
+    drop = (HOP_BY_HOP | set(named) | {b"content-length"}) - keep if named or keep else _DROP
     return [(k, v) for k, v in headers if k.lower() not in drop]

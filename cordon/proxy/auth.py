@@ -5,7 +5,11 @@ Clients send `Proxy-Authorization: Basic base64(<any user>:<token>)` (what
 that: `Proxy-Authorization: Bearer` is refused (one documented way in). `/status`
 also takes `Authorization: Bearer <token>`. Every stored token is compared on
 every check (digests of equal length, `hmac.compare_digest`), so timing says
-nothing about which token or how much of it matched.
+nothing about which token or how much of it matched. A header value that
+already passed is remembered (a plain-HTTP client presents the same one on
+every request) and recognised by a constant-time comparison with the
+remembered values, without decoding and hashing it again; the memory belongs
+to the token set, so a rotated or revoked token is checked afresh.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import hmac
 from collections.abc import Mapping
 
 CHALLENGE = b'Basic realm="cordon"'
+PASSED_MAX = 16   # accepted Proxy-Authorization values remembered (ProxyAuth._passed)
 
 
 def _digest(token: str | bytes) -> bytes:
@@ -30,6 +35,14 @@ class ProxyAuth:
         if not tokens:
             raise ValueError("ProxyAuth needs at least one token (use auth=None for an open proxy)")
         self._entries = [(_digest(t), name) for t, name in tokens.items()]
+        # Proxy-Authorization values that passed, with their client: a plain-HTTP client sends
+        # the same one on every request. Compared in constant time like the digests; it lives
+        # as long as this object, so a changed token set (a new ProxyAuth) starts empty.
+        self._passed: list[tuple[bytes, str]] = []
+
+    def current(self) -> ProxyAuth | None:
+        """The token set checks go to now: this one (a token file's watcher hands out its latest)."""
+        return self
 
     @classmethod
     def single(cls, token: str, client: str = "default") -> ProxyAuth:
@@ -48,6 +61,13 @@ class ProxyAuth:
         """Check a `Proxy-Authorization` value (Basic), or with `bearer` an `Authorization` one (Bearer)."""
         if not value:
             return None
+        if not bearer and self._passed:
+            found: str | None = None
+            for seen, name in self._passed:
+                if hmac.compare_digest(seen, value) and found is None:
+                    found = name
+            if found is not None:
+                return found
         scheme, _, cred = value.strip().partition(b" ")
         scheme = scheme.lower()
         cred = cred.strip()
@@ -57,7 +77,12 @@ class ProxyAuth:
             except (binascii.Error, ValueError):
                 return None
             _user, sep, token = raw.partition(b":")
-            return self.check_token(token) if sep else None
+            who = self.check_token(token) if sep else None
+            if who is not None:
+                if len(self._passed) >= PASSED_MAX:
+                    del self._passed[0]
+                self._passed.append((bytes(value), who))
+            return who
         if scheme == b"bearer" and bearer:
             return self.check_token(cred)
         return None

@@ -40,7 +40,7 @@ class Conn:
         The limits are the stream's read deadline, moved on at the first byte.
         """
         buf = self.buf
-        if buf.startswith(b"\r\n") or buf.startswith(b"\n"):
+        if buf and buf[0] in (10, 13) and (buf.startswith(b"\r\n") or buf.startswith(b"\n")):
             del buf[:len(buf) - len(buf.lstrip(b"\r\n"))]   # stray CRLFs between messages (RFC 9112 §2.2)
         fs = self.stream
         started = bool(buf)
@@ -69,6 +69,14 @@ class Conn:
                     if not started and not idle_is_timeout:
                         return None
                     raise
+                if not started and data[:1] not in (b"\r", b"\n", b""):
+                    # the common case: one read holding a whole head (and maybe what follows it)
+                    end = find_head_end(data)
+                    if end == len(data):
+                        return data
+                    if end > 0:
+                        buf += memoryview(data)[end:]
+                        return data[:end]
                 buf += data
                 if not started:
                     stripped = buf.lstrip(b"\r\n")

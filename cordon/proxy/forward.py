@@ -38,7 +38,6 @@ from cordon.core.http1 import (
     encode_chunk,
     end_chunks,
     header_get,
-    parse_response_head,
     request_framing,
     response_framing,
     serialize_request_head,
@@ -71,6 +70,9 @@ class Plan:
     upgrade: bytes | None = None     # b"websocket": relay raw bytes after a 101
     prefetch: int = PREFETCH_MAX     # request bodies up to this size are read first (replayable)
     on_401: Callable[[], Awaitable[Headers | None]] | None = None   # headers to retry a 401 with, once
+    framing: Framing | None = None   # the request's body framing, when the caller already has it
+    expect: bool | None = None       # the request asks for 100-continue, when the caller already knows
+    keep_alive: bool | None = None   # the client wants its connection kept, when the caller already knows
 
 
 class ClientGone(ProtocolError):
@@ -119,8 +121,8 @@ class Forwarder:
         self.t = timeouts
 
     async def exchange(self, client: Conn, req: RequestHead, plan: Plan) -> Result:
-        framing = request_framing(req)
-        expect = b"100-continue" in tokens(req.headers, b"expect")
+        framing = plan.framing or request_framing(req)
+        expect = plan.expect if plan.expect is not None else b"100-continue" in tokens(req.headers, b"expect")
         body: bytes | None = None
         if framing.kind == "none":
             body = b""
@@ -303,7 +305,7 @@ class Forwarder:
                 return None
             if raw is None:
                 return None
-            resp = parse_response_head(raw)
+            resp = up.response_memo.parse(raw)
             if resp.status == 101:
                 if plan.upgrade:
                     return resp
@@ -367,9 +369,15 @@ class Forwarder:
         if resp.status == 101:
             down, upb = await relay_upgraded(client, up, resp, plan.scrub)
             return Result(status=101, keep_alive=False, bytes_down=down, bytes_up=upb)
-        rf = response_framing(req.method, resp)   # ProtocolError(502) on nonsense
-        keep_client = req.keep_alive
-        headers = strip_hop_by_hop(resp.headers)
+        memo = up.response_memo
+        if memo.decided is resp and memo.method == req.method:
+            rf, headers, up_keep = memo.framing, list(memo.fields), memo.keep_alive
+        else:
+            rf = response_framing(req.method, resp)   # ProtocolError(502) on nonsense
+            headers = strip_hop_by_hop(resp.headers)
+            up_keep = wants_keep_alive(resp.version, resp.headers)
+            memo.decide(resp, req.method, rf, headers, up_keep)
+        keep_client = req.keep_alive if plan.keep_alive is None else plan.keep_alive
         scrubber: Scrubber | None = None
         if plan.scrub:
             headers = plan.scrub.headers(headers)
@@ -390,7 +398,7 @@ class Forwarder:
                 scrubber is not None or len(up.buf) >= rf.length):
             # small body: scrub it whole (keeping an exact Content-Length) and send it with the head
             return await self._respond_small(client, req, plan, up, resp, rf.length, headers, scrubber,
-                                             upload, keep_client)
+                                             upload, keep_client, up_keep)
         elif rf.kind == "length" and scrubber is None:
             headers.append((b"Content-Length", b"%d" % rf.length))
             mode = "length"
@@ -406,7 +414,7 @@ class Forwarder:
         res = Result(status=resp.status, keep_alive=keep_client)
         await client.send(serialize_response_head(resp.status, resp.reason, headers))
 
-        up_reusable = rf.kind != "close" and wants_keep_alive(resp.version, resp.headers)
+        up_reusable = rf.kind != "close" and up_keep
         try:
             res.bytes_down, trailers, clean = await self._relay_body(client, up, rf, mode, scrubber)
             if not clean:
@@ -440,7 +448,7 @@ class Forwarder:
 
     async def _respond_small(self, client: Conn, req: RequestHead, plan: Plan, up: Upstream, resp: ResponseHead,
                              length: int, headers: Headers, scrubber: Scrubber | None, upload: _Upload,
-                             keep_client: bool) -> Result:
+                             keep_client: bool, up_keep: bool) -> Result:
         parts: list[bytes] = []
         left = length
         try:
@@ -459,7 +467,7 @@ class Forwarder:
         if not keep_client:
             headers.append((b"Connection", b"close"))
         await client.send(serialize_response_head(resp.status, resp.reason, headers) + body)
-        if upload.complete and wants_keep_alive(resp.version, resp.headers):
+        if upload.complete and up_keep:
             await self.pool.release(up)
         else:
             await up.aclose()

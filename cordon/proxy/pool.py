@@ -20,6 +20,7 @@ from pathlib import Path
 import anyio
 
 from cordon.core.errors import ProtocolError
+from cordon.core.http1 import NO_BODY, Framing, Headers, ResponseHead, parse_response_head
 from cordon.proxy.conn import Conn
 from cordon.proxy.tls import ClientContexts
 from cordon.proxy.transport.fastio import connect
@@ -40,6 +41,14 @@ class Target:
     tls: bool = True
     ca_file: Path | None = None
 
+    def __hash__(self) -> int:
+        # the pool looks a target up two or three times per request: hashed once, not field by field
+        h: int | None = self.__dict__.get("_hash")
+        if h is None:
+            h = self.__dict__["_hash"] = hash((self.host, self.port, self.connect_host, self.connect_port,
+                                               self.tls, self.ca_file))
+        return h
+
     def describe(self) -> str:
         where = f"{self.host}:{self.port}"
         if (self.connect_host, self.connect_port) != (self.host, self.port):
@@ -47,16 +56,50 @@ class Target:
         return where
 
 
+class ResponseMemo:
+    """One upstream connection's last response head, its parse and what it decided.
+
+    A server answering the same kind of request often repeats its head byte for
+    byte (no Date, or within the same second): `parse` reuses the last parse for
+    the same bytes (the same bytes parse the same way), and `decide` keeps the
+    framing, the fields to relay and keep-alive decided for that head and request
+    method. Heads are read-only: the memo hands out the same objects.
+    """
+
+    __slots__ = ("decided", "fields", "framing", "head", "keep_alive", "method", "parsed")
+
+    def __init__(self) -> None:
+        self.head = b""
+        self.parsed: ResponseHead | None = None
+        self.decided: ResponseHead | None = None   # the head `framing`, `fields`, `keep_alive` are for
+        self.method = b""
+        self.framing = NO_BODY
+        self.fields: Headers = []
+        self.keep_alive = False
+
+    def parse(self, raw: bytes) -> ResponseHead:
+        if self.parsed is not None and raw == self.head:
+            return self.parsed
+        resp = parse_response_head(raw)   # ProtocolError(502) on garbage: nothing is kept
+        self.head, self.parsed = raw, resp
+        return resp
+
+    def decide(self, resp: ResponseHead, method: bytes, framing: Framing, fields: Headers, keep_alive: bool) -> None:
+        self.decided, self.method, self.framing, self.keep_alive = resp, method, framing, keep_alive
+        self.fields = list(fields)   # a copy: the caller goes on to add its own framing fields
+
+
 class Upstream(Conn):
     """A connection to a target; `uses` counts the exchanges it carried."""
 
-    __slots__ = ("idle_since", "target", "uses")
+    __slots__ = ("idle_since", "response_memo", "target", "uses")
 
     def __init__(self, stream: Stream, target: Target) -> None:
         super().__init__(stream)
         self.target = target
         self.uses = 0
         self.idle_since = 0.0
+        self.response_memo = ResponseMemo()
 
     def looks_dead(self) -> bool:
         """A connection holding any unread byte (EOF, junk, an unsolicited response) is not reused.

@@ -25,11 +25,15 @@ from cordon import __version__
 from cordon.core import ssrf
 from cordon.core.errors import ProtocolError
 from cordon.core.http1 import (
+    FieldMemo,
+    Framing,
+    Headers,
     RequestHead,
     parse_request_head,
     request_framing,
     simple_response,
     strip_hop_by_hop,
+    tokens,
 )
 from cordon.core.model import Policy, Route, SecretReader
 from cordon.core.routes import RouteTable, normalize_host, split_host_port
@@ -126,6 +130,28 @@ class _Started:
         self._fn(value)
 
 
+class PlainMemo(GuardMemo):
+    """What one client connection's absolute-form requests keep from one request to the next.
+
+    The SSRF decision (`GuardMemo`, at most a second), the last request target's parsed
+    scheme and authority with the route they matched (under the route table they were
+    matched against), and the last upstream `Target` (one object per connection, so the
+    pool's lookups hit on identity).
+    """
+
+    __slots__ = ("authority", "derived", "target", "who")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.authority: tuple[bytes, bytes, RouteTable, str, int, Route | None, str] | None = None
+        self.target: Target | None = None
+        # what the request's fields decide (framing, upgrade, the fields to forward), for the
+        # `headers` list it was computed from: FieldMemo hands out the same list for the same bytes
+        self.derived: tuple[Headers, bytes, Framing, bytes | None, Headers, bool, bool] | None = None
+        # the client the fields' Proxy-Authorization named, for that headers list and token set
+        self.who: tuple[Headers, ProxyAuth, str] | None = None
+
+
 class Proxy:
     """Per-`serve` state: route table, pool, secret cache, stats."""
 
@@ -145,6 +171,7 @@ class Proxy:
             self.oauth = Broker(settings.logins, self.routes, self.pool.contexts)
             self.secrets.listeners.append(self.oauth.invalidate)
         self._targets: dict[tuple[int, str, int], tuple[Route, Target]] = {}
+        self._plain_targets: dict[tuple[str, int, str, bool], Target] = {}
 
     def _apply(self, routes: tuple[Route, ...], policy: Policy) -> None:
         """The routes and policy new connections are served with (start, or a reloaded config)."""
@@ -179,6 +206,18 @@ class Proxy:
         t = self._route_target(route, name, port)
         if len(self._targets) < 1024:
             self._targets[key] = (route, t)
+        return t
+
+    def _plain_target(self, host: str, port: int, address: str, tls: bool) -> Target:
+        """The Target of an unmatched host at a checked address: one object for all connections
+        (the pool's lookups then hit on identity)."""
+        key = (host, port, address, tls)
+        t = self._plain_targets.get(key)
+        if t is None:
+            t = Target(host=host, port=port, connect_host=address, connect_port=port, tls=tls)
+            if len(self._plain_targets) >= 1024:
+                self._plain_targets.clear()
+            self._plain_targets[key] = t
         return t
 
     def _route_target(self, route: Route, host: str, port: int) -> Target:
@@ -231,7 +270,8 @@ class Proxy:
             with anyio.CancelScope(shield=True):
                 await client.aclose()
 
-    async def read_request(self, conn: Conn, *, count_refused: bool = False) -> RequestHead | None:
+    async def read_request(self, conn: Conn, *, count_refused: bool = False,
+                           fields: FieldMemo | None = None) -> RequestHead | None:
         """The next request on `conn`; None when the connection is done (a bad or late head is
         answered first: 408, or the parser's status)."""
         t = self.timeouts
@@ -246,7 +286,7 @@ class Proxy:
         if head is None:
             return None
         try:
-            return parse_request_head(head)
+            return parse_request_head(head, fields)
         except ProtocolError as e:
             if count_refused:
                 self.stats.refused += 1
@@ -254,9 +294,10 @@ class Proxy:
             return None
 
     async def _client_loop(self, client: Conn) -> None:
-        memo: GuardMemo | None = None   # plain HTTP's last SSRF decision on this connection
+        memo: PlainMemo | None = None   # plain HTTP's last SSRF decision etc. on this connection
+        fields = FieldMemo()            # the last request's fields and their parse
         while True:
-            req = await self.read_request(client, count_refused=True)
+            req = await self.read_request(client, count_refused=True, fields=fields)
             if req is None:
                 return
             if req.method == b"CONNECT":
@@ -267,19 +308,32 @@ class Proxy:
                     return
             elif b"://" in req.target[:10]:
                 if memo is None:
-                    memo = GuardMemo()
+                    memo = PlainMemo()
                 if not await self._absolute(client, req, memo):
                     return
             else:
                 await self.send_error(client, 400, "malformed request target", close=True)
                 return
 
-    def _client_name(self, req: RequestHead) -> str | None:
-        """The name of the client whose token the request carries ("-" for an open proxy), or None."""
+    def _client_name(self, req: RequestHead, memo: PlainMemo | None = None) -> str | None:
+        """The name of the client whose token the request carries ("-" for an open proxy), or None.
+
+        With `memo`: the same fields (the same headers list, see FieldMemo) checked against the
+        same token set as the connection's last request that passed get the same answer."""
         auth = self.settings.auth
         if auth is None:
             return "-"
-        return auth.check_header(req.get(b"proxy-authorization"))
+        if memo is None:
+            return auth.check_header(req.get(b"proxy-authorization"))
+        tokens = auth.current()
+        if tokens is None:
+            return None
+        seen = memo.who
+        if seen is not None and seen[0] is req.headers and seen[1] is tokens:
+            return seen[2]
+        who = tokens.check_header(req.get(b"proxy-authorization"))
+        memo.who = (req.headers, tokens, who) if who is not None else None
+        return who
 
     async def _refuse_auth(self, client: Conn, req: RequestHead, host: str) -> bool:
         self.stats.refused += 1
@@ -347,7 +401,7 @@ class Proxy:
             return await memo.addresses(host, port, self.exemptions, self.timeouts.connect)
         return await guarded_addresses(host, port, self.exemptions, self.timeouts.connect)
 
-    async def _absolute(self, client: Conn, req: RequestHead, memo: GuardMemo | None = None) -> bool:
+    async def _absolute(self, client: Conn, req: RequestHead, memo: PlainMemo | None = None) -> bool:
         """`GET http://host/path` (absolute-form): route hosts never get a cleartext credential."""
         t0 = time.monotonic()
         scheme, _, rest = req.target.partition(b"://")
@@ -356,20 +410,28 @@ class Proxy:
         if b"?" in authority:
             authority, _, q = authority.partition(b"?")
             tail, slash = b"?" + q, b"/"
-        if scheme not in (b"http", b"https") or not authority or b"@" in authority:
-            await self.send_error(client, 400, "malformed absolute-form request target", close=True)
-            return False
-        default = 443 if scheme == b"https" else 80
-        try:
-            host, port = split_host_port(authority.decode("latin-1"), default)
-        except ValueError:
-            await self.send_error(client, 400, "malformed absolute-form request target", close=True)
-            return False
-        who = self._client_name(req)
+        # the same scheme and authority as this connection's last request: the same answers
+        seen = memo.authority if memo is not None else None
+        if seen is not None and seen[0] == scheme and seen[1] == authority and seen[2] is self.table:
+            host, port, route, name = seen[3], seen[4], seen[5], seen[6]
+        else:
+            if scheme not in (b"http", b"https") or not authority or b"@" in authority:
+                await self.send_error(client, 400, "malformed absolute-form request target", close=True)
+                return False
+            default = 443 if scheme == b"https" else 80
+            try:
+                host, port = split_host_port(authority.decode("latin-1"), default)
+            except ValueError:
+                await self.send_error(client, 400, "malformed absolute-form request target", close=True)
+                return False
+            route = self.table.match(host)
+            name = normalize_host(host)
+            if memo is not None:
+                memo.authority = (scheme, authority, self.table, host, port, route, name)
+        who = self._client_name(req, memo)
         if who is None:
             return await self._refuse_auth(client, req, host)
         path = (slash + tail) if slash else b"/"
-        route = self.table.match(host)
         if route is not None:
             # the upstream leg is TLS unless the route explicitly chose `scheme = "http"`
             up_port = 443 if (route.upstream.scheme == "https" and scheme == b"http" and port == 80) else port
@@ -377,15 +439,30 @@ class Proxy:
             return await route_request(self, client, fixed, route, host, up_port, None, absolute=True,
                                        who=who)
         self.stats.plain += 1
-        upgrade = upgrade_token(req)
+        derived = memo.derived if memo is not None else None
+        if derived is not None and derived[0] is req.headers and derived[1] == req.version:
+            framing, upgrade, forwarded, expect, keep = derived[2:]
+        else:
+            upgrade = upgrade_token(req)
+            framing = None
         try:
-            request_framing(req)
+            if framing is None:
+                framing = request_framing(req)
+                forwarded = [(k, v) for k, v in strip_hop_by_hop(req.headers) if k.lower() != b"host"]
+                expect = b"100-continue" in tokens(req.headers, b"expect")
+                keep = req.keep_alive
+                if memo is not None:
+                    memo.derived = (req.headers, req.version, framing, upgrade, forwarded, expect, keep)
             addrs = await self._vet_unmatched(host, port, memo)
-            headers = [(k, v) for k, v in strip_hop_by_hop(req.headers) if k.lower() != b"host"]
-            headers.insert(0, (b"Host", authority))
-            target = Target(host=normalize_host(host), port=port, connect_host=addrs[0], connect_port=port,
-                            tls=scheme == b"https")
-            plan = Plan(target=target, method=req.method, path=path, headers=headers, upgrade=upgrade)
+            headers = [(b"Host", authority), *forwarded]
+            target = memo.target if memo is not None else None
+            if target is None or target.connect_host != addrs[0] or target.port != port \
+                    or target.tls != (scheme == b"https") or target.host != name:
+                target = self._plain_target(name, port, addrs[0], scheme == b"https")
+                if memo is not None:
+                    memo.target = target   # one object per connection: the pool's lookups hit on identity
+            plan = Plan(target=target, method=req.method, path=path, headers=headers, upgrade=upgrade,
+                        framing=framing, expect=expect, keep_alive=keep)
             result = await self.forwarder.exchange(client, req, plan)
         except ProtocolError as e:
             if e.status == 403:

@@ -11,6 +11,7 @@ from cordon.core.http1 import (
     MAX_HEAD,
     NO_BODY,
     ChunkedDecoder,
+    FieldMemo,
     encode_chunk,
     end_chunks,
     find_head_end,
@@ -132,3 +133,47 @@ def test_strip_hop_by_hop_including_connection_named_fields() -> None:
           (b"Upgrade", b"h2c"), (b"Proxy-Connection", b"keep-alive"), (b"Content-Length", b"3"),
           (b"Accept", b"*/*")]
     assert strip_hop_by_hop(hs) == [(b"Accept", b"*/*")]
+
+
+# -- FieldMemo: a keep-alive connection's repeated fields are parsed once ---------------------------
+
+def _parsed(head: bytes, memo: FieldMemo | None = None) -> tuple[object, ...]:
+    try:
+        r = parse_request_head(head, memo)
+    except ProtocolError as e:
+        return ("refused", e.status, e.message)
+    return (r.method, r.target, r.version, list(r.headers))
+
+
+FIELDS = b"Host: a\r\nProxy-Authorization: Basic eA==\r\nAccept: */*\r\n\r\n"
+
+
+def test_a_repeated_field_block_is_parsed_once_and_means_the_same() -> None:
+    memo = FieldMemo()
+    first = parse_request_head(b"GET http://a/1 HTTP/1.1\r\n" + FIELDS, memo)
+    second = parse_request_head(b"POST http://b/2?x HTTP/1.0\r\n" + FIELDS, memo)
+    assert second.headers is first.headers   # reused: callers may key derived values on it
+    assert (second.method, second.target, second.version) == (b"POST", b"http://b/2?x", b"HTTP/1.0")
+    assert _parsed(b"POST http://b/2?x HTTP/1.0\r\n" + FIELDS) == _parsed(b"POST http://b/2?x HTTP/1.0\r\n"
+                                                                           + FIELDS, memo)
+
+
+@pytest.mark.parametrize("line", [b"GET http://a/#frag HTTP/1.1", b"GET  http://a/ HTTP/1.1", b"GET http://a/ HTTP/2.0",
+                                  b"G(T http://a/ HTTP/1.1", b"GET http://a/\x7f HTTP/1.1"])
+def test_the_request_line_is_checked_every_time_whatever_the_memo(line: bytes) -> None:
+    memo = FieldMemo()
+    parse_request_head(b"GET http://a/ HTTP/1.1\r\n" + FIELDS, memo)
+    assert _parsed(line + b"\r\n" + FIELDS, memo) == _parsed(line + b"\r\n" + FIELDS)
+    assert _parsed(line + b"\r\n" + FIELDS, memo)[0] == "refused"
+
+
+@given(st.lists(st.sampled_from([FIELDS, b"Host: a\r\n\r\n", b"Host: a\r\nX: \x01\r\n\r\n", b"Host: a\r\n b\r\n\r\n",
+                                 b"Host: a\r\nContent-Length: 3\r\n\r\n", b"Host: a\nAccept: */*\n\n",
+                                 FIELDS[:-2] + b"X: 1\r\n\r\n", b"Host:a\r\nHost:a\r\n\r\n"]), max_size=8))
+def test_a_connection_s_heads_parse_as_they_would_each_alone(blocks: list[bytes]) -> None:
+    """Whatever sequence of field blocks one connection sends, each head (good or refused)
+    parses exactly as it would without the memo."""
+    memo = FieldMemo()
+    for i, block in enumerate(blocks):
+        head = b"GET http://a/%d HTTP/1.1\r\n" % i + block
+        assert _parsed(head, memo) == _parsed(head)

@@ -15,6 +15,7 @@ from h11._connection import _body_framing  # the framing decision h11 acts on
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cordon.core import http1
 from cordon.core.errors import ProtocolError
 from cordon.core.http1 import (
     Framing,
@@ -187,3 +188,51 @@ def _other_coding(headers: list[tuple[bytes, bytes]]) -> bool:
     from cordon.core.http1 import tokens
     te = tokens(headers, b"transfer-encoding")
     return bool(te) and te[-1] != b"chunked"
+
+
+# -- the fast path against the line-by-line parser ------------------------------------------------
+# parse_request_head / parse_response_head take a well-formed head through two regular expressions
+# and hand everything else to the line-by-line parser; on any input, both must give the same
+# result, or refuse with the same status and message.
+
+EDGES = [b"X: a\r\r\n", b"X: a\rb", b"\r", b"X:", b"X: \t", b"X:\t a \t", b"X: \x80\xff", b"X: a\x7f",
+         b"X: a\x00", b"X: a\tb", b" X: a", b"\tX: a", b"X : a", b"X\x80: a", b"X: a\x0b", b"X:: a", b":a",
+         b"X: a\xc3\xa9 ", b"X: " + b"v" * 300]
+
+
+def _outcome(parse: object, raw: bytes) -> object:
+    try:
+        return parse(raw)   # type: ignore[operator]
+    except ProtocolError as e:
+        return ("refused", e.status, e.message)
+
+
+@ORACLE
+@given(request_heads())
+def test_the_fast_request_path_agrees_with_the_line_parser(raw: bytes) -> None:
+    end = find_head_end(raw)
+    head = raw[:end] if end >= 0 else raw
+    assert _outcome(parse_request_head, head) == _outcome(http1._parse_request_lines, head), head
+
+
+@ORACLE
+@given(response_heads())
+def test_the_fast_response_path_agrees_with_the_line_parser(case: tuple[bytes, bytes]) -> None:
+    _method, raw = case
+    end = find_head_end(raw)
+    head = raw[:end] if end >= 0 else raw
+    assert _outcome(parse_response_head, head) == _outcome(http1._parse_response_lines, head), head
+
+
+@settings(max_examples=600, deadline=None, database=None)
+@given(st.lists(st.sampled_from([*EDGES, b"Host: a", b"Content-Length: 5", b"Connection: close", b""]),
+                max_size=5),
+       st.sampled_from([b"GET http://a/ HTTP/1.1", b"GET /#x HTTP/1.1", b"GET / HTTP/1.1\r", b"GET  / HTTP/1.1",
+                        b"\r\nGET / HTTP/1.0", b"G@T / HTTP/1.1", b"GET / HTTP/2.0", b"GET /\x7f HTTP/1.1",
+                        b"HTTP/1.1 200 OK", b"HTTP/1.1 200", b"HTTP/1.1 200 ", b"HTTP/1.0 404 a\rb",
+                        b"HTTP/1.1 2000 x", b"HTTP/1.1 20x OK", b"HTTP/1.1 200 O\x00K"]),
+       eol, eol)
+def test_the_fast_paths_agree_on_edge_cases(lines: list[bytes], start: bytes, e1: bytes, e2: bytes) -> None:
+    head = start + e1 + b"".join(ln + e1 for ln in lines) + e2
+    assert _outcome(parse_request_head, head) == _outcome(http1._parse_request_lines, head), head
+    assert _outcome(parse_response_head, head) == _outcome(http1._parse_response_lines, head), head

@@ -8,7 +8,8 @@ import anyio
 import pytest
 
 from cordon.core.errors import ProtocolError
-from cordon.proxy.pool import MAX_OPENING_PER_TARGET, Pool, Target
+from cordon.core.http1 import parse_response_head
+from cordon.proxy.pool import MAX_OPENING_PER_TARGET, Pool, ResponseMemo, Target
 from cordon.proxy.tls import ClientContexts
 from tests.faults.faulty import FaultyUpstream
 from tests.upstream import UpstreamServer
@@ -121,3 +122,16 @@ def test_nothing_is_kept_for_a_target_once_it_is_idle_no_more() -> None:
             await pool.aclose()
 
         anyio.run(main)
+
+
+def test_response_memo_reuses_a_parse_only_for_the_same_bytes() -> None:
+    memo = ResponseMemo()
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+    first = memo.parse(head)
+    assert memo.parse(bytes(head)) is first
+    other = memo.parse(head.replace(b"5", b"6"))
+    assert other is not first and other == parse_response_head(head.replace(b"5", b"6"))
+    with pytest.raises(ProtocolError):
+        memo.parse(b"HTTP/1.1 2000 OK\r\n\r\n")
+    assert memo.parse(head.replace(b"5", b"6")) is other   # a refused head is not kept
+    assert memo.parse(head) == first and memo.parse(head) is not first

@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -262,3 +263,176 @@ def test_requests_tunnel_sees_the_upstreams_own_certificate(plain: UpstreamServe
         assert r.status_code == 200
         assert px.stats.tunnels == 1
     assert plain.requests[-1].header("authorization") == "Bearer theirs"
+
+
+def _plain_get(s: socket.socket, url: str) -> bytes:
+    """One keep-alive absolute-form GET on `s`; the whole response (Content-Length body)."""
+    auth = base64.b64encode(f"cordon:{TOKEN}".encode()).decode()
+    s.sendall(f"GET {url} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: Basic {auth}\r\n\r\n".encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        assert chunk, "the proxy closed the connection"
+        buf += chunk
+    head, _, body = buf.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    while len(body) < length:
+        body += s.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def test_plain_http_on_one_connection_goes_where_each_request_says() -> None:
+    """A client connection remembers its last target (authority, checked address, upstream);
+    a request naming another host or port is sent there, and back again."""
+    with UpstreamServer("127.0.0.1", tls=False) as one, UpstreamServer("127.0.0.1", tls=False) as two, \
+            running_proxy([], policy=LOCAL) as px:
+        s = socket.create_connection(("127.0.0.1", px.port), timeout=10)
+        with s:
+            for up, path in ((one, "/a"), (two, "/b"), (two, "/c"), (one, "/d"), (two, "/e?x=1")):
+                resp = _plain_get(s, f"http://127.0.0.1:{up.port}{path}")
+                assert resp.startswith(b"HTTP/1.1 200 ")
+        assert [r.target for r in one.requests] == ["/a", "/d"]
+        assert [r.target for r in two.requests] == ["/b", "/c", "/e?x=1"]
+        assert {r.header("host") for r in two.requests} == {f"127.0.0.1:{two.port}"}
+        assert px.stats.plain == 5
+
+
+class _Switch:
+    """A ConfigSource handing out new routes once, when told to."""
+
+    def __init__(self) -> None:
+        self.routes: tuple[Any, ...] | None = None
+
+    def current(self) -> tuple[tuple[Any, ...], Policy] | None:
+        fresh, self.routes = self.routes, None
+        return (fresh, LOCAL) if fresh is not None else None
+
+    def health(self) -> dict[str, Any]:
+        return {}
+
+
+def test_plain_http_connection_follows_a_route_added_meanwhile() -> None:
+    """The per-connection memo of the last target's route is dropped with the route table: a
+    host that becomes a route host gets the route (and its credential) on the very next
+    request of a connection that was forwarding it as an unmatched host."""
+    with UpstreamServer("localhost", tls=False) as up:
+        switch = _Switch()
+        with running_proxy([], policy=LOCAL, config=switch) as px:
+            s = socket.create_connection(("127.0.0.1", px.port), timeout=10)
+            with s:
+                assert _plain_get(s, f"http://localhost:{up.port}/before").startswith(b"HTTP/1.1 200 ")
+                switch.routes = (up.route(upstream_scheme="http"),)
+                with socket.create_connection(("127.0.0.1", px.port), timeout=10) as other:
+                    # a new connection applies the changed config; its answer says it has
+                    other.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                    assert other.recv(65536).startswith(b"HTTP/1.1 200 ")
+                assert switch.routes is None
+                assert _plain_get(s, f"http://localhost:{up.port}/after").startswith(b"HTTP/1.1 200 ")
+        before, after = up.requests
+        assert before.target == "/before" and before.header("authorization") is None
+        assert after.target == "/after" and after.header("authorization") == f"Bearer {SECRET}"
+
+
+def test_plain_http_on_one_connection_reads_each_requests_own_fields() -> None:
+    """What a connection's repeated fields decide (framing, the fields forwarded) is kept
+    between its requests; a request whose fields differ is read by its own."""
+    auth = b"Proxy-Authorization: Basic " + base64.b64encode(f"cordon:{TOKEN}".encode()) + b"\r\n"
+    with UpstreamServer("127.0.0.1", tls=False) as up, running_proxy([], policy=LOCAL) as px:
+        url = b"http://127.0.0.1:%d" % up.port
+        s = socket.create_connection(("127.0.0.1", px.port), timeout=10)
+        with s:
+            def ask(head: bytes, body: bytes = b"") -> bytes:
+                s.sendall(head + body)
+                buf = b""
+                while b"\r\n\r\n" not in buf:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        return buf
+                    buf += chunk
+                return buf
+
+            same = b"X-Same: 1\r\n" + auth + b"\r\n"
+            assert ask(b"GET " + url + b"/1 HTTP/1.1\r\n" + same).startswith(b"HTTP/1.1 200 ")
+            assert ask(b"GET " + url + b"/2 HTTP/1.1\r\n" + same).startswith(b"HTTP/1.1 200 ")
+            posted = b"POST " + url + b"/upload HTTP/1.1\r\nContent-Length: 5\r\nX-Same: 1\r\n" + auth + b"\r\n"
+            assert ask(posted, b"hello").startswith(b"HTTP/1.1 200 ")
+            assert ask(b"GET " + url + b"/3 HTTP/1.1\r\n" + same).startswith(b"HTTP/1.1 200 ")
+            both = (b"POST " + url + b"/x HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n"
+                    + b"X-Same: 1\r\n" + auth + b"\r\n")
+            assert ask(both, b"0\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+        s = socket.create_connection(("127.0.0.1", px.port), timeout=10)
+        with s:
+            assert ask(b"GET " + url + b"/4 HTTP/1.1\r\n" + same).startswith(b"HTTP/1.1 200 ")
+            last = ask(b"GET " + url + b"/5 HTTP/1.1\r\nConnection: close\r\n" + same)
+            assert last.startswith(b"HTTP/1.1 200 ") and b"\r\nConnection: close\r\n" in last
+            while s.recv(65536):   # the proxy closes after the answer the client asked to be the last
+                pass
+        got = [(r.method, r.path, r.body, r.header("x-same"), r.header("proxy-authorization")) for r in up.requests]
+        assert got == [("GET", "/1", b"", "1", None), ("GET", "/2", b"", "1", None),
+                       ("POST", "/upload", b"hello", "1", None), ("GET", "/3", b"", "1", None),
+                       ("GET", "/4", b"", "1", None), ("GET", "/5", b"", "1", None)]
+
+
+def test_plain_http_relays_each_response_by_its_own_head() -> None:
+    """An upstream connection keeps its last response head's parse and what it decided; a
+    repeated head is relayed the same way, a different head (or the same head answering a
+    HEAD request) by its own framing."""
+    from anyio.from_thread import start_blocking_portal
+
+    script = [
+        (b"GET", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"),
+        (b"GET", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"),
+        (b"GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nworld\r\n0\r\n\r\n"),
+        (b"HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"),
+        (b"GET", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nagain"),
+    ]
+    seen: list[bytes] = []
+
+    async def answer(conn: anyio.abc.SocketStream) -> None:
+        async with conn:
+            buf = b""
+            for _method, reply in script:
+                while b"\r\n\r\n" not in buf:
+                    try:
+                        buf += await conn.receive()
+                    except anyio.EndOfStream:
+                        return
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                seen.append(head.split(b"\r\n", 1)[0])
+                await conn.send(reply)
+
+    async def listen(*, task_status: anyio.abc.TaskStatus[int]) -> None:
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        async with listener:
+            task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
+            await listener.serve(answer)
+
+    auth = b"Proxy-Authorization: Basic " + base64.b64encode(f"cordon:{TOKEN}".encode()) + b"\r\n"
+    with start_blocking_portal() as portal, running_proxy([], policy=LOCAL) as px, \
+            socket.create_connection(("127.0.0.1", px.port), timeout=10) as s:
+        fut, port = portal.start_task(listen)
+        f = s.makefile("rb")
+        got = []
+        for i, (method, _answer) in enumerate(script):
+            s.sendall(method + b" http://127.0.0.1:%d/%d HTTP/1.1\r\n" % (port, i) + auth + b"\r\n")
+            status = f.readline()
+            fields = {}
+            while (line := f.readline()) not in (b"\r\n", b""):
+                k, _, v = line.partition(b":")
+                fields[k.strip().lower()] = v.strip()
+            if method == b"HEAD":
+                body = b""
+            elif b"content-length" in fields:
+                body = f.read(int(fields[b"content-length"]))
+            else:   # chunked, as the upstream sent it
+                body = b""
+                while (size := int(f.readline().strip(), 16)):
+                    body += f.read(size)
+                    f.readline()
+                f.readline()
+            got.append((status.split(b" ")[1], fields.get(b"content-length"), body))
+        fut.cancel()
+    assert got == [(b"200", b"5", b"hello"), (b"200", b"5", b"hello"), (b"200", None, b"world"),
+                   (b"200", b"5", b""), (b"200", b"5", b"again")]
+    assert [line.split(b" ")[0] for line in seen] == [m for m, _ in script]

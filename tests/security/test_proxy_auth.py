@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+from pathlib import Path
 
 import pytest
 
@@ -114,6 +115,99 @@ def test_comparison_is_over_every_token_with_equal_length_digests(monkeypatch: p
     assert pa.check_token(TOKEN.encode()) == "three"
     assert pa.check_header(basic(b"anyone:" + TOKEN.encode())) == "three"
     assert pa.check_header(b"Bearer " + TOKEN.encode(), bearer=True) == "three"
+
+
+def test_a_remembered_header_lets_no_near_miss_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Proxy-Authorization value that passed is remembered (plain-HTTP clients send it on
+    every request); what is recognised is that whole value, compared in constant time with
+    every remembered one, and the memory is bounded."""
+    pa = ProxyAuth({TOKEN: "main", "tok-two-" + "b" * 40: "two"})
+    good = basic(b"cordon:" + TOKEN.encode())
+    assert pa.check_header(good) == "main"
+    assert pa.check_header(basic(b"cordon:tok-two-" + b"b" * 40)) == "two"
+    calls: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def counting(a: bytes, b: bytes) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr("cordon.proxy.auth.hmac.compare_digest", counting)
+    assert pa.check_header(good) == "main"
+    assert len(calls) == 2, "every remembered value is compared, whether or not one matched"
+    flipped = good[:-12] + bytes([good[-12] ^ 1]) + good[-11:]
+    assert pa.check_header(flipped) is None
+    assert pa.check_header(basic(b"cordon:" + TOKEN.encode()[:-1] + b"x")) is None
+    fresh = ProxyAuth({TOKEN: "main", "tok-two-" + "b" * 40: "two"})
+    for other in (good[:-1], good + b"=", good.lower(), b" " + good[1:], good + b" ", b"x" + good):
+        assert pa.check_header(other) == fresh.check_header(other), other   # remembering changes no answer
+    assert pa.check_header(good, bearer=True) is None   # the memory is for Basic Proxy-Authorization only
+    monkeypatch.undo()
+    for i in range(40):   # any user name: each a distinct accepted value
+        assert pa.check_header(basic(b"user%d:" % i + TOKEN.encode())) == "main"
+    assert len(pa._passed) <= 16
+
+
+def test_a_near_miss_after_the_right_token_on_one_connection_is_407(sc: Scene) -> None:
+    s = sc.raw()
+    good = proxy_auth_line()
+    req = b"GET http://" + HOST.encode() + b"/v1/models HTTP/1.1\r\n"
+    r = sc.send(s, req + good + b"\r\n")
+    assert r is not None and r.status == 200 and not r.closed
+    near = good[:-14] + bytes([good[-14] ^ 1]) + good[-13:]
+    s.sendall(req + near + b"\r\n")
+    r = recv_response(s)
+    assert r is not None and r.status == 407
+    assert len(sc.up.requests) == 1
+
+
+def test_a_revoked_token_is_refused_after_it_passed(tmp_path: Path) -> None:
+    """The remembered values belong to one token set: revoking or rotating a token makes the
+    next check of a value that passed before fail (the running proxy's token file)."""
+    from cordon.app.start import token_auth
+    from cordon.store.tokens import TokenStore, TokenWatcher
+
+    store = TokenStore(tmp_path / "tokens.toml")
+    codex, main = store.ensure("codex"), store.ensure("default")
+    auth = token_auth(TokenWatcher(store.path))
+    h_codex, h_main = basic(b"cordon:" + codex.encode()), basic(b"cordon:" + main.encode())
+    for _ in range(2):
+        assert auth.check_header(h_codex) == "codex"
+        assert auth.check_header(h_main) == "default"
+    store.revoke("codex")
+    assert auth.check_header(h_codex) is None
+    store.rotate("default")
+    assert auth.check_header(h_main) is None
+    assert auth.check_header(basic(b"cordon:" + store.load()["default"].encode())) == "default"
+
+
+def test_a_token_rotated_between_two_requests_of_one_connection_is_407(tmp_path: Path) -> None:
+    """A plain-HTTP connection keeps the client its repeated fields named, for the token set
+    that named it: a rotation between two requests makes the next one 407, on the same
+    connection (the running proxy's token file, re-read by a stat per check here)."""
+    import socket
+
+    from cordon.app.start import token_auth
+    from cordon.store.tokens import TokenStore, TokenWatcher
+    from tests.proxy_harness import running_proxy
+
+    store = TokenStore(tmp_path / "tokens.toml")
+    old = store.ensure("default")
+    with UpstreamServer("127.0.0.1", tls=False) as plain, \
+            running_proxy([], policy=Policy(allow_private=("127.0.0.1/32",)), token=old,
+                          auth=token_auth(TokenWatcher(store.path))) as px, \
+            socket.create_connection(("127.0.0.1", px.port), timeout=10) as s:
+        req = (b"GET http://127.0.0.1:%d/x HTTP/1.1\r\nProxy-Authorization: " % plain.port
+               + basic(b"cordon:" + old.encode()) + b"\r\n\r\n")
+        for _ in range(2):
+            s.sendall(req)
+            r = recv_response(s)
+            assert r is not None and r.status == 200 and not r.closed
+        store.rotate("default")
+        s.sendall(req)
+        r = recv_response(s)
+        assert r is not None and r.status == 407
+        assert len(plain.requests) == 2
 
 
 def test_the_token_never_reaches_an_upstream(caplog: pytest.LogCaptureFixture) -> None:
