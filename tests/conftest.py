@@ -422,6 +422,15 @@ def cordon_proc(home: Path):  # type: ignore[no-untyped-def]
     return run
 
 
+def wait_for(path: Path, timeout: float = 30) -> None:
+    """Wait until the file a child writes appears: a rendezvous with the child, not a timing assertion."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} did not appear")
+        time.sleep(0.02)
+
+
 def write(path: Path, text: str) -> Path:
     """Write a file. A `cordon.toml` is then approved as `cordon allow` would (the user wrote it);
     tests of the approval itself write with `Path.write_text`."""

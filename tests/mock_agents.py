@@ -20,7 +20,6 @@ placeholder nowhere (headers, target or body).
 from __future__ import annotations
 
 import json
-import ssl
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -29,27 +28,10 @@ from urllib.parse import unquote
 import anyio.abc
 import h11
 
-from cordon.core import certs
-from tests.mock_openai import PLACEHOLDER, MockOpenAI, Request, chat_chunks, responses_events
+from tests.mock_anthropic import message, message_events
+from tests.mock_openai import PLACEHOLDER, MockOpenAI, Request, chat_chunks, json_payload, responses_events
 
 REPLY = "Hello from the cordon mock upstream"
-
-
-def anthropic_events(reply: str, model: str) -> list[tuple[str | None, dict[str, Any]]]:
-    msg: dict[str, Any] = {"id": "msg_mock1", "type": "message", "role": "assistant", "model": model, "content": [],
-           "stop_reason": None, "stop_sequence": None,
-           "usage": {"input_tokens": 10, "output_tokens": 1}}
-    return [
-        ("message_start", {"type": "message_start", "message": msg}),
-        ("content_block_start", {"type": "content_block_start", "index": 0,
-                                 "content_block": {"type": "text", "text": ""}}),
-        ("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                 "delta": {"type": "text_delta", "text": reply}}),
-        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                           "usage": {"output_tokens": 5}}),
-        ("message_stop", {"type": "message_stop"}),
-    ]
 
 
 def gemini_response(reply: str, model: str) -> dict[str, Any]:
@@ -65,26 +47,7 @@ class MockProvider(MockOpenAI):
     def __init__(self, kind: str, hosts: Iterable[str], *, expected_key: str, reply: str = REPLY) -> None:
         self.kind = kind
         self.hosts = tuple(hosts)
-        super().__init__(expected_key=expected_key, host=self.hosts[0], reply=reply)
-
-    def _server_context(self) -> ssl.SSLContext:
-        contexts: dict[str, ssl.SSLContext] = {}
-        for h in self.hosts:
-            leaf = certs.issue_leaf(self.ca, h)
-            chain = self._tmp / f"leaf-{h}.pem"
-            chain.write_bytes(leaf.chain_pem + leaf.key_pem)
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(chain)
-            ctx.set_alpn_protocols(["http/1.1"])
-            contexts[h] = ctx
-        first = contexts[self.hosts[0]]
-
-        def pick(sslobj: Any, name: str | None, ctx: ssl.SSLContext) -> None:
-            sslobj.cordon_test_sni = name
-            if name in contexts:
-                sslobj.context = contexts[name]
-        first.sni_callback = pick
-        return first
+        super().__init__(expected_key=expected_key, host=self.hosts[0], reply=reply, also=self.hosts[1:])
 
     # --- the check -------------------------------------------------------------------------
     def _authorized(self, req: Request) -> bool:
@@ -108,12 +71,7 @@ class MockProvider(MockOpenAI):
         if not self._authorized(req):
             await self._send(stream, conn, 401, b'{"error":{"message":"mock: wrong key","code":401}}')
             return False
-        try:
-            payload = json.loads(body) if body else {}
-        except ValueError:
-            payload = {}
-        if not isinstance(payload, dict):
-            payload = {}
+        payload = json_payload(body)
         model = str(payload.get("model") or "mock-model")
         answer = {"anthropic": self._anthropic, "gemini": self._gemini, "github": self._github}.get(self.kind)
         if answer is not None and await answer(stream, conn, req, path, payload, model):
@@ -156,13 +114,10 @@ class MockProvider(MockOpenAI):
         if req.method == "POST" and path.endswith("/v1/messages/count_tokens"):
             return await self._json(stream, conn, {"input_tokens": 10})
         if req.method == "POST" and path.endswith("/v1/messages"):
-            events = anthropic_events(self.reply, model)
             if payload.get("stream"):
-                await self._sse(stream, conn, events)
+                await self._sse(stream, conn, list(message_events(self.reply, model)))
                 return True
-            msg = dict(events[0][1]["message"])
-            msg.update(content=[{"type": "text", "text": self.reply}], stop_reason="end_turn")
-            return await self._json(stream, conn, msg)
+            return await self._json(stream, conn, message(self.reply, model))
         return False
 
     async def _gemini(self, stream: anyio.abc.ByteStream, conn: h11.Connection, req: Request, path: str,

@@ -19,7 +19,7 @@ from typing import Any
 import anyio.abc
 import h11
 
-from tests.mock_openai import PLACEHOLDER, MockOpenAI, Request
+from tests.mock_openai import PLACEHOLDER, MockOpenAI, Request, json_payload
 
 
 def message(reply: str, model: str) -> dict[str, Any]:
@@ -64,10 +64,7 @@ class MockAnthropic(MockOpenAI):
             err = {"type": "error", "error": {"type": "authentication_error", "message": "mock: wrong key"}}
             await self._send(stream, conn, 401, json.dumps(err).encode())
             return False
-        try:
-            payload = json.loads(body) if body else {}
-        except ValueError:
-            payload = {}
+        payload = json_payload(body)
         model = str(payload.get("model") or "claude-mock")
         if req.method == "POST" and path == "/v1/messages":
             if payload.get("stream"):

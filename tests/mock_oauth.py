@@ -16,9 +16,7 @@ is "reuse" and revokes the whole family (as both providers do). The API answers
 
 from __future__ import annotations
 
-import http
 import json
-import ssl
 import tempfile
 import threading
 from collections.abc import Callable
@@ -29,33 +27,21 @@ from typing import Any
 import anyio
 import anyio.abc
 import h11
-from anyio.from_thread import start_blocking_portal
-from anyio.streams.tls import TLSListener
 
 from cordon.core import certs
-from tests.mock_openai import responses_events
+from tests.mock_anthropic import message, message_events
+from tests.mock_openai import json_payload, responses_events
 from tests.oauth_fixtures import codex_access
-
-
-@dataclass
-class Req:
-    method: str
-    target: str
-    headers: list[tuple[str, str]]
-    body: bytes = b""
-
-    @property
-    def path(self) -> str:
-        return self.target.split("?", 1)[0]
-
-    def header(self, name: str) -> str | None:
-        for k, v in self.headers:
-            if k.lower() == name.lower():
-                return v
-        return None
-
-    def raw(self) -> str:
-        return json.dumps(self.headers) + self.body.decode("latin-1")
+from tests.upstream import (
+    LoopbackServer,
+    Recorded,
+    send_events,
+    send_response,
+    serve_requests,
+    sni_of,
+    sse_event,
+    str_headers,
+)
 
 
 @dataclass
@@ -66,131 +52,33 @@ class Reply:
     sse: list[str] | None = None        # SSE event texts, sent one by one
 
 
-Handler = Callable[[Req], Reply]
+Handler = Callable[[Recorded], Reply]
 
 
-class MockService:
-    """One HTTPS host on 127.0.0.1 answering through `handler`; records every request."""
+class MockService(LoopbackServer):
+    """One HTTPS host (and the names in `also`) on 127.0.0.1 answering through `handler`; records
+    every request."""
 
-    def __init__(self, host: str, ca: certs.CA, tmp: Path, handler: Handler, also: tuple[str, ...] = ()) -> None:
-        self.host = host
+    def __init__(self, host: str, ca: certs.CA, handler: Handler, also: tuple[str, ...] = ()) -> None:
+        super().__init__(host, ca=ca, also=also)
         self.handler = handler
-        self.requests: list[Req] = []
-        self._lock = threading.Lock()
-        ctxs = {h: self._context(ca, tmp, h) for h in (host, *also)}
-        self._ctx = ctxs[host]
+        self.requests: list[Recorded] = []
 
-        def by_name(sslobj: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> None:
-            if name in ctxs:
-                sslobj.context = ctxs[name]
-        self._ctx.sni_callback = by_name   # type: ignore[assignment]
-        self.port = 0
-
-    @staticmethod
-    def _context(ca: certs.CA, tmp: Path, host: str) -> ssl.SSLContext:
-        leaf = certs.issue_leaf(ca, host)
-        chain, key = tmp / f"{host}-chain.pem", tmp / f"{host}-key.pem"
-        chain.write_bytes(leaf.chain_pem)
-        key.write_bytes(leaf.key_pem)
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(chain, key)
-        ctx.set_alpn_protocols(["http/1.1"])
-        return ctx
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    async def serve(self, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
-        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-        port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
-        async with TLSListener(listener, self._ctx, standard_compatible=False) as tls:
-            task_status.started(port)
-            await tls.serve(self._handle)
-
-    async def _handle(self, stream: anyio.abc.ByteStream) -> None:
-        conn = h11.Connection(h11.SERVER)
-        try:
-            while True:
-                req = await self._read(stream, conn)
-                if req is None:
-                    return
-                with self._lock:
-                    self.requests.append(req)
-                reply = self.handler(req)
-                await self._send(stream, conn, reply)
-                if conn.our_state is h11.MUST_CLOSE or req.header("upgrade"):
-                    return
-                try:
-                    conn.start_next_cycle()
-                except h11.LocalProtocolError:
-                    return
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, h11.ProtocolError,
-                ssl.SSLError, OSError):
-            return
-        finally:
-            await stream.aclose()
-
-    async def _read(self, stream: anyio.abc.ByteStream, conn: h11.Connection) -> Req | None:
-        req: Req | None = None
-        body = b""
-        while True:
-            ev = conn.next_event()
-            if ev is h11.NEED_DATA:
-                try:
-                    data = await stream.receive(65536)
-                except anyio.EndOfStream:
-                    data = b""
-                conn.receive_data(data)
-                if not data and req is None:
-                    return None
-                continue
-            if isinstance(ev, h11.Request):
-                req = Req(ev.method.decode(), ev.target.decode(),
-                          [(k.decode(), v.decode()) for k, v in ev.headers.raw_items()])
-                if req.header("upgrade"):
-                    return req
-            elif isinstance(ev, h11.Data):
-                body += bytes(ev.data)
-            elif isinstance(ev, h11.EndOfMessage):
-                assert req is not None
-                req.body = body
-                return req
+    async def serve_connection(self, stream: anyio.abc.ByteStream, sock: anyio.abc.SocketStream,
+                               conn_id: int) -> None:
+        async def answer(conn: h11.Connection, head: h11.Request, body: bytes) -> bool:
+            req = Recorded(conn_id, head.method.decode(), head.target.decode(), str_headers(head), body,
+                           sni_of(stream))
+            with self._lock:
+                self.requests.append(req)
+            r = self.handler(req)
+            if r.sse is not None:
+                await send_events(stream, conn, r.sse)
             else:
-                return None
-
-    async def _send(self, stream: anyio.abc.ByteStream, conn: h11.Connection, r: Reply) -> None:
-        reason = http.HTTPStatus(r.status).phrase.encode()
-        if r.sse is not None:
-            await stream.send(conn.send(h11.Response(status_code=r.status, reason=reason, headers=[
-                ("content-type", "text/event-stream"), ("cache-control", "no-cache")])) or b"")
-            for ev in r.sse:
-                await stream.send(conn.send(h11.Data(data=ev.encode())) or b"")
-            await stream.send(conn.send(h11.EndOfMessage()) or b"")
-            return
-        headers = [("content-type", r.ctype), ("content-length", str(len(r.body)))]
-        if r.status == 426:
-            headers.append(("connection", "close"))
-        await stream.send(conn.send(h11.Response(status_code=r.status, reason=reason, headers=headers)) or b"")
-        await stream.send(conn.send(h11.Data(data=r.body)) or b"")
-        await stream.send(conn.send(h11.EndOfMessage()) or b"")
-
-
-def claude_events(reply: str, model: str = "claude-mock") -> list[str]:
-    def ev(name: str, data: dict[str, Any]) -> str:
-        return f"event: {name}\ndata: {json.dumps(data)}\n\n"
-    msg: dict[str, Any] = {"id": "msg_mock1", "type": "message", "role": "assistant", "model": model, "content": [],
-           "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 10, "output_tokens": 1}}
-    return [ev("message_start", {"type": "message_start", "message": msg}),
-            ev("content_block_start", {"type": "content_block_start", "index": 0,
-                                       "content_block": {"type": "text", "text": ""}}),
-            ev("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                       "delta": {"type": "text_delta", "text": reply}}),
-            ev("content_block_stop", {"type": "content_block_stop", "index": 0}),
-            ev("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn",
-                                                                     "stop_sequence": None},
-                                 "usage": {"output_tokens": 5}}),
-            ev("message_stop", {"type": "message_stop"})]
+                await send_response(stream, conn, r.status, r.body, r.ctype,
+                                    [("connection", "close")] if r.status == 426 else [])
+            return bool(req.header("upgrade"))
+        await serve_requests(stream, answer)
 
 
 @dataclass
@@ -222,24 +110,18 @@ class MockProvider:
         api_host, token_host = (("chatgpt.com", "auth.openai.com") if name == "codex"
                                 else ("api.anthropic.com", "platform.claude.com"))
         also = (workspace_origin[8:].split("/")[0],) if workspace_origin else ()
-        self.api = MockService(api_host, self.ca, tmp, self._api, also=also)
-        self.token = MockService(token_host, self.ca, tmp, self._token)
+        self.api = MockService(api_host, self.ca, self._api, also=also)
+        self.token = MockService(token_host, self.ca, self._token)
         self._lock = threading.Lock()
-        self._portal_cm: Any = None
-        self._futures: list[Any] = []
 
     def __enter__(self) -> MockProvider:
-        self._portal_cm = start_blocking_portal()
-        portal = self._portal_cm.__enter__()
-        for svc in (self.api, self.token):
-            fut, svc.port = portal.start_task(svc.serve)
-            self._futures.append(fut)
+        self.api.start()
+        self.token.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for f in self._futures:
-            f.cancel()
-        self._portal_cm.__exit__(None, None, None)
+        self.api.stop()
+        self.token.stop()
         self._tmp.cleanup()
 
     def route_overrides(self) -> str:
@@ -253,11 +135,8 @@ class MockProvider:
         return out
 
     # -- the token endpoint ------------------------------------------------------------
-    def _token(self, req: Req) -> Reply:
-        try:
-            body = json.loads(req.body)
-        except ValueError:
-            body = {}
+    def _token(self, req: Recorded) -> Reply:
+        body = json_payload(req.body)
         if req.method != "POST" or body.get("grant_type") != "refresh_token":
             return Reply(404, b'{"error":"mock: not here"}')
         rt = str(body.get("refresh_token"))
@@ -283,7 +162,7 @@ class MockProvider:
         return Reply(200, json.dumps(answer).encode())
 
     # -- the model API -----------------------------------------------------------------
-    def _api(self, req: Req) -> Reply:
+    def _api(self, req: Recorded) -> Reply:
         with self._lock:
             forced = self.fail_next.pop(0) if self.fail_next else None
             ok = not self.family.revoked and req.header("authorization") == f"Bearer {self.family.access}"
@@ -303,18 +182,11 @@ class MockProvider:
                 return Reply(200, json.dumps({"accounts": [acct], "default_account_id": self.account_id,
                                               "account_ordering": [self.account_id]}).encode())
             if req.method == "POST" and path.endswith("/codex/responses"):
-                return Reply(200, sse=[f"event: {e['type']}\ndata: {json.dumps(e)}\n\n"
-                                       for e in responses_events(self.reply)])
+                return Reply(200, sse=[sse_event(e, e["type"]) for e in responses_events(self.reply)])
             return Reply(404, b'{"detail":"mock: not found"}')
         if req.method == "POST" and path == "/v1/messages":
-            try:
-                stream = json.loads(req.body).get("stream")
-            except ValueError:
-                stream = False
-            if stream:
-                return Reply(200, sse=claude_events(self.reply))
-            return Reply(200, json.dumps({"id": "msg_mock1", "type": "message", "role": "assistant",
-                                          "model": "claude-mock", "stop_reason": "end_turn",
-                                          "content": [{"type": "text", "text": self.reply}],
-                                          "usage": {"input_tokens": 10, "output_tokens": 5}}).encode())
+            if json_payload(req.body).get("stream"):
+                events = message_events(self.reply, "claude-mock")
+                return Reply(200, sse=[sse_event(data, name) for name, data in events])
+            return Reply(200, json.dumps(message(self.reply, "claude-mock")).encode())
         return Reply(404, b'{"type":"error","error":{"type":"not_found_error","message":"mock"}}')

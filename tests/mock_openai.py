@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http
 import json
 import struct
 import time
@@ -37,7 +36,16 @@ import anyio
 import anyio.abc
 import h11
 
-from tests.upstream import WS_GUID, LoopbackServer, ws_frame
+from tests.upstream import (
+    WS_GUID,
+    LoopbackServer,
+    send_events,
+    send_response,
+    serve_requests,
+    sse_event,
+    str_headers,
+    ws_frame,
+)
 
 PLACEHOLDER = "dummy-replaced-by-cordon"
 
@@ -97,6 +105,15 @@ def responses_events(reply: str, model: str = "gpt-mock") -> list[dict[str, Any]
     return ev
 
 
+def json_payload(body: bytes) -> dict[str, Any]:
+    """A request body's JSON object ({} when there is none, or it is not a JSON object)."""
+    try:
+        payload = json.loads(body) if body else {}
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
 def chat_chunks(reply: str, model: str = "gpt-mock") -> list[dict[str, Any]]:
     now = int(time.time())
     head = {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": now, "model": model}
@@ -109,9 +126,9 @@ def chat_chunks(reply: str, model: str = "gpt-mock") -> list[dict[str, Any]]:
 
 class MockOpenAI(LoopbackServer):
     def __init__(self, *, expected_key: str, host: str = "api.openai.com", ws: str = "426",
-                 reply: str = "Hello from the cordon mock upstream") -> None:
+                 reply: str = "Hello from the cordon mock upstream", also: tuple[str, ...] = ()) -> None:
         assert ws in ("426", "serve")
-        super().__init__(host)
+        super().__init__(host, also=also)
         self.expected_key = expected_key
         self.ws = ws
         self.reply = reply
@@ -141,47 +158,10 @@ class MockOpenAI(LoopbackServer):
 
     async def serve_connection(self, stream: anyio.abc.ByteStream, sock: anyio.abc.SocketStream,
                                conn_id: int) -> None:
-        conn = h11.Connection(h11.SERVER)
-        while True:
-            req, body = await self._read_request(stream, conn)
-            if req is None:
-                return
-            upgraded = await self._respond(stream, conn, req, body)
-            if upgraded or conn.our_state is h11.MUST_CLOSE:
-                return
-            try:
-                conn.start_next_cycle()
-            except h11.LocalProtocolError:
-                return
-
-    async def _read_request(self, stream: anyio.abc.ByteStream,
-                            conn: h11.Connection) -> tuple[Request | None, bytes]:
-        req: Request | None = None
-        body = b""
-        while True:
-            ev = conn.next_event()
-            if ev is h11.NEED_DATA:
-                try:
-                    data = await stream.receive(65536)
-                except anyio.EndOfStream:
-                    data = b""
-                conn.receive_data(data)
-                if not data and req is None:
-                    return None, b""
-                continue
-            if isinstance(ev, h11.Request):
-                req = Request(ev.method.decode(), ev.target.decode(),
-                              [(k.decode(), v.decode()) for k, v in ev.headers.raw_items()])
-                if any(k.lower() == "upgrade" for k, _ in req.headers):
-                    return req, b""
-            elif isinstance(ev, h11.Data):
-                body += bytes(ev.data)
-            elif isinstance(ev, h11.EndOfMessage):
-                assert req is not None
-                req.body = body
-                return req, body
-            elif isinstance(ev, h11.ConnectionClosed):
-                return None, b""
+        async def answer(conn: h11.Connection, head: h11.Request, body: bytes) -> bool:
+            req = Request(head.method.decode(), head.target.decode(), str_headers(head), body)
+            return await self._respond(stream, conn, req, body)     # True: upgraded to a WebSocket
+        await serve_requests(stream, answer)
 
     def _authorized(self, req: Request) -> bool:
         got = req.header("authorization")
@@ -194,11 +174,7 @@ class MockOpenAI(LoopbackServer):
 
     async def _send(self, stream: anyio.abc.ByteStream, conn: h11.Connection, status: int,
                     body: bytes, ctype: str = "application/json") -> None:
-        headers = [("content-type", ctype), ("content-length", str(len(body)))]
-        reason = http.HTTPStatus(status).phrase.encode()
-        await stream.send(conn.send(h11.Response(status_code=status, headers=headers, reason=reason)) or b"")
-        await stream.send(conn.send(h11.Data(data=body)) or b"")
-        await stream.send(conn.send(h11.EndOfMessage()) or b"")
+        await send_response(stream, conn, status, body, ctype)
 
     async def _respond(self, stream: anyio.abc.ByteStream, conn: h11.Connection, req: Request,
                        body: bytes) -> bool:
@@ -215,10 +191,7 @@ class MockOpenAI(LoopbackServer):
                 return False
             await self._serve_ws(stream, conn, req)
             return True
-        try:
-            payload = json.loads(body) if body else {}
-        except ValueError:
-            payload = {}
+        payload = json_payload(body)
         model = str(payload.get("model") or "gpt-mock")
         if req.method == "POST" and path.endswith("/responses"):
             events = responses_events(self.reply, model)
@@ -247,15 +220,8 @@ class MockOpenAI(LoopbackServer):
 
     async def _sse(self, stream: anyio.abc.ByteStream, conn: h11.Connection,
                    events: list[tuple[str | None, dict[str, Any]]], done: bool = False) -> None:
-        head = h11.Response(status_code=200, headers=[("content-type", "text/event-stream"),
-                                                      ("cache-control", "no-cache")])
-        await stream.send(conn.send(head) or b"")
-        for name, data in events:
-            chunk = (f"event: {name}\n" if name else "") + f"data: {json.dumps(data)}\n\n"
-            await stream.send(conn.send(h11.Data(data=chunk.encode())) or b"")
-        if done:
-            await stream.send(conn.send(h11.Data(data=b"data: [DONE]\n\n")) or b"")
-        await stream.send(conn.send(h11.EndOfMessage()) or b"")
+        texts = [sse_event(data, name) for name, data in events]
+        await send_events(stream, conn, [*texts, "data: [DONE]\n\n"] if done else texts)
 
     # --- WebSocket (served mode) ---------------------------------------------------------------
 

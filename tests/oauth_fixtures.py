@@ -44,17 +44,17 @@ def claude_credentials(access: str = CLAUDE_ACCESS, refresh: str = CLAUDE_REFRES
                                          "subscriptionType": "max", "rateLimitTier": "default_claude_max_20x"}})
 
 
-def write_codex(home: Path, text: str | None = None) -> Path:
-    p = home / ".codex" / "auth.json"
+def _write_private(p: Path, text: str) -> Path:
+    """`text` in `p` (its folder made), mode 0600 as the agents keep their login files."""
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(text or codex_auth_json())
+    p.write_text(text)
     p.chmod(0o600)
     return p
+
+
+def write_codex(home: Path, text: str | None = None) -> Path:
+    return _write_private(home / ".codex" / "auth.json", text or codex_auth_json())
 
 
 def write_claude(home: Path, text: str | None = None) -> Path:
-    p = home / ".claude" / ".credentials.json"
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(text or claude_credentials())
-    p.chmod(0o600)
-    return p
+    return _write_private(home / ".claude" / ".credentials.json", text or claude_credentials())

@@ -13,6 +13,8 @@ its own thread and loop, like tests/upstream.py's servers).
 from __future__ import annotations
 
 import os
+import socket
+import ssl
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -126,3 +128,18 @@ def running_proxy(routes: Sequence[Route], *, secrets: dict[str, str] | None = N
     import shutil
 
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_to_eof(s: socket.socket, timeout: float = 10.0) -> bytes:
+    """Everything `s` receives until the peer closes (or resets, or `timeout` passes without a byte)."""
+    s.settimeout(timeout)
+    out = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    except (ConnectionResetError, ssl.SSLError, OSError):
+        pass
+    return out

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests import configs
 from tests.conftest import REPO, write
 
 pytestmark = pytest.mark.skipif(shutil.which("nix-instantiate") is None,
@@ -136,9 +137,7 @@ def test_lib_shell_hook_puts_shims_first_and_exports_placeholders(outputs: dict[
     write(agents / "codex", "#!/bin/sh\n")
     (agents / "codex").chmod(0o755)
     proj = tmp_path / "proj"
-    write(proj / "cordon.toml", '[[routes]]\nname = "openai"\n[routes.match]\nhost = "api.openai.com"\n'
-                                '[routes.auth]\ntype = "header"\nheader_name = "Authorization"\nscheme = "Bearer"\n'
-                                'placeholder_env = ["OPENAI_API_KEY"]\n')
+    configs.write(proj / "cordon.toml", configs.openai(placeholder_env=["OPENAI_API_KEY"]))
     assert "hook use --shell bash" in outputs["shellHook"] and "'codex'" in outputs["shellHook"]
     script = outputs["shellHook"] + 'printf "%s\\n" "$PATH" "$OPENAI_API_KEY"\n'
     env = {"PATH": f"{agents}:/usr/bin:/bin", "HOME": str(tmp_path / "home"),

@@ -1,15 +1,17 @@
 """The loopback upstreams of the tests: `LoopbackServer`, and the recording `UpstreamServer`.
 
 `LoopbackServer` is the one fixture every fake upstream is built on (this
-module's `UpstreamServer`, tests/mock_openai.py's `MockOpenAI`,
-tests/faults/faulty.py's `FaultyUpstream`, the slow upstream of
+module's `UpstreamServer`, tests/mock_openai.py's `MockOpenAI` and the mocks built
+on it, tests/mock_oauth.py's `MockService`, tests/faults/faulty.py's
+`FaultyUpstream`, the slow upstream of
 tests/faults/test_client_gone.py): 127.0.0.1 on a free port, TLS with a leaf for
 `host` from a throwaway CA (`ca`, `ca_file`) or plain TCP, in a background
 event-loop thread (an anyio blocking portal), so sync tests, async tests and
 subprocess clients (curl, node, codex) can all talk to it. A subclass writes
 `serve_connection(stream, sock, conn_id)`; `route()` makes the model Route that
 points at it and `tests/configs.py` takes it as a route's `upstream`.
-`ca` signs the leaf instead of a CA made per server; `cert` picks a broken
+`ca` signs the leaf instead of a CA made per server; `also` names further hosts
+served with a leaf each, picked by the client's SNI; `cert` picks a broken
 certificate for fault tests: "expired", "other-name" (a leaf for evil.example),
 "self-signed" (not from `ca`), "no-tls" (TCP accepted, nothing ever said).
 
@@ -43,6 +45,9 @@ Endpoints (any method; query parameters in brackets):
     /close                closes the connection without answering
     /garbage              answers with bytes that are not HTTP, then closes
 A client sending `Expect: 100-continue` gets `100 Continue` before the body is read.
+
+The mocks of provider APIs speak HTTP through the helpers at the end of the
+module: `read_request`, `send_response`, `send_events` (SSE) and `sse_event`.
 """
 
 from __future__ import annotations
@@ -50,13 +55,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import http
 import json
 import shutil
 import socket
 import ssl
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,10 +146,11 @@ class LoopbackServer:
     """A TLS (or plain) server on 127.0.0.1:<free port> in its own event-loop thread (module docstring)."""
 
     def __init__(self, host: str = "api.openai.com", *, tls: bool = True, cert: str = "valid",
-                 ca: certs.CA | None = None) -> None:
+                 ca: certs.CA | None = None, also: tuple[str, ...] = ()) -> None:
         if cert not in CERTS:
             raise ValueError(cert)
         self.host = host
+        self.also = also
         self.tls = tls
         self.cert = cert
         self.ca = ca or certs.create_ca("cordon test upstream CA")
@@ -168,12 +175,26 @@ class LoopbackServer:
             leaf = certs.issue_leaf(certs.create_ca("someone else"), self.host)
         else:
             leaf = certs.issue_leaf(self.ca, self.host)
-        chain = self._tmp / "leaf.pem"
+        ctx = self._leaf_context(leaf, "leaf.pem")
+        if not self.also:
+            ctx.sni_callback = _on_sni
+            return ctx
+        # further names: a leaf each from `ca`, picked by the client's SNI
+        contexts = {h: self._leaf_context(certs.issue_leaf(self.ca, h), f"leaf-{h}.pem") for h in self.also}
+
+        def pick(sslobj: Any, name: str | None, first: ssl.SSLContext) -> None:
+            _on_sni(sslobj, name, first)
+            if name in contexts:
+                sslobj.context = contexts[name]
+        ctx.sni_callback = pick
+        return ctx
+
+    def _leaf_context(self, leaf: certs.Leaf, filename: str) -> ssl.SSLContext:
+        chain = self._tmp / filename
         chain.write_bytes(leaf.chain_pem + leaf.key_pem)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(chain)
         ctx.set_alpn_protocols(["http/1.1"])
-        ctx.sni_callback = _on_sni
         return ctx
 
     # -- lifecycle -------------------------------------------------------------------
@@ -282,6 +303,111 @@ class LoopbackServer:
         raise NotImplementedError
 
 
+# -- h11 on a stream, for the subclasses that answer HTTP ------------------------------------------
+
+async def next_event(stream: anyio.abc.ByteStream, conn: h11.Connection) -> Any:
+    """`conn`'s next h11 event, reading from `stream` as it needs (end of stream: ConnectionClosed)."""
+    while True:
+        ev = conn.next_event()
+        if ev is not h11.NEED_DATA:
+            return ev
+        try:
+            data = await stream.receive(65536)
+        except anyio.EndOfStream:
+            data = b""
+        conn.receive_data(data)
+
+
+async def read_raw_request(stream: anyio.abc.ByteStream, buf: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """One request as the raw bytes sent, framed by Content-Length alone (for upstreams that must see
+    odd framing untouched), after `buf` (bytes already read): its head without the blank line, its
+    body, and what came after it. None at the end of the stream or on a Content-Length that is not
+    a number."""
+    while b"\r\n\r\n" not in buf:
+        try:
+            buf += await stream.receive(65536)
+        except anyio.EndOfStream:
+            return None
+    head, _, buf = buf.partition(b"\r\n\r\n")
+    n = 0
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length":
+            try:
+                n = int(v)
+            except ValueError:
+                return None
+    while len(buf) < n:
+        buf += await stream.receive(65536)
+    return head, buf[:n], buf[n:]
+
+
+async def read_request(stream: anyio.abc.ByteStream, conn: h11.Connection) -> tuple[h11.Request, bytes] | None:
+    """The next request and its whole body, or None once the client is gone. An Upgrade request
+    comes back at once with no body (what follows it is not HTTP)."""
+    ev = await next_event(stream, conn)
+    if not isinstance(ev, h11.Request):
+        return None
+    req = ev
+    if any(k.lower() == b"upgrade" for k, _ in req.headers.raw_items()):
+        return req, b""
+    body = bytearray()
+    while True:
+        ev = await next_event(stream, conn)
+        if isinstance(ev, h11.Data):
+            body += ev.data
+        elif isinstance(ev, h11.EndOfMessage):
+            return req, bytes(body)
+        else:
+            return None
+
+
+async def serve_requests(stream: anyio.abc.ByteStream,
+                         answer: Callable[[h11.Connection, h11.Request, bytes], Awaitable[bool]]) -> None:
+    """The requests of one connection, each read whole (`read_request`) and handed to `answer`,
+    which sends the response on the connection and says whether the connection ends with it (an
+    upgrade taken over, say); kept alive while h11 allows."""
+    conn = h11.Connection(h11.SERVER)
+    while (got := await read_request(stream, conn)) is not None:
+        head, body = got
+        if await answer(conn, head, body) or conn.our_state is h11.MUST_CLOSE:
+            return
+        try:
+            conn.start_next_cycle()
+        except h11.LocalProtocolError:
+            return
+
+
+def str_headers(req: h11.Request) -> list[tuple[str, str]]:
+    """A request's headers in order, with their original case."""
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in req.headers.raw_items()]
+
+
+async def send_response(stream: anyio.abc.ByteStream, conn: h11.Connection, status: int, body: bytes,
+                        ctype: str = "application/json", headers: list[tuple[str, str]] | None = None) -> None:
+    """One whole response: `status` with its reason phrase, Content-Type and Content-Length, `body`."""
+    head = [("content-type", ctype), ("content-length", str(len(body))), *(headers or [])]
+    reason = http.HTTPStatus(status).phrase.encode()
+    await stream.send(conn.send(h11.Response(status_code=status, headers=head, reason=reason)) or b"")
+    await stream.send(conn.send(h11.Data(data=body)) or b"")
+    await stream.send(conn.send(h11.EndOfMessage()) or b"")
+
+
+async def send_events(stream: anyio.abc.ByteStream, conn: h11.Connection, events: Iterable[str]) -> None:
+    """200 text/event-stream, each SSE event text in a chunk of its own, then the end."""
+    reason = http.HTTPStatus(200).phrase.encode()
+    await stream.send(conn.send(h11.Response(status_code=200, reason=reason, headers=[
+        ("content-type", "text/event-stream"), ("cache-control", "no-cache")])) or b"")
+    for ev in events:
+        await stream.send(conn.send(h11.Data(data=ev.encode())) or b"")
+    await stream.send(conn.send(h11.EndOfMessage()) or b"")
+
+
+def sse_event(data: Any, name: str | None = None) -> str:
+    """One SSE event: `event: name` (if any) and `data` as JSON."""
+    return (f"event: {name}\n" if name else "") + f"data: {json.dumps(data)}\n\n"
+
+
 def _on_sni(sslobj: Any, name: str | None, ctx: ssl.SSLContext) -> None:
     sslobj.cordon_test_sni = name
 
@@ -328,37 +454,24 @@ class UpstreamServer(LoopbackServer):
 
     async def _http(self, stream: anyio.abc.ByteStream, conn_id: int, sni: str | None) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=1 << 20)
-
-        async def next_event() -> Any:
-            while True:
-                ev = conn.next_event()
-                if ev is h11.NEED_DATA:
-                    try:
-                        data = await stream.receive(65536)
-                    except anyio.EndOfStream:
-                        data = b""
-                    conn.receive_data(data)
-                    continue
-                return ev
-
         async def send(*events: Any) -> None:
             out = b"".join(conn.send(e) or b"" for e in events)
             if out:
                 await stream.send(out)
 
         while True:
-            ev = await next_event()
+            ev = await next_event(stream, conn)
             if isinstance(ev, h11.ConnectionClosed) or ev is h11.PAUSED:
                 return
             assert isinstance(ev, h11.Request), ev
             req = ev
-            headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in req.headers.raw_items()]
+            headers = str_headers(req)
             if conn.they_are_waiting_for_100_continue:
                 await send(h11.InformationalResponse(status_code=100, headers=[]))
             body = bytearray()
             trailers: list[tuple[str, str]] = []
             while True:
-                ev = await next_event()
+                ev = await next_event(stream, conn)
                 if isinstance(ev, h11.Data):
                     body += ev.data
                 elif isinstance(ev, h11.EndOfMessage):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.test_exec_e2e import SECRET, codex_available, route_toml
+from tests.app.test_exec_e2e import SECRET, route_toml
+from tests.codex_files import codex_available
 from tests.conftest import cordon_argv, subprocess_env, write
 from tests.mock_openai import MockOpenAI
 

@@ -21,7 +21,7 @@ import pytest
 from cordon.store.dotenvfile import SESSION_BEGIN
 from cordon.store.paths import Paths
 from tests import configs
-from tests.conftest import cordon_argv, subprocess_env, write
+from tests.conftest import cordon_argv, subprocess_env, wait_for, write
 
 SECRET = "sk-real-7c1f3e9a-DO-NOT-LEAK"
 PLACEHOLDER = "dummy-replaced-by-cordon"
@@ -32,15 +32,6 @@ KEYRING_TOML = configs.render(configs.openai(keyring=""))
 
 def py(code: str) -> list[str]:
     return [sys.executable, "-c", textwrap.dedent(code)]
-
-
-def wait_for(path: Path, timeout: float = 30) -> None:
-    # polling a file the child writes: a rendezvous, not a timing assertion
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path} did not appear")
-        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -25,48 +24,15 @@ from cordon.store.session import create_session
 from cordon.store.tokens import TokenStore
 from cordon.store.userfiles import holders_of, release, toml_acquire
 from tests import configs
-from tests.conftest import cordon_argv, subprocess_env, write
+from tests.codex_files import USER_CONFIG_WITH_SHELL_POLICY
+from tests.conftest import cordon_argv, subprocess_env, wait_for, write
 
 SECRET = "sk-real-5b0d2c71-DO-NOT-LEAK"
 
 OWN_ROUTE = configs.render(configs.openai(name="oai", env="REAL_OPENAI_KEY", placeholder_env=configs.CODEX_VARS),
                            listen=7000)
 
-USER_CONFIG = """\
-# Codex settings, written by hand
-model = "o3"   # keep this comment
-
-[shell_environment_policy]
-inherit = "core"
-
-[shell_environment_policy.set]
-MY_TOOL_HOME = "/opt/tool"   # mine
-
-[mcp_servers.files]
-command = "npx"
-args = ["-y", "@modelcontextprotocol/server-filesystem", "."]
-
-[mcp_servers.remote]
-url = "https://mcp.example.com/mcp"
-
-[mcp_servers.inline]
-command = "uvx"
-env = { LOG_LEVEL = "debug" }
-
-[profiles.fast]
-model = "o4-mini"
-"""
-
 SET = ("shell_environment_policy", "set")
-
-
-def wait_for(path: Path, timeout: float = 30) -> None:
-    # a rendezvous with the child (it writes the file, then renames it), not a timing assertion
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path} did not appear")
-        time.sleep(0.02)
 
 
 def env() -> dict[str, str]:
@@ -103,12 +69,12 @@ def setup_project(cordon, project: Path) -> tuple[Path, bytes, bytes]:  # type: 
     Returns (config.toml, its bytes before setup, its bytes after setup).
     """
     write(project / "cordon.toml", OWN_ROUTE)
-    config = write(project / ".codex" / "config.toml", USER_CONFIG)
+    config = write(project / ".codex" / "config.toml", USER_CONFIG_WITH_SHELL_POLICY)
     r = cordon("setup", "codex", "--yes")
     assert r.status == 0, r.stderr
     after = config.read_bytes()
     assert b"127.0.0.1:7000" in after
-    return config, USER_CONFIG.encode(), after
+    return config, USER_CONFIG_WITH_SHELL_POLICY.encode(), after
 
 
 def test_the_session_sees_its_own_proxy_in_config_toml_and_it_is_restored(
@@ -179,7 +145,7 @@ def test_no_config_toml_is_created_and_one_without_cordon_entries_is_untouched(
     assert r.returncode == 0 and r.stdout == "done\n", r.stderr
     assert not (project / ".codex").exists()
     # a config.toml of the user's own, proxy keys included but no setup: never edited
-    own = USER_CONFIG.replace('MY_TOOL_HOME = "/opt/tool"', 'HTTPS_PROXY = "http://corp:3128"')
+    own = USER_CONFIG_WITH_SHELL_POLICY.replace('MY_TOOL_HOME = "/opt/tool"', 'HTTPS_PROXY = "http://corp:3128"')
     config = write(project / ".codex" / "config.toml", own)
     r = run_exec(project, "cat .codex/config.toml")
     assert r.returncode == 0, r.stderr
@@ -206,6 +172,17 @@ def test_a_user_edit_during_the_session_is_kept(setup_project: tuple[Path, bytes
     assert config.read_bytes() == b'personality = "friendly"\n' + original
 
 
+def assert_the_next_command_restores(project: Path, config: Path, before: bytes) -> None:
+    """Any later cordon command (here `route list`) puts config.toml back as it was before the
+    session and leaves no session record behind."""
+    r = subprocess.run(cordon_argv("route", "list"), cwd=project, env=env(), capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert config.read_bytes() == before
+    paths = Paths.from_env(dict(os.environ), project)
+    assert not [f for f in paths.sessions_dir.iterdir() if f.suffix == ".json"]
+
+
 def test_sigkilled_session_is_repaired_by_any_command(setup_project: tuple[Path, bytes, bytes],
                                                       project: Path, cordon) -> None:  # type: ignore[no-untyped-def]
     config, original, before = setup_project
@@ -218,12 +195,7 @@ def test_sigkilled_session_is_repaired_by_any_command(setup_project: tuple[Path,
     p.wait()
     os.kill(int(child), signal.SIGKILL)                      # the orphaned child
     assert url in config.read_text()                         # left behind by the crash
-    r = subprocess.run(cordon_argv("route", "list"), cwd=project, env=env(), capture_output=True, text=True,
-                       timeout=60)
-    assert r.returncode == 0, r.stderr
-    assert config.read_bytes() == before
-    paths = Paths.from_env(dict(os.environ), project)
-    assert not [f for f in paths.sessions_dir.iterdir() if f.suffix == ".json"]
+    assert_the_next_command_restores(project, config, before)
     assert cordon("integration", "disable", "codex").status == 0
     assert config.read_bytes() == original
 
@@ -240,12 +212,7 @@ def test_a_restore_that_fails_is_retried_by_the_next_command(setup_project: tupl
     assert b"127.0.0.1:7000" not in config.read_bytes()     # still the session's entries
     assert "127.0.0.1:7000" in (project / ".codex" / ".env").read_text()   # the .env was restored
     (project / ".codex" / f".config.toml.cordon-tmp-{(project / 'cordon.pid').read_text().strip()}").rmdir()
-    r = subprocess.run(cordon_argv("route", "list"), cwd=project, env=env(), capture_output=True, text=True,
-                       timeout=60)
-    assert r.returncode == 0, r.stderr
-    assert config.read_bytes() == before
-    paths = Paths.from_env(dict(os.environ), project)
-    assert not [f for f in paths.sessions_dir.iterdir() if f.suffix == ".json"]
+    assert_the_next_command_restores(project, config, before)
 
 
 def test_two_concurrent_sessions(setup_project: tuple[Path, bytes, bytes], project: Path,
@@ -287,7 +254,7 @@ def test_user_scope_setup_and_a_session_outside_any_project(cordon, home: Path, 
                                                             monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     paths = Paths.from_env(dict(os.environ), tmp_path)
     write(paths.user_config, OWN_ROUTE)
-    config = write(home / ".codex" / "config.toml", USER_CONFIG)
+    config = write(home / ".codex" / "config.toml", USER_CONFIG_WITH_SHELL_POLICY)
     assert cordon("setup", "codex", "--scope", "user", "--yes").status == 0
     before = config.read_bytes()
     elsewhere = tmp_path / "elsewhere"

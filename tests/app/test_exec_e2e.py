@@ -18,23 +18,11 @@ from pathlib import Path
 import pytest
 
 from tests import configs
-from tests.conftest import REPO, cordon_argv, subprocess_env, write
+from tests.codex_files import NODE_MODULES, QUIET_CODEX_CONFIG, codex_available
+from tests.conftest import cordon_argv, subprocess_env, write
 from tests.mock_openai import PLACEHOLDER, MockOpenAI
 
 SECRET = "sk-proj-REAL-e2e-5d0c8b1f9a"
-NODE_MODULES = REPO / "tests" / "node" / "node_modules"
-CODEX = NODE_MODULES / ".bin" / "codex"
-
-QUIET_CODEX_CONFIG = """\
-check_for_update_on_startup = false
-[analytics]
-enabled = false
-[features]
-api_key_model_discovery = false
-plugins = false
-"""
-
-
 def route_toml(mock: MockOpenAI) -> str:
     return configs.render(configs.openai(placeholder_env=configs.CODEX_VARS, upstream=mock))   # CORDON_TEST_REAL_KEY
 
@@ -69,12 +57,6 @@ def assert_no_leak(r: subprocess.CompletedProcess[str], *dirs: Path) -> None:
         for f in d.rglob("*"):
             if f.is_file():
                 assert SECRET.encode() not in f.read_bytes(), f
-
-
-def codex_available() -> str | None:
-    if not CODEX.exists() or shutil.which("node") is None:
-        return None
-    return str(CODEX)
 
 
 @pytest.mark.slow

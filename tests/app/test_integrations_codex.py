@@ -15,29 +15,10 @@ from cordon.store.config import load_config
 from cordon.store.paths import Paths
 from cordon.store.tokens import TokenStore
 from tests import configs
+from tests.codex_files import USER_CONFIG
 from tests.conftest import write
 
 USER_ENV = "# my own settings\nFOO=bar\nexport QUOTED='a b'\n"
-USER_CONFIG = """\
-# Codex settings, written by hand
-model = "o3"   # keep this comment
-
-[mcp_servers.files]
-command = "npx"
-args = ["-y", "@modelcontextprotocol/server-filesystem", "."]
-
-[mcp_servers.remote]
-url = "https://mcp.example.com/mcp"
-
-[mcp_servers.inline]
-command = "uvx"
-env = { LOG_LEVEL = "debug" }
-
-[profiles.fast]
-model = "o4-mini"
-"""
-
-
 OWN_ROUTE = configs.render(configs.openai(name="oai", env="REAL_OPENAI_KEY"), listen=7000)
 
 

@@ -22,25 +22,15 @@ from pathlib import Path
 import pytest
 
 from tests import configs
-from tests.conftest import REPO, cordon_argv, subprocess_env, write
+from tests.codex_files import CODEX, NODE_MODULES, QUIET_CODEX_CONFIG
+from tests.conftest import cordon_argv, subprocess_env, write
 from tests.mock_openai import PLACEHOLDER, MockOpenAI
 from tests.ports import reserved_port
 from tests.upstream import UpstreamServer
 
 OPENAI_KEY = "sk-proj-REAL-integrations-7c1e"
 ANTHROPIC_KEY = "sk-ant-REAL-integrations-93ab"
-NODE_MODULES = REPO / "tests" / "node" / "node_modules"
-CODEX = NODE_MODULES / ".bin" / "codex"
-
-QUIET_CODEX_CONFIG = """\
-# the user's own Codex settings (kept by setup)
-check_for_update_on_startup = false
-[analytics]
-enabled = false
-[features]
-api_key_model_discovery = false
-plugins = false
-
+USER_CODEX_CONFIG = "# the user's own Codex settings (kept by setup)\n" + QUIET_CODEX_CONFIG + """
 [mcp_servers.local-tool]   # setup gives it an env table; Codex must still load the file
 command = "true"
 enabled = false
@@ -95,7 +85,7 @@ def started(project: Path, home: Path) -> Iterator[Started]:
     with MockOpenAI(expected_key=OPENAI_KEY) as openai, UpstreamServer("api.anthropic.com") as anthropic, \
             reserved_port() as port:
         write(project / "cordon.toml", config_toml(port, openai, anthropic))
-        write(project / ".codex" / "config.toml", QUIET_CODEX_CONFIG)
+        write(project / ".codex" / "config.toml", USER_CODEX_CONFIG)
         for name in ("codex", "claude-code"):
             r = subprocess.run(cordon_argv("setup", name, "--yes"), cwd=project, env=subprocess_env(),
                                capture_output=True, text=True, timeout=60)

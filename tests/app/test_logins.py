@@ -11,6 +11,7 @@ from cordon.core.oauth import PLACEHOLDER_REFRESH, jwt_claims
 from cordon.store.config import load_config
 from cordon.store.logins import LoginStore
 from cordon.store.paths import Paths
+from tests import configs
 from tests.oauth_fixtures import (
     ACCOUNT_ID,
     CLAUDE_ACCESS,
@@ -80,8 +81,7 @@ def test_login_refuses_a_placeholder_file_and_a_missing_one(cordon, project: Pat
 
 
 def test_login_refuses_a_host_an_api_key_route_holds(cordon, project: Path, home: Path) -> None:
-    (project / "cordon.toml").write_text('[[routes]]\nname = "anthropic"\n[routes.match]\nhost = "api.anthropic.com"\n'
-                                         '[routes.auth]\ntype = "header"\nheader_name = "x-api-key"\n')
+    (project / "cordon.toml").write_text(configs.render(configs.anthropic()))
     f = write_claude(home)
     r = cordon("login", "claude")
     assert r.status == 1 and "cordon route remove anthropic" in r.stderr
@@ -101,13 +101,19 @@ def test_logout_refuses_to_overwrite_a_newer_real_login(cordon, project: Path, h
     assert CODEX_REFRESH in (home / "codex-auth.json").read_text()
 
 
-def test_status_doctor_and_secret_check_show_each_login_never_a_token(cordon, project: Path, home: Path) -> None:
-    from cordon.app.doctor import run_doctor, to_json
+def log_in_to_both(cordon, home: Path) -> str:
+    """`cordon login codex` and `cordon login claude` from the agents' own files; the Codex access token."""
     access = codex_access()
     write_codex(home, codex_auth_json(access=access))
     write_claude(home)
     assert cordon("login", "codex").status == 0
     assert cordon("login", "claude").status == 0
+    return access
+
+
+def test_status_doctor_and_secret_check_show_each_login_never_a_token(cordon, project: Path, home: Path) -> None:
+    from cordon.app.doctor import run_doctor, to_json
+    access = log_in_to_both(cordon, home)
     tokens = [access, CODEX_REFRESH, CLAUDE_ACCESS, CLAUDE_REFRESH]
     st = cordon("status")
     assert "codex: plan pro, access token expires 20" in st.stdout
@@ -135,11 +141,7 @@ def test_status_doctor_and_secret_check_show_each_login_never_a_token(cordon, pr
 
 
 def test_setup_keeps_subscription_mode(cordon, project: Path, home: Path) -> None:
-    access = codex_access()
-    write_codex(home, codex_auth_json(access=access))
-    write_claude(home)
-    assert cordon("login", "codex").status == 0
-    assert cordon("login", "claude").status == 0
+    access = log_in_to_both(cordon, home)
     for name in ("claude-code", "codex"):
         r = cordon("setup", name, "--scope", "project")
         assert r.status == 0, r.stderr

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from cordon.core.oauth import PLACEHOLDER_CLAUDE_ACCESS
-from tests.conftest import REPO, cordon_argv, subprocess_env, write
+from tests.codex_files import CODEX, NODE_MODULES
+from tests.conftest import cordon_argv, subprocess_env, write
 from tests.mock_oauth import MockProvider
 from tests.oauth_fixtures import (
     ACCOUNT_ID,
@@ -33,8 +34,6 @@ from tests.oauth_fixtures import (
     write_codex,
 )
 
-NODE_MODULES = REPO / "tests" / "node" / "node_modules"
-CODEX = NODE_MODULES / ".bin" / "codex"
 CLAUDE = NODE_MODULES / ".bin" / "claude"
 QUIET_CODEX_CONFIG = """\
 check_for_update_on_startup = false

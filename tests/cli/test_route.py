@@ -258,6 +258,18 @@ def finish(child: pexpect.spawn) -> tuple[int, str]:
     return child.exitstatus, child.before
 
 
+def wizard_at_the_keyring_account(project: Path) -> pexpect.spawn:
+    """`cordon route add` on a terminal: the openai preset, its default name and source, up to the
+    `Keyring account` prompt."""
+    c = spawn(project, "route", "add")
+    for prompt, answer in [(r"Provider .*: ", "openai"), (r"Route name \[openai\]: ", ""),
+                           (r"Secret source .*\[keyring\]: ", "")]:
+        c.expect(prompt)
+        c.sendline(answer)
+    c.expect(r"Keyring account \[openai\]: ")
+    return c
+
+
 def test_wizard_custom_route(project: Path) -> None:
     c = spawn(project, "route", "add")
     for prompt, answer in [
@@ -289,14 +301,7 @@ def test_wizard_custom_route(project: Path) -> None:
 
 def test_wizard_preset_stores_the_secret_without_echo(project: Path) -> None:
     secret = "sk-wizard-5e3c1b7a9d"
-    c = spawn(project, "route", "add")
-    c.expect(r"Provider .*: ")
-    c.sendline("openai")
-    c.expect(r"Route name \[openai\]: ")
-    c.sendline("")
-    c.expect(r"Secret source .*\[keyring\]: ")
-    c.sendline("")
-    c.expect(r"Keyring account \[openai\]: ")
+    c = wizard_at_the_keyring_account(project)
     c.sendline("")
     c.expect(r"Store the secret in the keyring now\? \(Y/n\): ")
     c.sendline("")
@@ -361,14 +366,7 @@ def test_wizard_refuses_a_key_typed_as_the_keyring_account(project: Path) -> Non
     """A key pasted at the `Keyring account` prompt is refused, wiped from the terminal, never
     repeated by cordon and never written to cordon.toml; the next answer is used instead."""
     pasted = "sk-proj-Q3x9Lm2Vt7Rb4Nw8Kc1Zp6Hy5"
-    c = spawn(project, "route", "add")
-    c.expect(r"Provider .*: ")
-    c.sendline("openai")
-    c.expect(r"Route name \[openai\]: ")
-    c.sendline("")
-    c.expect(r"Secret source .*\[keyring\]: ")
-    c.sendline("")
-    c.expect(r"Keyring account \[openai\]: ")
+    c = wizard_at_the_keyring_account(project)
     c.sendline(pasted)
     c.expect_exact("\x1b[1A\x1b[2K")                   # the echoed line is erased
     c.expect(r"that looks like a secret key, not a name: it was not kept\.")

@@ -26,7 +26,7 @@ from cordon.core.model import Policy
 from tests.faults.test_leaks import abort, open_fds, settle
 from tests.proxy_harness import SECRET, TOKEN, RunningProxy, running_proxy
 from tests.security.wire import proxy_auth_line
-from tests.upstream import LoopbackServer
+from tests.upstream import LoopbackServer, read_raw_request
 
 HOST = "api.openai.com"
 DELAY = 3.0   # the slow answer is due this long after the request; the proxy watches after 1 s
@@ -47,18 +47,8 @@ class SlowUpstream(LoopbackServer):
     async def serve_connection(self, stream: anyio.abc.ByteStream, sock: anyio.abc.SocketStream,
                                conn_id: int) -> None:
         buf = b""
-        while True:
-            while b"\r\n\r\n" not in buf:
-                buf += await stream.receive()
-            head, _, buf = buf.partition(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                k, _, v = line.partition(b":")
-                if k.strip().lower() == b"content-length":
-                    length = int(v)
-            while len(buf) < length:
-                buf += await stream.receive()
-            buf = buf[length:]
+        while (got := await read_raw_request(stream, buf)) is not None:
+            head, _, buf = got
             path = head.split(b" ")[1].decode()
             self.paths.append(path)
             delay = float(path.split("delay=")[1]) if "delay=" in path else 0.0

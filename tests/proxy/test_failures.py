@@ -19,7 +19,7 @@ from cordon.core import certs
 from cordon.core.model import Route
 from cordon.proxy.forward import Timeouts
 from tests.ports import refused_port
-from tests.proxy_harness import PLACEHOLDER, SECRET, TOKEN, RunningProxy, running_proxy
+from tests.proxy_harness import PLACEHOLDER, SECRET, TOKEN, RunningProxy, read_to_eof, running_proxy
 from tests.upstream import UpstreamServer
 
 _sockets: list[socket.socket] = []
@@ -69,19 +69,6 @@ def mitm_socket(px: RunningProxy, host: str = "api.openai.com", sni: str | None 
     t = ctx.wrap_socket(s, server_hostname=sni or host)
     _sockets.append(t)
     return t
-
-
-def read_all(s: socket.socket) -> bytes:
-    out = b""
-    try:
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
-    except (TimeoutError, ConnectionResetError, ssl.SSLError):
-        pass
-    return out
 
 
 # -- upstream failures ---------------------------------------------------------------------
@@ -177,20 +164,20 @@ def test_missing_secret_is_502_naming_the_route(up: UpstreamServer) -> None:
 def test_malformed_request_is_400(px: RunningProxy, up: UpstreamServer) -> None:
     t = mitm_socket(px)
     t.sendall(b"NOT A REQUEST\r\n\r\n")
-    assert read_all(t).startswith(b"HTTP/1.1 400 ")
+    assert read_to_eof(t).startswith(b"HTTP/1.1 400 ")
     s = raw(px)
     s.sendall(b"GET /x HTTP/1.1\r\nBad Header\r\n\r\n")
-    assert read_all(s).startswith(b"HTTP/1.1 400 ")
+    assert read_to_eof(s).startswith(b"HTTP/1.1 400 ")
     assert up.requests == []
 
 
 def test_head_over_64k_is_431(px: RunningProxy, up: UpstreamServer) -> None:
     t = mitm_socket(px)
     t.sendall(b"GET / HTTP/1.1\r\nHost: api.openai.com\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n")
-    assert read_all(t).startswith(b"HTTP/1.1 431 ")
+    assert read_to_eof(t).startswith(b"HTTP/1.1 431 ")
     s = raw(px)
     s.sendall(b"CONNECT api.openai.com:443 HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n")
-    assert read_all(s).startswith(b"HTTP/1.1 431 ")
+    assert read_to_eof(s).startswith(b"HTTP/1.1 431 ")
     assert up.requests == []
 
 
@@ -198,7 +185,7 @@ def test_content_length_with_transfer_encoding_is_400(px: RunningProxy, up: Upst
     s = mitm_socket(px)
     s.sendall(b"POST /v1/x HTTP/1.1\r\nHost: api.openai.com\r\nContent-Length: 4\r\n"
               b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
-    resp = read_all(s)
+    resp = read_to_eof(s)
     assert resp.startswith(b"HTTP/1.1 400 ") and b"smuggling" in resp
     assert up.requests == []
 
@@ -206,7 +193,7 @@ def test_content_length_with_transfer_encoding_is_400(px: RunningProxy, up: Upst
 def test_slow_head_is_cut_off_with_408(px: RunningProxy) -> None:
     s = raw(px)
     s.sendall(b"CONNECT api.openai.com:443 HTTP/1.1\r\n")   # ...and never the rest (slowloris)
-    resp = read_all(s)
+    resp = read_to_eof(s)
     assert resp.startswith(b"HTTP/1.1 408 ")
 
 
@@ -252,7 +239,7 @@ def test_bad_connections_do_not_disturb_others(px: RunningProxy, up: UpstreamSer
     with client(px) as c:
         for _ in range(3):
             assert c.get("https://api.openai.com/json").status_code == 200
-    assert read_all(junk).startswith(b"HTTP/1.1 400 ")
+    assert read_to_eof(junk).startswith(b"HTTP/1.1 400 ")
     for s in (slow, junk, half):
         s.close()
 
@@ -290,5 +277,5 @@ def test_unresolvable_upstream_is_502(up: UpstreamServer) -> None:
 def test_tunnel_to_unresolvable_host_is_502(px: RunningProxy) -> None:
     s = raw(px)
     s.sendall(f"CONNECT no-such-host.invalid:443 HTTP/1.1\r\n{proxy_auth()}\r\n".encode())
-    resp = read_all(s)
+    resp = read_to_eof(s)
     assert resp.startswith(b"HTTP/1.1 502 ") and b"resolve" in resp

@@ -15,7 +15,9 @@ from collections.abc import Awaitable, Callable
 import anyio
 
 from cordon.core.model import Auth, Route, SecretSpec
-from tests.proxy.memstream import ProxyOverMemory, expect, proxy_over_memory
+from cordon.proxy.transport.fasttls import TLSConn
+from cordon.proxy.transport.stream import Stream
+from tests.proxy.memstream import MemoryStream, ProxyOverMemory, expect, proxy_over_memory
 
 HOST = "api.example.test"
 SECRET = "sk-real-SECRET-0123456789abcdef"
@@ -42,50 +44,58 @@ def run(r: Route, body: Callable[[ProxyOverMemory], Awaitable[None]]) -> ProxyOv
     return seen[0]
 
 
+async def first_request(t: ProxyOverMemory, sent: bytes, upstream_gets: bytes) -> tuple[TLSConn, MemoryStream]:
+    """A client connection to HOST (CONNECT, TLS) sends `sent`; the upstream connection the proxy
+    opens for it receives exactly `upstream_gets`. Both ends, for what follows."""
+    client = await t.connect_tls(HOST)
+    await client.send(sent)
+    up = await t.next_upstream()
+    await expect(up, upstream_gets)
+    return client, up
+
+
+async def relayed(src: Stream, dst: Stream, sent: bytes, arrives: bytes | None = None) -> None:
+    """`sent` on one leg comes out of the other exactly as `arrives` (by default: unchanged)."""
+    await src.send(sent)
+    await expect(dst, sent if arrives is None else arrives)
+
+
 def test_keep_alive_exchange_injects_the_credential_and_reuses_the_upstream() -> None:
     async def body(t: ProxyOverMemory) -> None:
-        client = await t.connect_tls(HOST)
-        await client.send(b"GET /v1/models HTTP/1.1\r\n"
-                          b"Host: api.example.test\r\n"
-                          b"User-Agent: transcript/1\r\n"
-                          b"Authorization: Bearer dummy-replaced-by-cordon\r\n"
-                          b"Accept: application/json\r\n"
-                          b"\r\n")
-        up = await t.next_upstream()
-        await expect(up, b"GET /v1/models HTTP/1.1\r\n"
-                         b"Host: api.example.test\r\n"
-                         b"User-Agent: transcript/1\r\n"
-                         b"Accept: application/json\r\n"
-                         b"Authorization: Bearer sk-real-SECRET-0123456789abcdef\r\n"
-                         b"\r\n")
-        await up.send(b"HTTP/1.1 200 OK\r\n"
-                      b"Content-Type: application/json\r\n"
-                      b"Content-Length: 13\r\n"
-                      b"\r\n"
-                      b'{"data": []}\n')
-        await expect(client, b"HTTP/1.1 200 OK\r\n"
-                             b"Content-Type: application/json\r\n"
-                             b"Content-Length: 13\r\n"
-                             b"\r\n"
-                             b'{"data": []}\n')
+        client, up = await first_request(t, b"GET /v1/models HTTP/1.1\r\n"
+                                            b"Host: api.example.test\r\n"
+                                            b"User-Agent: transcript/1\r\n"
+                                            b"Authorization: Bearer dummy-replaced-by-cordon\r\n"
+                                            b"Accept: application/json\r\n"
+                                            b"\r\n",
+                                         upstream_gets=b"GET /v1/models HTTP/1.1\r\n"
+                                                       b"Host: api.example.test\r\n"
+                                                       b"User-Agent: transcript/1\r\n"
+                                                       b"Accept: application/json\r\n"
+                                                       b"Authorization: Bearer sk-real-SECRET-0123456789abcdef\r\n"
+                                                       b"\r\n")
+        await relayed(up, client, b"HTTP/1.1 200 OK\r\n"
+                                  b"Content-Type: application/json\r\n"
+                                  b"Content-Length: 13\r\n"
+                                  b"\r\n"
+                                  b'{"data": []}\n')
 
         # the second request on the same client connection goes over the same upstream connection
-        await client.send(b"POST /v1/responses HTTP/1.1\r\n"
-                          b"Host: api.example.test\r\n"
-                          b"Authorization: Bearer dummy-replaced-by-cordon\r\n"
-                          b"Content-Type: application/json\r\n"
-                          b"Content-Length: 2\r\n"
-                          b"\r\n"
-                          b"{}")
-        await expect(up, b"POST /v1/responses HTTP/1.1\r\n"
-                         b"Host: api.example.test\r\n"
-                         b"Content-Type: application/json\r\n"
-                         b"Authorization: Bearer sk-real-SECRET-0123456789abcdef\r\n"
-                         b"Content-Length: 2\r\n"
-                         b"\r\n"
-                         b"{}")
-        await up.send(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
-        await expect(client, b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+        await relayed(client, up, b"POST /v1/responses HTTP/1.1\r\n"
+                                  b"Host: api.example.test\r\n"
+                                  b"Authorization: Bearer dummy-replaced-by-cordon\r\n"
+                                  b"Content-Type: application/json\r\n"
+                                  b"Content-Length: 2\r\n"
+                                  b"\r\n"
+                                  b"{}",
+                      arrives=b"POST /v1/responses HTTP/1.1\r\n"
+                              b"Host: api.example.test\r\n"
+                              b"Content-Type: application/json\r\n"
+                              b"Authorization: Bearer sk-real-SECRET-0123456789abcdef\r\n"
+                              b"Content-Length: 2\r\n"
+                              b"\r\n"
+                              b"{}")
+        await relayed(up, client, b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
         assert len(t.opened) == 1 and not up.peer_closed
 
     t = run(route(), body)
@@ -99,38 +109,29 @@ def test_chunked_streaming_response_reaches_the_client_event_by_event() -> None:
               b"event: response.completed\ndata: {}\n\n"]
 
     async def body(t: ProxyOverMemory) -> None:
-        client = await t.connect_tls(HOST)
-        await client.send(b"POST /v1/responses HTTP/1.1\r\n"
-                          b"Host: api.example.test\r\n"
-                          b"Authorization: Bearer dummy-replaced-by-cordon\r\n"
-                          b"Content-Length: 0\r\n"
-                          b"\r\n")
-        up = await t.next_upstream()
-        await expect(up, b"POST /v1/responses HTTP/1.1\r\n"
-                         b"Host: api.example.test\r\n"
-                         b"Authorization: Bearer sk-real-SECRET-0123456789abcdef\r\n"
-                         b"\r\n")
-        await up.send(b"HTTP/1.1 200 OK\r\n"
-                      b"Content-Type: text/event-stream\r\n"
-                      b"Transfer-Encoding: chunked\r\n"
-                      b"\r\n")
-        await expect(client, b"HTTP/1.1 200 OK\r\n"
-                             b"Content-Type: text/event-stream\r\n"
-                             b"Transfer-Encoding: chunked\r\n"
-                             b"\r\n")
+        client, up = await first_request(t, b"POST /v1/responses HTTP/1.1\r\n"
+                                            b"Host: api.example.test\r\n"
+                                            b"Authorization: Bearer dummy-replaced-by-cordon\r\n"
+                                            b"Content-Length: 0\r\n"
+                                            b"\r\n",
+                                         upstream_gets=b"POST /v1/responses HTTP/1.1\r\n"
+                                                       b"Host: api.example.test\r\n"
+                                                       b"Authorization: Bearer sk-real-SECRET-0123456789abcdef\r\n"
+                                                       b"\r\n")
+        await relayed(up, client, b"HTTP/1.1 200 OK\r\n"
+                                  b"Content-Type: text/event-stream\r\n"
+                                  b"Transfer-Encoding: chunked\r\n"
+                                  b"\r\n")
         # each event reaches the client before the upstream sends the next: nothing waits for a buffer
         for ev in events:
-            await up.send(b"%x\r\n%b\r\n" % (len(ev), ev))
-            await expect(client, b"%x\r\n%b\r\n" % (len(ev), ev))
-        await up.send(b"0\r\n\r\n")
-        await expect(client, b"0\r\n\r\n")
+            await relayed(up, client, b"%x\r\n%b\r\n" % (len(ev), ev))
+        await relayed(up, client, b"0\r\n\r\n")
 
         # the connection stays usable on both legs
-        await client.send(b"GET /v1/models HTTP/1.1\r\nHost: api.example.test\r\n\r\n")
-        await expect(up, b"GET /v1/models HTTP/1.1\r\nHost: api.example.test\r\n"
-                         b"Authorization: Bearer sk-real-SECRET-0123456789abcdef\r\n\r\n")
-        await up.send(b"HTTP/1.1 204 No Content\r\n\r\n")
-        await expect(client, b"HTTP/1.1 204 No Content\r\n\r\n")
+        await relayed(client, up, b"GET /v1/models HTTP/1.1\r\nHost: api.example.test\r\n\r\n",
+                      arrives=b"GET /v1/models HTTP/1.1\r\nHost: api.example.test\r\n"
+                              b"Authorization: Bearer sk-real-SECRET-0123456789abcdef\r\n\r\n")
+        await relayed(up, client, b"HTTP/1.1 204 No Content\r\n\r\n")
         assert len(t.opened) == 1
 
     run(route(), body)
@@ -140,23 +141,20 @@ def test_the_clients_own_credentials_are_stripped() -> None:
     """Every client copy of the route's header, Authorization and Proxy-Authorization is dropped;
     the upstream sees one credential, the real one."""
     async def body(t: ProxyOverMemory) -> None:
-        client = await t.connect_tls(HOST)
-        await client.send(b"GET /v1/messages HTTP/1.1\r\n"
-                          b"Host: api.example.test\r\n"
-                          b"x-api-key: sk-the-clients-own-key-4242\r\n"
-                          b"Authorization: Bearer sk-another-client-key\r\n"
-                          b"X-API-KEY: dummy-replaced-by-cordon\r\n"
-                          b"Proxy-Authorization: Basic Y29yZG9uOnRva2Vu\r\n"
-                          b"anthropic-version: 2023-06-01\r\n"
-                          b"\r\n")
-        up = await t.next_upstream()
-        await expect(up, b"GET /v1/messages HTTP/1.1\r\n"
-                         b"Host: api.example.test\r\n"
-                         b"anthropic-version: 2023-06-01\r\n"
-                         b"x-api-key: sk-real-SECRET-0123456789abcdef\r\n"
-                         b"\r\n")
-        await up.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        await expect(client, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        client, up = await first_request(t, b"GET /v1/messages HTTP/1.1\r\n"
+                                            b"Host: api.example.test\r\n"
+                                            b"x-api-key: sk-the-clients-own-key-4242\r\n"
+                                            b"Authorization: Bearer sk-another-client-key\r\n"
+                                            b"X-API-KEY: dummy-replaced-by-cordon\r\n"
+                                            b"Proxy-Authorization: Basic Y29yZG9uOnRva2Vu\r\n"
+                                            b"anthropic-version: 2023-06-01\r\n"
+                                            b"\r\n",
+                                         upstream_gets=b"GET /v1/messages HTTP/1.1\r\n"
+                                                       b"Host: api.example.test\r\n"
+                                                       b"anthropic-version: 2023-06-01\r\n"
+                                                       b"x-api-key: sk-real-SECRET-0123456789abcdef\r\n"
+                                                       b"\r\n")
+        await relayed(up, client, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
     run(route(header_name="x-api-key", scheme=None), body)
 
@@ -165,27 +163,23 @@ def test_a_path_outside_the_routes_paths_gets_no_credential() -> None:
     """The client's copy is still stripped and nothing is injected (the secret is looked up all
     the same: echo scrubbing covers every response of a route host)."""
     async def body(t: ProxyOverMemory) -> None:
-        client = await t.connect_tls(HOST)
-        await client.send(b"GET /public/status HTTP/1.1\r\n"
-                          b"Host: api.example.test\r\n"
-                          b"Authorization: Bearer dummy-replaced-by-cordon\r\n"
-                          b"\r\n")
-        up = await t.next_upstream()
-        await expect(up, b"GET /public/status HTTP/1.1\r\n"
-                         b"Host: api.example.test\r\n"
-                         b"\r\n")
-        await up.send(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nup\n")
-        await expect(client, b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nup\n")
+        client, up = await first_request(t, b"GET /public/status HTTP/1.1\r\n"
+                                            b"Host: api.example.test\r\n"
+                                            b"Authorization: Bearer dummy-replaced-by-cordon\r\n"
+                                            b"\r\n",
+                                         upstream_gets=b"GET /public/status HTTP/1.1\r\n"
+                                                       b"Host: api.example.test\r\n"
+                                                       b"\r\n")
+        await relayed(up, client, b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nup\n")
 
         # a dot-segment that climbs out of /v1/ is outside too
-        await client.send(b"GET /v1/../admin HTTP/1.1\r\n"
-                          b"Host: api.example.test\r\n"
-                          b"Authorization: Bearer dummy-replaced-by-cordon\r\n"
-                          b"\r\n")
-        await expect(up, b"GET /v1/../admin HTTP/1.1\r\n"
-                         b"Host: api.example.test\r\n"
-                         b"\r\n")
-        await up.send(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
-        await expect(client, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        await relayed(client, up, b"GET /v1/../admin HTTP/1.1\r\n"
+                                  b"Host: api.example.test\r\n"
+                                  b"Authorization: Bearer dummy-replaced-by-cordon\r\n"
+                                  b"\r\n",
+                      arrives=b"GET /v1/../admin HTTP/1.1\r\n"
+                              b"Host: api.example.test\r\n"
+                              b"\r\n")
+        await relayed(up, client, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
 
     run(route(paths=("/v1/",)), body)

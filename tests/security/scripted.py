@@ -17,7 +17,7 @@ from collections.abc import Callable
 import anyio
 import anyio.abc
 
-from tests.upstream import LoopbackServer
+from tests.upstream import LoopbackServer, read_raw_request
 
 
 class ScriptedUpstream(LoopbackServer):
@@ -29,24 +29,8 @@ class ScriptedUpstream(LoopbackServer):
     async def serve_connection(self, stream: anyio.abc.ByteStream, sock: anyio.abc.SocketStream,
                                conn_id: int) -> None:
         buf = b""
-        while True:
-            while b"\r\n\r\n" not in buf:
-                try:
-                    buf += await stream.receive(65536)
-                except anyio.EndOfStream:
-                    return
-            head, _, buf = buf.partition(b"\r\n\r\n")
-            n = 0
-            for line in head.split(b"\r\n")[1:]:
-                k, _, v = line.partition(b":")
-                if k.strip().lower() == b"content-length":
-                    try:
-                        n = int(v)
-                    except ValueError:
-                        return
-            while len(buf) < n:
-                buf += await stream.receive(65536)
-            body, buf = buf[:n], buf[n:]
+        while (got := await read_raw_request(stream, buf)) is not None:
+            head, body, buf = got
             self.requests.append(head + b"\r\n\r\n" + body)
             answer = self.respond(head + b"\r\n\r\n" + body)
             for i, part in enumerate([answer] if isinstance(answer, bytes) else answer):

@@ -17,9 +17,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cordon.core.scrub import EchoScrub
-from tests.proxy_harness import PLACEHOLDER, SECRET, RunningProxy, running_proxy
+from tests.proxy_harness import PLACEHOLDER, SECRET, RunningProxy, read_to_eof, running_proxy
 from tests.security.scripted import ScriptedUpstream
-from tests.security.wire import proxy_auth_line, read_to_eof, recv_response
+from tests.security.wire import proxy_auth_line, recv_response
 
 HOST = "api.openai.com"
 S = SECRET.encode()

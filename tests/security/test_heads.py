@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.security.wire import HOST, Scene, proxy_auth_line, read_to_eof, recv_response
+from tests.proxy_harness import read_to_eof
+from tests.security.wire import HOST, Scene, proxy_auth_line, recv_response
 
 AUTH = proxy_auth_line()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import anyio
@@ -22,7 +21,7 @@ from cordon.store.config import load_config
 from cordon.store.generation import bump_generation
 from cordon.store.secrets import SecretResolver
 from tests import configs
-from tests.conftest import cordon_argv, subprocess_env, write
+from tests.conftest import cordon_argv, subprocess_env
 from tests.upstream import UpstreamServer
 
 ENV_SECRET = "sk-env-route-SECRET-5f2a9c"
@@ -104,24 +103,10 @@ def test_a_generation_bump_does_not_run_a_secret_command_again(tmp_path: Path) -
 
 
 def test_a_command_cannot_be_handed_another_routes_env_secret(tmp_path: Path) -> None:
-    p = write(tmp_path / "cordon.toml", textwrap.dedent("""
-        [[routes]]
-        name = "openai"
-        match = { host = "api.openai.com" }
-        [routes.auth]
-        type = "header"
-        header_name = "Authorization"
-        scheme = "Bearer"
-        secret = { source = "env", var = "OPENAI_API_KEY" }
-
-        [[routes]]
-        name = "other"
-        match = { host = "api.example.com" }
-        [routes.auth]
-        type = "header"
-        header_name = "x-api-key"
-        secret = { source = "command", command = ["sh", "-c", "echo $OPENAI_API_KEY"], env = ["OPENAI_API_KEY"] }
-    """))
+    takes_openais = {"source": "command", "command": ["sh", "-c", "echo $OPENAI_API_KEY"], "env": ["OPENAI_API_KEY"]}
+    p = configs.write(tmp_path / "cordon.toml", configs.openai(env="OPENAI_API_KEY"),
+                      configs.RouteSpec(name="other", host="api.example.com", header_name="x-api-key", scheme=None,
+                                        secret=takes_openais))
     with pytest.raises(ConfigError) as e:
         load_config(p)
     assert "OPENAI_API_KEY" in e.value.message and "openai" in e.value.message

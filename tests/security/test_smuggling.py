@@ -16,6 +16,7 @@ import socket
 import pytest
 
 from tests.security.wire import HOST, Response, Scene, proxy_auth_line, recv_response
+from tests.upstream import Recorded
 
 WAYS = ("tunnel", "absolute")
 
@@ -34,10 +35,21 @@ def request(sc: Scene, way: str, head: bytes, body: bytes = b"", *, path: bytes 
     return sc.send(s, line + head + eol + body)
 
 
-def refused(r: Response | None, status: int) -> None:
+def refused(sc: Scene, r: Response | None, status: int) -> None:
+    """`status` and a closed connection; the upstream saw nothing (refused from the head, or mid-body
+    before the request was complete: the upstream records only whole requests)."""
     assert r is not None, "the proxy closed the connection without an answer"
     assert r.status == status, r.head
     assert r.closed, "a refused request must close the connection (the rest of the bytes are untrusted)"
+    assert sc.up.requests == []
+
+
+def accepted_as_one(sc: Scene, way: str, head: bytes, body: bytes, **kw: bytes) -> Recorded:
+    """`request(...)` is answered 200 and reaches the upstream as exactly one request: that one."""
+    r = request(sc, way, head, body, **kw)
+    assert r is not None and r.status == 200
+    (rec,) = sc.up.requests
+    return rec
 
 
 REFUSED = [
@@ -76,42 +88,30 @@ REFUSED = [
 @pytest.mark.parametrize("way", WAYS)
 @pytest.mark.parametrize(("head", "body", "status"), REFUSED)
 def test_ambiguous_framing_is_refused(sc: Scene, way: str, head: bytes, body: bytes, status: int) -> None:
-    r = request(sc, way, head, body)
-    refused(r, status)
-    # refused from the head, or mid-body before the request was complete: the upstream
-    # (which records only whole requests) has nothing
-    assert sc.up.requests == []
+    refused(sc, request(sc, way, head, body), status)
 
 
 def test_transfer_encoding_in_http10_is_refused(sc: Scene) -> None:
-    r = request(sc, "tunnel", b"Transfer-Encoding: chunked\r\n", b"0\r\n\r\n", version=b"HTTP/1.0")
-    refused(r, 400)
-    assert sc.up.requests == []
+    refused(sc, request(sc, "tunnel", b"Transfer-Encoding: chunked\r\n", b"0\r\n\r\n", version=b"HTTP/1.0"), 400)
 
 
 @pytest.mark.parametrize("way", WAYS)
 def test_repeated_identical_content_length_is_one_request(sc: Scene, way: str) -> None:
-    r = request(sc, way, b"Content-Length: 4\r\nContent-Length: 4\r\nConnection: close\r\n", b"abcd")
-    assert r is not None and r.status == 200
-    (rec,) = sc.up.requests
+    rec = accepted_as_one(sc, way, b"Content-Length: 4\r\nContent-Length: 4\r\nConnection: close\r\n", b"abcd")
     assert rec.body == b"abcd"
     assert rec.header_all("content-length") == ["4"], "cordon re-frames: one Content-Length upstream"
 
 
 @pytest.mark.parametrize("way", WAYS)
 def test_bare_lf_head_is_reframed_with_crlf(sc: Scene, way: str) -> None:
-    r = request(sc, way, b"Content-Length: 3\nX-Note: lf-only\nConnection: close\n", b"xyz", eol=b"\n")
-    assert r is not None and r.status == 200
-    (rec,) = sc.up.requests
+    rec = accepted_as_one(sc, way, b"Content-Length: 3\nX-Note: lf-only\nConnection: close\n", b"xyz", eol=b"\n")
     assert rec.body == b"xyz" and rec.header("x-note") == "lf-only"
 
 
 @pytest.mark.parametrize("way", WAYS)
 def test_chunked_body_is_decoded_and_reencoded(sc: Scene, way: str) -> None:
     body = b"5;ext=1\r\nhello\r\n6 \r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
-    r = request(sc, way, b"Transfer-Encoding: Chunked\r\nConnection: close\r\n", body)
-    assert r is not None and r.status == 200
-    (rec,) = sc.up.requests
+    rec = accepted_as_one(sc, way, b"Transfer-Encoding: Chunked\r\nConnection: close\r\n", body)
     assert rec.body == b"hello world"
     assert rec.header_all("transfer-encoding") == ["chunked"] and rec.header("content-length") is None
 

@@ -24,8 +24,8 @@ from cordon.core.errors import ProtocolError
 from cordon.core.model import Policy
 from cordon.core.ssrf import Exemptions
 from cordon.proxy.tunnel import GuardMemo
-from tests.proxy_harness import running_proxy
-from tests.security.wire import Scene, proxy_auth_line, read_to_eof, recv_response, scene
+from tests.proxy_harness import read_to_eof, running_proxy
+from tests.security.wire import Scene, proxy_auth_line, recv_response, scene
 
 
 class Canary:

@@ -79,20 +79,6 @@ def recv_response(s: socket.socket, *, timeout: float = 10.0) -> Response | None
     return r
 
 
-def read_to_eof(s: socket.socket, timeout: float = 10.0) -> bytes:
-    s.settimeout(timeout)
-    out = b""
-    try:
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
-    except (ConnectionResetError, ssl.SSLError, OSError):
-        pass
-    return out
-
-
 @dataclass
 class Scene:
     up: UpstreamServer
