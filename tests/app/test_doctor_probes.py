@@ -164,3 +164,36 @@ def test_a_coding_agent_gets_through(home: Path, rt: Runtime) -> None:
     # its files went to the probe's throwaway home
     assert not (home / ".gemini").exists() and not (home / ".copilot").exists()
     assert not (home / ".local" / "share" / "opencode").exists()
+
+
+def test_the_probe_upstream_closes_a_connection_whose_handshake_failed(tmp_path: Path) -> None:
+    """A client that refuses cordon's certificate (the usual case in the runs that find the trust
+    variable) ends its handshake: the probe's upstream must close its side, not leave the socket
+    for the garbage collector."""
+    import socket
+    import ssl
+
+    import anyio
+
+    from cordon.app.doctor.probe_upstream import ProbeLog, serve_probe_upstream
+    from cordon.core import certs
+
+    leaf = certs.issue_leaf(certs.create_ca("probe upstream test CA"), "up.test")
+    chain, key = write(tmp_path / "chain.pem", ""), write(tmp_path / "key.pem", "")
+    chain.write_bytes(leaf.chain_pem)
+    key.write_bytes(leaf.key_pem)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(chain, key)
+
+    def client(port: int) -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"GET / HTTP/1.1\r\n\r\n")        # not a TLS ClientHello: the handshake fails
+            while s.recv(4096):                         # until the server closes its side
+                pass
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            port = await tg.start(serve_probe_upstream, ctx, "Authorization", "Bearer x", ProbeLog())
+            await anyio.to_thread.run_sync(client, port)
+            tg.cancel_scope.cancel()
+    anyio.run(main)

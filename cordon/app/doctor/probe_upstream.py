@@ -111,9 +111,11 @@ async def _read_request(tls: TLSStream) -> tuple[RequestHead, bytes] | None:
 
 async def _handle(stream: SocketStream, ctx: ssl.SSLContext, header: bytes, expected: bytes,
                   log: ProbeLog) -> None:
-    with contextlib.suppress(Exception):   # one broken probe connection must not stop the others
-        async with await TLSStream.wrap(stream, server_side=True, ssl_context=ctx,
-                                        standard_compatible=False) as tls:
+    # one broken probe connection must not stop the others; the socket is closed whatever happens
+    # (a refused handshake included: a client that refused cordon's certificate is the usual case)
+    with contextlib.suppress(Exception):
+        async with stream, await TLSStream.wrap(stream, server_side=True, ssl_context=ctx,
+                                                standard_compatible=False) as tls:
             got = await _read_request(tls)
             if got is None:
                 return
