@@ -71,7 +71,7 @@ def main() -> int:
                 c.env["CORDON_EVENT_LOOP"] = loop or "uvloop"
                 c.start(d, f"{R.TUNNEL_IP}:{up.ports[1]}")
                 cordons.append(c)
-                who.append(Who(label, c.proxy_url(), R.bundle(d / "ca.pem", c.ca_pem())))
+                who.append(Who(label, c.proxy_url(), R.bundle(d / "ca.pem", c.ca_file())))
             for mode, mitm in (("tls-threads", True), ("tls-uvloop", True), ("tls-asyncio", True),
                                ("splice", False), ("copy", False)):
                 p, port = start_relay(mode, leaf, key, ca, up)
@@ -115,13 +115,13 @@ def main() -> int:
             if key_ not in m:
                 cells.append("—")
                 continue
-            v, d = m[key_], direct.get(key_)
-            if name == "direct" or not d:
+            v, base = m[key_], direct.get(key_)
+            if name == "direct" or not base:
                 cells.append(f"{v:,.{digits}f}")
             elif key_ == "p50":
-                cells.append(f"{v:,.{digits}f} ({v - d:+.3f})")
+                cells.append(f"{v:,.{digits}f} ({v - base:+.3f})")
             else:
-                cells.append(f"{v:,.{digits}f} ({v / d:.2f}×)")  # noqa: RUF001
+                cells.append(f"{v:,.{digits}f} ({v / base:.2f}×)")  # noqa: RUF001
         print(f"| {label} | " + " | ".join(cells) + " |")
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\nMedians of {args.rounds} interleaved rounds; {args.duration:g} s per rate, {args.bulk_mb} MB downloads; "

@@ -190,6 +190,12 @@ class Contender:
     port: int = 0
     log: Path | None = None
 
+    def ca_file(self) -> Path:
+        """The CA of a proxy that intercepts."""
+        ca = self.ca_pem()
+        assert ca is not None, f"{self.name} does not intercept"
+        return ca
+
     def start(self, workdir: Path, tunnel_target: str) -> float:
         """Start; return seconds from spawn until it relays a CONNECT."""
         self.port = free_port()
@@ -593,8 +599,8 @@ def main() -> int:
     print()
     print(notes(args, time.perf_counter() - t_start))
     for name, f in results.items():
-        for e in f.errors:
-            print(f"- {name}: {e}")
+        for err in f.errors:
+            print(f"- {name}: {err}")
     if args.json:
         Path(args.json).write_text(json.dumps({k: dataclasses.asdict(v) for k, v in results.items()}, indent=2))
     return 0

@@ -75,7 +75,7 @@ async def serve(cert: str, key: str, events: int, interval: float) -> None:
     print(server.sockets[0].getsockname()[1], flush=True)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    loop.add_reader(sys.stdin.fileno(), lambda: stop.set() if not sys.stdin.buffer.read1(1) else None)
+    loop.add_reader(sys.stdin.fileno(), lambda: stop.set() if not os.read(sys.stdin.fileno(), 1) else None)
     await stop.wait()
     server.close()
 
@@ -177,7 +177,7 @@ def main() -> int:
             c.start(wd, f"localhost:{port}")   # a route: CONNECT answers 200
             _, header = c.proxy_auth()
             assert header is not None
-            cordon_ca = R.bundle(wd / "cordon-ca.pem", c.ca_pem())
+            cordon_ca = R.bundle(wd / "cordon-ca.pem", c.ca_file())
             kinds = {"direct": (upstream_ca, None), "cordon": (cordon_ca, (c.port, header))}
             for name, _, rport in relays:
                 kinds[name] = (upstream_ca, (rport, "none"))
