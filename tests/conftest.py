@@ -36,6 +36,14 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parent.parent
 
+# A run started in the background of a non-interactive shell (`scripts/test &`) inherits SIGINT
+# and SIGQUIT ignored, and so would every shell and cordon the tests start (an ignored signal
+# stays ignored across exec): the tests of Ctrl-C would see it ignored. Tests run with what a
+# terminal gives; a handler of our own is reset to the default in each child.
+for _sig in (signal.SIGINT, signal.SIGQUIT):
+    if signal.getsignal(_sig) == signal.SIG_IGN:
+        signal.signal(_sig, signal.default_int_handler if _sig == signal.SIGINT else signal.SIG_DFL)
+
 # Property tests assert results, never speed: no per-example deadline and no "too slow"
 # health check, which a loaded machine running the suite in parallel would trip at random.
 # the same examples on every run (a property test that finds a new case in one run and not the
