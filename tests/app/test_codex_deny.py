@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.test_exec_e2e import SECRET, route_toml
-from tests.codex_files import codex_available
+from tests.codex_files import SECRET, codex_available, route_toml
 from tests.conftest import cordon_argv, subprocess_env, write
 from tests.mock_openai import MockOpenAI
 

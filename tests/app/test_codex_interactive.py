@@ -21,8 +21,7 @@ import pexpect
 import pyte
 import pytest
 
-from tests.app.test_exec_e2e import SECRET, route_toml
-from tests.codex_files import QUIET_CODEX_CONFIG, codex_available
+from tests.codex_files import QUIET_CODEX_CONFIG, SECRET, codex_available, route_toml
 from tests.conftest import subprocess_env, write
 from tests.mock_openai import PLACEHOLDER, MockOpenAI
 

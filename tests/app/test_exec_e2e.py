@@ -17,14 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests import configs
-from tests.codex_files import NODE_MODULES, QUIET_CODEX_CONFIG, codex_available
-from tests.conftest import cordon_argv, subprocess_env, write
+from tests.codex_files import QUIET_CODEX_CONFIG, SECRET, codex_available, route_toml
+from tests.conftest import NODE_MODULES, cordon_argv, subprocess_env, write
 from tests.mock_openai import PLACEHOLDER, MockOpenAI
-
-SECRET = "sk-proj-REAL-e2e-5d0c8b1f9a"
-def route_toml(mock: MockOpenAI) -> str:
-    return configs.render(configs.openai(placeholder_env=configs.CODEX_VARS, upstream=mock))   # CORDON_TEST_REAL_KEY
 
 
 @pytest.fixture(params=["426"])

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from tests import configs
-from tests.codex_files import CODEX, NODE_MODULES, QUIET_CODEX_CONFIG
-from tests.conftest import cordon_argv, subprocess_env, write
+from tests.codex_files import CODEX, QUIET_CODEX_CONFIG
+from tests.conftest import NODE_MODULES, cordon_argv, subprocess_env, write
 from tests.mock_openai import PLACEHOLDER, MockOpenAI
 from tests.ports import reserved_port
 from tests.upstream import UpstreamServer

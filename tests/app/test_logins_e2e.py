@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from cordon.core.oauth import PLACEHOLDER_CLAUDE_ACCESS
-from tests.codex_files import CODEX, NODE_MODULES
-from tests.conftest import cordon_argv, subprocess_env, write
+from tests.codex_files import CODEX
+from tests.conftest import NODE_MODULES, cordon_argv, subprocess_env, write
 from tests.mock_oauth import MockProvider
 from tests.oauth_fixtures import (
     ACCOUNT_ID,
