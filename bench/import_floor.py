@@ -4,9 +4,10 @@
 
 Run with the interpreter of bench/.startup-venv (made by bench/startup.py: a
 non-editable, byte-compiled install), each command `-n` times after a warm-up;
-median wall and CPU (user+system) in ms. Up to "+ anyio", each step does
-strictly less than `cordon start` does before it is ready (the event loop and
-TLS for the proxy, anyio); the last two rows add cryptography's x509 and EC and
+median wall and CPU (user+system) in ms. Up to "+ anyio, keyring", each step
+does strictly less than `cordon start` with keyring routes does before it is
+ready (the event loop and TLS for the proxy, anyio, the keyring that holds the
+routes' secrets, which are resolved before ready); the last two rows add cryptography's x509 and EC and
 one signature, which `cordon start` needed before ready until its CA moved
 after it (now only its signing child loads them). Not a test.
 """
@@ -14,6 +15,7 @@ after it (now only its signing child loads them). Not a test.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import subprocess
@@ -28,10 +30,14 @@ CA = (X509 + "; import datetime; from cryptography.hazmat.primitives import hash
       "cryptography.x509.CertificateBuilder().subject_name(n).issuer_name(n).public_key(k.public_key())"
       ".serial_number(1).not_valid_before(t).not_valid_after(t + datetime.timedelta(days=1))"
       ".sign(k, hashes.SHA256())")
+# what a keyring route needs before ready: the keyring package and its backend (the one
+# bench/startup.py uses: keyrings.alt's file backend, named by PYTHON_KEYRING_BACKEND)
+KEYRING = LOOP + ", anyio, keyring; keyring.get_keyring()"
 CASES = [
     ("the interpreter (`pass`)", "pass"),
     ("+ asyncio, ssl, uvloop", LOOP),
     ("+ anyio", LOOP + ", anyio"),
+    ("+ anyio, keyring and its backend", KEYRING),
     ("+ cryptography.x509 and EC", X509),
     ("+ an EC P-256 key and a certificate signed", CA),
 ]
@@ -48,7 +54,8 @@ def main() -> int:
         for i in range(args.n + 1):
             r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-c", code], check=True)
+            subprocess.run([sys.executable, "-c", code], check=True,
+                           env={**os.environ, "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring"})
             t1 = time.perf_counter()
             r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             if i:   # the first is a warm-up
