@@ -15,6 +15,7 @@ import base64
 import binascii
 import datetime as dt
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -321,6 +322,9 @@ def apply_refresh(login: Login, answer: Mapping[str, Any], now: float) -> Login:
                    scopes=tuple(scope.split()) if isinstance(scope, str) and scope else login.scopes)
 
 
+_ERROR_CODE = re.compile(r"[a-z][a-z_.-]{0,39}")
+
+
 def refresh_error_code(body: bytes) -> str:
     """A short, token-free name for a failed refresh answer (`invalid_grant`, `refresh_token_reused`)."""
     try:
@@ -330,7 +334,11 @@ def refresh_error_code(body: bytes) -> str:
     err = d.get("error") if isinstance(d, dict) else None
     if isinstance(err, dict):
         err = err.get("code") or err.get("type")
-    return str(err)[:60] if err else "no error code"
+    if not err:
+        return "no error code"
+    # logged: only what has the shape of an OAuth error code (RFC 6749 §5.2: `invalid_grant`),
+    # never a value that could be a token the endpoint echoed back
+    return err if isinstance(err, str) and _ERROR_CODE.fullmatch(err) else "an unrecognised error code"
 
 
 # --- what an agent's requests to the token host are -----------------------------------------------------

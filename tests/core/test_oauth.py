@@ -89,6 +89,9 @@ def test_refresh_request_and_answer() -> None:
         apply_refresh(x, {"error": "x"}, now=0)
     assert refresh_error_code(b'{"error":{"code":"refresh_token_reused"}}') == "refresh_token_reused"
     assert refresh_error_code(b'{"error":"invalid_grant","access_token":"x"}') == "invalid_grant"
+    # an endpoint that echoes a token where the code goes: the log gets no part of it
+    for echoed in ("rt_Ab12Cd34Ef56", "eyJhbGciOi.eyJzdWIi.c2ln", "x" * 41):
+        assert refresh_error_code(json.dumps({"error": echoed}).encode()) == "an unrecognised error code"
 
 
 def test_agent_calls_are_classified() -> None:
