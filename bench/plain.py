@@ -41,6 +41,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run as R
+from routes import route
 
 
 def cpu_seconds(pid: int) -> float:
@@ -84,23 +85,8 @@ def start_cordon(d: Path, up_port: int, log_level: str = "warn") -> R.Contender:
            "PYTHONPATH": str(R.REPO)}
 
     def argv(port: int) -> list[str]:
-        cfg.write_text(f"""listen = {port}
-
-[policy]
-allow_private = ["127.0.0.0/8"]
-
-[[routes]]
-name = "other"
-[routes.match]
-host = "api.example.com"
-[routes.auth]
-type = "header"
-header_name = "Authorization"
-scheme = "Bearer"
-[routes.auth.secret]
-source = "env"
-var = "BENCH_SECRET"
-""")
+        cfg.write_text(f'listen = {port}\n\n[policy]\nallow_private = ["127.0.0.0/8"]\n'
+                       + route("other", "api.example.com", env="BENCH_SECRET"))
         R.approve(cfg, env)
         return [sys.executable, "-m", "cordon", "start", "--config", str(cfg), "--log-level", log_level]
 

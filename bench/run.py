@@ -37,6 +37,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from routes import route
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 MITM_HOST = "localhost"        # intercepted by every proxy (a cordon route)
@@ -285,26 +287,9 @@ def cordon(workdir: Path, upstream: Upstream, upstream_ca: Path) -> Contender:
     cached: dict[str, tuple[str, str | None]] = {}
 
     def argv(port: int) -> list[str]:
-        cfg.write_text(f"""listen = {port}
-
-[policy]
-allow_private = ["{TUNNEL_IP}/32"]
-
-[[routes]]
-name = "bench"
-[routes.match]
-host = "{MITM_HOST}"
-[routes.auth]
-type = "header"
-header_name = "Authorization"
-scheme = "Bearer"
-[routes.auth.secret]
-source = "env"
-var = "BENCH_SECRET"
-[routes.upstream]
-address = "127.0.0.1:{upstream.ports[0]}"
-ca_file = "{upstream_ca}"
-""")
+        cfg.write_text(f'listen = {port}\n\n[policy]\nallow_private = ["{TUNNEL_IP}/32"]\n'
+                       + route("bench", MITM_HOST, env="BENCH_SECRET", upstream=f"127.0.0.1:{upstream.ports[0]}",
+                               ca_file=str(upstream_ca)))
         cached.clear()
         approve(cfg, env)
         return [sys.executable, "-m", "cordon", "start", "--config", str(cfg), "--log-level", "warn"]

@@ -50,32 +50,12 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from routes import route
+
 HERE = Path(__file__).resolve().parent
 BACKEND = "keyrings.alt.file.PlaintextKeyring"
-ROUTES_TOML = """
-[[routes]]
-name = "openai"
-[routes.match]
-host = "api.openai.com"
-[routes.auth]
-type = "header"
-header_name = "Authorization"
-scheme = "Bearer"
-[routes.auth.secret]
-source = "keyring"
-account = "openai"
-
-[[routes]]
-name = "anthropic"
-[routes.match]
-host = "api.anthropic.com"
-[routes.auth]
-type = "header"
-header_name = "x-api-key"
-[routes.auth.secret]
-source = "keyring"
-account = "anthropic"
-"""
+ROUTES_TOML = (route("openai", "api.openai.com", keyring="openai")
+               + route("anthropic", "api.anthropic.com", keyring="anthropic", header="x-api-key", scheme=None))
 TARGETS = {"cordon --version": 40.0, "cordon exec -- true, no routes": 100.0,
            "cordon exec -- true, two keyring routes": 130.0, "cordon start: ready line": 120.0,
            "cordon start: first /health 200": 120.0}
@@ -138,24 +118,6 @@ def start_until_ready(cordon: str, cfg: Path, env: dict[str, str], cwd: Path) ->
     finally:
         p.terminate()
         p.wait(10)
-
-
-INTERCEPT_ROUTE = """
-[[routes]]
-name = "bench"
-[routes.match]
-host = "localhost"
-[routes.auth]
-type = "header"
-header_name = "Authorization"
-scheme = "Bearer"
-[routes.auth.secret]
-source = "env"
-var = "BENCH_SECRET"
-[routes.upstream]
-address = "127.0.0.1:{port}"
-ca_file = "{ca}"
-"""
 
 
 def upstream(d: Path) -> tuple[subprocess.Popen[str], int, Path]:
@@ -301,7 +263,8 @@ def main() -> int:
         intercept.mkdir()
         up, up_port, up_ca = upstream(root)
         icfg = intercept / "cordon.toml"
-        icfg.write_text(f"listen = {free_port()}\n{ROUTES_TOML}{INTERCEPT_ROUTE.format(port=up_port, ca=up_ca)}")
+        bench = route("bench", "localhost", env="BENCH_SECRET", upstream=f"127.0.0.1:{up_port}", ca_file=str(up_ca))
+        icfg.write_text(f"listen = {free_port()}\n{ROUTES_TOML}{bench}")
         env = {k: v for k, v in os.environ.items()
                if not k.endswith(("_API_KEY", "_TOKEN")) and not k.startswith(("CORDON_", "PYTHON"))
                and k not in ("SSL_CERT_FILE", "VIRTUAL_ENV")}
