@@ -164,6 +164,10 @@ class LoopbackServer:
         self.accepted = 0
         self.port = 0
         self._cancel: anyio.CancelScope | None = None
+        # every socket accepted: a transport closes its socket in a callback, which a loop that
+        # stops right after a cancellation may never run; stop() closes what is left (a socket
+        # left to the garbage collector is a ResourceWarning in whichever test runs next)
+        self._accepted_socks: list[socket.socket] = []
 
     def _server_context(self) -> ssl.SSLContext:
         if self.cert == "expired":
@@ -216,6 +220,9 @@ class LoopbackServer:
             self._portal.call(self._shutdown)
             self._stack.close()
             self._portal = None
+        for csock in self._accepted_socks:
+            csock.close()
+        self._accepted_socks.clear()
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     async def _make_listener(self) -> anyio.abc.Listener[anyio.abc.SocketStream]:
@@ -240,6 +247,7 @@ class LoopbackServer:
                         csock, _ = raw.accept()
                     except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                         continue
+                    self._accepted_socks.append(csock)
                     tg.start_soon(self._accepted, csock)
 
     async def _accepted(self, csock: socket.socket) -> None:

@@ -438,18 +438,30 @@ async def serve_tcp(port: int, handler: Callable[[FastStream], Coroutine[Any, An
         async with anyio.create_task_group() as tg:
             task_status.started(lsock.getsockname()[1])
             while True:
-                try:
-                    csock, _ = await loop.sock_accept(lsock)
-                except OSError:
-                    # out of descriptors or the like: back off instead of ending the proxy
-                    await anyio.sleep(0.1)
-                    continue
-                try:
-                    csock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    transport, protocol = await loop.connect_accepted_socket(_Protocol, csock)
-                except OSError:
-                    csock.close()   # the client is already gone
-                    continue
-                tg.start_soon(handler, FastStream(transport, protocol))
+                # wait, then accept without awaiting: a cancellation (the proxy stopping) can then
+                # never fall between the kernel handing over a connection and this code owning it
+                await anyio.wait_readable(lsock)
+                while True:   # everything the backlog holds, then wait again
+                    try:
+                        csock, _ = lsock.accept()
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError:
+                        # out of descriptors or the like: back off instead of ending the proxy
+                        await anyio.sleep(0.1)
+                        break
+                    try:
+                        csock.setblocking(False)
+                        csock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                        transport, protocol = await loop.connect_accepted_socket(_Protocol, csock)
+                    except OSError:
+                        csock.close()   # the client is already gone
+                        continue
+                    except BaseException:
+                        # cancelled while taking it over: close it now (a transport closes its socket
+                        # in a callback, which a loop that is stopping may never run)
+                        csock.close()
+                        raise
+                    tg.start_soon(handler, FastStream(transport, protocol))
     finally:
         lsock.close()
