@@ -143,10 +143,13 @@ def test_opencode(project: Path, home: Path, preset: str, var: str, model: str) 
     with MockProvider(preset, hosts, expected_key=SECRET) as mock:
         configs.write(project / "cordon.toml", configs.preset(preset, env=var, upstream=mock))
         # one model call: no title for the session, no update check; no fetch of its model list
-        # (tunnelled to the internet, which this machine cannot reach: seconds of waiting)
+        # (tunnelled to the internet, which this machine cannot reach: seconds of waiting); npm
+        # offline (in a fresh home opencode installs its plugin package, ~95 MB, into its config
+        # directory)
         config = json.dumps({"autoupdate": False, "agent": {"title": {"disable": True}}})
         r = run_agent(project, var, opencode, "run", "-m", model, "say hi",
-                      extra_env={"OPENCODE_CONFIG_CONTENT": config, "OPENCODE_DISABLE_MODELS_FETCH": "true"})
+                      extra_env={"OPENCODE_CONFIG_CONTENT": config, "OPENCODE_DISABLE_MODELS_FETCH": "true",
+                                 "npm_config_offline": "true"})
         assert_clean(r, mock, project, home, (var,))
         assert len(mock.requests) == 1, [q.path for q in mock.requests]
         assert all(stored not in json.dumps(q.headers) for q in mock.requests)

@@ -174,13 +174,16 @@ AGENT_RUNTIMES: tuple[Runtime, ...] = (
             "the Gemini CLI trusts cordon through NODE_EXTRA_CA_CERTS (Node adds it to its roots)",
             extra_env=lambda url, home: _gemini_env(url, home)),
     # opencode: a Bun binary; no fetch of its model list from the internet (the probe calls
-    # nothing but the probe host, and a failing fetch holds the call back by seconds)
+    # nothing but the probe host, and a failing fetch holds the call back by seconds), and npm
+    # offline: in a fresh home it installs its plugin package into the config directory (~95 MB
+    # and seconds of CPU per run, for nothing the probe needs)
     Runtime("opencode", "opencode",
             lambda exe, url, wd: [exe, "run", "-m", "openai/gpt-4o-mini", "reply with ok"],
             ("NODE_EXTRA_CA_CERTS",),
             "opencode (Bun) trusts cordon through NODE_EXTRA_CA_CERTS (or SSL_CERT_FILE)",
             extra_env=lambda url, home: _agent_home(
                 home, OPENAI_API_KEY=DEFAULT_PLACEHOLDER, OPENCODE_DISABLE_MODELS_FETCH="true",
+                npm_config_offline="true",
                 OPENCODE_CONFIG_CONTENT=json.dumps({"provider": {"openai": {"options": {"baseURL": url + "/v1"}}}}))),
     # the Copilot CLI: a Node single-executable with a Rust network layer; its first call goes to
     # the GitHub API it is pointed at
