@@ -48,20 +48,36 @@ class EgressRelay:
                 return
         finally:
             self._ours.close()
-        listeners = [await anyio.abc.SocketListener.from_socket(socket.socket(fileno=fd)) for fd in fds]
+        listeners = [socket.socket(fileno=fd) for fd in fds]
         async with anyio.create_task_group() as tg:
             for listener, port in zip(listeners, ports, strict=False):
                 tg.start_soon(_serve, listener, port)
 
 
-async def _serve(listener: anyio.abc.SocketListener, port: int) -> None:
-    async with listener, anyio.create_task_group() as tg:
-        while True:
-            try:
-                client = await listener.accept()
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
-                return
-            tg.start_soon(_join, client, port)
+async def _serve(listener: socket.socket, port: int) -> None:
+    # wait, then accept without awaiting: a cancellation (the session ending) can never fall
+    # between the kernel handing over a connection and this code owning it
+    listener.setblocking(False)
+    with listener:
+        async with anyio.create_task_group() as tg:
+            while True:
+                try:
+                    await anyio.wait_readable(listener)
+                    csock, _ = listener.accept()
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    return
+                tg.start_soon(_join_socket, csock, port)
+
+
+async def _join_socket(csock: socket.socket, port: int) -> None:
+    try:
+        client = await anyio.abc.SocketStream.from_socket(csock)
+    except BaseException:
+        csock.close()
+        raise
+    await _join(client, port)
 
 
 async def _join(client: anyio.abc.SocketStream, port: int) -> None:
