@@ -163,7 +163,10 @@ def _gemini_env(url: str, home: str) -> dict[str, str]:
     settings.parent.mkdir(parents=True, exist_ok=True)
     settings.write_text(json.dumps({"security": {"auth": {"selectedType": "gemini-api-key"}},
                                     "privacy": {"usageStatisticsEnabled": False}}))
-    return _agent_home(home, GOOGLE_GEMINI_BASE_URL=url, GEMINI_API_KEY=DEFAULT_PLACEHOLDER)
+    # GEMINI_CLI_NO_RELAUNCH: it would start itself again as a child with a larger heap (a second
+    # Node start-up, half of each run's CPU); the probe's one request needs no more memory
+    return _agent_home(home, GOOGLE_GEMINI_BASE_URL=url, GEMINI_API_KEY=DEFAULT_PLACEHOLDER,
+                       GEMINI_CLI_NO_RELAUNCH="true")
 
 
 AGENT_RUNTIMES: tuple[Runtime, ...] = (
