@@ -276,13 +276,15 @@ def approve(cfg: Path, env: dict[str, str]) -> None:
         raise RuntimeError(f"cordon allow failed: {out.stderr.strip()}")
 
 
-def cordon(workdir: Path, upstream: Upstream, upstream_ca: Path) -> Contender:
-    home = workdir / "cordon-home"
-    proj = workdir / "cordon-project"
+def cordon(workdir: Path, upstream: Upstream, upstream_ca: Path, *, repo: Path = REPO,
+           name: str = "cordon") -> Contender:
+    """cordon from the source tree `repo` (another checkout: a paired run of two versions)."""
+    home = workdir / f"{name}-home"
+    proj = workdir / f"{name}-project"
     proj.mkdir(parents=True, exist_ok=True)
     cfg = proj / "cordon.toml"
     env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "BENCH_SECRET": SECRET,
-           "PYTHONPATH": str(REPO)}
+           "PYTHONPATH": str(repo)}
     env.pop("XDG_RUNTIME_DIR", None)
     cached: dict[str, tuple[str, str | None]] = {}
 
@@ -313,7 +315,7 @@ def cordon(workdir: Path, upstream: Upstream, upstream_ca: Path) -> Contender:
     def ca() -> Path:
         return Path(env_vars()["NODE_EXTRA_CA_CERTS"])
 
-    return Contender(name="cordon", argv=argv, ca_pem=ca, env=env, proxy_auth=auth)
+    return Contender(name=name, argv=argv, ca_pem=ca, env=env, proxy_auth=auth)
 
 
 # --- measurements ------------------------------------------------------------------------------

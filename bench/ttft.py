@@ -1,6 +1,6 @@
 """Time to first token: what a streamed model answer (SSE) loses through cordon.
 
-    bench/.venv/bin/python bench/ttft.py [--rounds 5] [--requests 40] [--events 20] [--interval 0.01]
+    bench/.venv/bin/python bench/ttft.py [--rounds 5] [--requests 40] [--events 20] [--interval 0.01] [--against TREE]
 
 An HTTPS upstream (this file with `--serve`, its own process) answers every
 request with an SSE stream, chunked, as model APIs do: the response head and
@@ -20,7 +20,9 @@ in alternating rounds, with two relays of bench/relays.py that do strictly
 less than cordon (`tls-uvloop` and `tls-threads`: CONNECT, TLS in, TLS out,
 the plaintext copied both ways, nothing else; `--no-relays` leaves them out);
 the figures are p50/p99 of every sample of a kind, and what each adds at each
-percentile over direct. Not a test: it asserts nothing.
+percentile over direct. `--against TREE` adds cordon from another source tree (a
+git worktree of another commit), measured in the same rounds. Not a test: it
+asserts nothing.
 """
 
 from __future__ import annotations
@@ -143,6 +145,8 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=20, help="events after the first, per answer")
     ap.add_argument("--interval", type=float, default=0.01, help="seconds between events")
     ap.add_argument("--no-relays", action="store_true", help="direct and cordon only")
+    ap.add_argument("--against", type=Path, metavar="TREE",
+                    help="also cordon from another source tree (a checkout of another version), side by side")
     args = ap.parse_args()
     if args.serve:
         asyncio.run(serve(args.cert, args.key, args.events, args.interval))
@@ -166,6 +170,8 @@ def main() -> int:
             ports = [port, port]
 
         c = R.cordon(wd, _Up(), upstream_ca)   # type: ignore[arg-type]
+        other = (R.cordon(wd, _Up(), upstream_ca, repo=args.against.resolve(),  # type: ignore[arg-type]
+                          name=f"cordon {args.against.name}") if args.against else None)
         relays: list[tuple[str, subprocess.Popen[str], int]] = []
         try:
             for mode in () if args.no_relays else ("tls-uvloop", "tls-threads"):
@@ -179,6 +185,11 @@ def main() -> int:
             assert header is not None
             cordon_ca = R.bundle(wd / "cordon-ca.pem", c.ca_file())
             kinds = {"direct": (upstream_ca, None), "cordon": (cordon_ca, (c.port, header))}
+            if other is not None:
+                other.start(wd, f"localhost:{port}")
+                _, oheader = other.proxy_auth()
+                assert oheader is not None
+                kinds[other.name] = (R.bundle(wd / "other-ca.pem", other.ca_file()), (other.port, oheader))
             for name, _, rport in relays:
                 kinds[name] = (upstream_ca, (rport, "none"))
             first: dict[str, list[float]] = {k: [] for k in kinds}
@@ -200,6 +211,8 @@ def main() -> int:
             elapsed = time.perf_counter() - t_start
         finally:
             c.stop()
+            if other is not None:
+                other.stop()
             for _, rp, _ in relays:
                 R.stop_process(rp)
             R.stop_process(up)

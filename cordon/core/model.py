@@ -24,7 +24,7 @@ LoginRole = Literal["api", "auth"]
 class Secret:
     """A credential value. `reveal()` is the only way to read it."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("__weakref__", "_value")   # weakly referenced: what is derived from it is kept only as long as it is
 
     def __init__(self, value: str) -> None:
         self._value = value

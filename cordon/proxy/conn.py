@@ -17,6 +17,7 @@ from cordon.core.http1 import MAX_HEAD, find_head_end
 from cordon.proxy.transport.stream import Stream
 
 RECV = 1 << 18  # large reads: fewer trips through Python per megabyte
+SMALL_CHUNK = 4096  # up to this size a chunk is one copy and one TLS record (Conn.send_chunk)
 
 
 class Conn:
@@ -128,9 +129,13 @@ class Conn:
         await self.stream.send(data)
 
     async def send_chunk(self, data: bytes) -> None:
-        """`data` as one chunk of a chunked body (over TLS without copying it into the chunk)."""
+        """`data` as one chunk of a chunked body. A small chunk (an SSE event) is copied into one
+        piece, one TLS record; a large one is sent as its parts (one record each, no copy)."""
         if data:
-            await self.stream.send_parts((b"%x\r\n" % len(data), data, b"\r\n"))
+            if len(data) <= SMALL_CHUNK:
+                await self.stream.send(b"%x\r\n%b\r\n" % (len(data), data))
+            else:
+                await self.stream.send_parts((b"%x\r\n" % len(data), data, b"\r\n"))
 
     async def aclose(self) -> None:
         self.closed = True

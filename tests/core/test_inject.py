@@ -78,3 +78,22 @@ def test_scrubber_equals_whole_body_replace(parts: list[bytes], step: int) -> No
     s = Scrubber(EchoScrub.of([(b"sk-SECRET", b"[placeholder]")]))
     out = b"".join(s.feed(body[i:i + step]) for i in range(0, len(body), step)) + s.flush()
     assert out == body.replace(b"sk-SECRET", b"[placeholder]")
+
+
+def test_echo_scrub_is_worked_out_once_per_secret_and_form_and_follows_a_new_value() -> None:
+    """The proxy asks for every request; the answer is remembered per secret and per route form."""
+    import gc
+
+    from cordon.core.inject import _SCRUBS, echo_scrub
+    bearer, basic = route(type="header", scheme="Bearer"), route(type="basic", username="u")
+    s = Secret("sk-the-first-real-value-0123")
+    first = echo_scrub(bearer, s)
+    assert first is not None and echo_scrub(bearer, Secret("sk-the-first-real-value-0123")) is first
+    as_basic = echo_scrub(basic, s)
+    assert as_basic is not None and as_basic is not first
+    assert base64.b64encode(b"u:sk-the-first-real-value-0123") in dict(as_basic.pairs)
+    rotated = echo_scrub(bearer, Secret("sk-the-second-real-value-456"))
+    assert rotated is not None and dict(rotated.pairs) == {b"sk-the-second-real-value-456": b"dummy-replaced-by-cordon"}
+    del s, first, as_basic, rotated
+    gc.collect()
+    assert not any(k.reveal().startswith("sk-the-") for k in _SCRUBS)   # nothing outlives its secret
