@@ -15,6 +15,8 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from cordon.proxy.transport.listen import socket_stream, wait_connections
+
 HANDOVER_TIMEOUT = 30.0        # seconds for the helper to hand over its listeners
 
 
@@ -55,29 +57,20 @@ class EgressRelay:
 
 
 async def _serve(listener: socket.socket, port: int) -> None:
-    # wait, then accept without awaiting: a cancellation (the session ending) can never fall
-    # between the kernel handing over a connection and this code owning it
     listener.setblocking(False)
     with listener:
         async with anyio.create_task_group() as tg:
             while True:
                 try:
-                    await anyio.wait_readable(listener)
-                    csock, _ = listener.accept()
-                except (BlockingIOError, InterruptedError):
-                    continue
+                    ready = await wait_connections(listener)
                 except OSError:
                     return
-                tg.start_soon(_join_socket, csock, port)
+                for csock in ready:
+                    tg.start_soon(_join_socket, csock, port)
 
 
 async def _join_socket(csock: socket.socket, port: int) -> None:
-    try:
-        client = await anyio.abc.SocketStream.from_socket(csock)
-    except BaseException:
-        csock.close()
-        raise
-    await _join(client, port)
+    await _join(await socket_stream(csock), port)
 
 
 async def _join(client: anyio.abc.SocketStream, port: int) -> None:

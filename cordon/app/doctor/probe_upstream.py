@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import hmac
 import json
+import socket
 import ssl
 from dataclasses import dataclass, field
 
 import anyio
-from anyio.abc import SocketAttribute, SocketStream, TaskStatus
+from anyio.abc import SocketStream, TaskStatus
 from anyio.streams.tls import TLSStream
 
 from cordon.core.http1 import (
@@ -28,6 +29,7 @@ from cordon.core.http1 import (
     request_framing,
     simple_response,
 )
+from cordon.proxy.transport.listen import socket_stream, wait_connections
 
 
 @dataclass
@@ -129,13 +131,25 @@ async def _handle(stream: SocketStream, ctx: ssl.SSLContext, header: bytes, expe
 
 async def serve_probe_upstream(ctx: ssl.SSLContext, header: str, expected: str, log: ProbeLog, *,
                                task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
-    """Serve TLS on a free 127.0.0.1 port until cancelled; report the port via `task_status`."""
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    async with listener:
-        task_status.started(listener.extra(SocketAttribute.local_port))  # noqa: S610 (anyio, not Django)
-        hname, want = header.lower().encode("latin-1"), expected.encode("latin-1")
+    """Serve TLS on a free 127.0.0.1 port until cancelled; report the port via `task_status`.
 
-        async def handler(stream: SocketStream) -> None:
-            await _handle(stream, ctx, hname, want, log)
+    Cancelled as soon as every verdict is in, often while agents still connect: the connections
+    are accepted so that none is lost to that cancellation (cordon.proxy.transport.listen)."""
+    lsock = socket.create_server(("127.0.0.1", 0))
+    lsock.setblocking(False)
+    hname, want = header.lower().encode("latin-1"), expected.encode("latin-1")
 
-        await listener.serve(handler)
+    async def handler(csock: socket.socket) -> None:
+        await _handle(await socket_stream(csock), ctx, hname, want, log)
+
+    with lsock:
+        async with anyio.create_task_group() as tg:
+            task_status.started(lsock.getsockname()[1])
+            while True:
+                try:
+                    ready = await wait_connections(lsock)
+                except OSError:
+                    await anyio.sleep(0.1)
+                    continue
+                for csock in ready:
+                    tg.start_soon(handler, csock)

@@ -1,0 +1,46 @@
+"""Accepting connections so that none is ever lost to a cancellation.
+
+`loop.sock_accept` (and anyio's `SocketListener.accept`, built on it) can take a
+connection from the kernel in the same loop iteration in which the waiting task
+is cancelled: the socket is then dropped unclosed (a ResourceWarning wherever
+the garbage collector finds it, a peer left hanging). Here the only await is the
+wait for readiness; the accepting itself never awaits, so a cancellation falls
+either before a connection is taken or after the caller owns it.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import anyio
+import anyio.abc
+
+
+async def wait_connections(lsock: socket.socket) -> list[socket.socket]:
+    """Wait until the listening socket `lsock` has connections; return every one its backlog holds,
+    accepted and non-blocking. An OSError (out of descriptors, say) is raised when none was taken."""
+    while True:
+        await anyio.wait_readable(lsock)
+        got: list[socket.socket] = []
+        while True:
+            try:
+                csock, _ = lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                if got:
+                    break
+                raise
+            csock.setblocking(False)
+            got.append(csock)
+        if got:
+            return got
+
+
+async def socket_stream(csock: socket.socket) -> anyio.abc.SocketStream:
+    """An anyio stream over an accepted socket; the socket is closed if that fails or is cancelled."""
+    try:
+        return await anyio.abc.SocketStream.from_socket(csock)
+    except BaseException:
+        csock.close()
+        raise

@@ -1,0 +1,62 @@
+"""Accepting without losing a connection to a cancellation (cordon.proxy.transport.listen)."""
+
+from __future__ import annotations
+
+import socket
+
+import anyio
+
+from cordon.proxy.transport.listen import socket_stream, wait_connections
+
+
+def listener() -> socket.socket:
+    lsock = socket.create_server(("127.0.0.1", 0))
+    lsock.setblocking(False)
+    return lsock
+
+
+def test_every_waiting_connection_comes_at_once_non_blocking() -> None:
+    async def main() -> None:
+        with listener() as lsock:
+            clients = [socket.create_connection(lsock.getsockname()) for _ in range(3)]
+            try:
+                with anyio.fail_after(10):
+                    got = await wait_connections(lsock)
+                    while len(got) < 3:          # the kernel may still be queueing the last ones
+                        got += await wait_connections(lsock)
+                assert len(got) == 3 and all(not s.getblocking() for s in got)
+                assert {s.getpeername() for s in got} == {c.getsockname() for c in clients}
+                for s in got:
+                    s.close()
+            finally:
+                for c in clients:
+                    c.close()
+    anyio.run(main)
+
+
+def test_a_cancelled_wait_takes_nothing_from_the_backlog() -> None:
+    async def main() -> None:
+        with listener() as lsock, socket.create_connection(lsock.getsockname()) as client:
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await wait_connections(lsock)
+            assert scope.cancelled_caught
+            lsock.setblocking(True)
+            lsock.settimeout(10)
+            conn, _ = lsock.accept()                 # still there for the next accept
+            with conn:
+                assert conn.getpeername() == client.getsockname()
+    anyio.run(main)
+
+
+def test_a_socket_whose_stream_is_cancelled_is_closed_at_once() -> None:
+    async def main() -> None:
+        with listener() as lsock, socket.create_connection(lsock.getsockname()):
+            with anyio.fail_after(10):
+                [csock] = await wait_connections(lsock)
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await socket_stream(csock)
+            assert scope.cancelled_caught
+            assert csock.fileno() == -1              # not left to a callback or the garbage collector
+    anyio.run(main)
