@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from cordon.proxy.transport.listen import socket_stream, wait_connections
+from cordon.proxy.transport.listen import serve, socket_stream
 
 HANDOVER_TIMEOUT = 30.0        # seconds for the helper to hand over its listeners
 
@@ -57,20 +57,11 @@ class EgressRelay:
 
 
 async def _serve(listener: socket.socket, port: int) -> None:
-    listener.setblocking(False)
+    async def join(csock: socket.socket) -> None:
+        await _join(await socket_stream(csock), port)
+
     with listener:
-        async with anyio.create_task_group() as tg:
-            while True:
-                try:
-                    ready = await wait_connections(listener)
-                except OSError:
-                    return
-                for csock in ready:
-                    tg.start_soon(_join_socket, csock, port)
-
-
-async def _join_socket(csock: socket.socket, port: int) -> None:
-    await _join(await socket_stream(csock), port)
+        await serve(listener, join)
 
 
 async def _join(client: anyio.abc.SocketStream, port: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 import anyio
+import anyio.abc
 
 from cordon.proxy.transport.listen import socket_stream, wait_connections
 
@@ -59,4 +60,31 @@ def test_a_socket_whose_stream_is_cancelled_is_closed_at_once() -> None:
                 await socket_stream(csock)
             assert scope.cancelled_caught
             assert csock.fileno() == -1              # not left to a callback or the garbage collector
+    anyio.run(main)
+
+
+def test_serve_hands_each_connection_over_and_stopping_closes_them_all() -> None:
+    from cordon.proxy.transport.listen import serve
+    taken: list[anyio.abc.SocketStream] = []
+
+    async def handle(csock: socket.socket) -> None:
+        async with await socket_stream(csock) as stream:
+            taken.append(stream)
+            await anyio.sleep_forever()
+
+    async def main() -> None:
+        with listener() as lsock:
+            clients = [socket.create_connection(lsock.getsockname(), timeout=10) for _ in range(2)]
+            try:
+                with anyio.fail_after(10):
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(serve, lsock, handle)
+                        while len(taken) < 2:
+                            await anyio.sleep(0.01)
+                        tg.cancel_scope.cancel()
+                for c in clients:
+                    assert c.recv(1) == b""              # closed by the handler when serving stopped
+            finally:
+                for c in clients:
+                    c.close()
     anyio.run(main)

@@ -29,7 +29,7 @@ from cordon.core.http1 import (
     request_framing,
     simple_response,
 )
-from cordon.proxy.transport.listen import socket_stream, wait_connections
+from cordon.proxy.transport.listen import serve, socket_stream
 
 
 @dataclass
@@ -136,20 +136,11 @@ async def serve_probe_upstream(ctx: ssl.SSLContext, header: str, expected: str, 
     Cancelled as soon as every verdict is in, often while agents still connect: the connections
     are accepted so that none is lost to that cancellation (cordon.proxy.transport.listen)."""
     lsock = socket.create_server(("127.0.0.1", 0))
-    lsock.setblocking(False)
     hname, want = header.lower().encode("latin-1"), expected.encode("latin-1")
 
     async def handler(csock: socket.socket) -> None:
         await _handle(await socket_stream(csock), ctx, hname, want, log)
 
     with lsock:
-        async with anyio.create_task_group() as tg:
-            task_status.started(lsock.getsockname()[1])
-            while True:
-                try:
-                    ready = await wait_connections(lsock)
-                except OSError:
-                    await anyio.sleep(0.1)
-                    continue
-                for csock in ready:
-                    tg.start_soon(handler, csock)
+        task_status.started(lsock.getsockname()[1])
+        await serve(lsock, handler)

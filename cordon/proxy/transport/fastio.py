@@ -35,7 +35,7 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from cordon.proxy.transport.listen import wait_connections
+from cordon.proxy.transport.listen import serve
 
 HIGH_WATER = 1 << 20   # stop reading from the socket when this much is buffered
 READ_SIZE = 1 << 18    # bytes per socket read (asyncio's own transport reads this much)
@@ -437,28 +437,22 @@ async def serve_tcp(port: int, handler: Callable[[FastStream], Coroutine[Any, An
         lsock.bind(("127.0.0.1", port))
         lsock.listen(1024)
         lsock.setblocking(False)
-        async with anyio.create_task_group() as tg:
-            task_status.started(lsock.getsockname()[1])
-            while True:
-                try:
-                    ready = await wait_connections(lsock)
-                except OSError:
-                    # out of descriptors or the like: back off instead of ending the proxy
-                    await anyio.sleep(0.1)
-                    continue
-                for i, csock in enumerate(ready):
-                    try:
-                        csock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                        transport, protocol = await loop.connect_accepted_socket(_Protocol, csock)
-                    except OSError:
-                        csock.close()   # the client is already gone
-                        continue
-                    except BaseException:
-                        # cancelled while taking them over: close them now (a transport closes its
-                        # socket in a callback, which a loop that is stopping may never run)
-                        for rest in ready[i:]:
-                            rest.close()
-                        raise
-                    tg.start_soon(handler, FastStream(transport, protocol))
+        task_status.started(lsock.getsockname()[1])
+
+        async def take(csock: socket.socket) -> None:
+            try:
+                csock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                transport, protocol = await loop.connect_accepted_socket(_Protocol, csock)
+            except OSError:
+                csock.close()   # the client is already gone
+                return
+            except BaseException:
+                # cancelled while taking it over: close it now (a transport closes its socket in a
+                # callback, which a loop that is stopping may never run)
+                csock.close()
+                raise
+            await handler(FastStream(transport, protocol))
+
+        await serve(lsock, take)
     finally:
         lsock.close()

@@ -11,6 +11,8 @@ either before a connection is taken or after the caller owns it.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -44,3 +46,20 @@ async def socket_stream(csock: socket.socket) -> anyio.abc.SocketStream:
     except BaseException:
         csock.close()
         raise
+
+
+async def serve(lsock: socket.socket, handle: Callable[[socket.socket], Coroutine[Any, Any, None]]) -> None:
+    """Accept on the listening socket `lsock` until cancelled, each connection in a task of its own
+    running `handle(sock)`, which owns the socket (it closes it, also when it is cancelled before
+    taking it over: a task is never cancelled before it starts). Out of descriptors or the like:
+    back off for 0.1 s instead of ending."""
+    lsock.setblocking(False)
+    async with anyio.create_task_group() as tg:
+        while True:
+            try:
+                ready = await wait_connections(lsock)
+            except OSError:
+                await anyio.sleep(0.1)
+                continue
+            for csock in ready:
+                tg.start_soon(handle, csock)
