@@ -21,6 +21,7 @@ half-close their side, and the two cannot be told apart without writing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import ssl
 from collections.abc import Awaitable, Callable
@@ -412,11 +413,16 @@ class Forwarder:
         if not keep_client:
             headers.append((b"Connection", b"close"))
         res = Result(status=resp.status, keep_alive=keep_client)
-        await client.send(serialize_response_head(resp.status, resp.reason, headers))
+        head = serialize_response_head(resp.status, resp.reason, headers)
+        if not up.buf:
+            await client.send(head)
+            head = b""
+        # else the body's first bytes came with the head (a stream's first event, usually): they go
+        # out together, one write and one TLS record, as the upstream sent them
 
         up_reusable = rf.kind != "close" and up_keep
         try:
-            res.bytes_down, trailers, clean = await self._relay_body(client, up, rf, mode, scrubber)
+            res.bytes_down, trailers, clean = await self._relay_body(client, up, rf, mode, scrubber, head)
             if not clean:
                 up_reusable = False
         except TimeoutError:
@@ -474,17 +480,28 @@ class Forwarder:
         return Result(status=resp.status, keep_alive=keep_client, bytes_down=len(body))
 
     async def _relay_body(self, client: Conn, up: Upstream, rf: Framing, mode: str,
-                          scrubber: Scrubber | None) -> tuple[int, Headers, bool]:
-        """Copy the response body; returns (bytes sent, trailers, upstream left clean)."""
+                          scrubber: Scrubber | None, head: bytes = b"") -> tuple[int, Headers, bool]:
+        """Copy the response body; returns (bytes sent, trailers, upstream left clean).
+
+        `head`: the response head, not sent yet, because the upstream's buffer already holds the
+        first bytes of the body: it goes out with them (after those bytes only, never after a wait).
+        """
         sent = 0
         read_t = self.t.read
         chunked_out = mode == "chunked"
+        pending = [head] if head else []
 
         async def emit(data: bytes) -> None:
             nonlocal sent
             if scrubber is not None:
                 data = scrubber.feed(data)
-            if data:
+            if pending:
+                out = pending.pop()
+                if data:
+                    out += encode_chunk(data) if chunked_out else data
+                    sent += len(data)
+                await client.send(out)
+            elif data:
                 if chunked_out:
                     await client.send_chunk(data)
                 else:
@@ -497,40 +514,48 @@ class Forwarder:
         clock = asyncio.get_running_loop().time   # anyio's clock on asyncio, without its per-call lookup
         now = clock()
         moved = now
-        with anyio.CancelScope(deadline=now + read_t) as idle:
-            if rf.kind == "length":
-                left = rf.length
-                while left:
-                    data = await up.receive_batch(min(left, RECV))
-                    left -= len(data)
-                    await emit(data)
-                    now = clock()
-                    if now - moved > 0.5:
-                        idle.deadline, moved = now + read_t, now
-            elif rf.kind == "chunked":
-                dec = ChunkedDecoder(502)
-                while not dec.done:
-                    data = await up.receive_batch(RECV)
-                    out = dec.feed(data)
-                    if out:
-                        await emit(out)
-                    now = clock()
-                    if now - moved > 0.5:
-                        idle.deadline, moved = now + read_t, now
-                trailers = dec.trailers
-                if dec.unused:
-                    clean = False
-            elif rf.kind == "close":
-                while True:
-                    try:
+        try:
+            with anyio.CancelScope(deadline=now + read_t) as idle:
+                if rf.kind == "length":
+                    left = rf.length
+                    while left:
+                        data = await up.receive_batch(min(left, RECV))
+                        left -= len(data)
+                        await emit(data)
+                        now = clock()
+                        if now - moved > 0.5:
+                            idle.deadline, moved = now + read_t, now
+                elif rf.kind == "chunked":
+                    dec = ChunkedDecoder(502)
+                    while not dec.done:
                         data = await up.receive_batch(RECV)
-                    except anyio.EndOfStream:
-                        break
-                    await emit(data)
-                    now = clock()
-                    if now - moved > 0.5:
-                        idle.deadline, moved = now + read_t, now
-                clean = False
+                        out = dec.feed(data)
+                        if out or pending:
+                            await emit(out)
+                        now = clock()
+                        if now - moved > 0.5:
+                            idle.deadline, moved = now + read_t, now
+                    trailers = dec.trailers
+                    if dec.unused:
+                        clean = False
+                elif rf.kind == "close":
+                    while True:
+                        try:
+                            data = await up.receive_batch(RECV)
+                        except anyio.EndOfStream:
+                            break
+                        await emit(data)
+                        now = clock()
+                        if now - moved > 0.5:
+                            idle.deadline, moved = now + read_t, now
+                    clean = False
+        except Exception:
+            if pending:   # the buffered bytes were bad: the head still goes first, then the error
+                with contextlib.suppress(Exception):
+                    await client.send(pending.pop())
+            raise
+        if pending:
+            await client.send(pending.pop())
         if idle.cancelled_caught:
             raise TimeoutError
         if scrubber is not None:

@@ -137,6 +137,33 @@ def test_chunked_streaming_response_reaches_the_client_event_by_event() -> None:
     run(route(), body)
 
 
+def test_a_first_event_that_came_with_the_head_leaves_with_it_in_one_record() -> None:
+    """Time to first token: the head and the first event the upstream sent together reach the client
+    in one TLS record (one read), not the head first and the event a write later; the next event,
+    sent on its own, still leaves at once."""
+    head = (b"HTTP/1.1 200 OK\r\n"
+            b"Content-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n"
+            b"\r\n")
+    first, second = b"data: {\"delta\": \"Hel\"}\n\n", b"data: {\"delta\": \"lo\"}\n\n"
+
+    async def body(t: ProxyOverMemory) -> None:
+        client, up = await first_request(t, b"POST /v1/responses HTTP/1.1\r\n"
+                                            b"Host: api.example.test\r\n"
+                                            b"Content-Length: 0\r\n"
+                                            b"\r\n",
+                                         upstream_gets=b"POST /v1/responses HTTP/1.1\r\n"
+                                                       b"Host: api.example.test\r\n"
+                                                       b"Authorization: Bearer sk-real-SECRET-0123456789abcdef\r\n"
+                                                       b"\r\n")
+        await up.send(head + b"%x\r\n%b\r\n" % (len(first), first))
+        assert await client.receive() == head + b"%x\r\n%b\r\n" % (len(first), first)
+        await relayed(up, client, b"%x\r\n%b\r\n" % (len(second), second))
+        await relayed(up, client, b"0\r\n\r\n")
+
+    run(route(), body)
+
+
 def test_the_clients_own_credentials_are_stripped() -> None:
     """Every client copy of the route's header, Authorization and Proxy-Authorization is dropped;
     the upstream sees one credential, the real one."""
