@@ -49,6 +49,20 @@ def server_name(hostname: str) -> str:
     return hostname.encode("idna").decode("ascii")
 
 
+def _read_whole_records(obj: ssl.SSLObject, view: memoryview, n: int, limit: int) -> int:
+    """Decrypt what the records already buffered hold into view[n:limit]; the new end. Stops at a
+    partial record (WantRead) or an error, which the next `receive` meets and reports."""
+    while n < limit:
+        try:
+            more: int = obj.read(limit - n, view[n:limit])  # type: ignore[arg-type,assignment]
+        except ssl.SSLError:
+            break
+        if not more:
+            break
+        n += more
+    return n
+
+
 class TLSConn(anyio.abc.ByteStream):
     """A TLS session over `raw` (a FastStream, or any `Stream` via its `receive`)."""
 
@@ -171,14 +185,7 @@ class TLSConn(anyio.abc.ByteStream):
         # more whole records already buffered: hand them out in the same call (no await until
         # the scratch buffer is copied out)
         if n and n < limit and bio.pending:
-            while n < limit:
-                try:
-                    more: int = obj.read(limit - n, view[n:limit])  # type: ignore[arg-type,assignment]
-                except ssl.SSLError:   # WantRead (a partial record), or an error the next call reports
-                    break
-                if not more:
-                    break
-                n += more
+            n = _read_whole_records(obj, view, n, limit)
         data = bytes(view[:n])
         if self._out.pending:
             await self._flush()
@@ -220,17 +227,7 @@ class TLSConn(anyio.abc.ByteStream):
         if self._broken or not (self._in.pending or obj.pending()):
             return b""
         view = scratch()
-        limit = min(max_bytes, len(view))
-        n = 0
-        while n < limit:
-            try:
-                more: int = obj.read(limit - n, view[n:limit])  # type: ignore[arg-type,assignment]
-            except ssl.SSLError:   # WantRead (a partial record), or an error the next receive reports
-                break
-            if not more:
-                break
-            n += more
-        return bytes(view[:n])
+        return bytes(view[:_read_whole_records(obj, view, 0, min(max_bytes, len(view)))])
 
     def has_unread(self) -> bool:
         """Whether application data (or a close) was received and not yet handed out.
