@@ -58,7 +58,9 @@ class EgressRelay:
 
 async def _serve(listener: socket.socket, port: int) -> None:
     async def join(csock: socket.socket) -> None:
-        await _join(await socket_stream(csock), port)
+        client = await socket_stream(csock)
+        if client is not None:
+            await _join(client, port)
 
     with listener:
         await serve(listener, join)

@@ -68,7 +68,9 @@ def test_serve_hands_each_connection_over_and_stopping_closes_them_all() -> None
     taken: list[anyio.abc.SocketStream] = []
 
     async def handle(csock: socket.socket) -> None:
-        async with await socket_stream(csock) as stream:
+        stream = await socket_stream(csock)
+        assert stream is not None
+        async with stream:
             taken.append(stream)
             await anyio.sleep_forever()
 
@@ -87,4 +89,22 @@ def test_serve_hands_each_connection_over_and_stopping_closes_them_all() -> None
             finally:
                 for c in clients:
                     c.close()
+    anyio.run(main)
+
+
+def test_a_client_gone_before_its_stream_is_made_is_none_and_closed() -> None:
+    """A connection reset between the accept and the stream set-up ends there, closed; it must not
+    raise into the accept loop (which would end the relay or the probe upstream)."""
+    import struct
+
+    async def main() -> None:
+        with listener() as lsock:
+            client = socket.create_connection(lsock.getsockname())
+            with anyio.fail_after(10):
+                [csock] = await wait_connections(lsock)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()                               # a reset, not a FIN
+            await anyio.sleep(0.05)
+            assert await socket_stream(csock) is None
+            assert csock.fileno() == -1
     anyio.run(main)

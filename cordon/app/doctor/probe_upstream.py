@@ -139,7 +139,9 @@ async def serve_probe_upstream(ctx: ssl.SSLContext, header: str, expected: str, 
     hname, want = header.lower().encode("latin-1"), expected.encode("latin-1")
 
     async def handler(csock: socket.socket) -> None:
-        await _handle(await socket_stream(csock), ctx, hname, want, log)
+        stream = await socket_stream(csock)
+        if stream is not None:
+            await _handle(stream, ctx, hname, want, log)
 
     with lsock:
         task_status.started(lsock.getsockname()[1])

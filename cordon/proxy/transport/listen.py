@@ -39,10 +39,14 @@ async def wait_connections(lsock: socket.socket) -> list[socket.socket]:
             return got
 
 
-async def socket_stream(csock: socket.socket) -> anyio.abc.SocketStream:
-    """An anyio stream over an accepted socket; the socket is closed if that fails or is cancelled."""
+async def socket_stream(csock: socket.socket) -> anyio.abc.SocketStream | None:
+    """An anyio stream over an accepted socket; None when the client is already gone (reset before
+    this ran). The socket is closed then, and when this fails otherwise or is cancelled."""
     try:
         return await anyio.abc.SocketStream.from_socket(csock)
+    except (OSError, ValueError):   # anyio says ValueError for a socket no longer connected
+        csock.close()
+        return None
     except BaseException:
         csock.close()
         raise
