@@ -77,6 +77,7 @@ from anyio.streams.tls import TLSAttribute, TLSStream
 
 from cordon.core import certs
 from cordon.core.model import Auth, Route, SecretSpec, UpstreamSpec
+from cordon.proxy.transport.listen import serve, socket_stream
 
 PATTERN = b"0123456789abcdefghijklmnopqrstuvwxyz" * 4  # 144 bytes
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
@@ -237,26 +238,14 @@ class LoopbackServer:
         raw = self._listener.extra(anyio.abc.SocketAttribute.raw_socket)
         with anyio.CancelScope() as scope:
             self._cancel = scope
-            async with anyio.create_task_group() as tg:
-                while True:
-                    # wait, then accept without awaiting: no connection is ever taken by a call
-                    # the shutdown then cancels (its socket would be lost unclosed, a
-                    # ResourceWarning in whichever test runs the next garbage collection)
-                    await anyio.wait_readable(raw)
-                    try:
-                        csock, _ = raw.accept()
-                    except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                        continue
-                    self._accepted_socks.append(csock)
-                    tg.start_soon(self._accepted, csock)
+            # cordon's own accept loop: no connection is lost to the shutdown's cancellation
+            await serve(raw, self._accepted)
 
     async def _accepted(self, csock: socket.socket) -> None:
-        try:
-            sock = await anyio.abc.SocketStream.from_socket(csock)
-        except BaseException:
-            csock.close()
-            raise
-        await self._handle(sock)
+        self._accepted_socks.append(csock)
+        sock = await socket_stream(csock)
+        if sock is not None:
+            await self._handle(sock)
 
     def _portal_call(self, fn: Any) -> Any:
         assert self._portal is not None, "server not started"
