@@ -489,14 +489,14 @@ class Forwarder:
         sent = 0
         read_t = self.t.read
         chunked_out = mode == "chunked"
-        pending = [head] if head else []
+        pending = head   # the head while it is still to go (b"" once sent)
 
         async def emit(data: bytes) -> None:
-            nonlocal sent
+            nonlocal sent, pending
             if scrubber is not None:
                 data = scrubber.feed(data)
             if pending:
-                out = pending.pop()
+                out, pending = pending, b""
                 if data:
                     out += encode_chunk(data) if chunked_out else data
                     sent += len(data)
@@ -552,10 +552,10 @@ class Forwarder:
         except Exception:
             if pending:   # the buffered bytes were bad: the head still goes first, then the error
                 with contextlib.suppress(Exception):
-                    await client.send(pending.pop())
+                    await client.send(pending)
             raise
         if pending:
-            await client.send(pending.pop())
+            await client.send(pending)
         if idle.cancelled_caught:
             raise TimeoutError
         if scrubber is not None:
