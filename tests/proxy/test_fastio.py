@@ -64,6 +64,18 @@ def test_a_deadline_moved_earlier_than_the_armed_timer_fires(options: dict[str, 
     _pair(body, options)
 
 
+async def received_later(s: FastStream, c: FastStream, data: bytes, after: float) -> bytes:
+    """What `s` receives while `c` sends `data` only `after` seconds from now (past an armed timer)."""
+    async def late() -> None:
+        await anyio.sleep(after)
+        await c.send(data)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(late)
+        got = await s.receive()
+    return got
+
+
 @pytest.mark.parametrize("options", LOOPS)
 def test_a_timer_armed_for_an_earlier_deadline_does_not_end_a_later_one(options: dict[str, Any]) -> None:
     async def body(s: FastStream, c: FastStream) -> None:
@@ -71,14 +83,7 @@ def test_a_timer_armed_for_an_earlier_deadline_does_not_end_a_later_one(options:
         await c.send(b"first")
         assert await s.receive() == b"first"   # the timer for +0.1 s stays armed
         s.deadline = s.clock() + 10             # later: the armed timer fires first and must not end this wait
-
-        async def late() -> None:
-            await anyio.sleep(0.6)
-            await c.send(b"second")
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(late)
-            assert await s.receive() == b"second"
+        assert await received_later(s, c, b"second", 0.6) == b"second"
         s.deadline = s.clock() + 0.2
         with pytest.raises(TimeoutError):
             await s.receive()
@@ -93,13 +98,6 @@ def test_no_deadline_means_no_timeout_even_with_a_timer_armed(options: dict[str,
         await c.send(b"x")
         assert await s.receive() == b"x"
         s.deadline = None
-
-        async def late() -> None:
-            await anyio.sleep(0.5)
-            await c.send(b"y")
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(late)
-            assert await s.receive() == b"y"
+        assert await received_later(s, c, b"y", 0.5) == b"y"
 
     _pair(body, options)

@@ -70,6 +70,15 @@ def test_cordon_start_is_not_dumpable(project: Path) -> None:
         p.communicate(timeout=30)
 
 
+def wait_not_dumpable(p: subprocess.Popen[bytes], what: str) -> None:
+    """Poll until the kernel refuses to show `p`'s environment (it never does for a dumpable process);
+    fail if `p` ends first or 30 s pass."""
+    deadline = time.monotonic() + 30
+    while read_environ(p.pid).returncode == 0:
+        assert p.poll() is None and time.monotonic() < deadline, f"{what} stayed dumpable"
+        time.sleep(0.05)
+
+
 def test_short_commands_are_not_dumpable(project: Path) -> None:
     """`cordon secret set` (waiting here for the new value on stdin) becomes not dumpable before it
     reads anything: polled until the kernel refuses, which never happens to a dumpable process."""
@@ -78,10 +87,7 @@ def test_short_commands_are_not_dumpable(project: Path) -> None:
                          env=subprocess_env({"REAL_KEY": SECRET}), stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 30
-        while read_environ(p.pid).returncode == 0:
-            assert p.poll() is None and time.monotonic() < deadline, "cordon secret set stayed dumpable"
-            time.sleep(0.05)
+        wait_not_dumpable(p, "cordon secret set")
     finally:
         p.communicate(b"", timeout=30)
 
@@ -98,9 +104,6 @@ def test_the_leaf_signing_child_is_not_dumpable(project: Path) -> None:
     p = subprocess.Popen([*no_caps(), *child_argv()], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 30
-        while read_environ(p.pid).returncode == 0:
-            assert p.poll() is None and time.monotonic() < deadline, "the signing child stayed dumpable"
-            time.sleep(0.05)
+        wait_not_dumpable(p, "the signing child")
     finally:
         p.communicate(b"{}", timeout=30)
