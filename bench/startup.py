@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -47,7 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from routes import route
@@ -95,29 +96,37 @@ def proc_cpu_ms(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
-def start_until_ready(cordon: str, cfg: Path, env: dict[str, str], cwd: Path) -> tuple[float, float, float]:
-    """(ms to the ready line, ms to the first /health 200, cpu ms by then) for one `cordon start`."""
+@contextlib.contextmanager
+def running_start(cordon: str, cfg: Path, env: dict[str, str], cwd: Path) -> Iterator[tuple[int, float, int, float]]:
+    """`cordon start` until its ready line: (pid, perf_counter at spawn, port, at the ready line);
+    stopped on leaving."""
     t0 = time.perf_counter()
     p = subprocess.Popen([cordon, "start", "--config", str(cfg), "--log-level", "warn"], env=env, cwd=cwd,
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         assert p.stderr is not None
         line = p.stderr.readline().decode(errors="replace")
-        ready = time.perf_counter() - t0
+        ready = time.perf_counter()
         m = re.search(r"ready on 127\.0\.0\.1:(\d+)", line)
         if not m:
             raise SystemExit(f"cordon start did not report ready: {line!r}{p.stderr.read(400)!r}")
-        conn = http.client.HTTPConnection("127.0.0.1", int(m.group(1)), timeout=10)
+        yield p.pid, t0, int(m.group(1)), ready
+    finally:
+        p.terminate()
+        p.wait(10)
+
+
+def start_until_ready(cordon: str, cfg: Path, env: dict[str, str], cwd: Path) -> tuple[float, float, float]:
+    """(ms to the ready line, ms to the first /health 200, cpu ms by then) for one `cordon start`."""
+    with running_start(cordon, cfg, env, cwd) as (pid, t0, port, ready):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         conn.request("GET", "/health")
         status = conn.getresponse().status
         health = time.perf_counter() - t0
         conn.close()
         if status != 200:
             raise SystemExit(f"/health answered {status}")
-        return ready * 1000, health * 1000, proc_cpu_ms(p.pid)
-    finally:
-        p.terminate()
-        p.wait(10)
+        return (ready - t0) * 1000, health * 1000, proc_cpu_ms(pid)
 
 
 def upstream(d: Path) -> tuple[subprocess.Popen[str], int, Path]:
@@ -143,16 +152,8 @@ def start_until_intercepted(cordon: str, cfg: Path, env: dict[str, str], cwd: Pa
                             proxy_auth: str, cafile: Path) -> tuple[float, float]:
     """(ms to the first intercepted 200, cpu ms by then) for one `cordon start`."""
     ctx = ssl.create_default_context(cafile=str(cafile))
-    t0 = time.perf_counter()
-    p = subprocess.Popen([cordon, "start", "--config", str(cfg), "--log-level", "warn"], env=env, cwd=cwd,
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        assert p.stderr is not None
-        line = p.stderr.readline().decode(errors="replace")
-        m = re.search(r"ready on 127\.0\.0\.1:(\d+)", line)
-        if not m:
-            raise SystemExit(f"cordon start did not report ready: {line!r}{p.stderr.read(400)!r}")
-        conn = http.client.HTTPSConnection("127.0.0.1", int(m.group(1)), context=ctx, timeout=10)
+    with running_start(cordon, cfg, env, cwd) as (pid, t0, port, _):
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
         conn.set_tunnel("localhost", up_port, headers={"Proxy-Authorization": proxy_auth})
         conn.request("GET", "/small")
         r = conn.getresponse()
@@ -161,24 +162,14 @@ def start_until_intercepted(cordon: str, cfg: Path, env: dict[str, str], cwd: Pa
         conn.close()
         if r.status != 200:
             raise SystemExit(f"the intercepted GET answered {r.status}")
-        return done * 1000, proc_cpu_ms(p.pid)
-    finally:
-        p.terminate()
-        p.wait(10)
+        return done * 1000, proc_cpu_ms(pid)
 
 
 def proxy_credentials(cordon: str, cfg: Path, env: dict[str, str], cwd: Path) -> tuple[str, Path]:
     """(Proxy-Authorization value, CA bundle) from `cordon env`, asked while a `cordon start` runs."""
-    p = subprocess.Popen([cordon, "start", "--config", str(cfg), "--log-level", "warn"], env=env, cwd=cwd,
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        assert p.stderr is not None
-        p.stderr.readline()
+    with running_start(cordon, cfg, env, cwd):
         out = subprocess.run([cordon, "env", "--format", "json", "--config", str(cfg)], env=env, cwd=cwd,
                              capture_output=True, text=True, check=True)
-    finally:
-        p.terminate()
-        p.wait(10)
     values = json.loads(out.stdout)
     cred = values["HTTPS_PROXY"].split("//", 1)[1].split("@", 1)[0]
     return "Basic " + base64.b64encode(cred.encode()).decode(), Path(values["SSL_CERT_FILE"])
