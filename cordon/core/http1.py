@@ -32,6 +32,7 @@ _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _TARGET = re.compile(rb"^[\x21-\x7e]+$")
 _VERSION = re.compile(rb"^HTTP/1\.[01]$")
 _BLANK_LINE = re.compile(rb"\n\r?\n")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 # The common, well-formed head, checked and split in C: a request or status line, then field
 # lines `name:value` (CRLF or bare LF), then the blank line, nothing else. What these accept the
@@ -357,7 +358,7 @@ class ChunkedDecoder:
                 line = bytes(buf[pos:nl]).rstrip(b"\r")
                 pos = nl + 1
                 size_s = line.split(b";", 1)[0].strip(b" \t")
-                if not size_s or len(size_s) > 16 or any(c not in b"0123456789abcdefABCDEF" for c in size_s):
+                if _CHUNK_SIZE.fullmatch(size_s) is None:
                     raise ProtocolError("malformed chunk size", self._status)
                 size = int(size_s, 16)
                 if size == 0:

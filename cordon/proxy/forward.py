@@ -20,7 +20,6 @@ half-close their side, and the two cannot be told apart without writing.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import ssl
@@ -141,8 +140,6 @@ class Forwarder:
             return serialize_request_head(plan.method, plan.path, headers)
 
         head = request_head(plan.headers)
-        replayable = body is not None and (req.method in IDEMPOTENT or header_get(
-            req.headers, b"idempotency-key") is not None)
 
         retried = False
         on_401 = plan.on_401
@@ -167,7 +164,8 @@ class Forwarder:
                     resp = await self._response_head(up, client, req, expect, plan)
                     if resp is None:
                         await up.aclose()
-                        if reused and replayable and not retried:
+                        if reused and not retried and (req.method in IDEMPOTENT or header_get(
+                                req.headers, b"idempotency-key") is not None):   # replayable
                             retried = True
                             continue
                         raise ProtocolError(f"upstream {plan.target.describe()} closed the connection "
@@ -510,14 +508,24 @@ class Forwarder:
 
         trailers: Headers = []
         clean = True
-        # one inactivity timer for the whole body, pushed back as data flows (cheaper than a scope per read)
-        clock = asyncio.get_running_loop().time   # anyio's clock on asyncio, without its per-call lookup
-        now = clock()
-        moved = now
+        left = rf.length
+        dec = ChunkedDecoder(502) if rf.kind == "chunked" else None
         try:
+            if pending:
+                # the body's first bytes came with the head (they are in `up.buf`: no read waits): they
+                # leave with it now, before the inactivity timer below is set up (a cancel scope costs
+                # tens of microseconds, and the first event should not wait for it)
+                data = await up.receive_batch(min(left, RECV) if rf.kind == "length" else RECV)
+                if rf.kind == "length":
+                    left -= len(data)
+                await emit(dec.feed(data) if dec is not None else data)
+            # one inactivity timer for the rest of the body, pushed back as data flows (cheaper than a
+            # scope per read)
+            clock = up.stream.clock   # the loop's clock, which anyio's deadlines are on
+            now = clock()
+            moved = now
             with anyio.CancelScope(deadline=now + read_t) as idle:
                 if rf.kind == "length":
-                    left = rf.length
                     while left:
                         data = await up.receive_batch(min(left, RECV))
                         left -= len(data)
@@ -525,8 +533,7 @@ class Forwarder:
                         now = clock()
                         if now - moved > 0.5:
                             idle.deadline, moved = now + read_t, now
-                elif rf.kind == "chunked":
-                    dec = ChunkedDecoder(502)
+                elif dec is not None:
                     while not dec.done:
                         data = await up.receive_batch(RECV)
                         out = dec.feed(data)

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Protocol
 import anyio
 
 from cordon.core.errors import ProtocolError, SecretError
-from cordon.core.http1 import RequestHead, request_framing, strip_hop_by_hop
+from cordon.core.http1 import RequestHead, header_values, request_framing, strip_hop_by_hop
 from cordon.core.inject import InjectionError, echo_scrub, rewrite_request, wants_secret
 from cordon.core.model import Route, Secret
 from cordon.core.routes import normalize_host, server_name_host, split_host_port
+from cordon.core.scrub import EchoScrub
 from cordon.proxy.conn import Conn
 from cordon.proxy.forward import ClientGone, Forwarder, Plan, Timeouts
 from cordon.proxy.pool import Target
@@ -82,14 +83,33 @@ async def serve_mitm(px: ProxyCore, client: Conn, route: Route, host: str, port:
         return
     client.buf.clear()
     sni = sni_of(tls.ssl_object)
+    # the connection's server name, worked out once (each request is still checked against it)
+    sni_host = normalize_host(server_name_host(sni)) if sni is not None else None
     inner = Conn(tls)
+    seen = Seen()
     try:
         while True:
             req = await px.read_request(inner)
-            if req is None or not await route_request(px, inner, req, route, host, port, sni, who=who):
+            if req is None or not await route_request(px, inner, req, route, host, port, sni_host, who=who,
+                                                      seen=seen):
                 return
     finally:
         await inner.aclose()
+
+
+class Seen:
+    """What one intercepted connection keeps from one request to the next (its route, CONNECT
+    host and server name never change): the Host value that passed `check_host` last, and the
+    echo scrub worked out for the Secret object last used. The same Host bytes pass the same
+    check, and the same secret gives the same scrub: a request gets exactly the answers it would
+    get afresh, without working them out again."""
+
+    __slots__ = ("host", "scrub", "secret")
+
+    def __init__(self) -> None:
+        self.host: bytes | None = None   # the one Host value that passed (None: none yet)
+        self.secret: Secret | None = None
+        self.scrub: EchoScrub | None = None
 
 
 def _origin_path(req: RequestHead, host: str) -> bytes:
@@ -111,11 +131,13 @@ def _origin_path(req: RequestHead, host: str) -> bytes:
     raise ProtocolError("malformed request target", 400)
 
 
-def check_host(req: RequestHead, host: str, port: int, sni: str | None) -> None:
-    """421 unless the Host header and the TLS SNI both name the CONNECT host."""
-    if sni is not None and normalize_host(server_name_host(sni)) != normalize_host(host):
+def check_host(req: RequestHead, host: str, port: int, sni_host: str | None) -> None:
+    """421 unless the Host header and the TLS SNI (`sni_host`: its host part, normalized) both
+    name the CONNECT host."""
+    name = normalize_host(host)
+    if sni_host is not None and sni_host != name:
         raise ProtocolError(f"TLS server name does not match the CONNECT host {host}", 421)
-    hosts = [v for k, v in req.headers if k.lower() == b"host"]
+    hosts = header_values(req.headers, b"host")
     if len(hosts) > 1:
         # the upstream might believe either copy (RFC 9112 §3.2: 400)
         raise ProtocolError("more than one Host header", 400)
@@ -128,13 +150,18 @@ def check_host(req: RequestHead, host: str, port: int, sni: str | None) -> None:
         h, _ = split_host_port(hv.decode("latin-1"), port)
     except ValueError:
         raise ProtocolError("malformed Host header", 400)
-    if normalize_host(h) != normalize_host(host):
+    if normalize_host(h) != name:
         raise ProtocolError(f"Host header does not match the CONNECT host {host}", 421)
 
 
 async def route_request(px: ProxyCore, client: Conn, req: RequestHead, route: Route, host: str, port: int,
-                        sni: str | None, *, absolute: bool = False, who: str = "-") -> bool:
-    """Forward one request for a route host; returns whether the client connection stays open."""
+                        sni_host: str | None, *, absolute: bool = False, who: str = "-",
+                        seen: Seen | None = None) -> bool:
+    """Forward one request for a route host; returns whether the client connection stays open.
+
+    `sni_host`: the host part of the client's TLS server name, normalized (None: no TLS or no SNI).
+    `seen`: the intercepted connection's memo (always the same route, host, port and `sni_host`).
+    """
     t0 = time.monotonic()
     st = px.stats.route(route.name)
     st.requests += 1
@@ -149,9 +176,13 @@ async def route_request(px: ProxyCore, client: Conn, req: RequestHead, route: Ro
             name = normalize_host(host).encode("idna")
             headers.insert(0, (b"Host", name if port in (80, 443) else b"%s:%d" % (name, port)))
         else:
-            check_host(req, host, port, sni)
+            hosts = header_values(req.headers, b"host")
+            if seen is None or len(hosts) != 1 or hosts[0] != seen.host:
+                check_host(req, host, port, sni_host)
+                if seen is not None and len(hosts) == 1:
+                    seen.host = hosts[0]
             headers = strip_hop_by_hop(req.headers)
-        request_framing(req)  # 400 for smuggling-prone framing before any secret lookup
+        framing = request_framing(req)  # 400 for smuggling-prone framing before any secret lookup
         if route.auth.type == "login":
             secret = None
             if px.oauth is None:
@@ -174,9 +205,17 @@ async def route_request(px: ProxyCore, client: Conn, req: RequestHead, route: Ro
         except InjectionError as e:
             raise ProtocolError(str(e), 502)
         # every response from a route host is scrubbed, injected or not: the upstream may echo the key anyway
-        scrub = echo_scrub(route, secret) if secret is not None else None
+        if secret is None:
+            scrub = None
+        elif seen is not None and secret is seen.secret:
+            scrub = seen.scrub
+        else:
+            scrub = echo_scrub(route, secret)
+            if seen is not None:
+                seen.secret, seen.scrub = secret, scrub
         target = px.route_target(route, port, host)
-        plan = Plan(target=target, method=req.method, path=path, headers=headers, scrub=scrub, upgrade=upgrade)
+        plan = Plan(target=target, method=req.method, path=path, headers=headers, scrub=scrub, upgrade=upgrade,
+                    framing=framing)
         if secret is not None and px.oauth is not None and route.auth.type == "login":
             from cordon.proxy.oauth import ACCOUNTS_CHECK, LOGIN_PREFETCH
             if req.method == b"GET" and path.startswith(ACCOUNTS_CHECK) and not upgrade:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import anyio
+import pytest
 
 from cordon.core.model import Auth, Route, SecretSpec
 from cordon.proxy.transport.fasttls import TLSConn
@@ -160,6 +161,34 @@ def test_a_first_event_that_came_with_the_head_leaves_with_it_in_one_record() ->
         assert await client.receive() == head + b"%x\r\n%b\r\n" % (len(first), first)
         await relayed(up, client, b"%x\r\n%b\r\n" % (len(second), second))
         await relayed(up, client, b"0\r\n\r\n")
+
+    run(route(), body)
+
+
+def test_a_malformed_chunk_that_came_with_the_head_lets_the_head_through_then_ends_the_connection() -> None:
+    """The body's first bytes, in the upstream's buffer with the head, are not a chunk: the client
+    gets the head on its own (no half-relayed chunk, no error page after it), then the connection
+    ends, and so does the upstream's (it is not pooled)."""
+    head = (b"HTTP/1.1 200 OK\r\n"
+            b"Content-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n"
+            b"\r\n")
+
+    async def body(t: ProxyOverMemory) -> None:
+        client, up = await first_request(t, b"POST /v1/responses HTTP/1.1\r\n"
+                                            b"Host: api.example.test\r\n"
+                                            b"Content-Length: 0\r\n"
+                                            b"\r\n",
+                                         upstream_gets=b"POST /v1/responses HTTP/1.1\r\n"
+                                                       b"Host: api.example.test\r\n"
+                                                       b"Authorization: Bearer sk-real-SECRET-0123456789abcdef\r\n"
+                                                       b"\r\n")
+        await up.send(head + b"zz\r\ndata: {}\n\n\r\n")
+        assert await client.receive() == head
+        with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+            await client.receive()
+        with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+            await up.receive()
 
     run(route(), body)
 

@@ -53,6 +53,21 @@ def test_second_host_header_is_refused(sc: Scene) -> None:
     assert sc.up.requests == []
 
 
+@pytest.mark.parametrize("fields", [
+    b"Host: evil.example\r\n", b"Host: \r\n", b"", b"Host: " + H + b"\r\nHost: evil.example\r\n",
+    b"Host: " + H + b"\r\nHost: " + H + b"\r\n",
+])
+def test_a_host_that_passed_on_a_connection_does_not_vouch_for_the_next_request(sc: Scene, fields: bytes) -> None:
+    """The Host check is each request's own: after a served request on a kept-alive tunnel, one
+    naming another host, an empty Host, none at all, or two (the same value twice too) are refused."""
+    s = sc.tunnel()
+    r = sc.send(s, b"GET /v1/models HTTP/1.1\r\nHost: " + H + b"\r\n\r\n")
+    assert r is not None and r.status == 200
+    r = sc.send(s, b"GET /v1/models HTTP/1.1\r\n" + fields + b"\r\n")
+    assert r is not None and r.status in (400, 421), r and r.head
+    assert len(sc.up.requests) == 1
+
+
 def test_missing_host_in_http11_is_400(sc: Scene) -> None:
     r = sc.send(sc.tunnel(), b"GET /v1/models HTTP/1.1\r\nX: 1\r\n\r\n")
     assert r is not None and r.status == 400
