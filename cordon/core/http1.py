@@ -246,15 +246,21 @@ def _parse_response_lines(head: bytes) -> ResponseHead:
                         version=parts[0], headers=_parse_fields(lines[1:], 502))
 
 
-def _content_length(headers: Sequence[tuple[bytes, bytes]], status: int) -> int | None:
-    values = header_values(headers, b"content-length")
+def _content_length(headers: Sequence[tuple[bytes, bytes]], status: int,
+                    values: list[bytes] | None = None) -> int | None:
+    """The body length the Content-Length fields (`values`, when the caller has them) give."""
+    if values is None:
+        values = header_values(headers, b"content-length")
     if not values:
         return None
-    # "Content-Length: 5, 5" or repeated identical fields are allowed (RFC 9110 §8.6)
-    seen = {p.strip() for v in values for p in v.split(b",")}
-    if len(seen) != 1:
-        raise ProtocolError("conflicting Content-Length values", status)
-    (v,) = seen
+    if len(values) == 1 and b"," not in values[0]:
+        v = values[0].strip()
+    else:
+        # "Content-Length: 5, 5" or repeated identical fields are allowed (RFC 9110 §8.6)
+        seen = {p.strip() for v in values for p in v.split(b",")}
+        if len(seen) != 1:
+            raise ProtocolError("conflicting Content-Length values", status)
+        (v,) = seen
     if not v.isdigit() or len(v) > 18:
         raise ProtocolError("invalid Content-Length", status)
     return int(v)
@@ -263,9 +269,9 @@ def _content_length(headers: Sequence[tuple[bytes, bytes]], status: int) -> int 
 def request_framing(req: RequestHead) -> Framing:
     """Body framing of a request (RFC 9112 §6.3); smuggling-prone input is refused with 400."""
     te = tokens(req.headers, b"transfer-encoding")
-    has_cl = header_get(req.headers, b"content-length") is not None
+    cl = header_values(req.headers, b"content-length")
     if te:
-        if has_cl:
+        if cl:
             raise ProtocolError("both Content-Length and Transfer-Encoding (refused: request smuggling)", 400)
         if req.version == b"HTTP/1.0":
             raise ProtocolError("Transfer-Encoding in an HTTP/1.0 request", 400)
@@ -273,7 +279,7 @@ def request_framing(req: RequestHead) -> Framing:
             # codings other than plain chunked cannot be relayed faithfully (RFC 9112 §6.1)
             raise ProtocolError("unsupported Transfer-Encoding", 501 if te[-1] == b"chunked" else 400)
         return Framing("chunked")
-    n = _content_length(req.headers, 400)
+    n = _content_length(req.headers, 400, cl)
     if n:
         return Framing("length", n)
     return NO_BODY

@@ -32,10 +32,14 @@ class InjectionError(ValueError):
     """The secret cannot be put in a header (it holds a line break or NUL)."""
 
 
+def _breaks_a_line(value: str) -> bool:
+    return "\r" in value or "\n" in value or "\0" in value
+
+
 def credential_header(route: Route, secret: Secret) -> tuple[bytes, bytes]:
     """The (name, value) header carrying `secret` for `route`."""
     value = secret.reveal()
-    if any(c in value for c in "\r\n\0"):
+    if _breaks_a_line(value):
         raise InjectionError(f"route '{route.name}': the secret contains a line break or NUL")
     auth = route.auth
     if auth.type == "basic":
@@ -92,7 +96,7 @@ def rewrite_query(path: bytes, route: Route, secret: Secret | None) -> tuple[byt
     if due:
         assert secret is not None
         value = secret.reveal()
-        if any(c in value for c in "\r\n\0"):
+        if _breaks_a_line(value):
             raise InjectionError(f"route '{route.name}': the secret contains a line break or NUL")
         kept.append(param.encode("ascii") + b"=" + quote(value, safe="").encode("ascii"))
     elif not had:
