@@ -266,6 +266,11 @@ class Forwarder:
                 st.done.set()
 
     async def _read_exact(self, client: Conn, n: int) -> bytes:
+        buf = client.buf
+        if len(buf) >= n:   # the usual case: the body came with the head
+            body = bytes(buf[:n])
+            del buf[:n]
+            return body
         parts: list[bytes] = []
         left = n
         try:
