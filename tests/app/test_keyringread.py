@@ -58,7 +58,8 @@ def test_a_backend_error_comes_back_by_name_and_is_worded_as_a_read_in_the_proce
     assert answers["cordon/openai"] == ["sk-from-the-file", None, ""]
     assert answers["cordon/locked"] == [None, "KeyringLocked", "the collection is locked"]
     resolver = SecretResolver({})
-    with resolver.keyring_answers({("cordon", "locked"): KeyringAnswer(*answers["cordon/locked"])}), \
+    locked = KeyringAnswer(None, "KeyringLocked", "the collection is locked")
+    with resolver.keyring_answers({("cordon", "locked"): locked}), \
             pytest.raises(SecretError, match=r"route 'locked': the keyring holding .* is locked"):
         resolver.resolve(keyring_route("locked"))
 
