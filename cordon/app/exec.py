@@ -252,24 +252,12 @@ def _run_exec(req: ExecRequest, say: Say) -> int:
         raise ConfigError(f"{config.path}: [tls] enabled = false, so cordon cannot intercept "
                           f"its {plural(len(routes), 'route')}",
                           "remove `enabled = false` from [tls] (or remove the routes)")
-    from cordon.app import keyringread
-    keyring = keyringread.start(routes, req.env)   # a child reads the keyring entries meanwhile
-    try:
-        from cordon.proxy.secretcache import SecretCache
-        from cordon.store.generation import generation_file
-        from cordon.store.secrets import SecretResolver
-        reader = SecretResolver(req.env, op_path=config.op_path)
-        # the session's one cache: preflight fills it, the proxy serves from it
-        resolver = SecretCache(reader, generation_file(req.paths.cordon_home))
-        answers = None
-        if keyring is not None:
-            import cordon.core.certs  # noqa: F401 - cryptography, for the session CA: loaded beside the read
-            answers, keyring = keyring.answers(), None
-    finally:
-        if keyring is not None:
-            keyring.close()
-    with reader.keyring_answers(answers or {}):
-        values = preflight(routes, resolver, _scope_args(req))
+    from cordon.proxy.secretcache import SecretCache
+    from cordon.store.generation import generation_file
+    from cordon.store.secrets import SecretResolver
+    # the session's one cache: preflight fills it, the proxy serves from it
+    resolver = SecretCache(SecretResolver(req.env, op_path=config.op_path), generation_file(req.paths.cordon_home))
+    values = preflight(routes, resolver, _scope_args(req))
     from cordon.store.upstreamca import check_ca_files
     check_ca_files(routes, config.path)
     token = _new_token()

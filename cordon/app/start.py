@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -34,9 +35,6 @@ from cordon.store.runrecord import live_run_record
 from cordon.store.scope import Scope
 
 if TYPE_CHECKING:
-    import ssl
-
-    from cordon.app.keyringread import KeyringRead
     from cordon.app.leafsign import Signing
     from cordon.core.certs import CA
     from cordon.proxy.auth import ProxyAuth
@@ -63,7 +61,6 @@ class ProxyRun:
         self._ca: tuple[bytes, Callable[[], CA]] | None = None   # its PEM, and a loader (cryptography)
         self._resolver: SecretCache | None = None
         self._signing: Signing | None = None   # the child signing the route hosts' leaves
-        self._keyring: KeyringRead | None = None   # the child reading the routes' keyring entries
 
     def sensitive_values(self) -> list[str]:
         """Every secret and proxy token this run holds (for the log redaction filter only)."""
@@ -82,10 +79,7 @@ class ProxyRun:
             raise
 
     def close(self) -> None:
-        """Stop the children if nobody took their answers (a failed preflight, the end of serve)."""
-        if self._keyring is not None:
-            self._keyring.close()
-            self._keyring = None
+        """Stop the signing child if nobody took its answer (a failed preflight, the end of serve)."""
         if self._signing is not None:
             self._signing.close()
             self._signing = None
@@ -100,21 +94,14 @@ class ProxyRun:
             raise CordonError(f"cordon is already running for this scope (pid {rec.pid}, "
                               f"127.0.0.1:{rec.port})",
                               "use that one (`cordon env` points clients at it), or stop it first")
-        from cordon.app import keyringread
-        self._keyring = keyringread.start(scope.config.routes, self.env)   # first: the secrets wait for it
         self._signing = self._start_signing()
         from cordon.proxy.secretcache import SecretCache
         from cordon.store.secrets import SecretResolver
-        reader = SecretResolver(self.env, op_path=scope.config.op_path)
         # the run's one cache: preflight fills it, the proxy serves from it; values are dropped
         # when the generation file changes (`cordon secret set|delete` bump it) and on SIGHUP
-        self._resolver = SecretCache(reader, scope.secrets_gen_file)
-        answers = None
-        if self._keyring is not None:
-            _load_proxy(self.env)   # while the child reads
-            answers, self._keyring = self._keyring.answers(), None
-        with reader.keyring_answers(answers or {}):
-            self._secret_values += check_secrets(scope, self._resolver, report)
+        self._resolver = SecretCache(SecretResolver(self.env, op_path=scope.config.op_path),
+                                     scope.secrets_gen_file)
+        self._secret_values += check_secrets(scope, self._resolver, report)
         from cordon.store.upstreamca import check_ca_files
         check_ca_files(scope.config.routes, scope.config_path)
         if scope.config.routes and not scope.config.tls.enabled:
@@ -221,20 +208,6 @@ class ProxyRun:
         return proxy_login_store(Paths.from_env(self.env), self.env, self._secret_values.append)
 
 
-def _load_proxy(env: Mapping[str, str]) -> None:
-    """Import what serving needs now rather than at bind: done while the keyring child reads,
-    this runs on one core and the child on the other."""
-    import contextlib
-
-    import cordon.app.liveconfig
-    import cordon.proxy.server
-    import cordon.proxy.tls  # noqa: F401
-    from cordon.proxy.eventloop import backend_options
-    backend_options(env)   # imports the loop: uvloop, where installed
-    with contextlib.suppress(ImportError):   # what anyio.run imports for its asyncio backend
-        import anyio._backends._asyncio  # noqa: F401
-
-
 WARM_HOSTS = 16   # leaves signed right after ready; other hosts get theirs on first use
 
 
@@ -253,8 +226,6 @@ async def _warm(issuer: LeafIssuer, contexts: ClientContexts, scope: Scope) -> N
     if that fails, here, loading the CA); a second later the verifying contexts of the routes'
     TLS upstreams (the system roots take ~25 ms of CPU each, which a request that comes at
     once would otherwise share its CPU with)."""
-    import ssl
-
     import anyio
     import anyio.to_thread
 

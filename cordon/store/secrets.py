@@ -8,8 +8,6 @@ Interface (other code relies on these names):
     SecretResolver(env, op_path=None)      a `cordon.core.model.SecretReader`
         .resolve(route) -> Secret          raises SecretError (names route + fix)
         .check(routes) -> list[tuple[Route, SecretError | None]]   all failures together
-        .keyring_answers({(service, account): KeyringAnswer})   a block whose keyring reads
-                                           were done just now by another process
     set_keyring_secret(spec, value) / delete_keyring_secret(spec)
     fix_hint(route) -> str                 e.g. "run `cordon secret set openai`"
 
@@ -34,8 +32,8 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from cordon.core.errors import SecretError
 from cordon.core.model import Route, Secret, SecretSpec
@@ -117,8 +115,8 @@ class NoKeyring(SecretError):
     """No usable OS keyring on this machine (a headless box, an SSH session, a container)."""
 
 
-def _keyring_error(name: str, text: str, spec: SecretSpec) -> SecretError:
-    """The SecretError for a backend's exception, by its type name and message."""
+def _keyring_error(e: Exception, spec: SecretSpec) -> SecretError:
+    name = type(e).__name__
     if name in ("NoKeyringError", "InitError"):
         return NoKeyring(f"no usable OS keyring for {spec.describe()} ({name})",
                            "start a Secret Service (gnome-keyring, KeePassXC) in a desktop session, "
@@ -126,7 +124,7 @@ def _keyring_error(name: str, text: str, spec: SecretSpec) -> SecretError:
     if name == "KeyringLocked":
         return SecretError(f"the keyring holding {spec.describe()} is locked", "unlock it and try again")
     # the message of a backend error never holds the value, but keep it short
-    return SecretError(f"keyring error reading {spec.describe()}: {name}: {text[:200]}",
+    return SecretError(f"keyring error reading {spec.describe()}: {name}: {str(e)[:200]}",
                        "check that the OS keyring is running and unlocked")
 
 
@@ -142,38 +140,15 @@ def _decode_go_keyring(raw: str) -> str:
     return raw
 
 
-class KeyringAnswer(NamedTuple):
-    """What one read of a keyring entry gave (perhaps in another process: `cordon.app.keyringread`):
-    the stored value (None: nothing stored), or the backend error's type name and message."""
-    value: str | None
-    error: str | None = None
-    text: str = ""
-
-
-def get_keyring_secret(spec: SecretSpec, env: Mapping[str, str] | None = None,
-                       answer: KeyringAnswer | None = None) -> str | None:
-    """The entry's value (None: nothing stored); from `answer` when given, else read now."""
-    if answer is None:
-        answer = read_keyring_entries([(spec.service, spec.account or "")], env)[0]
-    if answer.error is not None:
-        raise _keyring_error(answer.error, answer.text, spec)
-    if answer.value is None:
-        return None
-    return _decode_go_keyring(answer.value) if spec.decode == "go-keyring" else str(answer.value)
-
-
-def read_keyring_entries(entries: Sequence[tuple[str, str]], env: Mapping[str, str] | None = None,
-                         ) -> list[KeyringAnswer]:
-    """Read every (service, account) as it is stored, undecoded: what `get_keyring_secret` takes
-    as `answer`. Raises SecretError when the backend cannot be loaded."""
+def get_keyring_secret(spec: SecretSpec, env: Mapping[str, str] | None = None) -> str | None:
     backend = _keyring_backend(env)
-    answers = []
-    for service, account in entries:
-        try:
-            answers.append(KeyringAnswer(backend.get_password(service, account)))
-        except Exception as e:
-            answers.append(KeyringAnswer(None, type(e).__name__, str(e)))
-    return answers
+    try:
+        value = backend.get_password(spec.service, spec.account or "")
+    except Exception as e:
+        raise _keyring_error(e, spec) from None
+    if value is None:
+        return None
+    return _decode_go_keyring(value) if spec.decode == "go-keyring" else str(value)
 
 
 def set_keyring_secret(spec: SecretSpec, value: str, env: Mapping[str, str] | None = None) -> None:
@@ -186,7 +161,7 @@ def set_keyring_secret(spec: SecretSpec, value: str, env: Mapping[str, str] | No
     try:
         backend.set_password(spec.service, spec.account or "", clean)
     except Exception as e:
-        raise _keyring_error(type(e).__name__, str(e), spec) from None
+        raise _keyring_error(e, spec) from None
 
 
 def delete_keyring_secret(spec: SecretSpec, env: Mapping[str, str] | None = None) -> None:
@@ -200,7 +175,7 @@ def delete_keyring_secret(spec: SecretSpec, env: Mapping[str, str] | None = None
     except Exception as e:
         if type(e).__name__ == "PasswordDeleteError":
             raise SecretError(f"nothing stored in {spec.describe()}", "nothing to delete") from None
-        raise _keyring_error(type(e).__name__, str(e), spec) from None
+        raise _keyring_error(e, spec) from None
 
 
 # --- subprocess sources ------------------------------------------------------------------------
@@ -240,7 +215,7 @@ def _run(argv: Sequence[str], env: Mapping[str, str], timeout: float) -> subproc
             proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out_w.fileno(),
                                     stderr=err_w.fileno(), env=dict(env), process_group=0)
         try:
-            out, err = read_to_eof(out_r, err_r, timeout)
+            out, err = _collect(out_r, err_r, timeout)
             proc.wait(timeout=timeout or None)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
@@ -258,7 +233,7 @@ def _run(argv: Sequence[str], env: Mapping[str, str], timeout: float) -> subproc
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def read_to_eof(out_r: socket.socket, err_r: socket.socket, timeout: float) -> tuple[bytes, bytes]:
+def _collect(out_r: socket.socket, err_r: socket.socket, timeout: float) -> tuple[bytes, bytes]:
     """Read both sockets to EOF; TimeoutExpired after `timeout` seconds (0: no limit)."""
     deadline = time.monotonic() + timeout if timeout else None
     bufs: dict[socket.socket, list[bytes]] = {out_r: [], err_r: []}
@@ -293,18 +268,6 @@ class SecretResolver:
     def __init__(self, env: Mapping[str, str], op_path: str | None = None) -> None:
         self._env = dict(env)
         self._op_path = op_path
-        self._answers: dict[tuple[str, str], KeyringAnswer] = {}
-
-    @contextlib.contextmanager
-    def keyring_answers(self, answers: Mapping[tuple[str, str], KeyringAnswer]) -> Iterator[None]:
-        """Inside the block, keyring entries (service, account) found in `answers` (read just
-        now, by `cordon.app.keyringread`'s child) are taken from there; outside it, and for any
-        other entry, every read goes to the keyring."""
-        self._answers = dict(answers)
-        try:
-            yield
-        finally:
-            self._answers = {}
 
     # -- public --
 
@@ -385,7 +348,7 @@ class SecretResolver:
     def _from_keyring(self, route: Route) -> Secret:
         spec = route.auth.secret
         try:
-            value = get_keyring_secret(spec, self._env, self._answers.get((spec.service, spec.account or "")))
+            value = get_keyring_secret(spec, self._env)
         except NoKeyring as e:
             raise self._fail(route, e.message, no_keyring_hint(route.name)) from None
         except SecretError as e:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests import configs
-from tests.conftest import cordon_argv, subprocess_env, wait_for, write
+from tests.conftest import cordon_argv, subprocess_env, write
 from tests.startproc import READY_RE
 
 SECRET = "sk-start-SECRET-0c9d1e"
@@ -107,23 +107,3 @@ def test_the_leaf_signing_child_is_not_dumpable(project: Path) -> None:
         wait_not_dumpable(p, "the signing child")
     finally:
         p.communicate(b"{}", timeout=30)
-
-
-def test_the_keyring_reading_child_is_not_dumpable(tmp_path: Path) -> None:
-    """The child `cordon start` and `cordon exec` fork to read the routes' keyring entries
-    (cordon.app.keyringread), held here in its read: not dumpable, though the process it was
-    forked from (a script that never asked) is."""
-    from tests.keyringscripts import json_backend, run_read
-
-    gate = tmp_path / "gate"
-    p = run_read("openai", json_backend(tmp_path) | {"GATE": str(gate), "REAL_KEY": SECRET}, prefix=tuple(no_caps()))
-    try:
-        assert p.stdout is not None
-        child = int(p.stdout.readline())
-        wait_for(tmp_path / "gate.waiting")
-        assert SECRET.encode() in read_environ(p.pid).stdout, "the check sees a dumpable process of the same user"
-        r = read_environ(child)
-        assert r.returncode != 0 and SECRET.encode() not in r.stdout
-    finally:
-        gate.touch()
-        p.communicate(timeout=30)
