@@ -223,14 +223,39 @@ def proxy_credentials(cordon: str, cfg: Path, env: dict[str, str], cwd: Path) ->
     return "Basic " + base64.b64encode(cred.encode()).decode(), Path(values["SSL_CERT_FILE"])
 
 
-def import_profile(py: str, argv: Sequence[str], env: dict[str, str], cwd: Path, runs: int = 5) -> dict[str, float]:
-    """Median self time (ms) of `python -X importtime` per top-level package (cordon per layer)."""
+def importtime_until_ready(argv: Sequence[str], env: dict[str, str], cwd: Path) -> str:
+    """The -X importtime lines of a `cordon start` up to its ready line; then it is stopped."""
+    p = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    assert p.stderr is not None
+    lines = []
+    try:
+        for line in p.stderr:
+            if "ready on 127.0.0.1:" in line:
+                break
+            lines.append(line)
+        else:
+            raise SystemExit(f"cordon start did not report ready: {''.join(lines[-5:])}")
+    finally:
+        p.terminate()
+        p.wait(10)
+        p.stderr.close()
+    return "".join(lines)
+
+
+def import_profile(py: str, argv: Sequence[str], env: dict[str, str], cwd: Path, runs: int = 5,
+                   until_ready: bool = False) -> dict[str, float]:
+    """Median self time (ms) of `python -X importtime` per top-level package (cordon per layer);
+    with `until_ready`, of a `cordon start` up to its ready line."""
     per_run: list[dict[str, float]] = []
     for _ in range(runs):
-        r = subprocess.run([py, "-X", "importtime", *argv], env=env, cwd=cwd, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True)
+        if until_ready:
+            err = importtime_until_ready([py, "-X", "importtime", *argv], env, cwd)
+        else:
+            err = subprocess.run([py, "-X", "importtime", *argv], env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True).stderr
         groups: dict[str, float] = {}
-        for line in r.stderr.splitlines():
+        for line in err.splitlines():
             m = re.match(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)", line)
             if not m:
                 continue
@@ -242,7 +267,7 @@ def import_profile(py: str, argv: Sequence[str], env: dict[str, str], cwd: Path,
     return {k: statistics.median(g.get(k, 0.0) for g in per_run) for k in keys}
 
 
-def print_profile(name: str, prof: dict[str, float], top: int = 14) -> None:
+def print_profile(name: str, prof: dict[str, float], top: int = 16) -> None:
     total = sum(prof.values())
     print(f"\n`{name}`: {total:.0f} ms importing (self time, median of 5 runs under -X importtime)\n")
     print("| package | ms | share |")
@@ -374,7 +399,10 @@ def main() -> int:
                         ("cordon exec -- true, no routes",
                          import_profile(py, [cordon, "exec", "--", "true"], env, bare)),
                         ("cordon exec -- true, two keyring routes",
-                         import_profile(py, [cordon, "exec", "--", "true"], env, routed))]
+                         import_profile(py, [cordon, "exec", "--", "true"], env, routed)),
+                        ("cordon start, two keyring routes, to its ready line",
+                         import_profile(py, [cordon, "start", "--config", str(cfg), "--log-level", "warn"], env,
+                                        routed, until_ready=True))]
     load = os.getloadavg()
     print(f"| command | wall ms (median of {args.n}) | cpu ms | target |")
     print("|---|---|---|---|")
