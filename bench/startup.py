@@ -2,6 +2,7 @@
 
     python3 bench/startup.py [-n 15] [--repo DIR] [--venv DIR]
     python3 bench/startup.py -n 15 --against DIR      # paired: this tree and DIR's, alternating
+    python3 bench/startup.py --secret-service         # the secrets in a Secret Service, not a file
 
 Installs `--repo` (default: this checkout) the way users get it, `pip install .`
 (byte-compiled, no editable finder), into `--venv` (default bench/.startup-venv,
@@ -21,6 +22,11 @@ re-installed on every run), then times, each in a throwaway HOME/XDG:
   to the first intercepted `GET /small` answered 200, sent the moment the
   ready line appears (CONNECT, TLS with cordon's leaf, the credential
   injected, TLS to the upstream); cpu as above.
+
+With `--secret-service` the two routes' secrets are kept in gnome-keyring's Secret
+Service instead (a private D-Bus session started by the bench, with a throwaway
+HOME), as on a desktop: keyring then loads its Secret Service backend and talks
+D-Bus before each read.
 
 Wall time is the median over N runs after one warm-up; cpu is the user+sys
 time of the process tree (less sensitive to other load on the machine). With
@@ -55,6 +61,28 @@ from routes import route
 
 HERE = Path(__file__).resolve().parent
 BACKEND = "keyrings.alt.file.PlaintextKeyring"
+SECRET_SERVICE = "keyring.backends.SecretService.Keyring"
+# waits until the daemon owns its bus name (a call before that makes D-Bus start a second,
+# locked daemon), then stores the two routes' secrets
+STORE = """
+import sys, time, keyring
+from jeepney.bus_messages import message_bus
+from jeepney.io.blocking import open_dbus_connection
+conn = open_dbus_connection(sys.argv[1])
+deadline = time.monotonic() + 10
+while not conn.send_and_get_reply(message_bus.NameHasOwner("org.freedesktop.secrets")).body[0]:
+    assert time.monotonic() < deadline, "the Secret Service did not start"
+    time.sleep(0.02)
+for attempt in range(50):
+    try:
+        keyring.set_password('cordon', 'openai', 'sk-startup-bench-1')
+        keyring.set_password('cordon', 'anthropic', 'sk-ant-startup-bench-2')
+        break
+    except Exception:
+        if attempt == 49:
+            raise
+        time.sleep(0.1)
+"""
 ROUTES_TOML = (route("openai", "api.openai.com", keyring="openai")
                + route("anthropic", "api.anthropic.com", keyring="anthropic", header="x-api-key", scheme=None))
 TARGETS = {"cordon --version": 40.0, "cordon exec -- true, no routes": 100.0,
@@ -116,6 +144,26 @@ def running_start(cordon: str, cfg: Path, env: dict[str, str], cwd: Path) -> Ite
         p.wait(10)
 
 
+@contextlib.contextmanager
+def secret_service(root: Path) -> Iterator[str]:
+    """gnome-keyring's Secret Service on a private D-Bus session, its HOME under `root`, unlocked
+    with a throwaway password: the session's bus address. Ends with the block."""
+    home = root / "keyring-home"
+    home.mkdir()
+    script = ("printf pw | gnome-keyring-daemon --foreground --unlock --components=secrets >/dev/null 2>&1 & "
+              'echo "$DBUS_SESSION_BUS_ADDRESS"; exec cat')
+    p = subprocess.Popen(["dbus-run-session", "--", "sh", "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         text=True, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)},
+                         start_new_session=True)
+    assert p.stdin is not None and p.stdout is not None
+    try:
+        yield p.stdout.readline().strip()
+    finally:
+        p.stdin.close()
+        p.wait(10)
+        p.stdout.close()
+
+
 def start_until_ready(cordon: str, cfg: Path, env: dict[str, str], cwd: Path) -> tuple[float, float, float]:
     """(ms to the ready line, ms to the first /health 200, cpu ms by then) for one `cordon start`."""
     with running_start(cordon, cfg, env, cwd) as (pid, t0, port, ready):
@@ -175,14 +223,39 @@ def proxy_credentials(cordon: str, cfg: Path, env: dict[str, str], cwd: Path) ->
     return "Basic " + base64.b64encode(cred.encode()).decode(), Path(values["SSL_CERT_FILE"])
 
 
-def import_profile(py: str, argv: Sequence[str], env: dict[str, str], cwd: Path, runs: int = 5) -> dict[str, float]:
-    """Median self time (ms) of `python -X importtime` per top-level package (cordon per layer)."""
+def importtime_until_ready(argv: Sequence[str], env: dict[str, str], cwd: Path) -> str:
+    """The -X importtime lines of a `cordon start` up to its ready line; then it is stopped."""
+    p = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    assert p.stderr is not None
+    lines = []
+    try:
+        for line in p.stderr:
+            if "ready on 127.0.0.1:" in line:
+                break
+            lines.append(line)
+        else:
+            raise SystemExit(f"cordon start did not report ready: {''.join(lines[-5:])}")
+    finally:
+        p.terminate()
+        p.wait(10)
+        p.stderr.close()
+    return "".join(lines)
+
+
+def import_profile(py: str, argv: Sequence[str], env: dict[str, str], cwd: Path, runs: int = 5,
+                   until_ready: bool = False) -> dict[str, float]:
+    """Median self time (ms) of `python -X importtime` per top-level package (cordon per layer);
+    with `until_ready`, of a `cordon start` up to its ready line."""
     per_run: list[dict[str, float]] = []
     for _ in range(runs):
-        r = subprocess.run([py, "-X", "importtime", *argv], env=env, cwd=cwd, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True)
+        if until_ready:
+            err = importtime_until_ready([py, "-X", "importtime", *argv], env, cwd)
+        else:
+            err = subprocess.run([py, "-X", "importtime", *argv], env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True).stderr
         groups: dict[str, float] = {}
-        for line in r.stderr.splitlines():
+        for line in err.splitlines():
             m = re.match(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)", line)
             if not m:
                 continue
@@ -194,7 +267,7 @@ def import_profile(py: str, argv: Sequence[str], env: dict[str, str], cwd: Path,
     return {k: statistics.median(g.get(k, 0.0) for g in per_run) for k in keys}
 
 
-def print_profile(name: str, prof: dict[str, float], top: int = 14) -> None:
+def print_profile(name: str, prof: dict[str, float], top: int = 16) -> None:
     total = sum(prof.values())
     print(f"\n`{name}`: {total:.0f} ms importing (self time, median of 5 runs under -X importtime)\n")
     print("| package | ms | share |")
@@ -231,6 +304,9 @@ def main() -> int:
     ap.add_argument("--against", type=Path, help="another cordon tree: paired rounds against it")
     ap.add_argument("--against-venv", type=Path, default=HERE / ".startup-venv-against",
                     help="the virtualenv for --against (default bench/.startup-venv-against)")
+    ap.add_argument("--secret-service", action="store_true",
+                    help="keep the routes' secrets in gnome-keyring's Secret Service (a private D-Bus session "
+                         "started here), as on a desktop, instead of keyrings.alt's file backend")
     ap.add_argument("--profile", action="store_true",
                     help="also print what each cordon command spends importing, by package")
     args = ap.parse_args()
@@ -239,8 +315,9 @@ def main() -> int:
     other = None
     if args.against:
         other = str(prepare(args.against_venv.resolve(), args.against.resolve()).parent / "cordon")
-    with tempfile.TemporaryDirectory(prefix="cordon-startup-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="cordon-startup-") as tmp, contextlib.ExitStack() as stack:
         root = Path(tmp)
+        bus = stack.enter_context(secret_service(root)) if args.secret_service else None
         home = root / "home"
         (home / ".config").mkdir(parents=True)
         run = root / "run"
@@ -261,7 +338,10 @@ def main() -> int:
                and k not in ("SSL_CERT_FILE", "VIRTUAL_ENV")}
         env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), XDG_DATA_HOME=str(home / ".local/share"),
                    XDG_RUNTIME_DIR=str(run), PYTHON_KEYRING_BACKEND=BACKEND, BENCH_SECRET="sk-startup-bench-3")
-        subprocess.run([py, "-c", "import keyring; keyring.set_password('cordon', 'openai', 'sk-startup-bench-1'); "
+        if bus is not None:
+            env.update(PYTHON_KEYRING_BACKEND=SECRET_SERVICE, DBUS_SESSION_BUS_ADDRESS=bus)
+        subprocess.run([py, "-c", STORE, bus or ""] if bus is not None else
+                       [py, "-c", "import keyring; keyring.set_password('cordon', 'openai', 'sk-startup-bench-1'); "
                         "keyring.set_password('cordon', 'anthropic', 'sk-ant-startup-bench-2')"], env=env, check=True)
         # a project file's routes are used only once approved
         for conf in (cfg, icfg):
@@ -274,9 +354,12 @@ def main() -> int:
                 def one(c: str) -> dict[str, float]:
                     ready, health, cpu = start_until_ready(c, cfg, env, routed)
                     iwall, icpu = start_until_intercepted(c, icfg, env, intercept, up_port, auth, bundle)
-                    return {"cordon exec -- true, no routes: cpu ms": timed([c, "exec", "--", "true"], env, bare)[1],
-                            "cordon exec -- true, two keyring routes: cpu ms":
-                                timed([c, "exec", "--", "true"], env, routed)[1],
+                    bare_wall, bare_cpu = timed([c, "exec", "--", "true"], env, bare)
+                    routed_wall, routed_cpu = timed([c, "exec", "--", "true"], env, routed)
+                    return {"cordon exec -- true, no routes: ms": bare_wall,
+                            "cordon exec -- true, no routes: cpu ms": bare_cpu,
+                            "cordon exec -- true, two keyring routes: ms": routed_wall,
+                            "cordon exec -- true, two keyring routes: cpu ms": routed_cpu,
                             "cordon start: ready line ms": ready, "cordon start: first /health 200 ms": health,
                             "cordon start: cpu ms at the first /health 200": cpu,
                             "cordon start: first intercepted 200 ms": iwall,
@@ -316,7 +399,10 @@ def main() -> int:
                         ("cordon exec -- true, no routes",
                          import_profile(py, [cordon, "exec", "--", "true"], env, bare)),
                         ("cordon exec -- true, two keyring routes",
-                         import_profile(py, [cordon, "exec", "--", "true"], env, routed))]
+                         import_profile(py, [cordon, "exec", "--", "true"], env, routed)),
+                        ("cordon start, two keyring routes, to its ready line",
+                         import_profile(py, [cordon, "start", "--config", str(cfg), "--log-level", "warn"], env,
+                                        routed, until_ready=True))]
     load = os.getloadavg()
     print(f"| command | wall ms (median of {args.n}) | cpu ms | target |")
     print("|---|---|---|---|")

@@ -179,6 +179,30 @@ def test_missing_secrets_reported_together_before_ca(project: Path, up: Upstream
     assert not (sd / "proxy.json").exists()
 
 
+def test_a_keyring_secret_is_checked_before_ready_and_then_injected(project: Path, up: UpstreamServer) -> None:
+    """A route whose keyring entry holds nothing stops the start with its route and fix; one that
+    holds a value serves the requests with it."""
+    from cordon.core.model import SecretSpec
+    from cordon.store.secrets import set_keyring_secret
+    set_keyring_secret(SecretSpec(source="keyring", account="openai"), "sk-from-the-keyring")
+    configs.write(project / "cordon.toml", _keyring_route(up),
+                  configs.openai(name="four", host="api.four.example", keyring="four"), listen=0)
+    sp = StartProc(cwd=project)
+    try:
+        assert sp.wait_exit() == 1
+    finally:
+        sp.close()
+    assert "cordon: error: route 'four': no secret stored in keyring cordon/four" in sp.stderr
+    assert "hint: run `cordon secret set four`" in sp.stderr
+    assert "1 of 2 route secrets could not be resolved" in sp.stderr
+    assert "sk-from-the-keyring" not in sp.stderr and "ready on" not in sp.stderr
+    configs.write(project / "cordon.toml", _keyring_route(up), listen=0)
+    with started(cwd=project) as ok, _client(_env_json(project)) as c:
+        assert c.get("https://api.openai.com/json").status_code == 200
+        assert up.requests[-1].header("authorization") == "Bearer sk-from-the-keyring"
+        assert ok.stop() == 0
+
+
 def test_second_start_for_the_scope_is_refused(project: Path) -> None:
     write_config(project)
     with started(cwd=project) as first:
