@@ -216,5 +216,8 @@ async def proxy_over_memory(routes: Sequence[Route], *, secrets: dict[str, str])
             try:
                 yield t
             finally:
+                # shielded: inside the cancelled scope the close would raise Cancelled at its first
+                # await, and that would replace (and so hide) a failure the test body is raising
+                with anyio.CancelScope(shield=True):
+                    await t.proxy.pool.aclose()
                 tg.cancel_scope.cancel()
-                await t.proxy.pool.aclose()
