@@ -516,7 +516,7 @@ class Forwarder:
         left = rf.length
         dec = ChunkedDecoder(502) if rf.kind == "chunked" else None
         try:
-            if pending:
+            if pending and rf.kind != "none":
                 # the body's first bytes came with the head (they are in `up.buf`: no read waits): they
                 # leave with it now, before the inactivity timer below is set up (a cancel scope costs
                 # tens of microseconds, and the first event should not wait for it)

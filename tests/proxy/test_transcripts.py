@@ -138,6 +138,37 @@ def test_chunked_streaming_response_reaches_the_client_event_by_event() -> None:
     run(route(), body)
 
 
+def test_bytes_after_a_bodiless_response_never_reach_the_client() -> None:
+    """An upstream that follows a 204 with more bytes in the same write (a second response,
+    smuggled): the client gets the 204 and nothing else; its next request is answered by its own
+    response, over a fresh upstream connection (the tainted one is not reused)."""
+    async def body(t: ProxyOverMemory) -> None:
+        get = b"GET /v1/a HTTP/1.1\r\nHost: api.example.test\r\n\r\n"
+        injected = (b"GET /v1/a HTTP/1.1\r\nHost: api.example.test\r\n"
+                    b"Authorization: Bearer " + SECRET.encode() + b"\r\n\r\n")
+        client, up = await first_request(t, get, upstream_gets=injected)
+        await up.send(b"HTTP/1.1 204 No Content\r\n\r\n"
+                      b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEVIL!")
+        await expect(client, b"HTTP/1.1 204 No Content\r\n\r\n")
+        followed = bytearray()
+
+        async def read_more() -> None:
+            followed.extend(await client.receive(1 << 16))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read_more)
+            await anyio.wait_all_tasks_blocked()   # the proxy has sent all it will for this request
+            tg.cancel_scope.cancel()
+        assert followed == b"", f"bytes followed the 204: {bytes(followed)!r}"
+        await client.send(get)
+        second = await t.next_upstream()
+        await expect(second, injected)
+        await relayed(second, client, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        assert len(t.opened) == 2
+
+    run(route(), body)
+
+
 def test_a_first_event_that_came_with_the_head_leaves_with_it_in_one_record() -> None:
     """Time to first token: the head and the first event the upstream sent together reach the client
     in one TLS record (one read), not the head first and the event a write later; the next event,
