@@ -22,7 +22,6 @@ from cordon.core.http1 import RequestHead, header_values, request_framing, strip
 from cordon.core.inject import InjectionError, echo_scrub, rewrite_request, wants_secret
 from cordon.core.model import Route, Secret
 from cordon.core.routes import normalize_host, server_name_host, split_host_port
-from cordon.core.scrub import EchoScrub
 from cordon.proxy.conn import Conn
 from cordon.proxy.forward import ClientGone, Forwarder, Plan, Timeouts
 from cordon.proxy.pool import Target
@@ -99,17 +98,13 @@ async def serve_mitm(px: ProxyCore, client: Conn, route: Route, host: str, port:
 
 class Seen:
     """What one intercepted connection keeps from one request to the next (its route, CONNECT
-    host and server name never change): the Host value that passed `check_host` last, and the
-    echo scrub worked out for the Secret object last used. The same Host bytes pass the same
-    check, and the same secret gives the same scrub: a request gets exactly the answers it would
-    get afresh, without working them out again."""
+    host and server name never change): the Host value that passed `check_host` last. The same
+    Host bytes pass the same check, so a request gets exactly the answer it would get afresh."""
 
-    __slots__ = ("host", "scrub", "secret")
+    __slots__ = ("host",)
 
     def __init__(self) -> None:
         self.host: bytes | None = None   # the one Host value that passed (None: none yet)
-        self.secret: Secret | None = None
-        self.scrub: EchoScrub | None = None
 
 
 def _origin_path(req: RequestHead, host: str) -> bytes:
@@ -205,14 +200,7 @@ async def route_request(px: ProxyCore, client: Conn, req: RequestHead, route: Ro
         except InjectionError as e:
             raise ProtocolError(str(e), 502)
         # every response from a route host is scrubbed, injected or not: the upstream may echo the key anyway
-        if secret is None:
-            scrub = None
-        elif seen is not None and secret is seen.secret:
-            scrub = seen.scrub
-        else:
-            scrub = echo_scrub(route, secret)
-            if seen is not None:
-                seen.secret, seen.scrub = secret, scrub
+        scrub = echo_scrub(route, secret) if secret is not None else None   # worked out once per secret
         target = px.route_target(route, port, host)
         plan = Plan(target=target, method=req.method, path=path, headers=headers, scrub=scrub, upgrade=upgrade,
                     framing=framing)
