@@ -417,7 +417,7 @@ class Forwarder:
             headers.append((b"Connection", b"close"))
         res = Result(status=resp.status, keep_alive=keep_client)
         head = serialize_response_head(resp.status, resp.reason, headers)
-        if not up.buf:
+        if not up.buf or mode == "none":   # after a response without a body, buffered bytes are not its own
             await client.send(head)
             head = b""
         # else the body's first bytes came with the head (a stream's first event, usually): they go
@@ -516,7 +516,7 @@ class Forwarder:
         left = rf.length
         dec = ChunkedDecoder(502) if rf.kind == "chunked" else None
         try:
-            if pending and rf.kind != "none":
+            if pending:
                 # the body's first bytes came with the head (they are in `up.buf`: no read waits): they
                 # leave with it now, before the inactivity timer below is set up (a cancel scope costs
                 # tens of microseconds, and the first event should not wait for it)
