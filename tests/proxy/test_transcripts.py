@@ -169,25 +169,33 @@ def test_bytes_after_a_bodiless_response_never_reach_the_client() -> None:
     run(route(), body)
 
 
+SSE_HEAD = (b"HTTP/1.1 200 OK\r\n"
+            b"Content-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n"
+            b"\r\n")
+
+
+async def streamed_request(t: ProxyOverMemory) -> tuple[TLSConn, MemoryStream]:
+    """A model call as agents make it (POST, empty body), injected and sent upstream."""
+    return await first_request(t, b"POST /v1/responses HTTP/1.1\r\n"
+                                  b"Host: api.example.test\r\n"
+                                  b"Content-Length: 0\r\n"
+                                  b"\r\n",
+                               upstream_gets=b"POST /v1/responses HTTP/1.1\r\n"
+                                             b"Host: api.example.test\r\n"
+                                             b"Authorization: Bearer sk-real-SECRET-0123456789abcdef\r\n"
+                                             b"\r\n")
+
+
 def test_a_first_event_that_came_with_the_head_leaves_with_it_in_one_record() -> None:
     """Time to first token: the head and the first event the upstream sent together reach the client
     in one TLS record (one read), not the head first and the event a write later; the next event,
     sent on its own, still leaves at once."""
-    head = (b"HTTP/1.1 200 OK\r\n"
-            b"Content-Type: text/event-stream\r\n"
-            b"Transfer-Encoding: chunked\r\n"
-            b"\r\n")
+    head = SSE_HEAD
     first, second = b"data: {\"delta\": \"Hel\"}\n\n", b"data: {\"delta\": \"lo\"}\n\n"
 
     async def body(t: ProxyOverMemory) -> None:
-        client, up = await first_request(t, b"POST /v1/responses HTTP/1.1\r\n"
-                                            b"Host: api.example.test\r\n"
-                                            b"Content-Length: 0\r\n"
-                                            b"\r\n",
-                                         upstream_gets=b"POST /v1/responses HTTP/1.1\r\n"
-                                                       b"Host: api.example.test\r\n"
-                                                       b"Authorization: Bearer sk-real-SECRET-0123456789abcdef\r\n"
-                                                       b"\r\n")
+        client, up = await streamed_request(t)
         await up.send(head + b"%x\r\n%b\r\n" % (len(first), first))
         assert await client.receive() == head + b"%x\r\n%b\r\n" % (len(first), first)
         await relayed(up, client, b"%x\r\n%b\r\n" % (len(second), second))
@@ -200,20 +208,10 @@ def test_a_malformed_chunk_that_came_with_the_head_lets_the_head_through_then_en
     """The body's first bytes, in the upstream's buffer with the head, are not a chunk: the client
     gets the head on its own (no half-relayed chunk, no error page after it), then the connection
     ends, and so does the upstream's (it is not pooled)."""
-    head = (b"HTTP/1.1 200 OK\r\n"
-            b"Content-Type: text/event-stream\r\n"
-            b"Transfer-Encoding: chunked\r\n"
-            b"\r\n")
+    head = SSE_HEAD
 
     async def body(t: ProxyOverMemory) -> None:
-        client, up = await first_request(t, b"POST /v1/responses HTTP/1.1\r\n"
-                                            b"Host: api.example.test\r\n"
-                                            b"Content-Length: 0\r\n"
-                                            b"\r\n",
-                                         upstream_gets=b"POST /v1/responses HTTP/1.1\r\n"
-                                                       b"Host: api.example.test\r\n"
-                                                       b"Authorization: Bearer sk-real-SECRET-0123456789abcdef\r\n"
-                                                       b"\r\n")
+        client, up = await streamed_request(t)
         await up.send(head + b"zz\r\ndata: {}\n\n\r\n")
         assert await client.receive() == head
         with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
